@@ -1,0 +1,316 @@
+//! The engine: finds the rules for a message through the topic index, decodes the payload once,
+//! evaluates every matching rule and renders its actions into output records. Rule sets are
+//! immutable and shared as `Arc`s; a reload swaps the whole set atomically.
+
+pub mod pipeline;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde_json::Value as Json;
+
+use crate::error::EvalError;
+use crate::message::{is_batch, split_integration_batch, Message};
+use crate::rule::expr::{Ctx, Env};
+use crate::rule::plan::SelectItem;
+use crate::rule::template::{valid_kafka_topic, Template};
+use crate::rule::Rule;
+use crate::sink::OutputRecord;
+use crate::topic::{TopicIndex, TopicInfo};
+use crate::value::{base64_encode, Fields, Value};
+
+/// An immutable set of compiled rules with its topic index.
+pub struct RuleSet {
+    rules: Vec<Arc<Rule>>,
+    index: TopicIndex,
+}
+
+impl RuleSet {
+    /// Indexes the enabled rules (disabled ones are kept for listing).
+    pub fn new(rules: Vec<Rule>) -> RuleSet {
+        let rules: Vec<Arc<Rule>> = rules.into_iter().map(Arc::new).collect();
+        let mut index = TopicIndex::new();
+        for (i, r) in rules.iter().enumerate() {
+            if r.enabled {
+                index.insert(&r.filter, i);
+            }
+        }
+        RuleSet { rules, index }
+    }
+
+    /// The rules, in load order.
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
+    }
+}
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Where error records go when a rule has no error action.
+    pub default_error_topic: String,
+    /// Payloads above this size are not evaluated: they become error records.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { default_error_topic: "sluice-errors".into(), max_payload_bytes: 1024 * 1024 }
+    }
+}
+
+/// What happened to one message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Rules whose filter matched.
+    pub matched: u32,
+    /// Records for which a rule produced output.
+    pub passed: u32,
+    /// Records a WHERE filtered out.
+    pub filtered: u32,
+    /// Evaluation failures (each produced an error record).
+    pub failed: u32,
+}
+
+/// Per-worker scratch space, reused across messages.
+#[derive(Default)]
+pub struct Scratch {
+    ids: Vec<usize>,
+}
+
+/// Processing stages named in error records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The source could not make a message of its input.
+    Source,
+    /// The payload could not be decoded (not JSON, bad batch, too large).
+    Decode,
+    /// WHERE failed.
+    Where,
+    /// SELECT failed.
+    Select,
+    /// An action template failed.
+    Action,
+}
+
+impl Stage {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Source => "source",
+            Stage::Decode => "decode",
+            Stage::Where => "where",
+            Stage::Select => "select",
+            Stage::Action => "action",
+        }
+    }
+}
+
+/// The rule engine.
+pub struct Engine {
+    rules: ArcSwap<RuleSet>,
+    env: Env,
+    opts: EngineOptions,
+}
+
+impl Engine {
+    /// An engine over a rule set.
+    pub fn new(rules: RuleSet, env: Env, opts: EngineOptions) -> Engine {
+        Engine { rules: ArcSwap::from_pointee(rules), env, opts }
+    }
+
+    /// Swaps in a new rule set; messages being processed finish with the old one.
+    pub fn reload(&self, rules: RuleSet) {
+        self.rules.store(Arc::new(rules));
+    }
+
+    /// The current rule set.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.load_full()
+    }
+
+    /// Options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Runs every matching rule on `msg`, appending output and error records to `out`.
+    /// Never fails: bad input becomes error records.
+    pub fn process(&self, msg: &Message, now_ms: i64, scratch: &mut Scratch, out: &mut Vec<OutputRecord>) -> Outcome {
+        let set = self.rules.load();
+        set.index.matches(&msg.topic, &mut scratch.ids);
+        let mut outcome = Outcome { matched: scratch.ids.len() as u32, ..Outcome::default() };
+        if scratch.ids.is_empty() {
+            return outcome;
+        }
+        let info = TopicInfo::parse(&msg.topic);
+        let needs_json = scratch.ids.iter().any(|&i| set.rules[i].reads_record) || is_batch(&info);
+
+        // Decode once for all rules.
+        let decoded: Result<Option<Json>, String> = if msg.payload.len() > self.opts.max_payload_bytes {
+            Err(format!("payload of {} bytes exceeds max_payload_bytes ({})", msg.payload.len(), self.opts.max_payload_bytes))
+        } else if needs_json {
+            match serde_json::from_slice::<Json>(&msg.payload) {
+                Ok(j) => Ok(Some(j)),
+                Err(e) => Err(format!("payload is not valid JSON: {e}")),
+            }
+        } else {
+            Ok(None)
+        };
+        let batch: Option<Result<Vec<Json>, String>> = match (&decoded, is_batch(&info)) {
+            (Ok(Some(root)), true) => Some(split_integration_batch(root, msg.meta.received_ms).map_err(|e| format!("invalid integration request: {e}"))),
+            _ => None,
+        };
+
+        for &i in &scratch.ids {
+            let rule = &set.rules[i];
+            let records: Vec<Option<&Json>> = match (&decoded, &batch) {
+                (Err(e), _) if rule.reads_record || msg.payload.len() > self.opts.max_payload_bytes => {
+                    outcome.failed += 1;
+                    out.push(self.error_record(rule, msg, Stage::Decode, e));
+                    continue;
+                }
+                (_, Some(Err(e))) if rule.reads_record => {
+                    outcome.failed += 1;
+                    out.push(self.error_record(rule, msg, Stage::Decode, e));
+                    continue;
+                }
+                (_, Some(Ok(entries))) => entries.iter().map(Some).collect(),
+                (Ok(root), _) => vec![root.as_ref()],
+                (Err(_), _) => vec![None],
+            };
+            for record in records {
+                let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
+                match eval_rule(rule, &ctx, out) {
+                    Ok(true) => outcome.passed += 1,
+                    Ok(false) => outcome.filtered += 1,
+                    Err((stage, e)) => {
+                        outcome.failed += 1;
+                        out.push(self.error_record(rule, msg, stage, &e.0));
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    /// A dead-letter record for an input that a source could not decode (no rule ran).
+    pub fn dead_letter(&self, msg: &Message, reason: &str) -> OutputRecord {
+        self.error_to(None, self.opts.default_error_topic.clone(), msg, Stage::Source, reason)
+    }
+
+    /// An error record, like AWS IoT's error action: rule, topic, stage, reason, payload.
+    pub fn error_record(&self, rule: &Rule, msg: &Message, stage: Stage, reason: &str) -> OutputRecord {
+        let topic = rule.error_topic.clone().unwrap_or_else(|| self.opts.default_error_topic.clone());
+        self.error_to(Some(&rule.name), topic, msg, stage, reason)
+    }
+
+    fn error_to(&self, rule: Option<&Arc<str>>, topic: String, msg: &Message, stage: Stage, reason: &str) -> OutputRecord {
+        let value = serde_json::json!({
+            "rule": rule.map(|r| &**r),
+            "topic": msg.topic,
+            "stage": stage.name(),
+            "reason": reason,
+            "payload_base64": base64_encode(&msg.payload),
+            "source": &*msg.meta.source,
+            "received_ms": msg.meta.received_ms,
+            "message_id": msg.meta.id,
+        });
+        OutputRecord {
+            rule: rule.cloned().unwrap_or_else(|| Arc::from("")),
+            topic,
+            key: None,
+            headers: vec![("sluice-error-stage".into(), stage.name().into())],
+            value: serde_json::to_vec(&value).unwrap_or_default(),
+            is_error: true,
+        }
+    }
+}
+
+/// Evaluates one rule on one record: `Ok(true)` when it produced output.
+fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
+    if let Some(w) = &rule.where_ {
+        let v = w.eval(ctx).map_err(|e| (Stage::Where, e))?;
+        match v.truth() {
+            Ok(Some(true)) => {}
+            Ok(_) => return Ok(false),
+            Err(e) => return Err((Stage::Where, EvalError(format!("WHERE: {e}")))),
+        }
+    }
+    let mut fields: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(rule.select.len() + 4);
+    for item in &rule.select {
+        match item {
+            SelectItem::Named { name, expr } => {
+                let v = expr.eval(ctx).map_err(|e| (Stage::Select, e))?;
+                set_field(&mut fields, Cow::Borrowed(name.as_str()), v, rule.dynamic_fields);
+            }
+            SelectItem::Star => match ctx.record {
+                Some(Json::Object(m)) => {
+                    for (k, v) in m {
+                        set_field(&mut fields, Cow::Borrowed(k.as_str()), Value::from_json(v), true);
+                    }
+                }
+                Some(other) => return Err((Stage::Select, EvalError(format!("SELECT * needs a JSON object payload, got {}", Value::from_json(other).type_name())))),
+                None => return Err((Stage::Select, EvalError("SELECT * needs a JSON object payload".into()))),
+            },
+            SelectItem::Flatten(expr) => match expr.eval(ctx).map_err(|e| (Stage::Select, e))? {
+                Value::Json(Cow::Borrowed(Json::Object(m))) => {
+                    for (k, v) in m {
+                        set_field(&mut fields, Cow::Borrowed(k.as_str()), Value::from_json(v), true);
+                    }
+                }
+                Value::Json(Cow::Owned(Json::Object(m))) => {
+                    for (k, v) in m {
+                        set_field(&mut fields, Cow::Owned(k), Value::from_owned_json(v), true);
+                    }
+                }
+                Value::Null => {}
+                other => return Err((Stage::Select, EvalError(format!("expected an object to flatten, got {}", other.type_name())))),
+            },
+        }
+    }
+
+    let pairs: Vec<(&str, Value<'a>)> = fields.iter().map(|(k, v)| (k.as_ref(), v.clone())).collect();
+    let value = serde_json::to_vec(&Fields(&pairs)).map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
+    let lookup = |name: &str| -> Result<String, String> {
+        match pairs.iter().rev().find(|(k, _)| *k == name) {
+            Some((_, v)) => v.as_text().map(Cow::into_owned).ok_or_else(|| format!("template field `{name}` is null")),
+            None => Err(format!("template field `{name}` is not in the output")),
+        }
+    };
+    let render = |t: &Template| t.render(lookup).map_err(|e| (Stage::Action, EvalError(format!("template `{}`: {e}", t.source))));
+    let start = out.len();
+    let rendered = (|| {
+        for action in &rule.actions {
+            let topic = render(&action.topic)?;
+            if !valid_kafka_topic(&topic) {
+                return Err((Stage::Action, EvalError(format!("target topic `{topic}` (from `{}`) is not a valid Kafka topic name", action.topic.source))));
+            }
+            let key = action.key.as_ref().map(render).transpose()?;
+            let mut headers = Vec::with_capacity(action.headers.len());
+            for (h, t) in &action.headers {
+                headers.push((h.clone(), render(t)?));
+            }
+            out.push(OutputRecord { rule: rule.name.clone(), topic, key, headers, value: value.clone(), is_error: false });
+        }
+        Ok(())
+    })();
+    if let Err(e) = rendered {
+        out.truncate(start);
+        return Err(e);
+    }
+    Ok(true)
+}
+
+/// Adds a field; with `replace`, an existing field of the same name is overwritten in place
+/// (so `SELECT *, upper(x) AS x` replaces `x`).
+fn set_field<'a>(fields: &mut Vec<(Cow<'a, str>, Value<'a>)>, name: Cow<'a, str>, v: Value<'a>, replace: bool) {
+    if replace {
+        if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == name) {
+            slot.1 = v;
+            return;
+        }
+    }
+    fields.push((name, v));
+}

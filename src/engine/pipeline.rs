@@ -1,0 +1,185 @@
+//! The running pipeline: sources → bounded channel → engine workers → bounded channel → sink.
+//!
+//! Every channel is bounded, so a slow sink blocks the workers, which block the sources:
+//! backpressure, never drops. Shutdown: the sources stop, the workers drain what is queued, the
+//! sink flushes, and acks let sources commit.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::engine::{Engine, Scratch};
+use crate::error::{SinkError, SourceError};
+use crate::shutdown::Shutdown;
+use crate::sink::{Batch, Sink, SinkReport};
+use crate::source::{Envelope, Source, SourceReport};
+use crate::telemetry::metrics;
+
+/// The clock of the engine.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Clock {
+    /// The system clock.
+    #[default]
+    System,
+    /// A fixed time, ms since the epoch (tests, `--now`).
+    Fixed(i64),
+}
+
+impl Clock {
+    /// Now, ms since the epoch.
+    pub fn now_ms(self) -> i64 {
+        match self {
+            Clock::System => chrono::Utc::now().timestamp_millis(),
+            Clock::Fixed(t) => t,
+        }
+    }
+}
+
+/// What a pipeline run did.
+#[derive(Debug, Default)]
+pub struct PipelineReport {
+    /// Per source.
+    pub sources: Vec<(String, SourceReport)>,
+    /// The sink.
+    pub sink: SinkReport,
+}
+
+/// A pipeline failure.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The sink failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// A task panicked or was cancelled.
+    #[error("task failed: {0}")]
+    Task(String),
+}
+
+/// A pipeline ready to run.
+pub struct Pipeline {
+    /// The engine (shared: reloads swap its rules while running).
+    pub engine: Arc<Engine>,
+    /// The sources.
+    pub sources: Vec<Box<dyn Source>>,
+    /// The sink.
+    pub sink: Box<dyn Sink>,
+    /// Channel capacity between stages.
+    pub capacity: usize,
+    /// Engine workers.
+    pub workers: usize,
+    /// The clock.
+    pub clock: Clock,
+}
+
+impl Pipeline {
+    /// Runs until every source ends (or shutdown stops them), then drains and flushes.
+    pub async fn run(self, shutdown: Shutdown) -> Result<PipelineReport, PipelineError> {
+        let cap = self.capacity.max(1);
+        let (src_tx, mut src_rx) = mpsc::channel::<Envelope>(cap);
+        let (sink_tx, sink_rx) = mpsc::channel::<Batch>(cap);
+
+        let sink_task = tokio::spawn(self.sink.run(sink_rx));
+
+        // Workers, each with its own bounded queue; a router spreads messages by topic so one
+        // topic's messages stay in order.
+        let workers = self.workers.max(1);
+        let mut worker_txs = Vec::with_capacity(workers);
+        let mut worker_tasks = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (tx, rx) = mpsc::channel::<Envelope>(cap);
+            worker_txs.push(tx);
+            worker_tasks.push(tokio::spawn(worker(w, self.engine.clone(), rx, sink_tx.clone(), self.clock)));
+        }
+        drop(sink_tx);
+        let router = tokio::spawn(async move {
+            while let Some(env) = src_rx.recv().await {
+                let i = if worker_txs.len() == 1 { 0 } else { topic_shard(&env.msg.topic, worker_txs.len()) };
+                if worker_txs[i].send(env).await.is_err() {
+                    break;
+                }
+            }
+        });
+
+        let mut source_tasks = Vec::new();
+        for s in self.sources {
+            let name = s.name();
+            source_tasks.push((name, tokio::spawn(s.run(src_tx.clone(), shutdown.clone()))));
+        }
+        drop(src_tx);
+
+        let mut report = PipelineReport::default();
+        let mut first_err: Option<PipelineError> = None;
+        for (name, t) in source_tasks {
+            match t.await {
+                Ok(Ok(r)) => report.sources.push((name, r)),
+                Ok(Err(e)) => {
+                    tracing::error!(source = %name, error = %e, "source failed");
+                    first_err.get_or_insert(e.into());
+                }
+                Err(e) => {
+                    first_err.get_or_insert(PipelineError::Task(e.to_string()));
+                }
+            }
+        }
+        router.await.map_err(|e| PipelineError::Task(e.to_string()))?;
+        for t in worker_tasks {
+            t.await.map_err(|e| PipelineError::Task(e.to_string()))?;
+        }
+        report.sink = sink_task.await.map_err(|e| PipelineError::Task(e.to_string()))??;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+}
+
+fn topic_shard(topic: &str, n: usize) -> usize {
+    // FNV-1a: cheap and stable across runs.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in topic.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % n as u64) as usize
+}
+
+async fn worker(id: usize, engine: Arc<Engine>, mut rx: mpsc::Receiver<Envelope>, tx: mpsc::Sender<Batch>, clock: Clock) {
+    let mut scratch = Scratch::default();
+    let hist = metrics::PROCESS_SECONDS.with_label_values(&[&id.to_string()]);
+    while let Some(env) = rx.recv().await {
+        let source = env.msg.meta.source.clone();
+        metrics::MESSAGES_RECEIVED.with_label_values(&[&source]).inc();
+        let mut records = Vec::new();
+        if let Some(reason) = &env.reject {
+            metrics::MESSAGES_REJECTED.with_label_values(&[&source]).inc();
+            records.push(engine.dead_letter(&env.msg, reason));
+        } else {
+            let started = std::time::Instant::now();
+            let outcome = engine.process(&env.msg, clock.now_ms(), &mut scratch, &mut records);
+            hist.observe(started.elapsed().as_secs_f64());
+            if outcome.matched == 0 {
+                metrics::MESSAGES_UNMATCHED.with_label_values(&[&source]).inc();
+            }
+            for (result, n) in [("passed", outcome.passed), ("filtered", outcome.filtered), ("failed", outcome.failed)] {
+                if n > 0 {
+                    metrics::RULE_EVALUATIONS.with_label_values(&[result]).inc_by(u64::from(n));
+                }
+            }
+        }
+        let errors = records.iter().filter(|r| r.is_error).count() as u64;
+        if errors > 0 {
+            metrics::OUTPUT_RECORDS.with_label_values(&["error"]).inc_by(errors);
+        }
+        if records.len() as u64 > errors {
+            metrics::OUTPUT_RECORDS.with_label_values(&["data"]).inc_by(records.len() as u64 - errors);
+        }
+        let batch = Batch { iot_topic: env.msg.topic, records, ack: env.ack };
+        if tx.send(batch).await.is_err() {
+            tracing::error!(worker = id, "sink stopped; worker exits");
+            break;
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! # Sluice
+//!
+//! An IoT rule-engine stream processor: SQL rules over MQTT-style topics, routed to Kafka.
+//!
+//! ```text
+//!  source/ ──▶ [bounded] ──▶ engine (topic index → decode → WHERE → SELECT → actions) ──▶ [bounded] ──▶ sink/
+//!   file, …                          ▲ rule/: parse → plan → expr → functions → registry          file, …
+//!                                    └─ compiled once, swapped atomically on reload
+//! ```
+//!
+//! - [`message`]: messages, metadata, and integration batches split into per-device records.
+//! - [`topic`]: topic filters, the trie index, and recognition of the documented topic kinds.
+//! - [`value`]: the runtime value type and its coercion rules.
+//! - [`rule`]: rule files and the SQL compiler (parse → plan → expr → functions → registry).
+//! - [`engine`]: evaluation of a rule set on a message, and the running pipeline.
+//! - [`source`]: where messages come from (one file per source).
+//! - [`sink`]: where output records go (one file per sink).
+//! - [`telemetry`]: logging and Prometheus metrics.
+//! - [`config`]: the `sluice run` configuration.
+//! - [`error`]: error types per layer.
+//! - [`shutdown`]: graceful shutdown.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod message;
+pub mod rule;
+pub mod shutdown;
+pub mod sink;
+pub mod source;
+pub mod telemetry;
+pub mod topic;
+pub mod value;

@@ -1,0 +1,123 @@
+//! Messages as they enter the engine, and the records rules see.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value as Json};
+
+use crate::topic::{TopicInfo, TopicKind};
+
+/// Where a message came from, and when.
+#[derive(Clone, Debug, Default)]
+pub struct Metadata {
+    /// The source's name (from the config, e.g. `file:examples/quickstart.jsonl`).
+    pub source: Arc<str>,
+    /// Receive time, milliseconds since the Unix epoch.
+    pub received_ms: i64,
+    /// A message id unique within the source (line number, Kafka offset, MQTT packet id…);
+    /// `messageId()` returns it.
+    pub id: u64,
+    /// Kafka partition and offset, for Kafka sources.
+    pub kafka: Option<(i32, i64)>,
+    /// MQTT packet id, for MQTT sources.
+    pub mqtt_pkid: Option<u16>,
+}
+
+/// One message: an IoT topic, the payload bytes and where it came from.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// The IoT topic (MQTT-style levels separated by `/`).
+    pub topic: String,
+    /// The payload, as received.
+    pub payload: bytes::Bytes,
+    /// Metadata.
+    pub meta: Metadata,
+}
+
+impl Message {
+    /// A message with default metadata.
+    pub fn new(topic: impl Into<String>, payload: impl Into<bytes::Bytes>) -> Self {
+        Message { topic: topic.into(), payload: payload.into(), meta: Metadata::default() }
+    }
+}
+
+/// Why an integration batch could not be split into per-device records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The payload is not a JSON object.
+    #[error("integration request must be a JSON object")]
+    NotObject,
+    /// `params` is missing or not an array.
+    #[error("integration request needs `params`, an array of per-device entries")]
+    NoParams,
+    /// An entry of `params` is not an object.
+    #[error("params[{0}] must be an object")]
+    EntryNotObject(usize),
+}
+
+/// Splits an integration request (seeds 000, 001, 003) into one record per `params` entry, in
+/// order: the entry's fields plus the request's `id`, `version` and `method`. A missing or empty
+/// `time` becomes `received_ms` (seed 000: "if empty, the server's time is used").
+pub fn split_integration_batch(root: &Json, received_ms: i64) -> Result<Vec<Json>, BatchError> {
+    let obj = root.as_object().ok_or(BatchError::NotObject)?;
+    let params = obj.get("params").and_then(Json::as_array).ok_or(BatchError::NoParams)?;
+    let mut out = Vec::with_capacity(params.len());
+    for (i, entry) in params.iter().enumerate() {
+        let fields = entry.as_object().ok_or(BatchError::EntryNotObject(i))?;
+        let mut rec = Map::with_capacity(fields.len() + 3);
+        for (k, v) in fields {
+            rec.insert(k.clone(), v.clone());
+        }
+        let time_missing = match rec.get("time") {
+            None | Some(Json::Null) => true,
+            Some(Json::String(s)) => s.is_empty(),
+            _ => false,
+        };
+        if time_missing {
+            rec.insert("time".into(), Json::from(received_ms));
+        }
+        for key in ["id", "version", "method"] {
+            if let Some(v) = obj.get(key) {
+                rec.entry(key.to_string()).or_insert_with(|| v.clone());
+            }
+        }
+        out.push(Json::Object(rec));
+    }
+    Ok(out)
+}
+
+/// Whether the topic's payload is an integration batch that rules see entry by entry.
+pub fn is_batch(info: &TopicInfo<'_>) -> bool {
+    info.kind.batch_field().is_some() && info.kind != TopicKind::IntegrationUpRaw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn splits_seed_000_into_entries_with_envelope_fields() {
+        let req = json!({"id":"123","version":"1.0","params":[
+            {"deviceKey":"device1","events":{"eventId1":{"alarm":9,"level":3}},"time":123456},
+            {"deviceKey":"device2","events":{"eventId2":{"result":"ok"}}}
+        ],"method":"integration.event.post"});
+        let recs = split_integration_batch(&req, 999).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0], json!({"deviceKey":"device1","events":{"eventId1":{"alarm":9,"level":3}},"time":123456,"id":"123","version":"1.0","method":"integration.event.post"}));
+        assert_eq!(recs[1]["time"], json!(999));
+        assert_eq!(recs[1]["deviceKey"], json!("device2"));
+    }
+
+    #[test]
+    fn empty_time_string_becomes_receive_time() {
+        let req = json!({"params":[{"deviceKey":"d","time":""}]});
+        assert_eq!(split_integration_batch(&req, 5).unwrap()[0]["time"], json!(5));
+    }
+
+    #[test]
+    fn rejects_bad_batches() {
+        assert_eq!(split_integration_batch(&json!([1]), 0), Err(BatchError::NotObject));
+        assert_eq!(split_integration_batch(&json!({"params": {}}), 0), Err(BatchError::NoParams));
+        assert_eq!(split_integration_batch(&json!({"params": [1]}), 0), Err(BatchError::EntryNotObject(0)));
+    }
+}

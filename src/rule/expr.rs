@@ -1,0 +1,574 @@
+//! The compiled expression tree and its evaluation. Built once by the planner; evaluated per
+//! record with no parsing and no name lookups.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+use chrono::FixedOffset;
+use serde_json::Value as Json;
+use smallvec::SmallVec;
+
+use crate::error::EvalError;
+use crate::message::Message;
+use crate::rule::registry::FunctionDef;
+use crate::topic::TopicInfo;
+use crate::value::{Num, Value};
+
+/// One step of a field path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seg {
+    /// An object key.
+    Key(String),
+    /// A 0-based array index.
+    Index(usize),
+}
+
+/// Looks a path up in a JSON value; `None` when any step is missing.
+pub fn lookup<'a>(mut v: &'a Json, path: &[Seg]) -> Option<&'a Json> {
+    for seg in path {
+        v = match (seg, v) {
+            (Seg::Key(k), Json::Object(m)) => m.get(k.as_str())?,
+            (Seg::Index(i), Json::Array(a)) => a.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// Parses a path as written in a double-quoted name: `devices[0].deviceName`,
+/// `measurepoints.branchCurr[1]`.
+pub fn parse_path(text: &str) -> Result<Vec<Seg>, String> {
+    let mut out = Vec::new();
+    for part in text.split('.') {
+        let (key, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if key.is_empty() && (out.is_empty() || rest.is_empty()) {
+            return Err(format!("empty name in path `{text}`"));
+        }
+        if !key.is_empty() {
+            out.push(Seg::Key(key.to_string()));
+        }
+        while !rest.is_empty() {
+            let close = rest.find(']').ok_or_else(|| format!("unclosed `[` in path `{text}`"))?;
+            let idx: usize = rest[1..close]
+                .trim()
+                .parse()
+                .map_err(|_| format!("array index `{}` in path `{text}` is not a non-negative integer", &rest[1..close]))?;
+            out.push(Seg::Index(idx));
+            rest = &rest[close + 1..];
+            if !rest.is_empty() && !rest.starts_with('[') {
+                return Err(format!("unexpected `{rest}` after `]` in path `{text}`"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Device facts the rules may read (`attribute()`, device status, gateway). The device registry
+/// provides them; without one, every lookup is NULL.
+pub trait DeviceLookup: Send + Sync {
+    /// The device's tag `key`.
+    fn attribute(&self, product_key: &str, device: &str, key: &str) -> Option<String>;
+    /// `"online"` / `"offline"`, when known.
+    fn status(&self, product_key: &str, device: &str) -> Option<String>;
+    /// The device's gateway as `(productKey, deviceName)`, when it has one.
+    fn gateway(&self, product_key: &str, device: &str) -> Option<(String, String)>;
+}
+
+/// The lookup used when no device registry is configured.
+pub struct NoDevices;
+
+impl DeviceLookup for NoDevices {
+    fn attribute(&self, _: &str, _: &str, _: &str) -> Option<String> {
+        None
+    }
+    fn status(&self, _: &str, _: &str) -> Option<String> {
+        None
+    }
+    fn gateway(&self, _: &str, _: &str) -> Option<(String, String)> {
+        None
+    }
+}
+
+/// Settings shared by all evaluations.
+pub struct Env {
+    /// The time zone of `timestamp()` (UTC by default).
+    pub tz: FixedOffset,
+    /// Device facts.
+    pub devices: Box<dyn DeviceLookup>,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env { tz: FixedOffset::east_opt(0).expect("UTC"), devices: Box::new(NoDevices) }
+    }
+}
+
+/// What an expression is evaluated against: one record of one message.
+pub struct Ctx<'a> {
+    /// The message.
+    pub msg: &'a Message,
+    /// The message topic's recognised parts.
+    pub info: &'a TopicInfo<'a>,
+    /// The decoded record (the payload, or one integration entry); `None` if not JSON.
+    pub record: Option<&'a Json>,
+    /// The evaluation clock, ms since the epoch.
+    pub now_ms: i64,
+    /// Shared settings.
+    pub env: &'a Env,
+}
+
+impl<'a> Ctx<'a> {
+    /// The device name: from the topic, else the record's `deviceName` or `deviceKey`.
+    pub fn device_name(&self) -> Option<&'a str> {
+        self.info.device_name.or_else(|| self.record_str("deviceName")).or_else(|| self.record_str("deviceKey"))
+    }
+
+    /// The device key: the record's `deviceKey`, else the topic's device name.
+    pub fn device_key(&self) -> Option<&'a str> {
+        self.record_str("deviceKey").or(self.info.device_name)
+    }
+
+    /// The product key: from the topic, else the record's `productKey`.
+    pub fn product_key(&self) -> Option<&'a str> {
+        self.info.product_key.or_else(|| self.record_str("productKey"))
+    }
+
+    fn record_str(&self, key: &str) -> Option<&'a str> {
+        self.record?.get(key)?.as_str()
+    }
+}
+
+/// Arithmetic operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `%`
+    Mod,
+}
+
+/// Comparison operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `=`
+    Eq,
+    /// `<>` or `!=`
+    NotEq,
+    /// `<`
+    Lt,
+    /// `<=`
+    LtEq,
+    /// `>`
+    Gt,
+    /// `>=`
+    GtEq,
+}
+
+/// A compiled LIKE pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LikePattern {
+    toks: Vec<LikeTok>,
+    case_insensitive: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum LikeTok {
+    Char(char),
+    One,
+    Any,
+}
+
+impl LikePattern {
+    /// Compiles `%` (any run) and `_` (one character); `escape` makes the next character literal.
+    pub fn new(pattern: &str, escape: Option<char>, case_insensitive: bool) -> LikePattern {
+        let mut toks = Vec::new();
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            let tok = match c {
+                c if Some(c) == escape => LikeTok::Char(chars.next().unwrap_or(c)),
+                '%' => LikeTok::Any,
+                '_' => LikeTok::One,
+                c if case_insensitive => LikeTok::Char(c.to_ascii_lowercase()),
+                c => LikeTok::Char(c),
+            };
+            if !(tok == LikeTok::Any && toks.last() == Some(&LikeTok::Any)) {
+                toks.push(tok);
+            }
+        }
+        LikePattern { toks, case_insensitive }
+    }
+
+    /// Whether `text` matches (iterative wildcard matching with backtracking to the last `%`).
+    pub fn matches(&self, text: &str) -> bool {
+        let text: Vec<char> = if self.case_insensitive { text.chars().map(|c| c.to_ascii_lowercase()).collect() } else { text.chars().collect() };
+        let (mut p, mut t) = (0usize, 0usize);
+        let mut star: Option<(usize, usize)> = None;
+        while t < text.len() {
+            match self.toks.get(p) {
+                Some(LikeTok::Any) => {
+                    star = Some((p, t));
+                    p += 1;
+                }
+                Some(LikeTok::One) => {
+                    p += 1;
+                    t += 1;
+                }
+                Some(LikeTok::Char(c)) if *c == text[t] => {
+                    p += 1;
+                    t += 1;
+                }
+                _ => match star {
+                    Some((sp, st)) => {
+                        p = sp + 1;
+                        t = st + 1;
+                        star = Some((sp, st + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        self.toks[p..].iter().all(|t| *t == LikeTok::Any)
+    }
+}
+
+/// A compiled expression.
+#[derive(Debug)]
+pub enum Expr {
+    /// A literal.
+    Lit(Value<'static>),
+    /// A field of the record, by path; `*` alone is the whole record.
+    Field(Vec<Seg>),
+    /// `*` as a function argument: the raw payload bytes.
+    Payload,
+    /// `- x`
+    Neg(Box<Expr>),
+    /// `NOT x`
+    Not(Box<Expr>),
+    /// Arithmetic.
+    Arith(ArithOp, Box<Expr>, Box<Expr>),
+    /// Comparison.
+    Cmp(CmpOp, Box<Expr>, Box<Expr>),
+    /// `a || b`: string concatenation.
+    Concat(Box<Expr>, Box<Expr>),
+    /// `AND`, three-valued.
+    And(Box<Expr>, Box<Expr>),
+    /// `OR`, three-valued.
+    Or(Box<Expr>, Box<Expr>),
+    /// `IS [NOT] NULL`
+    IsNull(Box<Expr>, bool),
+    /// `x [NOT] IN (…)`
+    InList(Box<Expr>, Vec<Expr>, bool),
+    /// `x [NOT] BETWEEN lo AND hi`
+    Between(Box<Expr>, Box<Expr>, Box<Expr>, bool),
+    /// `x [NOT] LIKE 'literal'`
+    Like(Box<Expr>, LikePattern, bool),
+    /// `x [NOT] LIKE <expression>` (pattern compiled per evaluation).
+    LikeDyn(Box<Expr>, Box<Expr>, bool, bool),
+    /// `CASE [operand] WHEN … THEN … [ELSE …] END`
+    Case(Option<Box<Expr>>, Vec<(Expr, Expr)>, Option<Box<Expr>>),
+    /// A function call.
+    Call(&'static FunctionDef, Vec<Expr>),
+}
+
+type Res<'a> = Result<Value<'a>, EvalError>;
+
+/// Evaluated function arguments.
+pub type Args<'a> = SmallVec<[Value<'a>; 4]>;
+
+impl Expr {
+    /// Whether evaluating the expression reads the decoded record.
+    pub fn reads_record(&self) -> bool {
+        match self {
+            Expr::Field(_) => true,
+            Expr::Lit(_) | Expr::Payload => false,
+            Expr::Neg(a) | Expr::Not(a) | Expr::IsNull(a, _) | Expr::Like(a, _, _) => a.reads_record(),
+            Expr::Arith(_, a, b) | Expr::Cmp(_, a, b) | Expr::Concat(a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::LikeDyn(a, b, _, _) => a.reads_record() || b.reads_record(),
+            Expr::InList(a, l, _) => a.reads_record() || l.iter().any(Expr::reads_record),
+            Expr::Between(a, b, c, _) => a.reads_record() || b.reads_record() || c.reads_record(),
+            Expr::Case(o, w, e) => {
+                o.as_ref().is_some_and(|o| o.reads_record())
+                    || w.iter().any(|(a, b)| a.reads_record() || b.reads_record())
+                    || e.as_ref().is_some_and(|e| e.reads_record())
+            }
+            Expr::Call(f, args) => f.reads_record || args.iter().any(Expr::reads_record),
+        }
+    }
+
+    /// Evaluates against one record.
+    pub fn eval<'a>(&'a self, ctx: &Ctx<'a>) -> Res<'a> {
+        match self {
+            Expr::Lit(v) => Ok(borrow(v)),
+            Expr::Field(path) => Ok(match ctx.record.and_then(|r| lookup(r, path)) {
+                Some(j) => Value::from_json(j),
+                None => Value::Null,
+            }),
+            Expr::Payload => Ok(Value::Bytes(Cow::Borrowed(&ctx.msg.payload[..]))),
+            Expr::Neg(a) => match a.eval(ctx)? {
+                Value::Null => Ok(Value::Null),
+                v => match v.as_number() {
+                    Some(Num::Int(i)) => Ok(i.checked_neg().map_or(Value::Float(-(i as f64)), Value::Int)),
+                    Some(n) => Ok(Value::Float(-n.to_f64())),
+                    None => Err(EvalError(format!("cannot negate {} {}", v.type_name(), quote(&v)))),
+                },
+            },
+            Expr::Not(a) => Ok(match truth(&a.eval(ctx)?)? {
+                Some(b) => Value::Bool(!b),
+                None => Value::Null,
+            }),
+            Expr::Arith(op, a, b) => arith(*op, a.eval(ctx)?, b.eval(ctx)?),
+            Expr::Cmp(op, a, b) => {
+                let (x, y) = (a.eval(ctx)?, b.eval(ctx)?);
+                Ok(compare(*op, &x, &y))
+            }
+            Expr::Concat(a, b) => {
+                let (x, y) = (a.eval(ctx)?, b.eval(ctx)?);
+                Ok(match (x.as_text(), y.as_text()) {
+                    (Some(x), Some(y)) => Value::Str(Cow::Owned(format!("{x}{y}"))),
+                    _ => Value::Null,
+                })
+            }
+            Expr::And(a, b) => {
+                let x = truth(&a.eval(ctx)?)?;
+                if x == Some(false) {
+                    return Ok(Value::Bool(false));
+                }
+                let y = truth(&b.eval(ctx)?)?;
+                Ok(match (x, y) {
+                    (_, Some(false)) => Value::Bool(false),
+                    (Some(true), Some(true)) => Value::Bool(true),
+                    _ => Value::Null,
+                })
+            }
+            Expr::Or(a, b) => {
+                let x = truth(&a.eval(ctx)?)?;
+                if x == Some(true) {
+                    return Ok(Value::Bool(true));
+                }
+                let y = truth(&b.eval(ctx)?)?;
+                Ok(match (x, y) {
+                    (_, Some(true)) => Value::Bool(true),
+                    (Some(false), Some(false)) => Value::Bool(false),
+                    _ => Value::Null,
+                })
+            }
+            Expr::IsNull(a, negated) => Ok(Value::Bool(a.eval(ctx)?.is_null() != *negated)),
+            Expr::InList(a, list, negated) => {
+                let x = a.eval(ctx)?;
+                if x.is_null() {
+                    return Ok(Value::Null);
+                }
+                let mut saw_null = false;
+                for item in list {
+                    match x.sql_eq(&item.eval(ctx)?) {
+                        Some(true) => return Ok(Value::Bool(!negated)),
+                        None => saw_null = true,
+                        Some(false) => {}
+                    }
+                }
+                Ok(if saw_null { Value::Null } else { Value::Bool(*negated) })
+            }
+            Expr::Between(a, lo, hi, negated) => {
+                let x = a.eval(ctx)?;
+                let (lo, hi) = (lo.eval(ctx)?, hi.eval(ctx)?);
+                Ok(match (x.sql_cmp(&lo), x.sql_cmp(&hi)) {
+                    (Some(l), Some(h)) => Value::Bool((l != Ordering::Less && h != Ordering::Greater) != *negated),
+                    _ => Value::Null,
+                })
+            }
+            Expr::Like(a, pat, negated) => Ok(match a.eval(ctx)?.as_text() {
+                Some(t) => Value::Bool(pat.matches(&t) != *negated),
+                None => Value::Null,
+            }),
+            Expr::LikeDyn(a, p, negated, ci) => {
+                let (x, p) = (a.eval(ctx)?, p.eval(ctx)?);
+                Ok(match (x.as_text(), p.as_text()) {
+                    (Some(t), Some(p)) => Value::Bool(LikePattern::new(&p, Some('\\'), *ci).matches(&t) != *negated),
+                    _ => Value::Null,
+                })
+            }
+            Expr::Case(operand, whens, otherwise) => {
+                let subject = match operand {
+                    Some(o) => Some(o.eval(ctx)?),
+                    None => None,
+                };
+                for (cond, then) in whens {
+                    let c = cond.eval(ctx)?;
+                    let hit = match &subject {
+                        Some(s) => s.sql_eq(&c) == Some(true),
+                        None => truth(&c)? == Some(true),
+                    };
+                    if hit {
+                        return then.eval(ctx);
+                    }
+                }
+                match otherwise {
+                    Some(e) => e.eval(ctx),
+                    None => Ok(Value::Null),
+                }
+            }
+            Expr::Call(f, args) => {
+                let mut vals: Args<'a> = SmallVec::with_capacity(args.len());
+                for a in args {
+                    vals.push(a.eval(ctx)?);
+                }
+                (f.imp)(ctx, vals).map_err(|e| EvalError(format!("{}(): {e}", f.name)))
+            }
+        }
+    }
+}
+
+/// Borrows a literal without copying its string or JSON.
+pub fn borrow<'a>(v: &'a Value<'static>) -> Value<'a> {
+    match v {
+        Value::Str(s) => Value::Str(Cow::Borrowed(s.as_ref())),
+        Value::Bytes(b) => Value::Bytes(Cow::Borrowed(b.as_ref())),
+        Value::Json(j) => Value::Json(Cow::Borrowed(j.as_ref())),
+        Value::Null => Value::Null,
+        Value::Bool(b) => Value::Bool(*b),
+        Value::Int(i) => Value::Int(*i),
+        Value::UInt(u) => Value::UInt(*u),
+        Value::Float(f) => Value::Float(*f),
+    }
+}
+
+fn truth(v: &Value<'_>) -> Result<Option<bool>, EvalError> {
+    v.truth().map_err(EvalError)
+}
+
+/// Quotes a value for an error message, shortened.
+pub fn quote(v: &Value<'_>) -> String {
+    let s = match v {
+        Value::Str(s) => format!("{:?}", s.as_ref()),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// Applies an arithmetic operator under the documented coercion rules.
+pub fn arith<'a>(op: ArithOp, x: Value<'a>, y: Value<'a>) -> Res<'a> {
+    if x.is_null() || y.is_null() {
+        return Ok(Value::Null);
+    }
+    let sym = match op {
+        ArithOp::Add => "+",
+        ArithOp::Sub => "-",
+        ArithOp::Mul => "*",
+        ArithOp::Div => "/",
+        ArithOp::Mod => "%",
+    };
+    let (a, b) = match (x.as_number(), y.as_number()) {
+        (Some(a), Some(b)) => (a, b),
+        _ => {
+            let hint = if op == ArithOp::Add && (matches!(x, Value::Str(_)) || matches!(y, Value::Str(_))) { " (use concat() or || to join strings)" } else { "" };
+            return Err(EvalError(format!("cannot apply {sym} to {} {} and {} {}{hint}", x.type_name(), quote(&x), y.type_name(), quote(&y))));
+        }
+    };
+    if let (Num::Int(a), Num::Int(b)) = (a, b) {
+        let exact = match op {
+            ArithOp::Add => a.checked_add(b),
+            ArithOp::Sub => a.checked_sub(b),
+            ArithOp::Mul => a.checked_mul(b),
+            ArithOp::Div => {
+                if b == 0 {
+                    return Err(EvalError("division by zero".into()));
+                }
+                if a % b == 0 {
+                    a.checked_div(b)
+                } else {
+                    return Ok(Value::Float(a as f64 / b as f64));
+                }
+            }
+            ArithOp::Mod => {
+                if b == 0 {
+                    return Err(EvalError("modulo by zero".into()));
+                }
+                a.checked_rem(b)
+            }
+        };
+        if let Some(r) = exact {
+            return Ok(Value::Int(r));
+        }
+    }
+    let (a, b) = (a.to_f64(), b.to_f64());
+    let r = match op {
+        ArithOp::Add => a + b,
+        ArithOp::Sub => a - b,
+        ArithOp::Mul => a * b,
+        ArithOp::Div if b == 0.0 => return Err(EvalError("division by zero".into())),
+        ArithOp::Div => a / b,
+        ArithOp::Mod if b == 0.0 => return Err(EvalError("modulo by zero".into())),
+        ArithOp::Mod => a % b,
+    };
+    Ok(Value::Float(r))
+}
+
+/// Applies a comparison; NULL when the values are NULL or not comparable (`=`/`<>` on
+/// different types are false/true).
+pub fn compare(op: CmpOp, x: &Value<'_>, y: &Value<'_>) -> Value<'static> {
+    match op {
+        CmpOp::Eq => x.sql_eq(y).map_or(Value::Null, Value::Bool),
+        CmpOp::NotEq => x.sql_eq(y).map_or(Value::Null, |b| Value::Bool(!b)),
+        _ => match x.sql_cmp(y) {
+            None => Value::Null,
+            Some(o) => Value::Bool(match op {
+                CmpOp::Lt => o == Ordering::Less,
+                CmpOp::LtEq => o != Ordering::Greater,
+                CmpOp::Gt => o == Ordering::Greater,
+                _ => o != Ordering::Less,
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse() {
+        assert_eq!(parse_path("devices[0].deviceName").unwrap(), vec![Seg::Key("devices".into()), Seg::Index(0), Seg::Key("deviceName".into())]);
+        assert_eq!(parse_path("measurepoints.branchCurr[1]").unwrap(), vec![Seg::Key("measurepoints".into()), Seg::Key("branchCurr".into()), Seg::Index(1)]);
+        assert_eq!(parse_path("a[1][2]").unwrap(), vec![Seg::Key("a".into()), Seg::Index(1), Seg::Index(2)]);
+        assert!(parse_path("a[x]").is_err());
+        assert!(parse_path("a..b").is_err());
+        assert!(parse_path("a[1").is_err());
+    }
+
+    #[test]
+    fn like_patterns() {
+        let p = LikePattern::new("dev%_1", None, false);
+        assert!(p.matches("device_1"));
+        assert!(p.matches("dev_1"));
+        assert!(!p.matches("dev1"));
+        assert!(LikePattern::new("%", None, false).matches(""));
+        assert!(LikePattern::new("a\\%", Some('\\'), false).matches("a%"));
+        assert!(!LikePattern::new("a\\%", Some('\\'), false).matches("ab"));
+        assert!(LikePattern::new("ON%", None, true).matches("online"));
+        assert!(LikePattern::new("%a%b%", None, false).matches("xxaxxbxx"));
+    }
+
+    #[test]
+    fn arithmetic_keeps_integers() {
+        assert!(matches!(arith(ArithOp::Add, Value::Int(i64::MAX - 1), Value::Int(1)).unwrap(), Value::Int(i64::MAX)));
+        assert!(matches!(arith(ArithOp::Div, Value::Int(6), Value::Int(3)).unwrap(), Value::Int(2)));
+        assert!(matches!(arith(ArithOp::Div, Value::Int(7), Value::Int(2)).unwrap(), Value::Float(f) if f == 3.5));
+        assert!(matches!(arith(ArithOp::Mul, Value::str("2.5"), Value::Int(2)).unwrap(), Value::Float(f) if f == 5.0));
+        assert!(arith(ArithOp::Div, Value::Int(1), Value::Int(0)).is_err());
+        assert!(matches!(arith(ArithOp::Add, Value::Null, Value::Int(1)).unwrap(), Value::Null));
+        let e = arith(ArithOp::Add, Value::str("a"), Value::Int(1)).unwrap_err();
+        assert_eq!(e.0, "cannot apply + to string \"a\" and int 1 (use concat() or || to join strings)");
+    }
+}

@@ -1,0 +1,333 @@
+//! Rules: parse (TOML + SQL) → plan (bind names and functions) → expr (the tree evaluated per
+//! message) → functions (the library) → registry (lookup, docs, examples).
+//!
+//! A rule is one TOML file:
+//! ```toml
+//! name = "overheat"
+//! sql = """SELECT deviceName() AS dn FROM "/sys/+/+/thing/event/property/post" WHERE items.temp.value > 38"""
+//! [[actions]]
+//! topic = "alerts-${dn}"
+//! ```
+
+pub mod expr;
+pub mod functions;
+pub mod plan;
+pub mod registry;
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{line_text, pos_of_offset, CompileError, Pos};
+use crate::rule::expr::Expr;
+use crate::rule::plan::{Plan, SelectItem};
+use crate::rule::template::{valid_kafka_topic, Template};
+use crate::topic::TopicFilter;
+
+/// A rule file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    /// The rule's name; defaults to the file stem.
+    pub name: Option<String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Disabled rules are compiled (so errors show) but not run.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+    /// `SELECT … FROM "topic filter" [WHERE …]`.
+    pub sql: Spanned<String>,
+    /// Where the output records go (one or more).
+    #[serde(default)]
+    pub actions: Vec<ActionFile>,
+    /// Where evaluation failures go (else the engine's default error topic).
+    pub error_action: Option<ErrorActionFile>,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+/// An `[[actions]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionFile {
+    /// Target topic template, e.g. `alerts-${productKey}`.
+    pub topic: Spanned<String>,
+    /// Record key template.
+    pub key: Option<Spanned<String>>,
+    /// Record headers; values are templates.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+}
+
+/// The `[error_action]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorActionFile {
+    /// The topic that receives error records.
+    pub topic: Spanned<String>,
+}
+
+/// A compiled action.
+#[derive(Debug)]
+pub struct Action {
+    /// Target topic.
+    pub topic: Template,
+    /// Record key.
+    pub key: Option<Template>,
+    /// Headers.
+    pub headers: Vec<(String, Template)>,
+}
+
+/// A compiled rule, shared by the engine as an `Arc`.
+#[derive(Debug)]
+pub struct Rule {
+    /// Name (unique in a rule set).
+    pub name: Arc<str>,
+    /// Description.
+    pub description: String,
+    /// Whether the engine runs it.
+    pub enabled: bool,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The SQL text.
+    pub sql: String,
+    /// FROM.
+    pub filter: TopicFilter,
+    /// SELECT list.
+    pub select: Vec<SelectItem>,
+    /// WHERE.
+    pub where_: Option<Expr>,
+    /// Actions.
+    pub actions: Vec<Action>,
+    /// The error action's topic, if set.
+    pub error_topic: Option<String>,
+    /// Whether evaluation reads the decoded payload (so a non-JSON payload is an error).
+    pub reads_record: bool,
+    /// Whether output names are known only at run time.
+    pub dynamic_fields: bool,
+}
+
+/// Where the SQL text starts in the file, to map SQL positions to file positions.
+struct SqlOrigin {
+    start: Pos,
+}
+
+impl SqlOrigin {
+    fn new(file: &str, span: std::ops::Range<usize>) -> SqlOrigin {
+        let raw = &file[span.start.min(file.len())..span.end.min(file.len())];
+        let mut skip = if raw.starts_with("\"\"\"") || raw.starts_with("'''") { 3 } else { 1 };
+        if skip == 3 {
+            if raw[3..].starts_with("\r\n") {
+                skip += 2;
+            } else if raw[3..].starts_with('\n') {
+                skip += 1;
+            }
+        }
+        SqlOrigin { start: pos_of_offset(file, span.start + skip) }
+    }
+
+    fn map(&self, line: u64, col: u64) -> Pos {
+        if line <= 1 {
+            Pos { line: self.start.line, col: self.start.col + col.saturating_sub(1) as usize }
+        } else {
+            Pos { line: self.start.line + line as usize - 1, col: col as usize }
+        }
+    }
+}
+
+/// Compiles a rule file from disk.
+pub fn compile_file(path: &Path) -> Result<Rule, Vec<CompileError>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => compile_str(path, &text),
+        Err(e) => Err(vec![CompileError { path: path.to_path_buf(), pos: Pos { line: 1, col: 1 }, message: format!("cannot read rule file: {e}"), hint: None, source_line: None }]),
+    }
+}
+
+/// Compiles rule file text; `path` names it in errors and gives the default name.
+pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
+    let at = |pos: Pos, message: String, hint: Option<String>| CompileError { path: path.to_path_buf(), pos, message, hint, source_line: line_text(text, pos.line) };
+    let file: RuleFile = toml::from_str(text).map_err(|e| {
+        let pos = e.span().map_or(Pos { line: 1, col: 1 }, |s| pos_of_offset(text, s.start));
+        vec![at(pos, e.message().trim().to_string(), None)]
+    })?;
+    let sql_span = file.sql.span();
+    let origin = SqlOrigin::new(text, sql_span.clone());
+    let sql = file.sql.get_ref().clone();
+    let mut errors = Vec::new();
+
+    let plan: Option<Plan> = match plan::plan(&sql) {
+        Ok(p) => Some(p),
+        Err(errs) => {
+            errors.extend(errs.into_iter().map(|e| at(origin.map(e.line, e.col), e.message, e.hint)));
+            None
+        }
+    };
+
+    let name = file.name.clone().unwrap_or_else(|| path.file_stem().map_or_else(|| "rule".to_string(), |s| s.to_string_lossy().into_owned()));
+    if name.trim().is_empty() {
+        errors.push(at(Pos { line: 1, col: 1 }, "rule name is empty".into(), None));
+    }
+    if file.actions.is_empty() {
+        errors.push(at(Pos { line: text.lines().count().max(1), col: 1 }, "a rule needs at least one [[actions]] table".into(), Some("add [[actions]] with topic = \"…\"".into())));
+    }
+
+    let outputs: Vec<String> = plan.as_ref().map(|p| p.output_names().into_iter().map(str::to_string).collect()).unwrap_or_default();
+    let dynamic = plan.as_ref().is_none_or(Plan::dynamic_fields);
+    let mut template = |s: &Spanned<String>, what: &str, is_topic: bool| -> Option<Template> {
+        // +1 skips the opening quote of a one-line string.
+        let base = s.span().start + 1;
+        match Template::parse(s.get_ref()) {
+            Err((off, msg)) => {
+                errors.push(at(pos_of_offset(text, base + off), format!("{what}: {msg}"), None));
+                None
+            }
+            Ok(t) => {
+                for f in t.fields() {
+                    if !dynamic && !outputs.iter().any(|o| o == f) {
+                        let off = s.get_ref().find(&format!("${{{f}")).unwrap_or(0);
+                        let hint = if outputs.is_empty() { None } else { Some(format!("the rule's output fields are: {}", outputs.join(", "))) };
+                        errors.push(at(pos_of_offset(text, base + off), format!("{what}: `${{{f}}}` is not an output field of the rule"), hint));
+                    }
+                }
+                if is_topic && t.fields().next().is_none() && !valid_kafka_topic(&t.source) {
+                    errors.push(at(pos_of_offset(text, base), format!("{what}: `{}` is not a valid Kafka topic name", t.source), Some("use letters, digits, `.`, `_` and `-` (at most 249)".into())));
+                }
+                Some(t)
+            }
+        }
+    };
+
+    let mut actions = Vec::new();
+    for a in &file.actions {
+        let topic = template(&a.topic, "action topic", true);
+        let key = a.key.as_ref().map(|k| template(k, "action key", false));
+        let mut headers = Vec::new();
+        for (hname, v) in &a.headers {
+            if let Some(t) = template(v, &format!("header {hname}"), false) {
+                headers.push((hname.clone(), t));
+            }
+        }
+        if let (Some(topic), Some(key)) = (topic, key.unwrap_or(Some(Template { source: String::new(), parts: Vec::new() }))) {
+            actions.push(Action { topic, key: if a.key.is_some() { Some(key) } else { None }, headers });
+        }
+    }
+    let error_topic = file.error_action.as_ref().map(|e| {
+        let t = e.topic.get_ref().clone();
+        if !valid_kafka_topic(&t) {
+            errors.push(at(pos_of_offset(text, e.topic.span().start + 1), format!("error_action topic `{t}` is not a valid Kafka topic name"), None));
+        }
+        t
+    });
+
+    match plan {
+        Some(plan) if errors.is_empty() => Ok(Rule {
+            name: name.into(),
+            description: file.description,
+            enabled: file.enabled,
+            path: path.to_path_buf(),
+            sql,
+            reads_record: plan.reads_record(),
+            dynamic_fields: plan.dynamic_fields(),
+            filter: plan.filter,
+            select: plan.select,
+            where_: plan.where_,
+            actions,
+            error_topic,
+        }),
+        _ => {
+            errors.sort_by_key(|e| (e.pos.line, e.pos.col));
+            Err(errors)
+        }
+    }
+}
+
+/// Compiles every `*.toml` rule under the given files or folders (sorted by path). Returns the
+/// rules and every error; duplicate names are errors.
+pub fn compile_paths(paths: &[PathBuf]) -> (Vec<Rule>, Vec<CompileError>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            match std::fs::read_dir(p) {
+                Ok(rd) => files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.extension().is_some_and(|x| x == "toml"))),
+                Err(e) => errors.push(CompileError { path: p.clone(), pos: Pos { line: 1, col: 1 }, message: format!("cannot read rules folder: {e}"), hint: None, source_line: None }),
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files.sort();
+    let mut rules: Vec<Rule> = Vec::new();
+    for f in files {
+        match compile_file(&f) {
+            Ok(r) => {
+                if let Some(other) = rules.iter().find(|o| o.name == r.name) {
+                    errors.push(CompileError { path: f.clone(), pos: Pos { line: 1, col: 1 }, message: format!("duplicate rule name `{}` (also in {})", r.name, other.path.display()), hint: Some("set a unique `name`".into()), source_line: None });
+                } else {
+                    rules.push(r);
+                }
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
+    (rules, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<String> {
+        compile_str(Path::new("rules/x.toml"), text).unwrap_err().iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn compiles_the_issue_example() {
+        let text = r#"name = "overheat"
+description = "Devices above 38 °C"
+enabled = true
+sql = """
+SELECT productKey, deviceName, items.temp.value AS temp
+FROM "/sys/+/+/thing/event/property/post"
+WHERE items.temp.value > 38
+"""
+[[actions]]
+topic = "alerts-${productKey}"
+key = "${deviceName}"
+headers = { origin = "sluice" }
+[error_action]
+topic = "sluice-errors"
+"#;
+        let r = compile_str(Path::new("rules/overheat.toml"), text).unwrap();
+        assert_eq!(&*r.name, "overheat");
+        assert_eq!(r.actions.len(), 1);
+        assert_eq!(r.error_topic.as_deref(), Some("sluice-errors"));
+    }
+
+    #[test]
+    fn sql_errors_map_to_file_positions() {
+        let text = "sql = \"\"\"\nSELECT devicename()\nFROM \"t\"\n\"\"\"\n[[actions]]\ntopic = \"x\"\n";
+        assert_eq!(errs(text), vec!["rules/x.toml:2:8: unknown function devicename; did you mean deviceName?"]);
+        let text = "sql = \"SELECT devicename() FROM \\\"t\\\"\"\n[[actions]]\ntopic = \"x\"\n";
+        assert_eq!(errs(text), vec!["rules/x.toml:1:15: unknown function devicename; did you mean deviceName?"]);
+    }
+
+    #[test]
+    fn unknown_keys_and_templates_are_errors() {
+        let text = "sql = \"SELECT a FROM \\\"t\\\"\"\ncolour = 1\n[[actions]]\ntopic = \"x\"\n";
+        assert_eq!(errs(text), vec!["rules/x.toml:2:1: unknown field `colour`, expected one of `name`, `description`, `enabled`, `sql`, `actions`, `error_action`"]);
+        let text = "sql = \"SELECT a FROM \\\"t\\\"\"\n[[actions]]\ntopic = \"x-${b}\"\n";
+        assert_eq!(errs(text), vec!["rules/x.toml:3:12: action topic: `${b}` is not an output field of the rule; the rule's output fields are: a"]);
+        let text = "sql = \"SELECT a FROM \\\"t\\\"\"\n[[actions]]\ntopic = \"a/b\"\n";
+        assert_eq!(errs(text)[0], "rules/x.toml:3:10: action topic: `a/b` is not a valid Kafka topic name; use letters, digits, `.`, `_` and `-` (at most 249)");
+        let text = "sql = \"SELECT a FROM \\\"t\\\"\"\n";
+        assert_eq!(errs(text), vec!["rules/x.toml:1:1: a rule needs at least one [[actions]] table; add [[actions]] with topic = \"…\""]);
+    }
+}

@@ -1,0 +1,92 @@
+//! Sources: where messages come from. A source sends [`Envelope`]s into a bounded channel
+//! (backpressure blocks it) until its input ends or shutdown is requested.
+
+pub mod file;
+
+use std::fmt;
+
+use tokio::sync::mpsc;
+
+use crate::error::SourceError;
+use crate::message::Message;
+use crate::shutdown::Shutdown;
+use crate::sink::BoxFuture;
+
+/// How the outputs of a message ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every output was written (or there was none).
+    Delivered,
+    /// At least one output could not be written; the source must not commit past it.
+    Failed(String),
+}
+
+/// Called exactly once when all the outputs of a message are delivered (or failed). Sources use
+/// it to commit input positions only after their outputs are safe (at-least-once).
+pub struct Ack(Option<Box<dyn FnOnce(Delivery) + Send>>);
+
+impl Ack {
+    /// An ack that does nothing (sources with nothing to commit).
+    pub fn none() -> Ack {
+        Ack(None)
+    }
+
+    /// An ack running `f`.
+    pub fn new(f: impl FnOnce(Delivery) + Send + 'static) -> Ack {
+        Ack(Some(Box::new(f)))
+    }
+
+    /// Reports the delivery.
+    pub fn done(mut self, d: Delivery) {
+        if let Some(f) = self.0.take() {
+            f(d);
+        }
+    }
+}
+
+impl fmt::Debug for Ack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Ack(pending)" } else { "Ack(none)" })
+    }
+}
+
+/// A message with its ack.
+#[derive(Debug)]
+pub struct Envelope {
+    /// The message.
+    pub msg: Message,
+    /// Called when its outputs are delivered.
+    pub ack: Ack,
+    /// Set when the source could not make a valid message of its input: the engine routes it
+    /// to the dead-letter topic with this reason instead of running rules.
+    pub reject: Option<String>,
+}
+
+impl Envelope {
+    /// A valid message.
+    pub fn new(msg: Message, ack: Ack) -> Envelope {
+        Envelope { msg, ack, reject: None }
+    }
+
+    /// An input the source could not decode; `msg.payload` holds the raw input.
+    pub fn rejected(msg: Message, ack: Ack, reason: impl Into<String>) -> Envelope {
+        Envelope { msg, ack, reject: Some(reason.into()) }
+    }
+}
+
+/// What a source did, reported when it stops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceReport {
+    /// Messages sent on.
+    pub messages: u64,
+    /// Input lines or records that were not messages (each logged and counted).
+    pub rejected: u64,
+}
+
+/// A producer of messages.
+pub trait Source: Send + 'static {
+    /// The source's name, for logs and metrics.
+    fn name(&self) -> String;
+    /// Sends messages until the input ends or `shutdown` fires.
+    fn run(self: Box<Self>, tx: mpsc::Sender<Envelope>, shutdown: Shutdown) -> BoxFuture<Result<SourceReport, SourceError>>;
+}

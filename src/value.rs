@@ -1,0 +1,407 @@
+//! The runtime value of the rule language, and its coercion rules.
+//!
+//! Values borrow from the decoded payload wherever they can (`Cow`), so that a
+//! rule selecting a string or a sub-object does not copy it until the output is
+//! serialized. Integers are kept as `i64`/`u64` and never pass through `f64`, so
+//! a 64-bit id survives a rule unchanged.
+//!
+//! Coercion rules (documented in README, "Types and coercion"):
+//! - arithmetic on two integers stays integral (checked; an overflow falls back to float);
+//!   any float operand makes the result a float; `/` gives an integer only when exact;
+//! - a string that parses as a number is accepted where a number is expected;
+//! - NULL in arithmetic, comparison or a function argument that needs a value gives NULL;
+//! - numbers compare with numbers across int/float; strings compare by code point;
+//!   a number compares with a numeric string numerically; other mixes are not comparable (NULL).
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::Value as Json;
+
+/// A value produced while evaluating a rule expression.
+#[derive(Clone, Debug)]
+pub enum Value<'a> {
+    /// SQL NULL / JSON null / a missing field.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A signed 64-bit integer.
+    Int(i64),
+    /// An unsigned integer above `i64::MAX`.
+    UInt(u64),
+    /// A double-precision float (may be NaN or infinite; those serialize as null).
+    Float(f64),
+    /// A string.
+    Str(Cow<'a, str>),
+    /// Raw bytes (the payload of `*` in a function argument, or a digest).
+    Bytes(Cow<'a, [u8]>),
+    /// A JSON array or object.
+    Json(Cow<'a, Json>),
+}
+
+impl<'a> Value<'a> {
+    /// Wraps a borrowed JSON value without copying it.
+    pub fn from_json(v: &'a Json) -> Value<'a> {
+        match v {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Number(n) => number_value(n),
+            Json::String(s) => Value::Str(Cow::Borrowed(s.as_str())),
+            Json::Array(_) | Json::Object(_) => Value::Json(Cow::Borrowed(v)),
+        }
+    }
+
+    /// Wraps an owned JSON value.
+    pub fn from_owned_json(v: Json) -> Value<'static> {
+        match v {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(b),
+            Json::Number(n) => number_value(&n),
+            Json::String(s) => Value::Str(Cow::Owned(s)),
+            other => Value::Json(Cow::Owned(other)),
+        }
+    }
+
+    /// A string value.
+    pub fn str(s: impl Into<Cow<'a, str>>) -> Value<'a> {
+        Value::Str(s.into())
+    }
+
+    /// Converts to an owned JSON value (NaN and infinities become null; bytes become base64).
+    pub fn to_json(&self) -> Json {
+        match self {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Int(i) => Json::from(*i),
+            Value::UInt(u) => Json::from(*u),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+            Value::Str(s) => Json::String(s.to_string()),
+            Value::Bytes(b) => Json::String(base64_encode(b)),
+            Value::Json(j) => j.as_ref().clone(),
+        }
+    }
+
+    /// Detaches the value from the payload it borrows from.
+    pub fn into_owned(self) -> Value<'static> {
+        match self {
+            Value::Null => Value::Null,
+            Value::Bool(b) => Value::Bool(b),
+            Value::Int(i) => Value::Int(i),
+            Value::UInt(u) => Value::UInt(u),
+            Value::Float(f) => Value::Float(f),
+            Value::Str(s) => Value::Str(Cow::Owned(s.into_owned())),
+            Value::Bytes(b) => Value::Bytes(Cow::Owned(b.into_owned())),
+            Value::Json(j) => Value::Json(Cow::Owned(j.into_owned())),
+        }
+    }
+
+    /// True for NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The name of the value's type, as used in error messages and `typeof`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) | Value::UInt(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "string",
+            Value::Bytes(_) => "bytes",
+            Value::Json(j) => match j.as_ref() {
+                Json::Array(_) => "array",
+                _ => "object",
+            },
+        }
+    }
+
+    /// The value as a number, accepting numeric strings.
+    pub fn as_number(&self) -> Option<Num> {
+        match self {
+            Value::Int(i) => Some(Num::Int(*i)),
+            Value::UInt(u) => Some(Num::UInt(*u)),
+            Value::Float(f) => Some(Num::Float(*f)),
+            Value::Str(s) => parse_num(s.trim()),
+            _ => None,
+        }
+    }
+
+    /// The value as an `f64`, accepting numeric strings.
+    pub fn as_f64(&self) -> Option<f64> {
+        self.as_number().map(Num::to_f64)
+    }
+
+    /// The value as an `i64`: integers, integral floats and integer strings.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self.as_number()? {
+            Num::Int(i) => Some(i),
+            Num::UInt(u) => i64::try_from(u).ok(),
+            Num::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Some(f as i64),
+            Num::Float(_) => None,
+        }
+    }
+
+    /// The value as text: strings as they are, numbers and booleans printed, JSON encoded.
+    /// NULL gives `None`.
+    pub fn as_text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Value::Null => None,
+            Value::Str(s) => Some(Cow::Borrowed(s.as_ref())),
+            Value::Bytes(b) => Some(String::from_utf8_lossy(b)),
+            other => Some(Cow::Owned(other.to_string())),
+        }
+    }
+
+    /// The JSON array or object, if the value is one.
+    pub fn as_json(&self) -> Option<&Json> {
+        match self {
+            Value::Json(j) => Some(j.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// Truth value for WHERE and boolean operators: booleans, numbers (non-zero is true)
+    /// and NULL (unknown). Other types are an error.
+    pub fn truth(&self) -> Result<Option<bool>, String> {
+        match self {
+            Value::Null => Ok(None),
+            Value::Bool(b) => Ok(Some(*b)),
+            Value::Int(i) => Ok(Some(*i != 0)),
+            Value::UInt(u) => Ok(Some(*u != 0)),
+            Value::Float(f) => Ok(Some(*f != 0.0)),
+            Value::Str(s) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Value::Str(s) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            other => Err(format!("expected a boolean, got {} {}", other.type_name(), other)),
+        }
+    }
+
+    /// SQL equality: NULL when either side is NULL, else whether both are equal under the
+    /// comparison rules (numbers across types, numeric strings with numbers, JSON structurally).
+    pub fn sql_eq(&self, other: &Value<'_>) -> Option<bool> {
+        if self.is_null() || other.is_null() {
+            return None;
+        }
+        if let (Value::Json(a), Value::Json(b)) = (self, other) {
+            return Some(a.as_ref() == b.as_ref());
+        }
+        if let (Value::Bool(a), Value::Bool(b)) = (self, other) {
+            return Some(a == b);
+        }
+        match self.sql_cmp(other) {
+            Some(o) => Some(o == Ordering::Equal),
+            None => Some(false),
+        }
+    }
+
+    /// SQL ordering; `None` when the two values are not comparable.
+    pub fn sql_cmp(&self, other: &Value<'_>) -> Option<Ordering> {
+        match (self, other) {
+            (Value::Null, _) | (_, Value::Null) => None,
+            (Value::Str(a), Value::Str(b)) => Some(a.as_ref().cmp(b.as_ref())),
+            (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+            (Value::Bytes(a), Value::Bytes(b)) => Some(a.as_ref().cmp(b.as_ref())),
+            (a, b) => {
+                let (x, y) = (a.as_number()?, b.as_number()?);
+                x.cmp(&y)
+            }
+        }
+    }
+}
+
+/// A number taken out of a value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Num {
+    /// Signed integer.
+    Int(i64),
+    /// Unsigned integer above `i64::MAX`.
+    UInt(u64),
+    /// Float.
+    Float(f64),
+}
+
+impl Num {
+    /// As `f64` (may lose precision for large integers).
+    pub fn to_f64(self) -> f64 {
+        match self {
+            Num::Int(i) => i as f64,
+            Num::UInt(u) => u as f64,
+            Num::Float(f) => f,
+        }
+    }
+
+    /// Compares two numbers exactly where both are integral.
+    pub fn cmp(&self, other: &Num) -> Option<Ordering> {
+        match (self, other) {
+            (Num::Int(a), Num::Int(b)) => Some(a.cmp(b)),
+            (Num::UInt(a), Num::UInt(b)) => Some(a.cmp(b)),
+            (Num::Int(_), Num::UInt(_)) => Some(Ordering::Less),
+            (Num::UInt(_), Num::Int(_)) => Some(Ordering::Greater),
+            (a, b) => a.to_f64().partial_cmp(&b.to_f64()),
+        }
+    }
+
+    /// Back into a value.
+    pub fn into_value(self) -> Value<'static> {
+        match self {
+            Num::Int(i) => Value::Int(i),
+            Num::UInt(u) => Value::UInt(u),
+            Num::Float(f) => Value::Float(f),
+        }
+    }
+}
+
+fn number_value(n: &serde_json::Number) -> Value<'static> {
+    if let Some(i) = n.as_i64() {
+        Value::Int(i)
+    } else if let Some(u) = n.as_u64() {
+        Value::UInt(u)
+    } else {
+        Value::Float(n.as_f64().unwrap_or(f64::NAN))
+    }
+}
+
+/// Parses a number the way JSON writes it (also accepting a leading `+` and surrounding spaces
+/// trimmed by the caller). Integers stay integral.
+pub fn parse_num(s: &str) -> Option<Num> {
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(Num::Int(i));
+    }
+    if let Ok(u) = s.parse::<u64>() {
+        return Some(Num::UInt(u));
+    }
+    let first = s.as_bytes()[0];
+    if !(first.is_ascii_digit() || first == b'-' || first == b'+' || first == b'.') {
+        return None; // refuse "inf", "NaN" and other words f64::from_str accepts
+    }
+    s.parse::<f64>().ok().map(Num::Float)
+}
+
+/// Standard base64 with padding.
+pub fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// Formats a float the way it is written in JSON (shortest round-trip form, `.0` kept).
+pub fn format_float(f: f64) -> String {
+    if f.is_finite() {
+        serde_json::Number::from_f64(f).map_or_else(|| "null".into(), |n| n.to_string())
+    } else if f.is_nan() {
+        "NaN".into()
+    } else if f > 0.0 {
+        "Infinity".into()
+    } else {
+        "-Infinity".into()
+    }
+}
+
+impl fmt::Display for Value<'_> {
+    /// Text form: strings bare, everything else as JSON.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::UInt(u) => write!(f, "{u}"),
+            Value::Float(x) => f.write_str(&format_float(*x)),
+            Value::Str(s) => f.write_str(s),
+            Value::Bytes(b) => f.write_str(&base64_encode(b)),
+            Value::Json(j) => write!(f, "{j}"),
+        }
+    }
+}
+
+impl Serialize for Value<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::UInt(u) => s.serialize_u64(*u),
+            Value::Float(x) if x.is_finite() => s.serialize_f64(*x),
+            Value::Float(_) => s.serialize_unit(),
+            Value::Str(t) => s.serialize_str(t),
+            Value::Bytes(b) => s.serialize_str(&base64_encode(b)),
+            Value::Json(j) => j.serialize(s),
+        }
+    }
+}
+
+/// Serializes ordered `(name, value)` pairs as one JSON object, without building a map.
+pub struct Fields<'r, 'a>(pub &'r [(&'r str, Value<'a>)]);
+
+impl Serialize for Fields<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// Serializes a slice of values as a JSON array.
+pub struct Values<'r, 'a>(pub &'r [Value<'a>]);
+
+impl Serialize for Values<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut q = s.serialize_seq(Some(self.0.len()))?;
+        for v in self.0 {
+            q.serialize_element(v)?;
+        }
+        q.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn big_integers_keep_their_digits() {
+        let j: Json = serde_json::from_str("9223372036854775807").unwrap();
+        let v = Value::from_json(&j);
+        assert_eq!(serde_json::to_string(&v).unwrap(), "9223372036854775807");
+        let j: Json = serde_json::from_str("18446744073709551615").unwrap();
+        assert_eq!(serde_json::to_string(&Value::from_json(&j)).unwrap(), "18446744073709551615");
+    }
+
+    #[test]
+    fn floats_print_as_they_came() {
+        for text in ["1.02", "0.1", "39.9", "1.0", "-2.5e-7"] {
+            let j: Json = serde_json::from_str(text).unwrap();
+            let back = serde_json::to_string(&Value::from_json(&j)).unwrap();
+            assert_eq!(back.parse::<f64>().unwrap(), text.parse::<f64>().unwrap());
+        }
+        let j: Json = serde_json::from_str("1.02").unwrap();
+        assert_eq!(serde_json::to_string(&Value::from_json(&j)).unwrap(), "1.02");
+    }
+
+    #[test]
+    fn comparisons_follow_the_documented_rules() {
+        assert_eq!(Value::Int(3).sql_cmp(&Value::Float(2.5)), Some(Ordering::Greater));
+        assert_eq!(Value::str("10").sql_eq(&Value::Int(10)), Some(true));
+        assert_eq!(Value::Null.sql_eq(&Value::Int(1)), None);
+        assert_eq!(Value::str("a").sql_cmp(&Value::Int(1)), None);
+        assert_eq!(Value::Bool(true).sql_eq(&Value::Int(1)), Some(false));
+        let a = json!({"x": [1, 2]});
+        let b = json!({"x": [1, 2]});
+        assert_eq!(Value::from_json(&a).sql_eq(&Value::from_json(&b)), Some(true));
+    }
+
+    #[test]
+    fn numeric_strings_parse_but_words_do_not() {
+        assert_eq!(parse_num("1.02"), Some(Num::Float(1.02)));
+        assert_eq!(parse_num("-7"), Some(Num::Int(-7)));
+        assert_eq!(parse_num("inf"), None);
+        assert_eq!(parse_num("NaN"), None);
+        assert_eq!(parse_num(""), None);
+    }
+}
