@@ -1,0 +1,83 @@
+//! Digests and encodings. They work on the raw bytes of a bytes value (`*`) and on the UTF-8 of
+//! anything else's text.
+
+use std::borrow::Cow;
+
+use super::{arg, quote, text_arg, R};
+use crate::rule::expr::{Args, Ctx};
+use crate::value::{base64_encode, Value};
+
+/// The bytes a digest or encoding works on: raw bytes, or the text's UTF-8. NULL gives `None`.
+fn input<'v>(v: &'v Value<'_>) -> Option<Cow<'v, [u8]>> {
+    match v {
+        Value::Null => None,
+        Value::Bytes(b) => Some(Cow::Borrowed(b.as_ref())),
+        Value::Str(s) => Some(Cow::Borrowed(s.as_bytes())),
+        other => Some(Cow::Owned(other.to_string().into_bytes())),
+    }
+}
+
+fn digest<D: md5::Digest>(data: &[u8]) -> String {
+    hex::encode(D::digest(data))
+}
+
+/// The lowercase hex digest of `data` with `algo` (case-insensitive; `-` optional).
+pub(super) fn hex_digest(algo: &str, data: &[u8]) -> Option<String> {
+    let norm: String = algo
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .collect::<String>()
+        .to_ascii_uppercase();
+    Some(match norm.as_str() {
+        "MD2" => digest::<md2::Md2>(data),
+        "MD5" => digest::<md5::Md5>(data),
+        "SHA1" => digest::<sha1::Sha1>(data),
+        "SHA256" => digest::<sha2::Sha256>(data),
+        "SHA384" => digest::<sha2::Sha384>(data),
+        "SHA512" => digest::<sha2::Sha512>(data),
+        _ => return None,
+    })
+}
+
+pub(super) fn crypto<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+    let Some(algo) = text_arg(&args, 1) else {
+        return Ok(Value::Null);
+    };
+    let Some(data) = input(arg(&args, 0)) else {
+        return Ok(Value::Null);
+    };
+    hex_digest(&algo, &data)
+        .map(|h| Value::Str(Cow::Owned(h)))
+        .ok_or_else(|| {
+            format!(
+                "unknown algorithm {}; use MD2, MD5, SHA1, SHA-256, SHA-384 or SHA-512",
+                quote(arg(&args, 1))
+            )
+        })
+}
+
+fn fixed<'a>(args: &Args<'a>, algo: &str) -> R<'a> {
+    Ok(input(arg(args, 0))
+        .and_then(|d| hex_digest(algo, &d))
+        .map_or(Value::Null, |h| Value::Str(Cow::Owned(h))))
+}
+
+pub(super) fn md5<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+    fixed(&args, "MD5")
+}
+
+pub(super) fn sha1<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+    fixed(&args, "SHA1")
+}
+
+pub(super) fn sha256<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+    fixed(&args, "SHA256")
+}
+
+pub(super) fn to_base64<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+    Ok(input(arg(&args, 0)).map_or(Value::Null, |d| Value::Str(Cow::Owned(base64_encode(&d)))))
+}
+
+pub(super) fn to_hex<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+    Ok(input(arg(&args, 0)).map_or(Value::Null, |d| Value::Str(Cow::Owned(hex::encode(d)))))
+}
