@@ -28,30 +28,63 @@ fn rule(i: usize, filter: &str) -> Rule {
         "name = \"r{i}\"\nsql = \"\"\"\nSELECT {select}\nFROM \"{filter}\"\nWHERE {cond}\n\"\"\"\n[[actions]]\ntopic = \"out-{}\"\nkey = \"${{deviceName}}\"\n",
         i % 10
     );
-    let text = if matches!(i % 5, 0 | 2 | 3) { text } else { text.replace("key = \"${deviceName}\"\n", "") };
+    let text = if matches!(i % 5, 0 | 2 | 3) {
+        text
+    } else {
+        text.replace("key = \"${deviceName}\"\n", "")
+    };
     compile_str(Path::new(&format!("r{i}.toml")), &text).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn engine(rules: Vec<Rule>) -> Engine {
-    Engine::new(RuleSet::new(rules), Env::default(), EngineOptions::default())
+    Engine::new(
+        RuleSet::new(rules),
+        Env::default(),
+        EngineOptions::default(),
+    )
 }
 
 fn message() -> Message {
-    Message { topic: TOPIC.into(), payload: PAYLOAD.as_bytes().to_vec().into(), meta: Metadata { source: Arc::from("bench"), received_ms: 1, id: 1, ..Metadata::default() } }
+    Message {
+        topic: TOPIC.into(),
+        payload: PAYLOAD.as_bytes().to_vec().into(),
+        meta: Metadata {
+            source: Arc::from("bench"),
+            received_ms: 1,
+            id: 1,
+            ..Metadata::default()
+        },
+    }
 }
 
 fn bench(c: &mut Criterion) {
     let msg = message();
-    assert!(msg.payload.len() > 280 && msg.payload.len() < 340, "payload is {} bytes", msg.payload.len());
+    assert!(
+        msg.payload.len() > 280 && msg.payload.len() < 340,
+        "payload is {} bytes",
+        msg.payload.len()
+    );
 
     let mut g = c.benchmark_group("compile");
-    g.bench_function("rule", |b| b.iter(|| black_box(rule(black_box(0), "/sys/+/+/thing/event/property/post"))));
+    g.bench_function("rule", |b| {
+        b.iter(|| black_box(rule(black_box(0), "/sys/+/+/thing/event/property/post")))
+    });
     g.finish();
 
-    let ten = engine((0..10).map(|i| rule(i, "/sys/+/+/thing/event/property/post")).collect());
+    let ten = engine(
+        (0..10)
+            .map(|i| rule(i, "/sys/+/+/thing/event/property/post"))
+            .collect(),
+    );
     let many = engine(
         (0..10_000)
-            .map(|i| if i < 10 { rule(i, "/sys/+/+/thing/event/property/post") } else { rule(i, &format!("/sys/pk{i:05}/+/thing/event/property/post")) })
+            .map(|i| {
+                if i < 10 {
+                    rule(i, "/sys/+/+/thing/event/property/post")
+                } else {
+                    rule(i, &format!("/sys/pk{i:05}/+/thing/event/property/post"))
+                }
+            })
             .collect(),
     );
     let mut out = Vec::new();
@@ -65,7 +98,11 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("serde_json_value", |b| b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(black_box(&msg.payload)).unwrap())));
+    g.bench_function("serde_json_value", |b| {
+        b.iter(|| {
+            black_box(serde_json::from_slice::<serde_json::Value>(black_box(&msg.payload)).unwrap())
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("process");

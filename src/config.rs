@@ -35,7 +35,9 @@ pub struct RulesConfig {
 
 impl Default for RulesConfig {
     fn default() -> Self {
-        RulesConfig { paths: default_rule_paths() }
+        RulesConfig {
+            paths: default_rule_paths(),
+        }
     }
 }
 
@@ -119,15 +121,26 @@ pub enum SinkConfig {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::parse(path, &text)
     }
 
     /// Parses configuration text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
-            let pos = e.span().map(|s| pos_of_offset(text, s.start)).unwrap_or_default();
-            ConfigError::Invalid { path: path.to_path_buf(), line: pos.line.max(1), col: pos.col.max(1), message: e.message().trim().to_string() }
+            let pos = e
+                .span()
+                .map(|s| pos_of_offset(text, s.start))
+                .unwrap_or_default();
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: pos.line.max(1),
+                col: pos.col.max(1),
+                message: e.message().trim().to_string(),
+            }
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -135,16 +148,25 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.sources.is_empty() {
-            return Err(ConfigError::Value("at least one [[sources]] is needed".into()));
+            return Err(ConfigError::Value(
+                "at least one [[sources]] is needed".into(),
+            ));
         }
         if self.engine.channel_capacity == 0 {
-            return Err(ConfigError::Value("engine.channel_capacity must be at least 1".into()));
+            return Err(ConfigError::Value(
+                "engine.channel_capacity must be at least 1".into(),
+            ));
         }
         if self.engine.workers == 0 {
-            return Err(ConfigError::Value("engine.workers must be at least 1".into()));
+            return Err(ConfigError::Value(
+                "engine.workers must be at least 1".into(),
+            ));
         }
         if !crate::rule::template::valid_kafka_topic(&self.engine.default_error_topic) {
-            return Err(ConfigError::Value(format!("engine.default_error_topic `{}` is not a valid topic name", self.engine.default_error_topic)));
+            return Err(ConfigError::Value(format!(
+                "engine.default_error_topic `{}` is not a valid topic name",
+                self.engine.default_error_topic
+            )));
         }
         parse_timezone(&self.engine.timezone).map_err(ConfigError::Value)?;
         Ok(())
@@ -185,15 +207,25 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors_with_positions() {
         let e = Config::parse(Path::new("c.toml"), "[engine]\nworkrs = 2\n[[sources]]\ntype = \"file\"\npath = \"x\"\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap_err();
-        assert!(e.to_string().starts_with("c.toml:2:1: unknown field `workrs`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("c.toml:2:1: unknown field `workrs`"),
+            "{e}"
+        );
         let e = Config::parse(Path::new("c.toml"), "[[sources]]\ntype = \"file\"\npath = \"x\"\nbogus = 1\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
     }
 
     #[test]
     fn timezones() {
-        assert_eq!(parse_timezone("+08:00").unwrap().local_minus_utc(), 8 * 3600);
-        assert_eq!(parse_timezone("-05:30").unwrap().local_minus_utc(), -(5 * 3600 + 1800));
+        assert_eq!(
+            parse_timezone("+08:00").unwrap().local_minus_utc(),
+            8 * 3600
+        );
+        assert_eq!(
+            parse_timezone("-05:30").unwrap().local_minus_utc(),
+            -(5 * 3600 + 1800)
+        );
         assert!(parse_timezone("CET").is_err());
     }
 }

@@ -20,7 +20,11 @@ use sluice::source::file::FileSource;
 use sluice::source::Source;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "IoT rule-engine stream processor: SQL rules over topics, routed to Kafka")]
+#[command(
+    name = "sluice",
+    version,
+    about = "IoT rule-engine stream processor: SQL rules over topics, routed to Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -75,7 +79,13 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Check { paths } => Ok(check(paths)),
-        Cmd::Test { rule, topic, payload, now, timezone } => test(rule, topic, payload, now, &timezone),
+        Cmd::Test {
+            rule,
+            topic,
+            payload,
+            now,
+            timezone,
+        } => test(rule, topic, payload, now, &timezone),
         Cmd::Run { config } => run(config),
         Cmd::Functions => {
             print!("{}", sluice::rule::registry::markdown_reference());
@@ -85,7 +95,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn check(paths: Vec<PathBuf>) -> ExitCode {
-    let paths = if paths.is_empty() { vec![PathBuf::from("rules")] } else { paths };
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("rules")]
+    } else {
+        paths
+    };
     let (rules, errors) = sluice::rule::compile_paths(&paths);
     for e in &errors {
         eprintln!("{}", e.render());
@@ -99,7 +113,13 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
     }
 }
 
-fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<i64>, timezone: &str) -> anyhow::Result<ExitCode> {
+fn test(
+    rule_path: PathBuf,
+    topic: String,
+    payload: Option<String>,
+    now: Option<i64>,
+    timezone: &str,
+) -> anyhow::Result<ExitCode> {
     let mut rule = match sluice::rule::compile_file(&rule_path) {
         Ok(r) => r,
         Err(errors) => {
@@ -111,22 +131,41 @@ fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<
     };
     rule.enabled = true;
     if !rule.filter.matches(&topic) {
-        eprintln!("note: topic `{topic}` does not match the rule's filter `{}`", rule.filter.as_str());
+        eprintln!(
+            "note: topic `{topic}` does not match the rule's filter `{}`",
+            rule.filter.as_str()
+        );
     }
     let bytes = match payload.as_deref() {
         None => Vec::new(),
         Some("-") => {
             let mut b = Vec::new();
-            std::io::stdin().read_to_end(&mut b).context("reading the payload from standard input")?;
+            std::io::stdin()
+                .read_to_end(&mut b)
+                .context("reading the payload from standard input")?;
             b
         }
-        Some(path) => std::fs::read(path).with_context(|| format!("reading payload file {path}"))?,
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("reading payload file {path}"))?
+        }
     };
     let clock = now.map_or(Clock::System, Clock::Fixed);
-    let env = Env { tz: parse_timezone(timezone).map_err(anyhow::Error::msg)?, ..Env::default() };
+    let env = Env {
+        tz: parse_timezone(timezone).map_err(anyhow::Error::msg)?,
+        ..Env::default()
+    };
     let engine = Engine::new(RuleSet::new(vec![rule]), env, EngineOptions::default());
     let now_ms = clock.now_ms();
-    let msg = Message { topic, payload: bytes.into(), meta: Metadata { source: Arc::from("sluice-test"), received_ms: now_ms, id: 1, ..Metadata::default() } };
+    let msg = Message {
+        topic,
+        payload: bytes.into(),
+        meta: Metadata {
+            source: Arc::from("sluice-test"),
+            received_ms: now_ms,
+            id: 1,
+            ..Metadata::default()
+        },
+    };
     let mut out = Vec::new();
     engine.process(&msg, now_ms, &mut Scratch::default(), &mut out);
     for rec in &out {
@@ -138,7 +177,11 @@ fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<
 /// `{"rule", "topic", "key", "headers", "value"}` — the `sluice test` output contract.
 fn record_line(rec: &OutputRecord) -> anyhow::Result<String> {
     let value: &serde_json::value::RawValue = serde_json::from_slice(&rec.value)?;
-    let headers: serde_json::Map<String, serde_json::Value> = rec.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let headers: serde_json::Map<String, serde_json::Value> = rec
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
     Ok(serde_json::to_string(&serde_json::json!({
         "rule": &*rec.rule,
         "topic": rec.topic,
@@ -158,30 +201,67 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
         }
         anyhow::bail!("{} rule error(s); nothing was run", errors.len());
     }
-    tracing::info!(rules = rules.len(), enabled = rules.iter().filter(|r| r.enabled).count(), "rules compiled");
-    let env = Env { tz: parse_timezone(&cfg.engine.timezone).map_err(anyhow::Error::msg)?, ..Env::default() };
-    let opts = EngineOptions { default_error_topic: cfg.engine.default_error_topic.clone(), max_payload_bytes: cfg.engine.max_payload_bytes };
+    tracing::info!(
+        rules = rules.len(),
+        enabled = rules.iter().filter(|r| r.enabled).count(),
+        "rules compiled"
+    );
+    let env = Env {
+        tz: parse_timezone(&cfg.engine.timezone).map_err(anyhow::Error::msg)?,
+        ..Env::default()
+    };
+    let opts = EngineOptions {
+        default_error_topic: cfg.engine.default_error_topic.clone(),
+        max_payload_bytes: cfg.engine.max_payload_bytes,
+    };
     let engine = Arc::new(Engine::new(RuleSet::new(rules), env, opts));
     let sources: Vec<Box<dyn Source>> = cfg
         .sources
         .iter()
         .map(|s| match s {
-            SourceConfig::File { path } => Box::new(FileSource::new(path.clone())) as Box<dyn Source>,
+            SourceConfig::File { path } => {
+                Box::new(FileSource::new(path.clone())) as Box<dyn Source>
+            }
         })
         .collect();
     let sink: Box<dyn Sink> = match &cfg.sink {
         SinkConfig::File { dir } => Box::new(FileSink::new(dir.clone())),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let report = rt.block_on(async {
         let shutdown = Shutdown::new();
         shutdown.on_signals();
-        Pipeline { engine, sources, sink, capacity: cfg.engine.channel_capacity, workers: cfg.engine.workers, clock: Clock::System }.run(shutdown).await
+        Pipeline {
+            engine,
+            sources,
+            sink,
+            capacity: cfg.engine.channel_capacity,
+            workers: cfg.engine.workers,
+            clock: Clock::System,
+        }
+        .run(shutdown)
+        .await
     })?;
     for (name, r) in &report.sources {
         tracing::info!(source = %name, messages = r.messages, rejected = r.rejected, "source done");
     }
-    tracing::info!(records = report.sink.records, error_records = report.sink.error_records, bytes = report.sink.bytes, "sink flushed");
-    println!("{} message(s) in, {} record(s) out ({} error record(s))", report.sources.iter().map(|(_, r)| r.messages + r.rejected).sum::<u64>(), report.sink.records, report.sink.error_records);
+    tracing::info!(
+        records = report.sink.records,
+        error_records = report.sink.error_records,
+        bytes = report.sink.bytes,
+        "sink flushed"
+    );
+    println!(
+        "{} message(s) in, {} record(s) out ({} error record(s))",
+        report
+            .sources
+            .iter()
+            .map(|(_, r)| r.messages + r.rejected)
+            .sum::<u64>(),
+        report.sink.records,
+        report.sink.error_records
+    );
     Ok(ExitCode::SUCCESS)
 }

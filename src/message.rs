@@ -36,7 +36,11 @@ pub struct Message {
 impl Message {
     /// A message with default metadata.
     pub fn new(topic: impl Into<String>, payload: impl Into<bytes::Bytes>) -> Self {
-        Message { topic: topic.into(), payload: payload.into(), meta: Metadata::default() }
+        Message {
+            topic: topic.into(),
+            payload: payload.into(),
+            meta: Metadata::default(),
+        }
     }
 }
 
@@ -59,7 +63,10 @@ pub enum BatchError {
 /// `time` becomes `received_ms` (seed 000: "if empty, the server's time is used").
 pub fn split_integration_batch(root: &Json, received_ms: i64) -> Result<Vec<Json>, BatchError> {
     let obj = root.as_object().ok_or(BatchError::NotObject)?;
-    let params = obj.get("params").and_then(Json::as_array).ok_or(BatchError::NoParams)?;
+    let params = obj
+        .get("params")
+        .and_then(Json::as_array)
+        .ok_or(BatchError::NoParams)?;
     let mut out = Vec::with_capacity(params.len());
     for (i, entry) in params.iter().enumerate() {
         let fields = entry.as_object().ok_or(BatchError::EntryNotObject(i))?;
@@ -103,7 +110,10 @@ mod tests {
         ],"method":"integration.event.post"});
         let recs = split_integration_batch(&req, 999).unwrap();
         assert_eq!(recs.len(), 2);
-        assert_eq!(recs[0], json!({"deviceKey":"device1","events":{"eventId1":{"alarm":9,"level":3}},"time":123456,"id":"123","version":"1.0","method":"integration.event.post"}));
+        assert_eq!(
+            recs[0],
+            json!({"deviceKey":"device1","events":{"eventId1":{"alarm":9,"level":3}},"time":123456,"id":"123","version":"1.0","method":"integration.event.post"})
+        );
         assert_eq!(recs[1]["time"], json!(999));
         assert_eq!(recs[1]["deviceKey"], json!("device2"));
     }
@@ -111,13 +121,25 @@ mod tests {
     #[test]
     fn empty_time_string_becomes_receive_time() {
         let req = json!({"params":[{"deviceKey":"d","time":""}]});
-        assert_eq!(split_integration_batch(&req, 5).unwrap()[0]["time"], json!(5));
+        assert_eq!(
+            split_integration_batch(&req, 5).unwrap()[0]["time"],
+            json!(5)
+        );
     }
 
     #[test]
     fn rejects_bad_batches() {
-        assert_eq!(split_integration_batch(&json!([1]), 0), Err(BatchError::NotObject));
-        assert_eq!(split_integration_batch(&json!({"params": {}}), 0), Err(BatchError::NoParams));
-        assert_eq!(split_integration_batch(&json!({"params": [1]}), 0), Err(BatchError::EntryNotObject(0)));
+        assert_eq!(
+            split_integration_batch(&json!([1]), 0),
+            Err(BatchError::NotObject)
+        );
+        assert_eq!(
+            split_integration_batch(&json!({"params": {}}), 0),
+            Err(BatchError::NoParams)
+        );
+        assert_eq!(
+            split_integration_batch(&json!({"params": [1]}), 0),
+            Err(BatchError::EntryNotObject(0))
+        );
     }
 }

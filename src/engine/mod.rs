@@ -56,7 +56,10 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { default_error_topic: "sluice-errors".into(), max_payload_bytes: 1024 * 1024 }
+        EngineOptions {
+            default_error_topic: "sluice-errors".into(),
+            max_payload_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -117,7 +120,11 @@ pub struct Engine {
 impl Engine {
     /// An engine over a rule set.
     pub fn new(rules: RuleSet, env: Env, opts: EngineOptions) -> Engine {
-        Engine { rules: ArcSwap::from_pointee(rules), env, opts }
+        Engine {
+            rules: ArcSwap::from_pointee(rules),
+            env,
+            opts,
+        }
     }
 
     /// Swaps in a new rule set; messages being processed finish with the old one.
@@ -137,36 +144,60 @@ impl Engine {
 
     /// Runs every matching rule on `msg`, appending output and error records to `out`.
     /// Never fails: bad input becomes error records.
-    pub fn process(&self, msg: &Message, now_ms: i64, scratch: &mut Scratch, out: &mut Vec<OutputRecord>) -> Outcome {
+    pub fn process(
+        &self,
+        msg: &Message,
+        now_ms: i64,
+        scratch: &mut Scratch,
+        out: &mut Vec<OutputRecord>,
+    ) -> Outcome {
         let set = self.rules.load();
         set.index.matches(&msg.topic, &mut scratch.ids);
-        let mut outcome = Outcome { matched: scratch.ids.len() as u32, ..Outcome::default() };
+        let mut outcome = Outcome {
+            matched: scratch.ids.len() as u32,
+            ..Outcome::default()
+        };
         if scratch.ids.is_empty() {
             return outcome;
         }
         let info = TopicInfo::parse(&msg.topic);
-        let needs_json = scratch.ids.iter().any(|&i| set.rules[i].reads_record) || is_batch(&info);
+        // Decode when a rule reads fields, for batches, and whenever the payload looks like a
+        // JSON object (so deviceName() and friends can fall back to its fields). A decode error
+        // only fails the rules that read fields.
+        let needs_json = scratch.ids.iter().any(|&i| set.rules[i].reads_record)
+            || is_batch(&info)
+            || msg.payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
 
         // Decode once for all rules.
-        let decoded: Result<Option<Json>, String> = if msg.payload.len() > self.opts.max_payload_bytes {
-            Err(format!("payload of {} bytes exceeds max_payload_bytes ({})", msg.payload.len(), self.opts.max_payload_bytes))
-        } else if needs_json {
-            match serde_json::from_slice::<Json>(&msg.payload) {
-                Ok(j) => Ok(Some(j)),
-                Err(e) => Err(format!("payload is not valid JSON: {e}")),
-            }
-        } else {
-            Ok(None)
-        };
+        let decoded: Result<Option<Json>, String> =
+            if msg.payload.len() > self.opts.max_payload_bytes {
+                Err(format!(
+                    "payload of {} bytes exceeds max_payload_bytes ({})",
+                    msg.payload.len(),
+                    self.opts.max_payload_bytes
+                ))
+            } else if needs_json {
+                match serde_json::from_slice::<Json>(&msg.payload) {
+                    Ok(j) => Ok(Some(j)),
+                    Err(e) => Err(format!("payload is not valid JSON: {e}")),
+                }
+            } else {
+                Ok(None)
+            };
         let batch: Option<Result<Vec<Json>, String>> = match (&decoded, is_batch(&info)) {
-            (Ok(Some(root)), true) => Some(split_integration_batch(root, msg.meta.received_ms).map_err(|e| format!("invalid integration request: {e}"))),
+            (Ok(Some(root)), true) => Some(
+                split_integration_batch(root, msg.meta.received_ms)
+                    .map_err(|e| format!("invalid integration request: {e}")),
+            ),
             _ => None,
         };
 
         for &i in &scratch.ids {
             let rule = &set.rules[i];
             let records: Vec<Option<&Json>> = match (&decoded, &batch) {
-                (Err(e), _) if rule.reads_record || msg.payload.len() > self.opts.max_payload_bytes => {
+                (Err(e), _)
+                    if rule.reads_record || msg.payload.len() > self.opts.max_payload_bytes =>
+                {
                     outcome.failed += 1;
                     out.push(self.error_record(rule, msg, Stage::Decode, e));
                     continue;
@@ -181,7 +212,13 @@ impl Engine {
                 (Err(_), _) => vec![None],
             };
             for record in records {
-                let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
+                let ctx = Ctx {
+                    msg,
+                    info: &info,
+                    record,
+                    now_ms,
+                    env: &self.env,
+                };
                 match eval_rule(rule, &ctx, out) {
                     Ok(true) => outcome.passed += 1,
                     Ok(false) => outcome.filtered += 1,
@@ -197,16 +234,38 @@ impl Engine {
 
     /// A dead-letter record for an input that a source could not decode (no rule ran).
     pub fn dead_letter(&self, msg: &Message, reason: &str) -> OutputRecord {
-        self.error_to(None, self.opts.default_error_topic.clone(), msg, Stage::Source, reason)
+        self.error_to(
+            None,
+            self.opts.default_error_topic.clone(),
+            msg,
+            Stage::Source,
+            reason,
+        )
     }
 
     /// An error record, like AWS IoT's error action: rule, topic, stage, reason, payload.
-    pub fn error_record(&self, rule: &Rule, msg: &Message, stage: Stage, reason: &str) -> OutputRecord {
-        let topic = rule.error_topic.clone().unwrap_or_else(|| self.opts.default_error_topic.clone());
+    pub fn error_record(
+        &self,
+        rule: &Rule,
+        msg: &Message,
+        stage: Stage,
+        reason: &str,
+    ) -> OutputRecord {
+        let topic = rule
+            .error_topic
+            .clone()
+            .unwrap_or_else(|| self.opts.default_error_topic.clone());
         self.error_to(Some(&rule.name), topic, msg, stage, reason)
     }
 
-    fn error_to(&self, rule: Option<&Arc<str>>, topic: String, msg: &Message, stage: Stage, reason: &str) -> OutputRecord {
+    fn error_to(
+        &self,
+        rule: Option<&Arc<str>>,
+        topic: String,
+        msg: &Message,
+        stage: Stage,
+        reason: &str,
+    ) -> OutputRecord {
         let value = serde_json::json!({
             "rule": rule.map(|r| &**r),
             "topic": msg.topic,
@@ -229,7 +288,11 @@ impl Engine {
 }
 
 /// Evaluates one rule on one record: `Ok(true)` when it produced output.
-fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
+fn eval_rule<'a>(
+    rule: &'a Rule,
+    ctx: &Ctx<'a>,
+    out: &mut Vec<OutputRecord>,
+) -> Result<bool, (Stage, EvalError)> {
     if let Some(w) = &rule.where_ {
         let v = w.eval(ctx).map_err(|e| (Stage::Where, e))?;
         match v.truth() {
@@ -243,21 +306,49 @@ fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> 
         match item {
             SelectItem::Named { name, expr } => {
                 let v = expr.eval(ctx).map_err(|e| (Stage::Select, e))?;
-                set_field(&mut fields, Cow::Borrowed(name.as_str()), v, rule.dynamic_fields);
+                set_field(
+                    &mut fields,
+                    Cow::Borrowed(name.as_str()),
+                    v,
+                    rule.dynamic_fields,
+                );
             }
             SelectItem::Star => match ctx.record {
                 Some(Json::Object(m)) => {
                     for (k, v) in m {
-                        set_field(&mut fields, Cow::Borrowed(k.as_str()), Value::from_json(v), true);
+                        set_field(
+                            &mut fields,
+                            Cow::Borrowed(k.as_str()),
+                            Value::from_json(v),
+                            true,
+                        );
                     }
                 }
-                Some(other) => return Err((Stage::Select, EvalError(format!("SELECT * needs a JSON object payload, got {}", Value::from_json(other).type_name())))),
-                None => return Err((Stage::Select, EvalError("SELECT * needs a JSON object payload".into()))),
+                Some(other) => {
+                    return Err((
+                        Stage::Select,
+                        EvalError(format!(
+                            "SELECT * needs a JSON object payload, got {}",
+                            Value::from_json(other).type_name()
+                        )),
+                    ))
+                }
+                None => {
+                    return Err((
+                        Stage::Select,
+                        EvalError("SELECT * needs a JSON object payload".into()),
+                    ))
+                }
             },
             SelectItem::Flatten(expr) => match expr.eval(ctx).map_err(|e| (Stage::Select, e))? {
                 Value::Json(Cow::Borrowed(Json::Object(m))) => {
                     for (k, v) in m {
-                        set_field(&mut fields, Cow::Borrowed(k.as_str()), Value::from_json(v), true);
+                        set_field(
+                            &mut fields,
+                            Cow::Borrowed(k.as_str()),
+                            Value::from_json(v),
+                            true,
+                        );
                     }
                 }
                 Value::Json(Cow::Owned(Json::Object(m))) => {
@@ -266,33 +357,72 @@ fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> 
                     }
                 }
                 Value::Null => {}
-                other => return Err((Stage::Select, EvalError(format!("expected an object to flatten, got {}", other.type_name())))),
+                other => {
+                    return Err((
+                        Stage::Select,
+                        EvalError(format!(
+                            "expected an object to flatten, got {}",
+                            other.type_name()
+                        )),
+                    ))
+                }
             },
         }
     }
 
-    let pairs: Vec<(&str, Value<'a>)> = fields.iter().map(|(k, v)| (k.as_ref(), v.clone())).collect();
-    let value = serde_json::to_vec(&Fields(&pairs)).map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
+    let pairs: Vec<(&str, Value<'a>)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_ref(), v.clone()))
+        .collect();
+    let value = serde_json::to_vec(&Fields(&pairs)).map_err(|e| {
+        (
+            Stage::Select,
+            EvalError(format!("cannot serialize output: {e}")),
+        )
+    })?;
     let lookup = |name: &str| -> Result<String, String> {
         match pairs.iter().rev().find(|(k, _)| *k == name) {
-            Some((_, v)) => v.as_text().map(Cow::into_owned).ok_or_else(|| format!("template field `{name}` is null")),
+            Some((_, v)) => v
+                .as_text()
+                .map(Cow::into_owned)
+                .ok_or_else(|| format!("template field `{name}` is null")),
             None => Err(format!("template field `{name}` is not in the output")),
         }
     };
-    let render = |t: &Template| t.render(lookup).map_err(|e| (Stage::Action, EvalError(format!("template `{}`: {e}", t.source))));
+    let render = |t: &Template| {
+        t.render(lookup).map_err(|e| {
+            (
+                Stage::Action,
+                EvalError(format!("template `{}`: {e}", t.source)),
+            )
+        })
+    };
     let start = out.len();
     let rendered = (|| {
         for action in &rule.actions {
             let topic = render(&action.topic)?;
             if !valid_kafka_topic(&topic) {
-                return Err((Stage::Action, EvalError(format!("target topic `{topic}` (from `{}`) is not a valid Kafka topic name", action.topic.source))));
+                return Err((
+                    Stage::Action,
+                    EvalError(format!(
+                        "target topic `{topic}` (from `{}`) is not a valid Kafka topic name",
+                        action.topic.source
+                    )),
+                ));
             }
             let key = action.key.as_ref().map(render).transpose()?;
             let mut headers = Vec::with_capacity(action.headers.len());
             for (h, t) in &action.headers {
                 headers.push((h.clone(), render(t)?));
             }
-            out.push(OutputRecord { rule: rule.name.clone(), topic, key, headers, value: value.clone(), is_error: false });
+            out.push(OutputRecord {
+                rule: rule.name.clone(),
+                topic,
+                key,
+                headers,
+                value: value.clone(),
+                is_error: false,
+            });
         }
         Ok(())
     })();
@@ -305,7 +435,12 @@ fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> 
 
 /// Adds a field; with `replace`, an existing field of the same name is overwritten in place
 /// (so `SELECT *, upper(x) AS x` replaces `x`).
-fn set_field<'a>(fields: &mut Vec<(Cow<'a, str>, Value<'a>)>, name: Cow<'a, str>, v: Value<'a>, replace: bool) {
+fn set_field<'a>(
+    fields: &mut Vec<(Cow<'a, str>, Value<'a>)>,
+    name: Cow<'a, str>,
+    v: Value<'a>,
+    replace: bool,
+) {
     if replace {
         if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == name) {
             slot.1 = v;

@@ -122,7 +122,11 @@ struct SqlOrigin {
 impl SqlOrigin {
     fn new(file: &str, span: std::ops::Range<usize>) -> SqlOrigin {
         let raw = &file[span.start.min(file.len())..span.end.min(file.len())];
-        let mut skip = if raw.starts_with("\"\"\"") || raw.starts_with("'''") { 3 } else { 1 };
+        let mut skip = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+            3
+        } else {
+            1
+        };
         if skip == 3 {
             if raw[3..].starts_with("\r\n") {
                 skip += 2;
@@ -130,14 +134,22 @@ impl SqlOrigin {
                 skip += 1;
             }
         }
-        SqlOrigin { start: pos_of_offset(file, span.start + skip) }
+        SqlOrigin {
+            start: pos_of_offset(file, span.start + skip),
+        }
     }
 
     fn map(&self, line: u64, col: u64) -> Pos {
         if line <= 1 {
-            Pos { line: self.start.line, col: self.start.col + col.saturating_sub(1) as usize }
+            Pos {
+                line: self.start.line,
+                col: self.start.col + col.saturating_sub(1) as usize,
+            }
         } else {
-            Pos { line: self.start.line + line as usize - 1, col: col as usize }
+            Pos {
+                line: self.start.line + line as usize - 1,
+                col: col as usize,
+            }
         }
     }
 }
@@ -146,15 +158,29 @@ impl SqlOrigin {
 pub fn compile_file(path: &Path) -> Result<Rule, Vec<CompileError>> {
     match std::fs::read_to_string(path) {
         Ok(text) => compile_str(path, &text),
-        Err(e) => Err(vec![CompileError { path: path.to_path_buf(), pos: Pos { line: 1, col: 1 }, message: format!("cannot read rule file: {e}"), hint: None, source_line: None }]),
+        Err(e) => Err(vec![CompileError {
+            path: path.to_path_buf(),
+            pos: Pos { line: 1, col: 1 },
+            message: format!("cannot read rule file: {e}"),
+            hint: None,
+            source_line: None,
+        }]),
     }
 }
 
 /// Compiles rule file text; `path` names it in errors and gives the default name.
 pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
-    let at = |pos: Pos, message: String, hint: Option<String>| CompileError { path: path.to_path_buf(), pos, message, hint, source_line: line_text(text, pos.line) };
+    let at = |pos: Pos, message: String, hint: Option<String>| CompileError {
+        path: path.to_path_buf(),
+        pos,
+        message,
+        hint,
+        source_line: line_text(text, pos.line),
+    };
     let file: RuleFile = toml::from_str(text).map_err(|e| {
-        let pos = e.span().map_or(Pos { line: 1, col: 1 }, |s| pos_of_offset(text, s.start));
+        let pos = e
+            .span()
+            .map_or(Pos { line: 1, col: 1 }, |s| pos_of_offset(text, s.start));
         vec![at(pos, e.message().trim().to_string(), None)]
     })?;
     let sql_span = file.sql.span();
@@ -165,39 +191,78 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
     let plan: Option<Plan> = match plan::plan(&sql) {
         Ok(p) => Some(p),
         Err(errs) => {
-            errors.extend(errs.into_iter().map(|e| at(origin.map(e.line, e.col), e.message, e.hint)));
+            errors.extend(
+                errs.into_iter()
+                    .map(|e| at(origin.map(e.line, e.col), e.message, e.hint)),
+            );
             None
         }
     };
 
-    let name = file.name.clone().unwrap_or_else(|| path.file_stem().map_or_else(|| "rule".to_string(), |s| s.to_string_lossy().into_owned()));
+    let name = file.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map_or_else(|| "rule".to_string(), |s| s.to_string_lossy().into_owned())
+    });
     if name.trim().is_empty() {
-        errors.push(at(Pos { line: 1, col: 1 }, "rule name is empty".into(), None));
+        errors.push(at(
+            Pos { line: 1, col: 1 },
+            "rule name is empty".into(),
+            None,
+        ));
     }
     if file.actions.is_empty() {
-        errors.push(at(Pos { line: text.lines().count().max(1), col: 1 }, "a rule needs at least one [[actions]] table".into(), Some("add [[actions]] with topic = \"…\"".into())));
+        errors.push(at(
+            Pos {
+                line: text.lines().count().max(1),
+                col: 1,
+            },
+            "a rule needs at least one [[actions]] table".into(),
+            Some("add [[actions]] with topic = \"…\"".into()),
+        ));
     }
 
-    let outputs: Vec<String> = plan.as_ref().map(|p| p.output_names().into_iter().map(str::to_string).collect()).unwrap_or_default();
+    let outputs: Vec<String> = plan
+        .as_ref()
+        .map(|p| p.output_names().into_iter().map(str::to_string).collect())
+        .unwrap_or_default();
     let dynamic = plan.as_ref().is_none_or(Plan::dynamic_fields);
     let mut template = |s: &Spanned<String>, what: &str, is_topic: bool| -> Option<Template> {
         // +1 skips the opening quote of a one-line string.
         let base = s.span().start + 1;
         match Template::parse(s.get_ref()) {
             Err((off, msg)) => {
-                errors.push(at(pos_of_offset(text, base + off), format!("{what}: {msg}"), None));
+                errors.push(at(
+                    pos_of_offset(text, base + off),
+                    format!("{what}: {msg}"),
+                    None,
+                ));
                 None
             }
             Ok(t) => {
                 for f in t.fields() {
                     if !dynamic && !outputs.iter().any(|o| o == f) {
                         let off = s.get_ref().find(&format!("${{{f}")).unwrap_or(0);
-                        let hint = if outputs.is_empty() { None } else { Some(format!("the rule's output fields are: {}", outputs.join(", "))) };
-                        errors.push(at(pos_of_offset(text, base + off), format!("{what}: `${{{f}}}` is not an output field of the rule"), hint));
+                        let hint = if outputs.is_empty() {
+                            None
+                        } else {
+                            Some(format!(
+                                "the rule's output fields are: {}",
+                                outputs.join(", ")
+                            ))
+                        };
+                        errors.push(at(
+                            pos_of_offset(text, base + off),
+                            format!("{what}: `${{{f}}}` is not an output field of the rule"),
+                            hint,
+                        ));
                     }
                 }
                 if is_topic && t.fields().next().is_none() && !valid_kafka_topic(&t.source) {
-                    errors.push(at(pos_of_offset(text, base), format!("{what}: `{}` is not a valid Kafka topic name", t.source), Some("use letters, digits, `.`, `_` and `-` (at most 249)".into())));
+                    errors.push(at(
+                        pos_of_offset(text, base),
+                        format!("{what}: `{}` is not a valid Kafka topic name", t.source),
+                        Some("use letters, digits, `.`, `_` and `-` (at most 249)".into()),
+                    ));
                 }
                 Some(t)
             }
@@ -214,14 +279,28 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
                 headers.push((hname.clone(), t));
             }
         }
-        if let (Some(topic), Some(key)) = (topic, key.unwrap_or(Some(Template { source: String::new(), parts: Vec::new() }))) {
-            actions.push(Action { topic, key: if a.key.is_some() { Some(key) } else { None }, headers });
+        if let (Some(topic), Some(key)) = (
+            topic,
+            key.unwrap_or(Some(Template {
+                source: String::new(),
+                parts: Vec::new(),
+            })),
+        ) {
+            actions.push(Action {
+                topic,
+                key: if a.key.is_some() { Some(key) } else { None },
+                headers,
+            });
         }
     }
     let error_topic = file.error_action.as_ref().map(|e| {
         let t = e.topic.get_ref().clone();
         if !valid_kafka_topic(&t) {
-            errors.push(at(pos_of_offset(text, e.topic.span().start + 1), format!("error_action topic `{t}` is not a valid Kafka topic name"), None));
+            errors.push(at(
+                pos_of_offset(text, e.topic.span().start + 1),
+                format!("error_action topic `{t}` is not a valid Kafka topic name"),
+                None,
+            ));
         }
         t
     });
@@ -256,8 +335,17 @@ pub fn compile_paths(paths: &[PathBuf]) -> (Vec<Rule>, Vec<CompileError>) {
     for p in paths {
         if p.is_dir() {
             match std::fs::read_dir(p) {
-                Ok(rd) => files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.extension().is_some_and(|x| x == "toml"))),
-                Err(e) => errors.push(CompileError { path: p.clone(), pos: Pos { line: 1, col: 1 }, message: format!("cannot read rules folder: {e}"), hint: None, source_line: None }),
+                Ok(rd) => files.extend(
+                    rd.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| f.extension().is_some_and(|x| x == "toml")),
+                ),
+                Err(e) => errors.push(CompileError {
+                    path: p.clone(),
+                    pos: Pos { line: 1, col: 1 },
+                    message: format!("cannot read rules folder: {e}"),
+                    hint: None,
+                    source_line: None,
+                }),
             }
         } else {
             files.push(p.clone());
@@ -269,7 +357,17 @@ pub fn compile_paths(paths: &[PathBuf]) -> (Vec<Rule>, Vec<CompileError>) {
         match compile_file(&f) {
             Ok(r) => {
                 if let Some(other) = rules.iter().find(|o| o.name == r.name) {
-                    errors.push(CompileError { path: f.clone(), pos: Pos { line: 1, col: 1 }, message: format!("duplicate rule name `{}` (also in {})", r.name, other.path.display()), hint: Some("set a unique `name`".into()), source_line: None });
+                    errors.push(CompileError {
+                        path: f.clone(),
+                        pos: Pos { line: 1, col: 1 },
+                        message: format!(
+                            "duplicate rule name `{}` (also in {})",
+                            r.name,
+                            other.path.display()
+                        ),
+                        hint: Some("set a unique `name`".into()),
+                        source_line: None,
+                    });
                 } else {
                     rules.push(r);
                 }
@@ -285,7 +383,11 @@ mod tests {
     use super::*;
 
     fn errs(text: &str) -> Vec<String> {
-        compile_str(Path::new("rules/x.toml"), text).unwrap_err().iter().map(|e| e.to_string()).collect()
+        compile_str(Path::new("rules/x.toml"), text)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
     }
 
     #[test]
@@ -313,10 +415,17 @@ topic = "sluice-errors"
 
     #[test]
     fn sql_errors_map_to_file_positions() {
-        let text = "sql = \"\"\"\nSELECT devicename()\nFROM \"t\"\n\"\"\"\n[[actions]]\ntopic = \"x\"\n";
-        assert_eq!(errs(text), vec!["rules/x.toml:2:8: unknown function devicename; did you mean deviceName?"]);
+        let text =
+            "sql = \"\"\"\nSELECT devicename()\nFROM \"t\"\n\"\"\"\n[[actions]]\ntopic = \"x\"\n";
+        assert_eq!(
+            errs(text),
+            vec!["rules/x.toml:2:8: unknown function devicename; did you mean deviceName?"]
+        );
         let text = "sql = \"SELECT devicename() FROM \\\"t\\\"\"\n[[actions]]\ntopic = \"x\"\n";
-        assert_eq!(errs(text), vec!["rules/x.toml:1:15: unknown function devicename; did you mean deviceName?"]);
+        assert_eq!(
+            errs(text),
+            vec!["rules/x.toml:1:15: unknown function devicename; did you mean deviceName?"]
+        );
     }
 
     #[test]

@@ -71,8 +71,12 @@ pub const EXAMPLE_NOW_MS: i64 = 1_700_000_000_000;
 /// The example message id.
 pub const EXAMPLE_MESSAGE_ID: u64 = 42;
 
-static BY_NAME: LazyLock<HashMap<&'static str, &'static FunctionDef>> =
-    LazyLock::new(|| crate::rule::functions::FUNCTIONS.iter().map(|f| (f.name, f)).collect());
+static BY_NAME: LazyLock<HashMap<&'static str, &'static FunctionDef>> = LazyLock::new(|| {
+    crate::rule::functions::FUNCTIONS
+        .iter()
+        .map(|f| (f.name, f))
+        .collect()
+});
 
 /// Every function, in reference order.
 pub fn all() -> &'static [FunctionDef] {
@@ -93,7 +97,12 @@ pub fn suggest(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
     all()
         .iter()
-        .map(|f| (strsim::levenshtein(&lower, &f.name.to_ascii_lowercase()), f.name))
+        .map(|f| {
+            (
+                strsim::levenshtein(&lower, &f.name.to_ascii_lowercase()),
+                f.name,
+            )
+        })
         .filter(|(d, n)| *d <= (n.len().max(3) / 3).max(1))
         .min()
         .map(|(_, n)| n)
@@ -109,10 +118,20 @@ pub fn markdown_reference() -> String {
         }
     }
     for cat in cats {
-        out.push_str(&format!("\n#### {cat}\n\n| function | meaning | example |\n| --- | --- | --- |\n"));
+        out.push_str(&format!(
+            "\n#### {cat}\n\n| function | meaning | example |\n| --- | --- | --- |\n"
+        ));
         for f in all().iter().filter(|f| f.category == cat) {
-            let ex = f.examples.first().map_or(String::new(), |e| format!("`{}` → `{}`", e.expr, e.result));
-            out.push_str(&format!("| `{}` | {} | {} |\n", f.signature, f.doc.replace('|', "\\|").replace('\n', " "), ex.replace('|', "\\|")));
+            let ex = f
+                .examples
+                .first()
+                .map_or(String::new(), |e| format!("`{}` → `{}`", e.expr, e.result));
+            out.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                f.signature,
+                f.doc.replace('|', "\\|").replace('\n', " "),
+                ex.replace('|', "\\|")
+            ));
         }
     }
     out
