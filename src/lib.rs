@@ -10,6 +10,7 @@
 //!
 //! - [`message`]: messages, metadata, and integration batches split into per-device records.
 //! - [`topic`]: topic filters, the trie index, and recognition of the documented topic kinds.
+//! - [`doc`]: the decoded payload: a borrowed, order-keeping JSON document.
 //! - [`value`]: the runtime value type and its coercion rules.
 //! - [`rule`]: rule files and the SQL compiler (parse → plan → expr → functions → registry).
 //! - [`engine`]: evaluation of a rule set on a message, and the running pipeline.
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod doc;
 pub mod engine;
 pub mod error;
 pub mod message;

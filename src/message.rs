@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value as Json};
+use std::borrow::Cow;
+
+use crate::doc::Node;
 
 use crate::topic::{TopicInfo, TopicKind};
 
@@ -61,33 +63,39 @@ pub enum BatchError {
 /// Splits an integration request (seeds 000, 001, 003) into one record per `params` entry, in
 /// order: the entry's fields plus the request's `id`, `version` and `method`. A missing or empty
 /// `time` becomes `received_ms` (seed 000: "if empty, the server's time is used").
-pub fn split_integration_batch(root: &Json, received_ms: i64) -> Result<Vec<Json>, BatchError> {
-    let obj = root.as_object().ok_or(BatchError::NotObject)?;
-    let params = obj
-        .get("params")
-        .and_then(Json::as_array)
-        .ok_or(BatchError::NoParams)?;
+pub fn split_integration_batch<'a>(root: &Node<'a>, received_ms: i64) -> Result<Vec<Node<'a>>, BatchError> {
+    let Node::Object(envelope) = root else {
+        return Err(BatchError::NotObject);
+    };
+    let Some(Node::Array(params)) = root.get("params") else {
+        return Err(BatchError::NoParams);
+    };
     let mut out = Vec::with_capacity(params.len());
     for (i, entry) in params.iter().enumerate() {
-        let fields = entry.as_object().ok_or(BatchError::EntryNotObject(i))?;
-        let mut rec = Map::with_capacity(fields.len() + 3);
-        for (k, v) in fields {
-            rec.insert(k.clone(), v.clone());
-        }
-        let time_missing = match rec.get("time") {
-            None | Some(Json::Null) => true,
-            Some(Json::String(s)) => s.is_empty(),
+        let Node::Object(fields) = entry else {
+            return Err(BatchError::EntryNotObject(i));
+        };
+        let mut rec: Vec<(Cow<'a, str>, Node<'a>)> = Vec::with_capacity(fields.len() + 3);
+        rec.extend(fields.iter().cloned());
+        let time_missing = match entry.get("time") {
+            None | Some(Node::Null) => true,
+            Some(Node::Str(s)) => s.is_empty(),
             _ => false,
         };
         if time_missing {
-            rec.insert("time".into(), Json::from(received_ms));
-        }
-        for key in ["id", "version", "method"] {
-            if let Some(v) = obj.get(key) {
-                rec.entry(key.to_string()).or_insert_with(|| v.clone());
+            match rec.iter_mut().find(|(k, _)| k == "time") {
+                Some(slot) => slot.1 = Node::Int(received_ms),
+                None => rec.push((Cow::Borrowed("time"), Node::Int(received_ms))),
             }
         }
-        out.push(Json::Object(rec));
+        for key in ["id", "version", "method"] {
+            if entry.get(key).is_none() {
+                if let Some((k, v)) = envelope.iter().rev().find(|(k, _)| k == key) {
+                    rec.push((k.clone(), v.clone()));
+                }
+            }
+        }
+        out.push(Node::Object(rec));
     }
     Ok(out)
 }
@@ -102,13 +110,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn split(v: serde_json::Value, now: i64) -> Result<Vec<serde_json::Value>, BatchError> {
+        let text = v.to_string();
+        let root = Node::parse(text.as_bytes()).unwrap();
+        split_integration_batch(&root, now).map(|r| r.iter().map(Node::to_json).collect())
+    }
+
     #[test]
     fn splits_seed_000_into_entries_with_envelope_fields() {
         let req = json!({"id":"123","version":"1.0","params":[
             {"deviceKey":"device1","events":{"eventId1":{"alarm":9,"level":3}},"time":123456},
             {"deviceKey":"device2","events":{"eventId2":{"result":"ok"}}}
         ],"method":"integration.event.post"});
-        let recs = split_integration_batch(&req, 999).unwrap();
+        let recs = split(req, 999).unwrap();
         assert_eq!(recs.len(), 2);
         assert_eq!(
             recs[0],
@@ -122,7 +136,7 @@ mod tests {
     fn empty_time_string_becomes_receive_time() {
         let req = json!({"params":[{"deviceKey":"d","time":""}]});
         assert_eq!(
-            split_integration_batch(&req, 5).unwrap()[0]["time"],
+            split(req, 5).unwrap()[0]["time"],
             json!(5)
         );
     }
@@ -130,15 +144,15 @@ mod tests {
     #[test]
     fn rejects_bad_batches() {
         assert_eq!(
-            split_integration_batch(&json!([1]), 0),
+            split(json!([1]), 0),
             Err(BatchError::NotObject)
         );
         assert_eq!(
-            split_integration_batch(&json!({"params": {}}), 0),
+            split(json!({"params": {}}), 0),
             Err(BatchError::NoParams)
         );
         assert_eq!(
-            split_integration_batch(&json!({"params": [1]}), 0),
+            split(json!({"params": [1]}), 0),
             Err(BatchError::EntryNotObject(0))
         );
     }

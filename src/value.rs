@@ -20,6 +20,8 @@ use std::fmt;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Value as Json;
 
+use crate::doc::Node;
+
 /// A value produced while evaluating a rule expression.
 #[derive(Clone, Debug)]
 pub enum Value<'a> {
@@ -37,8 +39,10 @@ pub enum Value<'a> {
     Str(Cow<'a, str>),
     /// Raw bytes (the payload of `*` in a function argument, or a digest).
     Bytes(Cow<'a, [u8]>),
-    /// A JSON array or object.
+    /// A JSON array or object (computed, or owned).
     Json(Cow<'a, Json>),
+    /// An array or object of the decoded payload, borrowed without copying.
+    Doc(&'a Node<'a>),
 }
 
 impl<'a> Value<'a> {
@@ -50,6 +54,27 @@ impl<'a> Value<'a> {
             Json::Number(n) => number_value(n),
             Json::String(s) => Value::Str(Cow::Borrowed(s.as_str())),
             Json::Array(_) | Json::Object(_) => Value::Json(Cow::Borrowed(v)),
+        }
+    }
+
+    /// Wraps a node of the decoded payload without copying it.
+    pub fn from_node(n: &'a Node<'a>) -> Value<'a> {
+        match n {
+            Node::Null => Value::Null,
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Int(i) => Value::Int(*i),
+            Node::UInt(u) => Value::UInt(*u),
+            Node::Float(f) => Value::Float(*f),
+            Node::Str(s) => Value::Str(Cow::Borrowed(s.as_ref())),
+            Node::Array(_) | Node::Object(_) => Value::Doc(n),
+        }
+    }
+
+    /// Turns a borrowed payload array/object into a `serde_json` one (function arguments).
+    pub fn materialize(self) -> Value<'a> {
+        match self {
+            Value::Doc(n) => Value::Json(Cow::Owned(n.to_json())),
+            other => other,
         }
     }
 
@@ -80,6 +105,7 @@ impl<'a> Value<'a> {
             Value::Str(s) => Json::String(s.to_string()),
             Value::Bytes(b) => Json::String(base64_encode(b)),
             Value::Json(j) => j.as_ref().clone(),
+            Value::Doc(n) => n.to_json(),
         }
     }
 
@@ -94,6 +120,7 @@ impl<'a> Value<'a> {
             Value::Str(s) => Value::Str(Cow::Owned(s.into_owned())),
             Value::Bytes(b) => Value::Bytes(Cow::Owned(b.into_owned())),
             Value::Json(j) => Value::Json(Cow::Owned(j.into_owned())),
+            Value::Doc(n) => Value::Json(Cow::Owned(n.to_json())),
         }
     }
 
@@ -115,6 +142,8 @@ impl<'a> Value<'a> {
                 Json::Array(_) => "array",
                 _ => "object",
             },
+            Value::Doc(Node::Array(_)) => "array",
+            Value::Doc(_) => "object",
         }
     }
 
@@ -188,8 +217,13 @@ impl<'a> Value<'a> {
         if self.is_null() || other.is_null() {
             return None;
         }
-        if let (Value::Json(a), Value::Json(b)) = (self, other) {
-            return Some(a.as_ref() == b.as_ref());
+        match (self, other) {
+            (Value::Json(a), Value::Json(b)) => return Some(a.as_ref() == b.as_ref()),
+            (Value::Doc(a), Value::Doc(b)) => return Some(a == b),
+            (Value::Doc(a), Value::Json(b)) | (Value::Json(b), Value::Doc(a)) => {
+                return Some(&a.to_json() == b.as_ref())
+            }
+            _ => {}
         }
         if let (Value::Bool(a), Value::Bool(b)) = (self, other) {
             return Some(a == b);
@@ -317,6 +351,7 @@ impl fmt::Display for Value<'_> {
             Value::Str(s) => f.write_str(s),
             Value::Bytes(b) => f.write_str(&base64_encode(b)),
             Value::Json(j) => write!(f, "{j}"),
+            Value::Doc(n) => f.write_str(&serde_json::to_string(n).map_err(|_| fmt::Error)?),
         }
     }
 }
@@ -333,18 +368,19 @@ impl Serialize for Value<'_> {
             Value::Str(t) => s.serialize_str(t),
             Value::Bytes(b) => s.serialize_str(&base64_encode(b)),
             Value::Json(j) => j.serialize(s),
+            Value::Doc(n) => n.serialize(s),
         }
     }
 }
 
 /// Serializes ordered `(name, value)` pairs as one JSON object, without building a map.
-pub struct Fields<'r, 'a>(pub &'r [(&'r str, Value<'a>)]);
+pub struct Fields<'r, 'a, K: AsRef<str>>(pub &'r [(K, Value<'a>)]);
 
-impl Serialize for Fields<'_, '_> {
+impl<K: AsRef<str>> Serialize for Fields<'_, '_, K> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in self.0 {
-            m.serialize_entry(k, v)?;
+            m.serialize_entry(k.as_ref(), v)?;
         }
         m.end()
     }

@@ -19,6 +19,8 @@ use crate::rule::Rule;
 use crate::sink::OutputRecord;
 use crate::topic::{TopicIndex, TopicInfo};
 use crate::value::{base64_encode, Fields, Value};
+use crate::doc::Node;
+use smallvec::{smallvec, SmallVec};
 
 /// An immutable set of compiled rules with its topic index.
 pub struct RuleSet {
@@ -169,56 +171,51 @@ impl Engine {
             || msg.payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
 
         // Decode once for all rules.
-        let decoded: Result<Option<Json>, String> =
-            if msg.payload.len() > self.opts.max_payload_bytes {
-                Err(format!(
-                    "payload of {} bytes exceeds max_payload_bytes ({})",
-                    msg.payload.len(),
-                    self.opts.max_payload_bytes
-                ))
-            } else if needs_json {
-                match serde_json::from_slice::<Json>(&msg.payload) {
-                    Ok(j) => Ok(Some(j)),
-                    Err(e) => Err(format!("payload is not valid JSON: {e}")),
-                }
-            } else {
-                Ok(None)
-            };
-        let batch: Option<Result<Vec<Json>, String>> = match (&decoded, is_batch(&info)) {
+        let decoded: Result<Option<Node<'_>>, String> = if msg.payload.len() > self.opts.max_payload_bytes {
+            Err(format!(
+                "payload of {} bytes exceeds max_payload_bytes ({})",
+                msg.payload.len(),
+                self.opts.max_payload_bytes
+            ))
+        } else if needs_json {
+            match Node::parse(&msg.payload) {
+                Ok(n) => Ok(Some(n)),
+                Err(e) => Err(format!("payload is not valid JSON: {e}")),
+            }
+        } else {
+            Ok(None)
+        };
+        let batch: Option<Result<Vec<Node<'_>>, String>> = match (&decoded, is_batch(&info)) {
             (Ok(Some(root)), true) => Some(
                 split_integration_batch(root, msg.meta.received_ms)
                     .map_err(|e| format!("invalid integration request: {e}")),
             ),
             _ => None,
         };
+        // The records rules see: one per integration entry, else the payload (or nothing).
+        let records: SmallVec<[Option<&Node<'_>>; 1]> = match (&decoded, &batch) {
+            (_, Some(Ok(entries))) => entries.iter().map(Some).collect(),
+            (Ok(root), _) => smallvec![root.as_ref()],
+            _ => smallvec![None],
+        };
+        let oversized = msg.payload.len() > self.opts.max_payload_bytes;
+        let failure = match (&decoded, &batch) {
+            (Err(e), _) => Some(e),
+            (_, Some(Err(e))) => Some(e),
+            _ => None,
+        };
 
         for &i in &scratch.ids {
             let rule = &set.rules[i];
-            let records: Vec<Option<&Json>> = match (&decoded, &batch) {
-                (Err(e), _)
-                    if rule.reads_record || msg.payload.len() > self.opts.max_payload_bytes =>
-                {
+            if let Some(e) = failure {
+                if rule.reads_record || oversized {
                     outcome.failed += 1;
                     out.push(self.error_record(rule, msg, Stage::Decode, e));
                     continue;
                 }
-                (_, Some(Err(e))) if rule.reads_record => {
-                    outcome.failed += 1;
-                    out.push(self.error_record(rule, msg, Stage::Decode, e));
-                    continue;
-                }
-                (_, Some(Ok(entries))) => entries.iter().map(Some).collect(),
-                (Ok(root), _) => vec![root.as_ref()],
-                (Err(_), _) => vec![None],
-            };
-            for record in records {
-                let ctx = Ctx {
-                    msg,
-                    info: &info,
-                    record,
-                    now_ms,
-                    env: &self.env,
-                };
+            }
+            for &record in &records {
+                let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
                 match eval_rule(rule, &ctx, out) {
                     Ok(true) => outcome.passed += 1,
                     Ok(false) => outcome.filtered += 1,
@@ -288,11 +285,7 @@ impl Engine {
 }
 
 /// Evaluates one rule on one record: `Ok(true)` when it produced output.
-fn eval_rule<'a>(
-    rule: &'a Rule,
-    ctx: &Ctx<'a>,
-    out: &mut Vec<OutputRecord>,
-) -> Result<bool, (Stage, EvalError)> {
+fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
     if let Some(w) = &rule.where_ {
         let v = w.eval(ctx).map_err(|e| (Stage::Where, e))?;
         match v.truth() {
@@ -306,49 +299,26 @@ fn eval_rule<'a>(
         match item {
             SelectItem::Named { name, expr } => {
                 let v = expr.eval(ctx).map_err(|e| (Stage::Select, e))?;
-                set_field(
-                    &mut fields,
-                    Cow::Borrowed(name.as_str()),
-                    v,
-                    rule.dynamic_fields,
-                );
+                set_field(&mut fields, Cow::Borrowed(name.as_str()), v, rule.dynamic_fields);
             }
             SelectItem::Star => match ctx.record {
-                Some(Json::Object(m)) => {
+                Some(Node::Object(m)) => {
                     for (k, v) in m {
-                        set_field(
-                            &mut fields,
-                            Cow::Borrowed(k.as_str()),
-                            Value::from_json(v),
-                            true,
-                        );
+                        set_field(&mut fields, Cow::Borrowed(k.as_ref()), Value::from_node(v), true);
                     }
                 }
                 Some(other) => {
                     return Err((
                         Stage::Select,
-                        EvalError(format!(
-                            "SELECT * needs a JSON object payload, got {}",
-                            Value::from_json(other).type_name()
-                        )),
+                        EvalError(format!("SELECT * needs a JSON object payload, got {}", Value::from_node(other).type_name())),
                     ))
                 }
-                None => {
-                    return Err((
-                        Stage::Select,
-                        EvalError("SELECT * needs a JSON object payload".into()),
-                    ))
-                }
+                None => return Err((Stage::Select, EvalError("SELECT * needs a JSON object payload".into()))),
             },
             SelectItem::Flatten(expr) => match expr.eval(ctx).map_err(|e| (Stage::Select, e))? {
                 Value::Json(Cow::Borrowed(Json::Object(m))) => {
                     for (k, v) in m {
-                        set_field(
-                            &mut fields,
-                            Cow::Borrowed(k.as_str()),
-                            Value::from_json(v),
-                            true,
-                        );
+                        set_field(&mut fields, Cow::Borrowed(k.as_str()), Value::from_json(v), true);
                     }
                 }
                 Value::Json(Cow::Owned(Json::Object(m))) => {
@@ -356,50 +326,35 @@ fn eval_rule<'a>(
                         set_field(&mut fields, Cow::Owned(k), Value::from_owned_json(v), true);
                     }
                 }
+                Value::Doc(Node::Object(m)) => {
+                    for (k, v) in m {
+                        set_field(&mut fields, Cow::Borrowed(k.as_ref()), Value::from_node(v), true);
+                    }
+                }
                 Value::Null => {}
                 other => {
-                    return Err((
-                        Stage::Select,
-                        EvalError(format!(
-                            "expected an object to flatten, got {}",
-                            other.type_name()
-                        )),
-                    ))
+                    return Err((Stage::Select, EvalError(format!("expected an object to flatten, got {}", other.type_name()))))
                 }
             },
         }
     }
 
-    let pairs: Vec<(&str, Value<'a>)> = fields
-        .iter()
-        .map(|(k, v)| (k.as_ref(), v.clone()))
-        .collect();
-    let value = serde_json::to_vec(&Fields(&pairs)).map_err(|e| {
-        (
-            Stage::Select,
-            EvalError(format!("cannot serialize output: {e}")),
-        )
-    })?;
+    let value = serde_json::to_vec(&Fields(&fields))
+        .map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
     let lookup = |name: &str| -> Result<String, String> {
-        match pairs.iter().rev().find(|(k, _)| *k == name) {
-            Some((_, v)) => v
-                .as_text()
-                .map(Cow::into_owned)
-                .ok_or_else(|| format!("template field `{name}` is null")),
+        match fields.iter().rev().find(|(k, _)| k == name) {
+            Some((_, v)) => v.as_text().map(Cow::into_owned).ok_or_else(|| format!("template field `{name}` is null")),
             None => Err(format!("template field `{name}` is not in the output")),
         }
     };
     let render = |t: &Template| {
-        t.render(lookup).map_err(|e| {
-            (
-                Stage::Action,
-                EvalError(format!("template `{}`: {e}", t.source)),
-            )
-        })
+        t.render(lookup).map_err(|e| (Stage::Action, EvalError(format!("template `{}`: {e}", t.source))))
     };
     let start = out.len();
+    let mut value = Some(value);
+    let last = rule.actions.len().saturating_sub(1);
     let rendered = (|| {
-        for action in &rule.actions {
+        for (n, action) in rule.actions.iter().enumerate() {
             let topic = render(&action.topic)?;
             if !valid_kafka_topic(&topic) {
                 return Err((
@@ -415,14 +370,9 @@ fn eval_rule<'a>(
             for (h, t) in &action.headers {
                 headers.push((h.clone(), render(t)?));
             }
-            out.push(OutputRecord {
-                rule: rule.name.clone(),
-                topic,
-                key,
-                headers,
-                value: value.clone(),
-                is_error: false,
-            });
+            // The last action takes the serialized value; earlier ones copy it.
+            let v = if n == last { value.take().unwrap_or_default() } else { value.clone().unwrap_or_default() };
+            out.push(OutputRecord { rule: rule.name.clone(), topic, key, headers, value: v, is_error: false });
         }
         Ok(())
     })();
@@ -435,12 +385,7 @@ fn eval_rule<'a>(
 
 /// Adds a field; with `replace`, an existing field of the same name is overwritten in place
 /// (so `SELECT *, upper(x) AS x` replaces `x`).
-fn set_field<'a>(
-    fields: &mut Vec<(Cow<'a, str>, Value<'a>)>,
-    name: Cow<'a, str>,
-    v: Value<'a>,
-    replace: bool,
-) {
+fn set_field<'a>(fields: &mut Vec<(Cow<'a, str>, Value<'a>)>, name: Cow<'a, str>, v: Value<'a>, replace: bool) {
     if replace {
         if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == name) {
             slot.1 = v;

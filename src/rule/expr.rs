@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use chrono::FixedOffset;
-use serde_json::Value as Json;
+use crate::doc::Node;
 use smallvec::SmallVec;
 
 use crate::error::EvalError;
@@ -24,11 +24,11 @@ pub enum Seg {
 }
 
 /// Looks a path up in a JSON value; `None` when any step is missing.
-pub fn lookup<'a>(mut v: &'a Json, path: &[Seg]) -> Option<&'a Json> {
+pub fn lookup<'r, 'a>(mut v: &'r Node<'a>, path: &[Seg]) -> Option<&'r Node<'a>> {
     for seg in path {
         v = match (seg, v) {
-            (Seg::Key(k), Json::Object(m)) => m.get(k.as_str())?,
-            (Seg::Index(i), Json::Array(a)) => a.get(*i)?,
+            (Seg::Key(k), Node::Object(_)) => v.get(k)?,
+            (Seg::Index(i), Node::Array(a)) => a.get(*i)?,
             _ => return None,
         };
     }
@@ -120,7 +120,7 @@ pub struct Ctx<'a> {
     /// The message topic's recognised parts.
     pub info: &'a TopicInfo<'a>,
     /// The decoded record (the payload, or one integration entry); `None` if not JSON.
-    pub record: Option<&'a Json>,
+    pub record: Option<&'a Node<'a>>,
     /// The evaluation clock, ms since the epoch.
     pub now_ms: i64,
     /// Shared settings.
@@ -334,7 +334,7 @@ impl Expr {
         match self {
             Expr::Lit(v) => Ok(borrow(v)),
             Expr::Field(path) => Ok(match ctx.record.and_then(|r| lookup(r, path)) {
-                Some(j) => Value::from_json(j),
+                Some(n) => Value::from_node(n),
                 None => Value::Null,
             }),
             Expr::Payload => Ok(Value::Bytes(Cow::Borrowed(&ctx.msg.payload[..]))),
@@ -458,7 +458,8 @@ impl Expr {
             Expr::Call(f, args) => {
                 let mut vals: Args<'a> = SmallVec::with_capacity(args.len());
                 for a in args {
-                    vals.push(a.eval(ctx)?);
+                    // Functions see payload arrays/objects as serde_json values.
+                    vals.push(a.eval(ctx)?.materialize());
                 }
                 (f.imp)(ctx, vals).map_err(|e| EvalError(format!("{}(): {e}", f.name)))
             }
@@ -477,6 +478,7 @@ pub fn borrow<'a>(v: &'a Value<'static>) -> Value<'a> {
         Value::Int(i) => Value::Int(*i),
         Value::UInt(u) => Value::UInt(*u),
         Value::Float(f) => Value::Float(*f),
+        Value::Doc(n) => Value::Doc(n),
     }
 }
 

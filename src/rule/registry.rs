@@ -162,7 +162,7 @@ mod tests {
     fn eval_with(msg: &Message, env: &Env, expr: &str) -> Result<Value<'static>, String> {
         let sql = format!("SELECT {expr} AS r FROM \"#\"");
         let plan = plan(&sql).map_err(|e| format!("does not compile: {e:?}"))?;
-        let record: Option<Json> = serde_json::from_slice(&msg.payload).ok();
+        let record: Option<crate::doc::Node<'_>> = crate::doc::Node::parse(&msg.payload).ok();
         let info = TopicInfo::parse(&msg.topic);
         let ctx = Ctx {
             msg,

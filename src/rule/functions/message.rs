@@ -90,7 +90,7 @@ pub(super) fn thing_property_flat_map<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a
             .and_then(|it| it.get(name))
             .and_then(|p| p.get("value"))
         {
-            out.insert(name.to_string(), v.clone());
+            out.insert(name.to_string(), v.to_json());
         }
     }
     Ok(Value::Json(Cow::Owned(Json::Object(out))))
