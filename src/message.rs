@@ -63,7 +63,12 @@ pub enum BatchError {
 /// Splits an integration request (seeds 000, 001, 003) into one record per `params` entry, in
 /// order: the entry's fields plus the request's `id`, `version` and `method`. A missing or empty
 /// `time` becomes `received_ms` (seed 000: "if empty, the server's time is used").
-pub fn split_integration_batch<'a>(root: &Node<'a>, received_ms: i64) -> Result<Vec<Node<'a>>, BatchError> {
+/// A request that is not an object with a `params` array fails as a whole; an entry that is not
+/// an object fails alone, and the other entries still go through.
+pub fn split_integration_batch<'a>(
+    root: &Node<'a>,
+    received_ms: i64,
+) -> Result<Vec<Result<Node<'a>, BatchError>>, BatchError> {
     let Node::Object(envelope) = root else {
         return Err(BatchError::NotObject);
     };
@@ -73,7 +78,8 @@ pub fn split_integration_batch<'a>(root: &Node<'a>, received_ms: i64) -> Result<
     let mut out = Vec::with_capacity(params.len());
     for (i, entry) in params.iter().enumerate() {
         let Node::Object(fields) = entry else {
-            return Err(BatchError::EntryNotObject(i));
+            out.push(Err(BatchError::EntryNotObject(i)));
+            continue;
         };
         let mut rec: Vec<(Cow<'a, str>, Node<'a>)> = Vec::with_capacity(fields.len() + 3);
         rec.extend(fields.iter().cloned());
@@ -95,7 +101,7 @@ pub fn split_integration_batch<'a>(root: &Node<'a>, received_ms: i64) -> Result<
                 }
             }
         }
-        out.push(Node::Object(rec));
+        out.push(Ok(Node::Object(rec)));
     }
     Ok(out)
 }
@@ -113,7 +119,11 @@ mod tests {
     fn split(v: serde_json::Value, now: i64) -> Result<Vec<serde_json::Value>, BatchError> {
         let text = v.to_string();
         let root = Node::parse(text.as_bytes()).unwrap();
-        split_integration_batch(&root, now).map(|r| r.iter().map(Node::to_json).collect())
+        split_integration_batch(&root, now).map(|r| {
+            r.into_iter()
+                .map(|e| e.map(|n| n.to_json()).unwrap_or_else(|e| serde_json::Value::String(e.to_string())))
+                .collect()
+        })
     }
 
     #[test]
@@ -152,8 +162,8 @@ mod tests {
             Err(BatchError::NoParams)
         );
         assert_eq!(
-            split(json!({"params": [1]}), 0),
-            Err(BatchError::EntryNotObject(0))
+            split(json!({"params": [1, {"deviceKey": "d"}]}), 0).unwrap(),
+            vec![json!("params[0] must be an object"), json!({"deviceKey": "d", "time": 0})]
         );
     }
 }

@@ -185,36 +185,46 @@ impl Engine {
         } else {
             Ok(None)
         };
-        let batch: Option<Result<Vec<Node<'_>>, String>> = match (&decoded, is_batch(&info)) {
-            (Ok(Some(root)), true) => Some(
-                split_integration_batch(root, msg.meta.received_ms)
-                    .map_err(|e| format!("invalid integration request: {e}")),
-            ),
+        let batch = match (&decoded, is_batch(&info)) {
+            (Ok(Some(root)), true) => Some(split_integration_batch(root, msg.meta.received_ms)),
             _ => None,
         };
         // The records rules see: one per integration entry, else the payload (or nothing).
-        let records: SmallVec<[Option<&Node<'_>>; 1]> = match (&decoded, &batch) {
-            (_, Some(Ok(entries))) => entries.iter().map(Some).collect(),
-            (Ok(root), _) => smallvec![root.as_ref()],
-            _ => smallvec![None],
-        };
+        // A whole-message failure fails every rule that reads fields; a bad entry fails alone.
         let oversized = msg.payload.len() > self.opts.max_payload_bytes;
-        let failure = match (&decoded, &batch) {
-            (Err(e), _) => Some(e),
-            (_, Some(Err(e))) => Some(e),
-            _ => None,
+        let mut failure: Option<String> = decoded.as_ref().err().cloned();
+        let records: SmallVec<[Result<Option<&Node<'_>>, String>; 1]> = match (&decoded, &batch) {
+            (_, Some(Ok(entries))) => entries
+                .iter()
+                .map(|e| e.as_ref().map(Some).map_err(|e| format!("invalid integration request: {e}")))
+                .collect(),
+            (_, Some(Err(e))) => {
+                failure = Some(format!("invalid integration request: {e}"));
+                smallvec![Ok(None)]
+            }
+            (Ok(root), None) => smallvec![Ok(root.as_ref())],
+            (Err(_), None) => smallvec![Ok(None)],
         };
 
         for &i in &scratch.ids {
             let rule = &set.rules[i];
-            if let Some(e) = failure {
+            if let Some(e) = &failure {
                 if rule.reads_record || oversized {
                     outcome.failed += 1;
                     out.push(self.error_record(rule, msg, Stage::Decode, e));
                     continue;
                 }
             }
-            for &record in &records {
+            for record in &records {
+                let record = match record {
+                    Ok(r) => *r,
+                    Err(e) if rule.reads_record => {
+                        outcome.failed += 1;
+                        out.push(self.error_record(rule, msg, Stage::Decode, e));
+                        continue;
+                    }
+                    Err(_) => None,
+                };
                 let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
                 match eval_rule(rule, &ctx, out) {
                     Ok(true) => outcome.passed += 1,
@@ -291,7 +301,7 @@ fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> 
         match v.truth() {
             Ok(Some(true)) => {}
             Ok(_) => return Ok(false),
-            Err(e) => return Err((Stage::Where, EvalError(format!("WHERE: {e}")))),
+            Err(e) => return Err((Stage::Where, EvalError(e))),
         }
     }
     let mut fields: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(rule.select.len() + 4);

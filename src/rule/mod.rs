@@ -114,43 +114,91 @@ pub struct Rule {
     pub dynamic_fields: bool,
 }
 
-/// Where the SQL text starts in the file, to map SQL positions to file positions.
-struct SqlOrigin {
-    start: Pos,
+/// Maps positions inside a TOML string value back to the file, through its delimiters and
+/// escapes (`\"`, `\uXXXX`, line-ending backslashes), so errors point at the right column.
+struct StrMap {
+    /// File byte offset of each decoded character.
+    offsets: Vec<usize>,
+    /// File byte offset just after the last character.
+    end: usize,
 }
 
-impl SqlOrigin {
-    fn new(file: &str, span: std::ops::Range<usize>) -> SqlOrigin {
-        let raw = &file[span.start.min(file.len())..span.end.min(file.len())];
-        let mut skip = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
-            3
+impl StrMap {
+    fn new(file: &str, span: std::ops::Range<usize>) -> StrMap {
+        let (start, end) = (span.start.min(file.len()), span.end.min(file.len()));
+        let raw = &file[start..end];
+        let (delim, basic) = if raw.starts_with("\"\"\"") {
+            (3, true)
+        } else if raw.starts_with("'''") {
+            (3, false)
         } else {
-            1
+            (1, raw.starts_with('"'))
         };
-        if skip == 3 {
-            if raw[3..].starts_with("\r\n") {
-                skip += 2;
-            } else if raw[3..].starts_with('\n') {
-                skip += 1;
+        let body_end = end.saturating_sub(delim).max(start + delim.min(raw.len()));
+        let mut i = (start + delim).min(body_end);
+        if delim == 3 {
+            if file[i..body_end].starts_with("\r\n") {
+                i += 2;
+            } else if file[i..body_end].starts_with('\n') {
+                i += 1;
             }
         }
-        SqlOrigin {
-            start: pos_of_offset(file, span.start + skip),
+        let body = &file[i..body_end];
+        let mut offsets = Vec::with_capacity(body.len());
+        let mut chars = body.char_indices().peekable();
+        while let Some((k, c)) = chars.next() {
+            let at = i + k;
+            if !(basic && c == '\\') {
+                offsets.push(at);
+                continue;
+            }
+            match chars.peek().map(|&(_, n)| n) {
+                Some('u') => {
+                    chars.nth(4);
+                    offsets.push(at);
+                }
+                Some('U') => {
+                    chars.nth(8);
+                    offsets.push(at);
+                }
+                Some(n) if delim == 3 && n.is_whitespace() => {
+                    // A line-ending backslash: the newline and the whitespace after it vanish.
+                    while chars.peek().is_some_and(|&(_, w)| w.is_whitespace()) {
+                        chars.next();
+                    }
+                }
+                Some(_) => {
+                    chars.next();
+                    offsets.push(at);
+                }
+                None => offsets.push(at),
+            }
         }
+        StrMap { offsets, end: body_end }
     }
 
-    fn map(&self, line: u64, col: u64) -> Pos {
-        if line <= 1 {
-            Pos {
-                line: self.start.line,
-                col: self.start.col + col.saturating_sub(1) as usize,
+    /// File offset of the decoded character `index`.
+    fn offset(&self, index: usize) -> usize {
+        self.offsets.get(index).copied().unwrap_or(self.end)
+    }
+
+    /// File position of a 1-based SQL line and column (columns in characters).
+    fn sql_pos(&self, file: &str, sql: &str, line: u64, col: u64) -> Pos {
+        let mut index = 0;
+        for (n, l) in sql.split_inclusive('\n').enumerate() {
+            if n as u64 + 1 >= line {
+                break;
             }
-        } else {
-            Pos {
-                line: self.start.line + line as usize - 1,
-                col: col as usize,
-            }
+            index += l.chars().count();
         }
+        pos_of_offset(file, self.offset(index + col.saturating_sub(1) as usize))
+    }
+
+    /// File position of a byte offset into the decoded string `text`.
+    fn text_pos(&self, file: &str, text: &str, byte: usize) -> Pos {
+        let byte = byte.min(text.len());
+        let index = text.char_indices().take_while(|(b, _)| *b < byte).count();
+        pos_of_offset(file, self.offset(index))
     }
 }
 
@@ -184,7 +232,7 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
         vec![at(pos, e.message().trim().to_string(), None)]
     })?;
     let sql_span = file.sql.span();
-    let origin = SqlOrigin::new(text, sql_span.clone());
+    let origin = StrMap::new(text, sql_span.clone());
     let sql = file.sql.get_ref().clone();
     let mut errors = Vec::new();
 
@@ -193,7 +241,7 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
         Err(errs) => {
             errors.extend(
                 errs.into_iter()
-                    .map(|e| at(origin.map(e.line, e.col), e.message, e.hint)),
+                    .map(|e| at(origin.sql_pos(text, &sql, e.line, e.col), e.message, e.hint)),
             );
             None
         }
@@ -228,11 +276,11 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
     let dynamic = plan.as_ref().is_none_or(Plan::dynamic_fields);
     let mut template = |s: &Spanned<String>, what: &str, is_topic: bool| -> Option<Template> {
         // +1 skips the opening quote of a one-line string.
-        let base = s.span().start + 1;
+        let map = StrMap::new(text, s.span());
         match Template::parse(s.get_ref()) {
             Err((off, msg)) => {
                 errors.push(at(
-                    pos_of_offset(text, base + off),
+                    map.text_pos(text, s.get_ref(), off),
                     format!("{what}: {msg}"),
                     None,
                 ));
@@ -251,7 +299,7 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
                             ))
                         };
                         errors.push(at(
-                            pos_of_offset(text, base + off),
+                            map.text_pos(text, s.get_ref(), off),
                             format!("{what}: `${{{f}}}` is not an output field of the rule"),
                             hint,
                         ));
@@ -259,7 +307,7 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
                 }
                 if is_topic && t.fields().next().is_none() && !valid_kafka_topic(&t.source) {
                     errors.push(at(
-                        pos_of_offset(text, base),
+                        map.text_pos(text, s.get_ref(), 0),
                         format!("{what}: `{}` is not a valid Kafka topic name", t.source),
                         Some("use letters, digits, `.`, `_` and `-` (at most 249)".into()),
                     ));
@@ -297,7 +345,7 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
         let t = e.topic.get_ref().clone();
         if !valid_kafka_topic(&t) {
             errors.push(at(
-                pos_of_offset(text, e.topic.span().start + 1),
+                StrMap::new(text, e.topic.span()).text_pos(text, &t, 0),
                 format!("error_action topic `{t}` is not a valid Kafka topic name"),
                 None,
             ));

@@ -1,4 +1,5 @@
-//! The file sink: one JSON-lines file per target topic under an output folder. Each line is
+//! The file sink: one JSON-lines file per target topic under an output folder. A run replaces
+//! the files it writes (a topic's file is truncated when the run first writes to it). Each line is
 //! `{"rule": …, "key": …, "headers": {…}, "iot_topic": …, "value": {…}}`.
 
 use std::collections::HashMap;
@@ -89,7 +90,8 @@ impl Sink for FileSink {
                         let path = self.dir.join(format!("{}.jsonl", rec.topic));
                         let f = tokio::fs::OpenOptions::new()
                             .create(true)
-                            .append(true)
+                            .write(true)
+                            .truncate(true)
                             .open(&path)
                             .await
                             .map_err(io)?;
