@@ -103,6 +103,9 @@ fn bench(c: &mut Criterion) {
             black_box(serde_json::from_slice::<serde_json::Value>(black_box(&msg.payload)).unwrap())
         })
     });
+    g.bench_function("doc_node", |b| {
+        b.iter(|| black_box(sluice::doc::Node::parse(black_box(&msg.payload)).unwrap()))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("process");

@@ -121,7 +121,10 @@ mod tests {
         let root = Node::parse(text.as_bytes()).unwrap();
         split_integration_batch(&root, now).map(|r| {
             r.into_iter()
-                .map(|e| e.map(|n| n.to_json()).unwrap_or_else(|e| serde_json::Value::String(e.to_string())))
+                .map(|e| {
+                    e.map(|n| n.to_json())
+                        .unwrap_or_else(|e| serde_json::Value::String(e.to_string()))
+                })
                 .collect()
         })
     }
@@ -145,25 +148,19 @@ mod tests {
     #[test]
     fn empty_time_string_becomes_receive_time() {
         let req = json!({"params":[{"deviceKey":"d","time":""}]});
-        assert_eq!(
-            split(req, 5).unwrap()[0]["time"],
-            json!(5)
-        );
+        assert_eq!(split(req, 5).unwrap()[0]["time"], json!(5));
     }
 
     #[test]
     fn rejects_bad_batches() {
-        assert_eq!(
-            split(json!([1]), 0),
-            Err(BatchError::NotObject)
-        );
-        assert_eq!(
-            split(json!({"params": {}}), 0),
-            Err(BatchError::NoParams)
-        );
+        assert_eq!(split(json!([1]), 0), Err(BatchError::NotObject));
+        assert_eq!(split(json!({"params": {}}), 0), Err(BatchError::NoParams));
         assert_eq!(
             split(json!({"params": [1, {"deviceKey": "d"}]}), 0).unwrap(),
-            vec![json!("params[0] must be an object"), json!({"deviceKey": "d", "time": 0})]
+            vec![
+                json!("params[0] must be an object"),
+                json!({"deviceKey": "d", "time": 0})
+            ]
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Topics: MQTT-style filters, the trie index that finds the rules for a topic, and the
 //! recognition of the documented topic kinds (seeds 000–004).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// A topic filter as written in a rule's FROM clause: `+` matches one level, `#` the rest
 /// (last level only, and it also matches the parent level, as in MQTT).
@@ -76,7 +76,7 @@ pub struct TopicIndex {
 
 #[derive(Debug, Default)]
 struct Node {
-    exact: HashMap<Box<str>, Node>,
+    exact: FxHashMap<Box<str>, Node>,
     plus: Option<Box<Node>>,
     /// Ids whose filter ends with `#` at this node.
     hash: Vec<usize>,

@@ -203,7 +203,11 @@ impl<'a> Value<'a> {
             Value::Float(f) => Ok(Some(*f != 0.0)),
             Value::Str(s) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
             Value::Str(s) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            other => Err(format!("expected a boolean, got {} {}", other.type_name(), crate::rule::expr::quote(other))),
+            other => Err(format!(
+                "expected a boolean, got {} {}",
+                other.type_name(),
+                crate::rule::expr::quote(other)
+            )),
         }
     }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde_json::Value as Json;
 
+use crate::doc::Node;
 use crate::error::EvalError;
 use crate::message::{is_batch, split_integration_batch, Message};
 use crate::rule::expr::{Ctx, Env};
@@ -19,7 +20,6 @@ use crate::rule::Rule;
 use crate::sink::OutputRecord;
 use crate::topic::{TopicIndex, TopicInfo};
 use crate::value::{base64_encode, Fields, Value};
-use crate::doc::Node;
 use smallvec::{smallvec, SmallVec};
 
 /// An immutable set of compiled rules with its topic index.
@@ -171,20 +171,21 @@ impl Engine {
             || msg.payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
 
         // Decode once for all rules.
-        let decoded: Result<Option<Node<'_>>, String> = if msg.payload.len() > self.opts.max_payload_bytes {
-            Err(format!(
-                "payload of {} bytes exceeds max_payload_bytes ({})",
-                msg.payload.len(),
-                self.opts.max_payload_bytes
-            ))
-        } else if needs_json {
-            match Node::parse(&msg.payload) {
-                Ok(n) => Ok(Some(n)),
-                Err(e) => Err(format!("payload is not valid JSON: {e}")),
-            }
-        } else {
-            Ok(None)
-        };
+        let decoded: Result<Option<Node<'_>>, String> =
+            if msg.payload.len() > self.opts.max_payload_bytes {
+                Err(format!(
+                    "payload of {} bytes exceeds max_payload_bytes ({})",
+                    msg.payload.len(),
+                    self.opts.max_payload_bytes
+                ))
+            } else if needs_json {
+                match Node::parse(&msg.payload) {
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) => Err(format!("payload is not valid JSON: {e}")),
+                }
+            } else {
+                Ok(None)
+            };
         let batch = match (&decoded, is_batch(&info)) {
             (Ok(Some(root)), true) => Some(split_integration_batch(root, msg.meta.received_ms)),
             _ => None,
@@ -196,7 +197,11 @@ impl Engine {
         let records: SmallVec<[Result<Option<&Node<'_>>, String>; 1]> = match (&decoded, &batch) {
             (_, Some(Ok(entries))) => entries
                 .iter()
-                .map(|e| e.as_ref().map(Some).map_err(|e| format!("invalid integration request: {e}")))
+                .map(|e| {
+                    e.as_ref()
+                        .map(Some)
+                        .map_err(|e| format!("invalid integration request: {e}"))
+                })
                 .collect(),
             (_, Some(Err(e))) => {
                 failure = Some(format!("invalid integration request: {e}"));
@@ -225,7 +230,13 @@ impl Engine {
                     }
                     Err(_) => None,
                 };
-                let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
+                let ctx = Ctx {
+                    msg,
+                    info: &info,
+                    record,
+                    now_ms,
+                    env: &self.env,
+                };
                 match eval_rule(rule, &ctx, out) {
                     Ok(true) => outcome.passed += 1,
                     Ok(false) => outcome.filtered += 1,
@@ -295,7 +306,11 @@ impl Engine {
 }
 
 /// Evaluates one rule on one record: `Ok(true)` when it produced output.
-fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
+fn eval_rule<'a>(
+    rule: &'a Rule,
+    ctx: &Ctx<'a>,
+    out: &mut Vec<OutputRecord>,
+) -> Result<bool, (Stage, EvalError)> {
     if let Some(w) = &rule.where_ {
         let v = w.eval(ctx).map_err(|e| (Stage::Where, e))?;
         match v.truth() {
@@ -304,31 +319,74 @@ fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> 
             Err(e) => return Err((Stage::Where, EvalError(e))),
         }
     }
+    // `SELECT *` alone: the record is the output, serialized as it is.
+    if let ([SelectItem::Star], Some(record @ Node::Object(_))) =
+        (rule.select.as_slice(), ctx.record)
+    {
+        let mut value = Vec::with_capacity(ctx.msg.payload.len() + 16);
+        serde_json::to_writer(&mut value, record).map_err(|e| {
+            (
+                Stage::Select,
+                EvalError(format!("cannot serialize output: {e}")),
+            )
+        })?;
+        let lookup = |name: &str| -> Result<String, String> {
+            match record.get(name).map(Value::from_node) {
+                Some(Value::Null) => Err(format!("template field `{name}` is null")),
+                Some(v) => Ok(v.as_text().map(Cow::into_owned).unwrap_or_default()),
+                None => Err(format!("template field `{name}` is not in the output")),
+            }
+        };
+        return emit(rule, value, lookup, out).map(|()| true);
+    }
     let mut fields: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(rule.select.len() + 4);
     for item in &rule.select {
         match item {
             SelectItem::Named { name, expr } => {
                 let v = expr.eval(ctx).map_err(|e| (Stage::Select, e))?;
-                set_field(&mut fields, Cow::Borrowed(name.as_str()), v, rule.dynamic_fields);
+                set_field(
+                    &mut fields,
+                    Cow::Borrowed(name.as_str()),
+                    v,
+                    rule.dynamic_fields,
+                );
             }
             SelectItem::Star => match ctx.record {
                 Some(Node::Object(m)) => {
                     for (k, v) in m {
-                        set_field(&mut fields, Cow::Borrowed(k.as_ref()), Value::from_node(v), true);
+                        set_field(
+                            &mut fields,
+                            Cow::Borrowed(k.as_ref()),
+                            Value::from_node(v),
+                            true,
+                        );
                     }
                 }
                 Some(other) => {
                     return Err((
                         Stage::Select,
-                        EvalError(format!("SELECT * needs a JSON object payload, got {}", Value::from_node(other).type_name())),
+                        EvalError(format!(
+                            "SELECT * needs a JSON object payload, got {}",
+                            Value::from_node(other).type_name()
+                        )),
                     ))
                 }
-                None => return Err((Stage::Select, EvalError("SELECT * needs a JSON object payload".into()))),
+                None => {
+                    return Err((
+                        Stage::Select,
+                        EvalError("SELECT * needs a JSON object payload".into()),
+                    ))
+                }
             },
             SelectItem::Flatten(expr) => match expr.eval(ctx).map_err(|e| (Stage::Select, e))? {
                 Value::Json(Cow::Borrowed(Json::Object(m))) => {
                     for (k, v) in m {
-                        set_field(&mut fields, Cow::Borrowed(k.as_str()), Value::from_json(v), true);
+                        set_field(
+                            &mut fields,
+                            Cow::Borrowed(k.as_str()),
+                            Value::from_json(v),
+                            true,
+                        );
                     }
                 }
                 Value::Json(Cow::Owned(Json::Object(m))) => {
@@ -338,27 +396,63 @@ fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> 
                 }
                 Value::Doc(Node::Object(m)) => {
                     for (k, v) in m {
-                        set_field(&mut fields, Cow::Borrowed(k.as_ref()), Value::from_node(v), true);
+                        set_field(
+                            &mut fields,
+                            Cow::Borrowed(k.as_ref()),
+                            Value::from_node(v),
+                            true,
+                        );
                     }
                 }
                 Value::Null => {}
                 other => {
-                    return Err((Stage::Select, EvalError(format!("expected an object to flatten, got {}", other.type_name()))))
+                    return Err((
+                        Stage::Select,
+                        EvalError(format!(
+                            "expected an object to flatten, got {}",
+                            other.type_name()
+                        )),
+                    ))
                 }
             },
         }
     }
 
-    let value = serde_json::to_vec(&Fields(&fields))
-        .map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
+    let mut value = Vec::with_capacity(256);
+    serde_json::to_writer(&mut value, &Fields(&fields)).map_err(|e| {
+        (
+            Stage::Select,
+            EvalError(format!("cannot serialize output: {e}")),
+        )
+    })?;
     let lookup = |name: &str| -> Result<String, String> {
         match fields.iter().rev().find(|(k, _)| k == name) {
-            Some((_, v)) => v.as_text().map(Cow::into_owned).ok_or_else(|| format!("template field `{name}` is null")),
+            Some((_, v)) => v
+                .as_text()
+                .map(Cow::into_owned)
+                .ok_or_else(|| format!("template field `{name}` is null")),
             None => Err(format!("template field `{name}` is not in the output")),
         }
     };
+    emit(rule, value, lookup, out)?;
+    Ok(true)
+}
+
+/// Renders the rule's actions for one output value and appends the records; on any failure
+/// nothing is appended.
+fn emit(
+    rule: &Rule,
+    value: Vec<u8>,
+    lookup: impl Fn(&str) -> Result<String, String>,
+    out: &mut Vec<OutputRecord>,
+) -> Result<(), (Stage, EvalError)> {
     let render = |t: &Template| {
-        t.render(lookup).map_err(|e| (Stage::Action, EvalError(format!("template `{}`: {e}", t.source))))
+        t.render(&lookup).map_err(|e| {
+            (
+                Stage::Action,
+                EvalError(format!("template `{}`: {e}", t.source)),
+            )
+        })
     };
     let start = out.len();
     let mut value = Some(value);
@@ -381,21 +475,36 @@ fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> 
                 headers.push((h.clone(), render(t)?));
             }
             // The last action takes the serialized value; earlier ones copy it.
-            let v = if n == last { value.take().unwrap_or_default() } else { value.clone().unwrap_or_default() };
-            out.push(OutputRecord { rule: rule.name.clone(), topic, key, headers, value: v, is_error: false });
+            let v = if n == last {
+                value.take().unwrap_or_default()
+            } else {
+                value.clone().unwrap_or_default()
+            };
+            out.push(OutputRecord {
+                rule: rule.name.clone(),
+                topic,
+                key,
+                headers,
+                value: v,
+                is_error: false,
+            });
         }
         Ok(())
     })();
-    if let Err(e) = rendered {
+    if rendered.is_err() {
         out.truncate(start);
-        return Err(e);
     }
-    Ok(true)
+    rendered
 }
 
 /// Adds a field; with `replace`, an existing field of the same name is overwritten in place
 /// (so `SELECT *, upper(x) AS x` replaces `x`).
-fn set_field<'a>(fields: &mut Vec<(Cow<'a, str>, Value<'a>)>, name: Cow<'a, str>, v: Value<'a>, replace: bool) {
+fn set_field<'a>(
+    fields: &mut Vec<(Cow<'a, str>, Value<'a>)>,
+    name: Cow<'a, str>,
+    v: Value<'a>,
+    replace: bool,
+) {
     if replace {
         if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == name) {
             slot.1 = v;

@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use chrono::FixedOffset;
 use crate::doc::Node;
+use chrono::FixedOffset;
 use smallvec::SmallVec;
 
 use crate::error::EvalError;
@@ -224,7 +224,7 @@ impl LikePattern {
 
     /// Whether `text` matches (iterative wildcard matching with backtracking to the last `%`).
     pub fn matches(&self, text: &str) -> bool {
-        let text: Vec<char> = if self.case_insensitive {
+        let text: SmallVec<[char; 64]> = if self.case_insensitive {
             text.chars().map(|c| c.to_ascii_lowercase()).collect()
         } else {
             text.chars().collect()

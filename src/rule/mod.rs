@@ -174,7 +174,10 @@ impl StrMap {
                 None => offsets.push(at),
             }
         }
-        StrMap { offsets, end: body_end }
+        StrMap {
+            offsets,
+            end: body_end,
+        }
     }
 
     /// File offset of the decoded character `index`.

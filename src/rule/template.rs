@@ -75,8 +75,10 @@ impl Template {
         &self,
         mut resolve: impl FnMut(&str) -> Result<String, String>,
     ) -> Result<String, String> {
-        if let [Part::Text(t)] = self.parts.as_slice() {
-            return Ok(t.clone());
+        match self.parts.as_slice() {
+            [Part::Text(t)] => return Ok(t.clone()),
+            [Part::Field(f)] => return resolve(f),
+            _ => {}
         }
         let mut out = String::with_capacity(self.source.len() + 16);
         for p in &self.parts {
