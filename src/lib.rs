@@ -13,6 +13,7 @@
 //! - [`doc`]: the decoded payload: a borrowed, order-keeping JSON document.
 //! - [`value`]: the runtime value type and its coercion rules.
 //! - [`rule`]: rule files and the SQL compiler (parse → plan → expr → functions → registry).
+//! - [`integration`]: the integration channel's contract: return codes, verdicts, validation.
 //! - [`engine`]: evaluation of a rule set on a message, and the running pipeline.
 //! - [`source`]: where messages come from (one file per source).
 //! - [`sink`]: where output records go (one file per sink).
@@ -26,6 +27,7 @@ pub mod config;
 pub mod doc;
 pub mod engine;
 pub mod error;
+pub mod integration;
 pub mod message;
 pub mod rule;
 pub mod shutdown;
