@@ -15,8 +15,10 @@ use sluice::message::{Message, Metadata};
 use sluice::rule::expr::Env;
 use sluice::shutdown::Shutdown;
 use sluice::sink::file::FileSink;
+use sluice::sink::kafka::KafkaSink;
 use sluice::sink::{OutputRecord, Sink};
 use sluice::source::file::FileSource;
+use sluice::source::kafka::KafkaSource;
 use sluice::source::Source;
 
 #[derive(Parser)]
@@ -162,22 +164,40 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     let env = Env { tz: parse_timezone(&cfg.engine.timezone).map_err(anyhow::Error::msg)?, ..Env::default() };
     let opts = EngineOptions { default_error_topic: cfg.engine.default_error_topic.clone(), max_payload_bytes: cfg.engine.max_payload_bytes };
     let engine = Arc::new(Engine::new(RuleSet::new(rules), env, opts));
-    let sources: Vec<Box<dyn Source>> = cfg
-        .sources
-        .iter()
+    let shutdown_timeout = std::time::Duration::from_millis(cfg.engine.shutdown_timeout_ms);
+    let Config { sources, sink, engine: engine_cfg, .. } = cfg;
+    let sources: Vec<Box<dyn Source>> = sources
+        .into_iter()
         .map(|s| match s {
-            SourceConfig::File { path } => Box::new(FileSource::new(path.clone())) as Box<dyn Source>,
+            SourceConfig::File { path } => Box::new(FileSource::new(path)) as Box<dyn Source>,
+            SourceConfig::Kafka(k) => Box::new(KafkaSource::new(k, shutdown_timeout)),
         })
         .collect();
-    let sink: Box<dyn Sink> = match &cfg.sink {
-        SinkConfig::File { dir } => Box::new(FileSink::new(dir.clone())),
+    let sink: Box<dyn Sink> = match sink {
+        SinkConfig::File { dir } => Box::new(FileSink::new(dir)),
+        SinkConfig::Kafka(k) => Box::new(KafkaSink::new(k, engine_cfg.default_error_topic.clone())),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = rt.block_on(async {
         let shutdown = Shutdown::new();
         shutdown.on_signals();
-        Pipeline { engine, sources, sink, capacity: cfg.engine.channel_capacity, workers: cfg.engine.workers, clock: Clock::System }.run(shutdown).await
-    })?;
+        let pipeline = Pipeline { engine, sources, sink, capacity: engine_cfg.channel_capacity, workers: engine_cfg.workers, clock: Clock::System };
+        // After a signal, the pipeline has `shutdown_timeout` to drain, flush and commit.
+        let deadline = async {
+            shutdown.wait().await;
+            tokio::time::sleep(shutdown_timeout).await;
+        };
+        tokio::select! {
+            r = pipeline.run(shutdown.clone()) => Some(r),
+            () = deadline => None,
+        }
+    });
+    let Some(report) = report else {
+        tracing::warn!(timeout_ms = engine_cfg.shutdown_timeout_ms, "shutdown timeout: exiting with work in flight (not committed: it is read again on restart)");
+        rt.shutdown_timeout(std::time::Duration::from_millis(100));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let report = report?;
     for (name, r) in &report.sources {
         tracing::info!(source = %name, messages = r.messages, rejected = r.rejected, "source done");
     }

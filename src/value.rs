@@ -205,7 +205,7 @@ impl<'a> Value<'a> {
             (Value::Bytes(a), Value::Bytes(b)) => Some(a.as_ref().cmp(b.as_ref())),
             (a, b) => {
                 let (x, y) = (a.as_number()?, b.as_number()?);
-                x.cmp(&y)
+                x.compare(&y)
             }
         }
     }
@@ -233,7 +233,7 @@ impl Num {
     }
 
     /// Compares two numbers exactly where both are integral.
-    pub fn cmp(&self, other: &Num) -> Option<Ordering> {
+    pub fn compare(&self, other: &Num) -> Option<Ordering> {
         match (self, other) {
             (Num::Int(a), Num::Int(b)) => Some(a.cmp(b)),
             (Num::UInt(a), Num::UInt(b)) => Some(a.cmp(b)),

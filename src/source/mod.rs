@@ -2,6 +2,8 @@
 //! (backpressure blocks it) until its input ends or shutdown is requested.
 
 pub mod file;
+pub mod kafka;
+pub mod offsets;
 
 use std::fmt;
 
