@@ -194,7 +194,7 @@ impl Shared {
                 }
                 metrics::KAFKA_DEAD_LETTERS.with_label_values(&[reason]).inc();
                 tracing::warn!(rule = %p.rec.rule, topic = %p.rec.topic, error = %err, dead_letter_topic = %self.dead_letter_topic, "record refused; dead-lettered");
-                let dl = dead_letter(&p, &format!("kafka refused the record for topic `{}`: {err}", p.rec.topic), &self.dead_letter_topic);
+                let dl = dead_letter(&p, reason, &format!("kafka refused the record for topic `{}`: {err}", p.rec.topic), &self.dead_letter_topic);
                 let _ = self.resend.send(Box::new(Pending { batch: p.batch.clone(), rec: Arc::new(dl), iot_topic: p.iot_topic.clone(), attempt: 0, dead_letter: true }));
             }
             Class::Fatal => {
@@ -206,8 +206,9 @@ impl Shared {
     }
 }
 
-/// The dead-letter record of a record the broker refused.
-fn dead_letter(p: &Pending, reason: &str, topic: &str) -> OutputRecord {
+/// The dead-letter record of a record the broker refused (`kind` is the metric's reason). The
+/// value is copied in when small, and never when it was refused for its size.
+fn dead_letter(p: &Pending, kind: &str, reason: &str, topic: &str) -> OutputRecord {
     let rec = &p.rec;
     let headers: serde_json::Map<String, serde_json::Value> = rec.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
     let value = serde_json::json!({
@@ -219,7 +220,7 @@ fn dead_letter(p: &Pending, reason: &str, topic: &str) -> OutputRecord {
         "key": rec.key,
         "headers": headers,
         "value_bytes": rec.value.len(),
-        "value_base64": (rec.value.len() <= DEAD_LETTER_VALUE_MAX).then(|| base64_encode(&rec.value)),
+        "value_base64": (kind != "too_large" && rec.value.len() <= DEAD_LETTER_VALUE_MAX).then(|| base64_encode(&rec.value)),
     });
     OutputRecord {
         rule: rec.rule.clone(),
@@ -382,7 +383,7 @@ mod tests {
         let batch = Arc::new(BatchState { remaining: AtomicUsize::new(1), ack: Mutex::new(None), failure: Mutex::new(None), permits: 1 });
         let rec = OutputRecord { rule: Arc::from("r1"), topic: "missing".into(), key: Some("k".into()), headers: vec![("h".into(), "v".into())], value: b"{\"a\":1}".to_vec(), is_error: false };
         let p = Pending { batch, rec: Arc::new(rec), iot_topic: Arc::from("/a/b"), attempt: 0, dead_letter: false };
-        let dl = dead_letter(&p, "nope", "sluice-errors");
+        let dl = dead_letter(&p, "unknown_topic", "nope", "sluice-errors");
         assert_eq!(dl.topic, "sluice-errors");
         assert!(dl.is_error);
         let v: serde_json::Value = serde_json::from_slice(&dl.value).unwrap();
@@ -393,5 +394,8 @@ mod tests {
         assert_eq!(v["reason"], "nope");
         assert_eq!(v["headers"]["h"], "v");
         assert_eq!(v["value_base64"], base64_encode(b"{\"a\":1}"));
+        let v: serde_json::Value = serde_json::from_slice(&dead_letter(&p, "too_large", "big", "e").value).unwrap();
+        assert_eq!(v["value_base64"], serde_json::Value::Null);
+        assert_eq!(v["value_bytes"], 7);
     }
 }
