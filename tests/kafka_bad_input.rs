@@ -32,7 +32,7 @@ const SEED_003_ATTRIBUTES: &str = r#"{
 fn bad_input_becomes_dead_letters_with_reasons() {
     let started = Instant::now();
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::temp_dir("sluice-test-");
     let rules = dir.path().join("rules");
     write(&rules.join("attrs.toml"), "sql = \"\"\"SELECT deviceName() AS dn, attributes FROM \"sys/+/integration/attributes/post\" \"\"\"\n[[actions]]\ntopic = \"attrs-out\"\nkey = \"${dn}\"\n");
     write(

@@ -16,7 +16,7 @@ const MESSAGES: u64 = 100_000;
 fn sigkill_and_restart_lose_nothing() {
     let started = Instant::now();
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::temp_dir("sluice-test-");
     let rules = dir.path().join("rules");
     write(
         &rules.join("temps.toml"),

@@ -132,7 +132,7 @@ type View = (String, Option<String>, BTreeMap<String, String>, String);
 fn every_seed_format_flows_end_to_end() {
     let started = Instant::now();
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::temp_dir("sluice-test-");
     let rules_dir = dir.path().join("rules");
     for (name, text) in RULES {
         write(&rules_dir.join(name), text);

@@ -113,6 +113,9 @@ struct Shared {
     backoff: Duration,
     backoff_max: Duration,
     dead_letter_topic: String,
+    started: std::time::Instant,
+    last_retry_log_ms: AtomicU64,
+    retries_unlogged: AtomicU64,
 }
 
 /// How a produce error is handled.
@@ -176,8 +179,13 @@ impl Shared {
             Class::Retry(reason) => {
                 metrics::KAFKA_PRODUCE_RETRIES.with_label_values(&[reason]).inc();
                 let delay = self.backoff.saturating_mul(1u32 << p.attempt.min(20)).min(self.backoff_max);
-                if p.attempt < 3 || p.attempt % 10 == 0 {
-                    tracing::warn!(topic = %p.rec.topic, attempt = p.attempt + 1, error = %err, delay_ms = delay.as_millis() as u64, "produce failed; retrying");
+                // One line per second at most: an outage fails every record in flight.
+                let retries = self.retries_unlogged.fetch_add(1, Ordering::Relaxed) + 1;
+                let now = self.started.elapsed().as_millis() as u64;
+                let last = self.last_retry_log_ms.load(Ordering::Relaxed);
+                if (last == 0 || now >= last + 1000) && self.last_retry_log_ms.compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                    self.retries_unlogged.fetch_sub(retries, Ordering::Relaxed);
+                    tracing::warn!(topic = %p.rec.topic, attempt = p.attempt + 1, error = %err, delay_ms = delay.as_millis() as u64, records = retries, "produce failed; retrying");
                 }
                 p.attempt = p.attempt.saturating_add(1);
                 let tx = self.resend.clone();
@@ -246,7 +254,12 @@ impl ClientContext for Ctx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(sink = "kafka", %error, "kafka producer: {reason}");
+        if crate::source::kafka::is_connection_error(&error) {
+            // librdkafka logs these itself.
+            tracing::debug!(sink = "kafka", %error, "kafka producer: {reason}");
+        } else {
+            tracing::warn!(sink = "kafka", %error, "kafka producer: {reason}");
+        }
     }
 }
 
@@ -311,6 +324,9 @@ impl Sink for KafkaSink {
                 backoff: Duration::from_millis(self.cfg.retry_backoff_ms),
                 backoff_max: Duration::from_millis(self.cfg.retry_backoff_max_ms),
                 dead_letter_topic: self.dead_letter_topic.clone(),
+                started: std::time::Instant::now(),
+                last_retry_log_ms: AtomicU64::new(0),
+                retries_unlogged: AtomicU64::new(0),
             });
             let producer: KafkaProducer = Self::client_config(&self.cfg).create_with_context(Ctx(shared.clone())).map_err(|e| err(format!("cannot create the producer: {e}")))?;
             let in_flight_gauge = metrics::KAFKA_SINK_IN_FLIGHT.with_label_values::<&str>(&[]);

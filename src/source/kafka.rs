@@ -187,7 +187,12 @@ impl ClientContext for Ctx {
 
     fn error(&self, error: KafkaError, reason: &str) {
         metrics::KAFKA_CONSUMER_ERRORS.with_label_values(&[&*self.0.name]).inc();
-        tracing::warn!(source = %self.0.name, %error, "kafka consumer: {reason}");
+        if is_connection_error(&error) {
+            // librdkafka logs these itself.
+            tracing::debug!(source = %self.0.name, %error, "kafka consumer: {reason}");
+        } else {
+            tracing::warn!(source = %self.0.name, %error, "kafka consumer: {reason}");
+        }
     }
 }
 
@@ -223,6 +228,12 @@ impl ConsumerContext for Ctx {
             }
         }
     }
+}
+
+/// Broker connection errors, which librdkafka logs itself and recovers from.
+pub(crate) fn is_connection_error(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(e.rdkafka_error_code(), Some(C::BrokerTransportFailure | C::AllBrokersDown | C::Resolve))
 }
 
 /// Reads the IoT topic of a record.
@@ -359,10 +370,10 @@ impl KafkaSource {
             // Backpressure: pause when blocked for long or too much is in flight.
             let blocked_long = blocked_since.is_some_and(|t| t.elapsed() >= PAUSE_AFTER);
             let want_pause = if paused { blocked_long || holding || in_flight >= resume_below } else { blocked_long || in_flight >= max_in_flight };
-            if want_pause != paused {
+            // A new assignment is not paused: pause it again if needed.
+            let reassigned = shared.assignment_changed.swap(false, Ordering::Relaxed);
+            if want_pause != paused || (paused && reassigned) {
                 paused = set_paused(want_pause);
-            } else if paused && shared.assignment_changed.swap(false, Ordering::Relaxed) {
-                paused = set_paused(true);
             }
 
             let timeout = if holding { Duration::ZERO } else { WAIT_SLICE };
@@ -370,7 +381,11 @@ impl KafkaSource {
                 None => {}
                 Some(Err(e)) => {
                     metrics::KAFKA_CONSUMER_ERRORS.with_label_values(&[&*name]).inc();
-                    tracing::warn!(source = %name, error = %e, "kafka consumer error");
+                    if is_connection_error(&e) {
+                        tracing::debug!(source = %name, error = %e, "kafka consumer error");
+                    } else {
+                        tracing::warn!(source = %name, error = %e, "kafka consumer error");
+                    }
                 }
                 Some(Ok(m)) => {
                     let tp: TopicPartition = (Arc::from(m.topic()), m.partition());

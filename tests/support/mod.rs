@@ -47,6 +47,16 @@ pub fn tansu_bin() -> PathBuf {
     panic!("the Kafka-compatible broker `tansu` was not found (looked at $SLUICE_TANSU, $HOME/.cache/sluice/tools/bin/tansu and PATH): run scripts/test-deps.sh, which installs it");
 }
 
+/// A temporary folder, kept (and its path printed) when `SLUICE_TEST_KEEP` is set.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    let keep = std::env::var_os("SLUICE_TEST_KEEP").is_some();
+    let dir = tempfile::Builder::new().prefix(prefix).disable_cleanup(keep).tempdir().expect("temp dir");
+    if keep {
+        eprintln!("keeping {}", dir.path().display());
+    }
+    dir
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("local addr").port()
@@ -65,7 +75,7 @@ impl Broker {
     /// Starts a broker and waits until it answers metadata requests.
     pub fn start() -> Broker {
         let bin = tansu_bin();
-        let mut b = Broker { child: None, dir: tempfile::Builder::new().prefix("sluice-tansu-").tempdir().expect("temp dir"), port: free_port() };
+        let mut b = Broker { child: None, dir: temp_dir("sluice-tansu-"), port: free_port() };
         b.spawn(&bin);
         b.wait_ready(Duration::from_secs(30));
         b.index_headers();
