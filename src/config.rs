@@ -148,8 +148,9 @@ pub struct KafkaSourceConfig {
     #[serde(default = "default_kafka_revoke_timeout_ms")]
     pub revoke_timeout_ms: u64,
     /// Any librdkafka consumer property (`session.timeout.ms`, `security.protocol`, …), passed
-    /// through as is. Sluice sets `enable.auto.commit` and `enable.auto.offset.store` itself,
-    /// and `auto.offset.reset` defaults to `earliest`.
+    /// through as is. Sluice sets `enable.auto.commit` and `enable.auto.offset.store` itself;
+    /// `auto.offset.reset` defaults to `earliest` and `partition.assignment.strategy` to
+    /// `cooperative-sticky` (incremental rebalances).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }

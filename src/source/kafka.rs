@@ -53,7 +53,8 @@ impl KafkaSource {
     /// The librdkafka configuration of the consumer.
     pub fn client_config(cfg: &KafkaSourceConfig) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("auto.offset.reset", "earliest").set("enable.partition.eof", "false");
+        // Incremental rebalances: partitions that stay with an instance keep flowing.
+        c.set("auto.offset.reset", "earliest").set("enable.partition.eof", "false").set("partition.assignment.strategy", "cooperative-sticky");
         for (k, v) in &cfg.properties {
             c.set(k, v);
         }
@@ -202,8 +203,7 @@ impl ConsumerContext for Ctx {
             Rebalance::Revoke(tpl) => self.0.on_revoke(consumer, tpl),
             Rebalance::Assign(tpl) => {
                 metrics::KAFKA_REBALANCES.with_label_values(&[&*self.0.name, "assign"]).inc();
-                let parts: Vec<String> = tpl.elements().iter().map(|e| format!("{}[{}]", e.topic(), e.partition())).collect();
-                tracing::info!(source = %self.0.name, partitions = %parts.join(","), "partitions assigned");
+                tracing::debug!(source = %self.0.name, partitions = %partition_list(tpl), "partitions assigned");
             }
             Rebalance::Error(e) => {
                 metrics::KAFKA_REBALANCES.with_label_values(&[&*self.0.name, "error"]).inc();
@@ -212,8 +212,12 @@ impl ConsumerContext for Ctx {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.0.assignment_changed.store(true, Ordering::Relaxed);
+        if !matches!(rebalance, Rebalance::Error(_)) {
+            let now = consumer.assignment().map(|a| partition_list(&a)).unwrap_or_default();
+            tracing::info!(source = %self.0.name, assignment = %now, "assignment changed");
+        }
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
@@ -228,6 +232,12 @@ impl ConsumerContext for Ctx {
             }
         }
     }
+}
+
+/// `topic[partition],…` for logs.
+fn partition_list(tpl: &TopicPartitionList) -> String {
+    let parts: Vec<String> = tpl.elements().iter().map(|e| format!("{}[{}]", e.topic(), e.partition())).collect();
+    parts.join(",")
 }
 
 /// Broker connection errors, which librdkafka logs itself and recovers from.

@@ -91,7 +91,7 @@ impl Broker {
             .env_remove("STORAGE_ENGINE")
             .env_remove("LISTENER_URL")
             .env_remove("ADVERTISED_LISTENER_URL")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("SLUICE_TANSU_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
