@@ -395,6 +395,35 @@ mod tests {
     }
 
     #[test]
+    fn producer_settings_come_from_fields_and_properties() {
+        let mut properties = std::collections::BTreeMap::new();
+        properties.insert("acks".to_string(), "all".to_string());
+        properties.insert("linger.ms".to_string(), "50".to_string());
+        let cfg = KafkaSinkConfig {
+            brokers: "b:9092".into(),
+            idempotence: true,
+            compression: "zstd".into(),
+            linger_ms: 5,
+            batch_bytes: 100_000,
+            batch_records: 500,
+            max_in_flight: 1000,
+            retry_backoff_ms: 100,
+            retry_backoff_max_ms: 1000,
+            unknown_topic_timeout_ms: 2000,
+            properties,
+        };
+        let c = KafkaSink::client_config(&cfg);
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("compression.type"), Some("zstd"));
+        assert_eq!(c.get("batch.size"), Some("100000"));
+        assert_eq!(c.get("batch.num.messages"), Some("500"));
+        assert_eq!(c.get("topic.metadata.propagation.max.ms"), Some("2000"));
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("linger.ms"), Some("50"), "properties win over fields");
+        assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
+    }
+
+    #[test]
     fn dead_letters_name_the_record_and_keep_small_values() {
         let batch = Arc::new(BatchState { remaining: AtomicUsize::new(1), ack: Mutex::new(None), failure: Mutex::new(None), permits: 1 });
         let rec = OutputRecord { rule: Arc::from("r1"), topic: "missing".into(), key: Some("k".into()), headers: vec![("h".into(), "v".into())], value: b"{\"a\":1}".to_vec(), is_error: false };

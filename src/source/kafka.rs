@@ -246,8 +246,8 @@ pub(crate) fn is_connection_error(e: &KafkaError) -> bool {
     matches!(e.rdkafka_error_code(), Some(C::BrokerTransportFailure | C::AllBrokersDown | C::Resolve))
 }
 
-/// Reads the IoT topic of a record.
-fn iot_topic(from: &IotTopicFrom, m: &BorrowedMessage<'_>) -> Result<String, String> {
+/// Reads the IoT topic of a record from its key or a header (`header` finds one by name).
+fn iot_topic<'m>(from: &IotTopicFrom, key: Option<&'m [u8]>, header: impl Fn(&str) -> Option<&'m [u8]>) -> Result<String, String> {
     let text = |bytes: Option<&[u8]>, what: &str| -> Result<String, String> {
         match bytes {
             None => Err(format!("record has no {what}")),
@@ -259,13 +259,15 @@ fn iot_topic(from: &IotTopicFrom, m: &BorrowedMessage<'_>) -> Result<String, Str
         }
     };
     match from {
-        IotTopicFrom::Header { name } => {
-            let value = m.headers().and_then(|hs| hs.iter().find(|h| h.key == name.as_str()).map(|h| h.value.unwrap_or_default()));
-            text(value, &format!("`{name}` header (the IoT topic)"))
-        }
-        IotTopicFrom::Key => text(m.key(), "key (the IoT topic)"),
+        IotTopicFrom::Header { name } => text(header(name), &format!("`{name}` header (the IoT topic)")),
+        IotTopicFrom::Key => text(key, "key (the IoT topic)"),
         IotTopicFrom::Fixed { topic } => Ok(topic.clone()),
     }
+}
+
+/// The value of a record's first header named `name` (a header without a value reads as empty).
+fn header<'m>(m: &'m BorrowedMessage<'_>, name: &str) -> Option<&'m [u8]> {
+    m.headers().and_then(|hs| hs.iter().find(|h| h.key == name).map(|h| h.value.unwrap_or_default()))
 }
 
 impl Source for KafkaSource {
@@ -422,7 +424,7 @@ impl KafkaSource {
                             shared.acked.notify_all();
                         })
                     };
-                    let env = match iot_topic(&self.cfg.iot_topic, &m) {
+                    let env = match iot_topic(&self.cfg.iot_topic, m.key(), |name| header(&m, name)) {
                         Ok(topic) => {
                             report.messages += 1;
                             Envelope::new(Message { topic, payload, meta }, ack)
@@ -478,5 +480,49 @@ impl KafkaSource {
             Some(f) => Err(err(f)),
             None => Ok(report),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iot_topic_from_header_key_or_fixed() {
+        let headers = [("other", &b"x"[..]), ("iot-topic", &b"/sys/pk/dn/thing/lifecycle"[..]), ("empty", &b""[..]), ("bad", &[0xff, 0xfe][..])];
+        let find = |name: &str| headers.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let from_header = |name: &str| IotTopicFrom::Header { name: name.into() };
+        assert_eq!(iot_topic(&from_header("iot-topic"), None, find).unwrap(), "/sys/pk/dn/thing/lifecycle");
+        assert_eq!(iot_topic(&from_header("missing"), None, find).unwrap_err(), "record has no `missing` header (the IoT topic)");
+        assert_eq!(iot_topic(&from_header("empty"), None, find).unwrap_err(), "record's `empty` header (the IoT topic) is empty");
+        assert_eq!(iot_topic(&from_header("bad"), None, find).unwrap_err(), "record's `bad` header (the IoT topic) is not UTF-8");
+        assert_eq!(iot_topic(&IotTopicFrom::Key, Some(b"/a/b"), find).unwrap(), "/a/b");
+        assert_eq!(iot_topic(&IotTopicFrom::Key, None, find).unwrap_err(), "record has no key (the IoT topic)");
+        assert_eq!(iot_topic(&IotTopicFrom::Fixed { topic: "/f".into() }, None, find).unwrap(), "/f");
+    }
+
+    #[test]
+    fn consumer_properties_pass_through_but_commits_stay_manual() {
+        let mut props = std::collections::BTreeMap::new();
+        props.insert("session.timeout.ms".to_string(), "6000".to_string());
+        props.insert("auto.offset.reset".to_string(), "latest".to_string());
+        let cfg = KafkaSourceConfig {
+            brokers: "b:9092".into(),
+            topics: vec!["in".into()],
+            group_id: "g".into(),
+            iot_topic: IotTopicFrom::default(),
+            max_in_flight: 10,
+            commit_interval_ms: 1000,
+            revoke_timeout_ms: 1000,
+            properties: props,
+        };
+        let c = KafkaSource::client_config(&cfg);
+        assert_eq!(c.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(c.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(c.get("partition.assignment.strategy"), Some("cooperative-sticky"));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("group.id"), Some("g"));
+        assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
     }
 }
