@@ -156,7 +156,7 @@ fn copy(brokers: &str, from: &str, to: &str, group: &str, count: u64) {
     commit(&next, CommitMode::Sync);
     let s = started.elapsed().as_secs_f64();
     assert_eq!(failed.load(Ordering::Relaxed), 0, "some records were not delivered");
-    println!("copied {} records in {s:.1}s ({:.0} msg/s)", ok.load(Ordering::Relaxed), count as f64 / s);
+    println!("copied {} records in {s:.1}s ({:.0} msg/s), {:.1} CPU-s", ok.load(Ordering::Relaxed), count as f64 / s, cpu_seconds());
 }
 
 fn end_offsets(c: &BaseConsumer, topic: &str) -> i64 {
@@ -211,4 +211,13 @@ fn create(brokers: &str, topics: &[&str]) {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// CPU seconds (user + system) this process used, from /proc (clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the command name: state is field 3, utime 14, stime 15 (1-based) → 11, 12 here.
+    (ticks(11) + ticks(12)) / 100.0
 }

@@ -28,11 +28,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# CPU seconds (user + system) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"; }
+
 PORT=$(( 20000 + RANDOM % 20000 ))
-while (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do PORT=$(( 20000 + RANDOM % 20000 )); done
+while (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do # CPU seconds (user + system) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"; }
+
+PORT=$(( 20000 + RANDOM % 20000 )); done
 B="127.0.0.1:$PORT"
 (cd "$WORK" && exec env RUST_LOG=warn "$TANSU" broker --listener-url "tcp://$B" --advertised-listener-url "tcp://$B" --storage-engine sqlite://tansu.db >tansu.log 2>&1) &
-PIDS+=($!)
+TPID=$!
+PIDS+=($TPID)
 "$TOOL" create "$B" "bench-in:$PARTITIONS" "bench-out:$PARTITIONS" "copy-out:$PARTITIONS" "sluice-errors:1"
 # tansu 0.6 has no index on record headers (every fetched record would scan them all).
 sqlite3 -cmd ".timeout 10000" "$WORK/tansu.db" "CREATE INDEX IF NOT EXISTS header_topition_offset ON header (topition, offset_id);"
@@ -74,7 +81,9 @@ echo "== sluice: bench-in -> 10 rules -> bench-out"
 "$SLUICE" run --config "$WORK/sluice.toml" 2>"$WORK/sluice.log" &
 SPID=$!
 PIDS+=($SPID)
+TANSU_CPU0=$(cpu_s "$TPID")
 T_SLUICE=$("$TOOL" wait "$B" bench-out "$N" 3600)
+echo "   sluice used $(cpu_s "$SPID") CPU-s, tansu $(awk -v a="$(cpu_s "$TPID")" -v b="$TANSU_CPU0" 'BEGIN { printf "%.1f", a - b }') CPU-s"
 kill -TERM "$SPID"
 wait "$SPID" || true
 
@@ -82,7 +91,9 @@ echo "== plain copy: bench-in -> copy-out"
 "$TOOL" copy "$B" bench-in copy-out bench-copy "$N" &
 CPID=$!
 PIDS+=($CPID)
+TANSU_CPU0=$(cpu_s "$TPID")
 T_COPY=$("$TOOL" wait "$B" copy-out "$N" 3600)
+echo "   tansu $(awk -v a="$(cpu_s "$TPID")" -v b="$TANSU_CPU0" 'BEGIN { printf "%.1f", a - b }') CPU-s"
 wait "$CPID"
 
 awk -v n="$N" -v ts="$T_SLUICE" -v tc="$T_COPY" -v w="$WORKERS" 'BEGIN {

@@ -77,6 +77,7 @@ struct Shared {
     held: Mutex<VecDeque<Held>>,
     assignment_changed: AtomicBool,
     closing: AtomicBool,
+    async_pending: AtomicBool,
     revoke_timeout: Duration,
 }
 
@@ -106,8 +107,12 @@ impl Shared {
         }
     }
 
-    /// Commits the moved watermarks of `tps` (all if `None`).
+    /// Commits the moved watermarks of `tps` (all if `None`). One asynchronous commit at a time:
+    /// a broker may apply concurrent commits out of order, and an older offset must not win.
     fn commit<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tps: Option<&[TopicPartition]>, mode: CommitMode) {
+        if matches!(mode, CommitMode::Async) && self.async_pending.load(Ordering::Acquire) {
+            return;
+        }
         let commits = {
             let mut tr = self.tracker();
             match tps {
@@ -115,6 +120,16 @@ impl Shared {
                 None => tr.take_commits(),
             }
         };
+        self.commit_offsets(consumer, commits, mode);
+    }
+
+    /// Commits every watermark, moved or not (the last word at shutdown).
+    fn commit_all<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
+        let commits = self.tracker().watermarks();
+        self.commit_offsets(consumer, commits, CommitMode::Sync);
+    }
+
+    fn commit_offsets<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, commits: Vec<(TopicPartition, i64)>, mode: CommitMode) {
         if commits.is_empty() {
             return;
         }
@@ -126,7 +141,7 @@ impl Shared {
         }
         match consumer.commit(&tpl, mode) {
             Ok(()) if matches!(mode, CommitMode::Sync) => self.committed(&commits),
-            Ok(()) => {}
+            Ok(()) => self.async_pending.store(true, Ordering::Release),
             Err(e) => {
                 metrics::KAFKA_COMMITS.with_label_values(&[&*self.name, "error"]).inc();
                 tracing::warn!(source = %self.name, error = %e, "offset commit failed; will retry");
@@ -221,6 +236,7 @@ impl ConsumerContext for Ctx {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.0.async_pending.store(false, Ordering::Release);
         let commits: Vec<(TopicPartition, i64)> = offsets.elements().iter().filter_map(|e| e.offset().to_raw().map(|o| ((Arc::from(e.topic()), e.partition()), o))).collect();
         match result {
             Ok(()) => self.0.committed(&commits),
@@ -295,6 +311,7 @@ impl KafkaSource {
             held: Mutex::new(VecDeque::new()),
             assignment_changed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            async_pending: AtomicBool::new(false),
             revoke_timeout: Duration::from_millis(self.cfg.revoke_timeout_ms),
         });
         let consumer: BaseConsumer<Ctx> = Self::client_config(&self.cfg).create_with_context(Ctx(shared.clone())).map_err(|e| err(format!("cannot create the consumer: {e}")))?;
@@ -310,24 +327,27 @@ impl KafkaSource {
         let mut report = SourceReport::default();
         let mut paused = false;
         let mut blocked_since: Option<Instant> = None;
+        let mut over_since: Option<Instant> = None;
         let mut last_commit = Instant::now();
         let mut failure: Option<String> = None;
 
-        let set_paused = |pause: bool| -> bool {
+        // Pauses or resumes the whole current assignment; returns the new state (the old one if
+        // that failed).
+        let set_paused = |was: bool, pause: bool| -> bool {
             let assignment = match consumer.assignment() {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(source = %name, error = %e, "cannot read the assignment");
-                    return !pause;
+                    return was;
                 }
             };
             let r = if pause { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
             match r {
                 Ok(()) => {
-                    if pause {
+                    if pause && !was {
                         metrics::KAFKA_SOURCE_PAUSES.with_label_values(&[&*name]).inc();
                         tracing::info!(source = %name, "pipeline is not keeping up: consumption paused");
-                    } else {
+                    } else if was && !pause {
                         tracing::info!(source = %name, "consumption resumed");
                     }
                     paused_gauge.set(i64::from(pause));
@@ -335,7 +355,7 @@ impl KafkaSource {
                 }
                 Err(e) => {
                     tracing::warn!(source = %name, error = %e, "cannot pause/resume partitions");
-                    !pause
+                    was
                 }
             }
         };
@@ -347,6 +367,10 @@ impl KafkaSource {
             if let Some((tp, offset)) = shared.tracker().failed() {
                 failure = Some(format!("the outputs of {}[{}] offset {offset} could not be delivered; stopping so that a restart reads it again from the last commit", tp.0, tp.1));
                 break;
+            }
+            if last_commit.elapsed() >= commit_interval {
+                shared.commit(&consumer, None, CommitMode::Async);
+                last_commit = Instant::now();
             }
             let in_flight = shared.tracker().in_flight();
             in_flight_gauge.set(in_flight as i64);
@@ -379,13 +403,29 @@ impl KafkaSource {
                 break;
             }
 
-            // Backpressure: pause when blocked for long or too much is in flight.
-            let blocked_long = blocked_since.is_some_and(|t| t.elapsed() >= PAUSE_AFTER);
-            let want_pause = if paused { blocked_long || holding || in_flight >= resume_below } else { blocked_long || in_flight >= max_in_flight };
-            // A new assignment is not paused: pause it again if needed.
+            // Backpressure. A short stall (full channel, or too much in flight) only holds the
+            // consumer back; a long one pauses its partitions, which drops what librdkafka has
+            // prefetched, so it is kept for when the pipeline really stops (e.g. the sink's
+            // broker is down).
+            let over = in_flight >= max_in_flight;
+            if over {
+                over_since.get_or_insert_with(Instant::now);
+            } else {
+                over_since = None;
+            }
+            let long = |since: Option<Instant>| since.is_some_and(|t| t.elapsed() >= PAUSE_AFTER);
+            let stalled = long(blocked_since) || long(over_since);
+            let want_pause = if paused { stalled || holding || in_flight >= resume_below } else { stalled };
+            // After a rebalance, apply the state to the whole new assignment (librdkafka keeps a
+            // partition's pause across a revocation and a new assignment of it).
             let reassigned = shared.assignment_changed.swap(false, Ordering::Relaxed);
-            if want_pause != paused || (paused && reassigned) {
-                paused = set_paused(want_pause);
+            if want_pause != paused || reassigned {
+                paused = set_paused(paused, want_pause);
+            }
+            if over && !paused {
+                // Wait a little for acks rather than take more records.
+                shared.wait_in_flight(None, max_in_flight - 1, Instant::now() + WAIT_SLICE);
+                continue;
             }
 
             let timeout = if holding { Duration::ZERO } else { WAIT_SLICE };
@@ -448,11 +488,6 @@ impl KafkaSource {
                     }
                 }
             }
-
-            if last_commit.elapsed() >= commit_interval {
-                shared.commit(&consumer, None, CommitMode::Async);
-                last_commit = Instant::now();
-            }
         }
 
         // Shutdown: stop taking records, let the pipeline drain, commit what was delivered.
@@ -466,7 +501,17 @@ impl KafkaSource {
                 tracing::warn!(source = %name, in_flight = left - held, "shutdown timeout: committing what was delivered; the rest is read again on restart");
             }
         }
-        shared.commit(&consumer, None, CommitMode::Sync);
+        // Take no more records, and let an asynchronous commit in flight land before the last
+        // one (polling serves its callback; records polled now are not tracked, so not
+        // committed: they are read again on restart).
+        if let Ok(assignment) = consumer.assignment() {
+            let _ = consumer.pause(&assignment);
+        }
+        let until = Instant::now() + Duration::from_secs(2);
+        while shared.async_pending.load(Ordering::Acquire) && Instant::now() < until {
+            let _ = consumer.poll(Duration::from_millis(50));
+        }
+        shared.commit_all(&consumer);
         let abandoned = shared.tracker().in_flight();
         if abandoned > 0 {
             metrics::KAFKA_ABANDONED.with_label_values(&[&*name]).inc_by(abandoned as u64);

@@ -200,6 +200,21 @@ impl OffsetTracker {
         out
     }
 
+    /// Every partition's watermark, moved or not (each counts as handed out).
+    pub fn watermarks(&mut self) -> Vec<(TopicPartition, i64)> {
+        let mut out: Vec<(TopicPartition, i64)> = self
+            .partitions
+            .iter_mut()
+            .filter_map(|(tp, (_, t))| {
+                let w = t.watermark()?;
+                t.committed = Some(w);
+                Some((tp.clone(), w))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Watermarks of the given partitions that moved since the last commit.
     pub fn take_commits_of<'a>(&mut self, tps: impl IntoIterator<Item = &'a TopicPartition>) -> Vec<(TopicPartition, i64)> {
         let mut out = Vec::new();
@@ -359,6 +374,8 @@ mod tests {
         assert_eq!(o.ack(&tp, g1, 1, true), Ok(true));
         assert_eq!(o.take_commits(), vec![(tp.clone(), 2)]);
         assert_eq!(o.in_flight_of([&other]), 1);
+        assert_eq!(o.watermarks(), vec![(tp.clone(), 2)], "every watermark, moved or not");
+        assert_eq!(o.take_commits(), vec![]);
     }
 
     #[test]
