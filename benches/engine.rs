@@ -24,69 +24,29 @@ fn rule(i: usize, filter: &str) -> Rule {
         3 => ("deviceName, items.Position.value.latitude AS lat, items.Position.value.longitude AS lon", "items.Position.value.latitude BETWEEN 30 AND 50"),
         _ => ("iotId, items.temp.value * 1.8 + 32 AS temp_f, lower(deviceType) AS kind", "deviceName LIKE 'dev-%'"),
     };
-    let text = format!(
-        "name = \"r{i}\"\nsql = \"\"\"\nSELECT {select}\nFROM \"{filter}\"\nWHERE {cond}\n\"\"\"\n[[actions]]\ntopic = \"out-{}\"\nkey = \"${{deviceName}}\"\n",
-        i % 10
-    );
-    let text = if matches!(i % 5, 0 | 2 | 3) {
-        text
-    } else {
-        text.replace("key = \"${deviceName}\"\n", "")
-    };
+    let text = format!("name = \"r{i}\"\nsql = \"\"\"\nSELECT {select}\nFROM \"{filter}\"\nWHERE {cond}\n\"\"\"\n[[actions]]\ntopic = \"out-{}\"\nkey = \"${{deviceName}}\"\n", i % 10);
+    let text = if matches!(i % 5, 0 | 2 | 3) { text } else { text.replace("key = \"${deviceName}\"\n", "") };
     compile_str(Path::new(&format!("r{i}.toml")), &text).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn engine(rules: Vec<Rule>) -> Engine {
-    Engine::new(
-        RuleSet::new(rules),
-        Env::default(),
-        EngineOptions::default(),
-    )
+    Engine::new(RuleSet::new(rules), Env::default(), EngineOptions::default())
 }
 
 fn message() -> Message {
-    Message {
-        topic: TOPIC.into(),
-        payload: PAYLOAD.as_bytes().to_vec().into(),
-        meta: Metadata {
-            source: Arc::from("bench"),
-            received_ms: 1,
-            id: 1,
-            ..Metadata::default()
-        },
-    }
+    Message { topic: TOPIC.into(), payload: PAYLOAD.as_bytes().to_vec().into(), meta: Metadata { source: Arc::from("bench"), received_ms: 1, id: 1, ..Metadata::default() } }
 }
 
 fn bench(c: &mut Criterion) {
     let msg = message();
-    assert!(
-        msg.payload.len() > 280 && msg.payload.len() < 340,
-        "payload is {} bytes",
-        msg.payload.len()
-    );
+    assert!(msg.payload.len() > 280 && msg.payload.len() < 340, "payload is {} bytes", msg.payload.len());
 
     let mut g = c.benchmark_group("compile");
-    g.bench_function("rule", |b| {
-        b.iter(|| black_box(rule(black_box(0), "/sys/+/+/thing/event/property/post")))
-    });
+    g.bench_function("rule", |b| b.iter(|| black_box(rule(black_box(0), "/sys/+/+/thing/event/property/post"))));
     g.finish();
 
-    let ten = engine(
-        (0..10)
-            .map(|i| rule(i, "/sys/+/+/thing/event/property/post"))
-            .collect(),
-    );
-    let many = engine(
-        (0..10_000)
-            .map(|i| {
-                if i < 10 {
-                    rule(i, "/sys/+/+/thing/event/property/post")
-                } else {
-                    rule(i, &format!("/sys/pk{i:05}/+/thing/event/property/post"))
-                }
-            })
-            .collect(),
-    );
+    let ten = engine((0..10).map(|i| rule(i, "/sys/+/+/thing/event/property/post")).collect());
+    let many = engine((0..10_000).map(|i| if i < 10 { rule(i, "/sys/+/+/thing/event/property/post") } else { rule(i, &format!("/sys/pk{i:05}/+/thing/event/property/post")) }).collect());
     let mut out = Vec::new();
     let mut scratch = Scratch::default();
     out.clear();
@@ -98,14 +58,8 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("serde_json_value", |b| {
-        b.iter(|| {
-            black_box(serde_json::from_slice::<serde_json::Value>(black_box(&msg.payload)).unwrap())
-        })
-    });
-    g.bench_function("doc_node", |b| {
-        b.iter(|| black_box(sluice::doc::Node::parse(black_box(&msg.payload)).unwrap()))
-    });
+    g.bench_function("serde_json_value", |b| b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(black_box(&msg.payload)).unwrap())));
+    g.bench_function("doc_node", |b| b.iter(|| black_box(sluice::doc::Node::parse(black_box(&msg.payload)).unwrap())));
     g.finish();
 
     let mut g = c.benchmark_group("process");

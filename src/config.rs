@@ -1,6 +1,7 @@
 //! Configuration of `sluice run`: a TOML file (see `deploy/sluice.toml` for every key,
 //! annotated). Unknown keys are errors. Relative paths are relative to the working directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::FixedOffset;
@@ -35,9 +36,7 @@ pub struct RulesConfig {
 
 impl Default for RulesConfig {
     fn default() -> Self {
-        RulesConfig {
-            paths: default_rule_paths(),
-        }
+        RulesConfig { paths: default_rule_paths() }
     }
 }
 
@@ -66,6 +65,12 @@ pub struct EngineConfig {
     /// Time zone of `timestamp()`, as `UTC` or `±HH:MM`.
     #[serde(default = "default_timezone")]
     pub timezone: String,
+    /// After SIGINT/SIGTERM: how long (ms) sources may wait for in-flight messages to be
+    /// delivered, the sink may flush and sources may commit, before the process exits anyway.
+    /// Work not finished by then is not committed, so it is read again on restart
+    /// (at-least-once).
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +81,7 @@ impl Default for EngineConfig {
             channel_capacity: default_channel_capacity(),
             workers: default_workers(),
             timezone: default_timezone(),
+            shutdown_timeout_ms: default_shutdown_timeout_ms(),
         }
     }
 }
@@ -95,6 +101,9 @@ fn default_workers() -> usize {
 fn default_timezone() -> String {
     "UTC".into()
 }
+fn default_shutdown_timeout_ms() -> u64 {
+    30_000
+}
 
 /// A source.
 #[derive(Debug, Deserialize)]
@@ -105,6 +114,83 @@ pub enum SourceConfig {
         /// The file.
         path: PathBuf,
     },
+    /// Kafka topics, read by a consumer group (see [`KafkaSourceConfig`]).
+    Kafka(KafkaSourceConfig),
+}
+
+/// `[[sources]] type = "kafka"`: a consumer in a consumer group. Instances with the same
+/// `group_id` share the partitions (scale-out). Offsets are committed only once every output of
+/// a record, and of every earlier record of its partition, is acknowledged by the sink
+/// (at-least-once).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// `bootstrap.servers`: `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Topics to read. An entry starting with `^` is a regular expression matched against every
+    /// topic of the cluster (librdkafka's convention), e.g. `^iot-.*`.
+    pub topics: Vec<String>,
+    /// The consumer group.
+    pub group_id: String,
+    /// Where the IoT topic of a record comes from.
+    #[serde(default)]
+    pub iot_topic: IotTopicFrom,
+    /// Records consumed and not yet acknowledged by the sink, at most; at the bound, consumption
+    /// pauses (backpressure) and memory stays bounded.
+    #[serde(default = "default_kafka_max_in_flight")]
+    pub max_in_flight: usize,
+    /// How often (ms) acknowledged watermarks are committed.
+    #[serde(default = "default_kafka_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// On a rebalance, how long (ms) to wait for the in-flight records of revoked partitions
+    /// to be delivered before committing and letting them go (what is not done by then is read
+    /// again by the partition's next owner).
+    #[serde(default = "default_kafka_revoke_timeout_ms")]
+    pub revoke_timeout_ms: u64,
+    /// Any librdkafka consumer property (`session.timeout.ms`, `security.protocol`, …), passed
+    /// through as is. Sluice sets `enable.auto.commit` and `enable.auto.offset.store` itself;
+    /// `auto.offset.reset` defaults to `earliest` and `partition.assignment.strategy` to
+    /// `cooperative-sticky` (incremental rebalances).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Where a Kafka record's IoT topic comes from.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "from", rename_all = "snake_case", deny_unknown_fields)]
+pub enum IotTopicFrom {
+    /// A record header (`iot_topic = { from = "header", name = "iot-topic" }`).
+    Header {
+        /// The header's name.
+        #[serde(default = "default_iot_topic_header")]
+        name: String,
+    },
+    /// The record key (`iot_topic = { from = "key" }`).
+    Key,
+    /// The same topic for every record (`iot_topic = { from = "fixed", topic = "/a/b" }`).
+    Fixed {
+        /// The IoT topic.
+        topic: String,
+    },
+}
+
+impl Default for IotTopicFrom {
+    fn default() -> Self {
+        IotTopicFrom::Header { name: default_iot_topic_header() }
+    }
+}
+
+fn default_iot_topic_header() -> String {
+    "iot-topic".into()
+}
+fn default_kafka_max_in_flight() -> usize {
+    10_000
+}
+fn default_kafka_commit_interval_ms() -> u64 {
+    1_000
+}
+fn default_kafka_revoke_timeout_ms() -> u64 {
+    10_000
 }
 
 /// The sink.
@@ -116,31 +202,102 @@ pub enum SinkConfig {
         /// Output folder (created if missing).
         dir: PathBuf,
     },
+    /// A Kafka producer (see [`KafkaSinkConfig`]).
+    Kafka(KafkaSinkConfig),
 }
+
+/// `[sink] type = "kafka"`: a producer with delivery reports. Each record goes to the topic and
+/// key its rule rendered, with headers `iot-topic` (the input's IoT topic), `sluice-rule` and
+/// the rule's own. A batch is acknowledged once the broker acknowledged all its records.
+/// Retriable errors are retried with backoff, forever; records the broker refuses for good
+/// (unknown or unauthorised topic, too large) become dead letters in the engine's default
+/// error topic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// `bootstrap.servers`: `host:port[,host:port…]`.
+    pub brokers: String,
+    /// `enable.idempotence`: no duplicates or reordering from the producer's own retries.
+    #[serde(default = "default_true")]
+    pub idempotence: bool,
+    /// `compression.type`: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    #[serde(default = "default_kafka_compression")]
+    pub compression: String,
+    /// `linger.ms`: how long to wait for more records to fill a batch.
+    #[serde(default = "default_kafka_linger_ms")]
+    pub linger_ms: u64,
+    /// `batch.size`: the largest batch of one partition, in bytes.
+    #[serde(default = "default_kafka_batch_bytes")]
+    pub batch_bytes: usize,
+    /// `batch.num.messages`: the most records in one batch.
+    #[serde(default = "default_kafka_batch_records")]
+    pub batch_records: usize,
+    /// Records handed to the producer and not yet acknowledged by the broker, at most; at the
+    /// bound the sink stops taking batches (backpressure up to the sources).
+    #[serde(default = "default_kafka_sink_max_in_flight")]
+    pub max_in_flight: usize,
+    /// First delay (ms) before a record that failed with a retriable error is produced again;
+    /// it doubles on each failure of the same record, up to `retry_backoff_max_ms`.
+    #[serde(default = "default_kafka_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// Longest delay (ms) between two attempts of a record.
+    #[serde(default = "default_kafka_retry_backoff_max_ms")]
+    pub retry_backoff_max_ms: u64,
+    /// `topic.metadata.propagation.max.ms`: how long records for a topic the cluster says does
+    /// not exist are held before they become dead letters.
+    #[serde(default = "default_kafka_unknown_topic_timeout_ms")]
+    pub unknown_topic_timeout_ms: u64,
+    /// Any librdkafka producer property (`acks`, `message.max.bytes`, `security.protocol`, …),
+    /// passed through as is; it wins over the fields above.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_kafka_compression() -> String {
+    "lz4".into()
+}
+fn default_kafka_linger_ms() -> u64 {
+    5
+}
+fn default_kafka_batch_bytes() -> usize {
+    1_000_000
+}
+fn default_kafka_batch_records() -> usize {
+    10_000
+}
+fn default_kafka_sink_max_in_flight() -> usize {
+    100_000
+}
+fn default_kafka_retry_backoff_ms() -> u64 {
+    100
+}
+fn default_kafka_retry_backoff_max_ms() -> u64 {
+    10_000
+}
+fn default_kafka_unknown_topic_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Consumer properties Sluice sets itself; `properties` may not override them.
+pub const KAFKA_SOURCE_RESERVED: &[&str] = &["bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store"];
+/// Producer properties Sluice sets itself (they have their own fields).
+pub const KAFKA_SINK_RESERVED: &[&str] = &["bootstrap.servers"];
 
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
         Config::parse(path, &text)
     }
 
     /// Parses configuration text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
-            let pos = e
-                .span()
-                .map(|s| pos_of_offset(text, s.start))
-                .unwrap_or_default();
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line: pos.line.max(1),
-                col: pos.col.max(1),
-                message: e.message().trim().to_string(),
-            }
+            let pos = e.span().map(|s| pos_of_offset(text, s.start)).unwrap_or_default();
+            ConfigError::Invalid { path: path.to_path_buf(), line: pos.line.max(1), col: pos.col.max(1), message: e.message().trim().to_string() }
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -148,28 +305,78 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.sources.is_empty() {
-            return Err(ConfigError::Value(
-                "at least one [[sources]] is needed".into(),
-            ));
+            return Err(ConfigError::Value("at least one [[sources]] is needed".into()));
         }
         if self.engine.channel_capacity == 0 {
-            return Err(ConfigError::Value(
-                "engine.channel_capacity must be at least 1".into(),
-            ));
+            return Err(ConfigError::Value("engine.channel_capacity must be at least 1".into()));
         }
         if self.engine.workers == 0 {
-            return Err(ConfigError::Value(
-                "engine.workers must be at least 1".into(),
-            ));
+            return Err(ConfigError::Value("engine.workers must be at least 1".into()));
         }
         if !crate::rule::template::valid_kafka_topic(&self.engine.default_error_topic) {
-            return Err(ConfigError::Value(format!(
-                "engine.default_error_topic `{}` is not a valid topic name",
-                self.engine.default_error_topic
-            )));
+            return Err(ConfigError::Value(format!("engine.default_error_topic `{}` is not a valid topic name", self.engine.default_error_topic)));
         }
         parse_timezone(&self.engine.timezone).map_err(ConfigError::Value)?;
+        for (i, s) in self.sources.iter().enumerate() {
+            if let SourceConfig::Kafka(k) = s {
+                k.validate().map_err(|e| ConfigError::Value(format!("sources[{i}]: {e}")))?;
+            }
+        }
+        if let SinkConfig::Kafka(k) = &self.sink {
+            k.validate().map_err(|e| ConfigError::Value(format!("sink: {e}")))?;
+        }
         Ok(())
+    }
+}
+
+impl KafkaSourceConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("`brokers` is empty".into());
+        }
+        if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
+            return Err("`topics` needs at least one non-empty topic or `^regex`".into());
+        }
+        for t in self.topics.iter().filter(|t| t.starts_with('^')) {
+            regex::Regex::new(t).map_err(|e| format!("topic pattern `{t}`: {e}"))?;
+        }
+        if self.group_id.trim().is_empty() {
+            return Err("`group_id` is empty".into());
+        }
+        if self.max_in_flight == 0 {
+            return Err("`max_in_flight` must be at least 1".into());
+        }
+        if let IotTopicFrom::Fixed { topic } | IotTopicFrom::Header { name: topic } = &self.iot_topic {
+            if topic.is_empty() {
+                return Err("`iot_topic` names an empty header or topic".into());
+            }
+        }
+        reserved(&self.properties, KAFKA_SOURCE_RESERVED)
+    }
+}
+
+impl KafkaSinkConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("`brokers` is empty".into());
+        }
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
+            return Err(format!("`compression` `{}` must be none, gzip, snappy, lz4 or zstd", self.compression));
+        }
+        if self.max_in_flight == 0 {
+            return Err("`max_in_flight` must be at least 1".into());
+        }
+        if self.retry_backoff_ms == 0 || self.retry_backoff_max_ms < self.retry_backoff_ms {
+            return Err("`retry_backoff_ms` must be at least 1 and at most `retry_backoff_max_ms`".into());
+        }
+        reserved(&self.properties, KAFKA_SINK_RESERVED)
+    }
+}
+
+fn reserved(properties: &BTreeMap<String, String>, keys: &[&str]) -> Result<(), String> {
+    match properties.keys().find(|k| keys.contains(&k.as_str())) {
+        Some(k) => Err(format!("property `{k}` is set by Sluice (use the dedicated field)")),
+        None => Ok(()),
     }
 }
 
@@ -207,25 +414,53 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors_with_positions() {
         let e = Config::parse(Path::new("c.toml"), "[engine]\nworkrs = 2\n[[sources]]\ntype = \"file\"\npath = \"x\"\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("c.toml:2:1: unknown field `workrs`"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("c.toml:2:1: unknown field `workrs`"), "{e}");
         let e = Config::parse(Path::new("c.toml"), "[[sources]]\ntype = \"file\"\npath = \"x\"\nbogus = 1\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
     }
 
     #[test]
+    fn kafka_source_and_sink_get_defaults() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "[[sources]]\ntype = \"kafka\"\nbrokers = \"b:9092\"\ntopics = [\"in\", \"^iot-.*\"]\ngroup_id = \"g\"\n[sources.properties]\n\"session.timeout.ms\" = \"6000\"\n[sink]\ntype = \"kafka\"\nbrokers = \"b:9092\"\n",
+        )
+        .unwrap();
+        let SourceConfig::Kafka(s) = &c.sources[0] else { panic!("kafka source") };
+        assert_eq!(s.iot_topic, IotTopicFrom::Header { name: "iot-topic".into() });
+        assert_eq!(s.max_in_flight, 10_000);
+        assert_eq!(s.properties["session.timeout.ms"], "6000");
+        let SinkConfig::Kafka(k) = &c.sink else { panic!("kafka sink") };
+        assert!(k.idempotence);
+        assert_eq!(k.compression, "lz4");
+        assert_eq!(c.engine.shutdown_timeout_ms, 30_000);
+    }
+
+    #[test]
+    fn kafka_iot_topic_sources() {
+        let base = "[[sources]]\ntype = \"kafka\"\nbrokers = \"b\"\ntopics = [\"in\"]\ngroup_id = \"g\"\n";
+        let sink = "[sink]\ntype = \"file\"\ndir = \"o\"\n";
+        let parse = |extra: &str| Config::parse(Path::new("c.toml"), &format!("{base}{extra}{sink}"));
+        let c = parse("iot_topic = { from = \"key\" }\n").unwrap();
+        let SourceConfig::Kafka(s) = &c.sources[0] else { panic!() };
+        assert_eq!(s.iot_topic, IotTopicFrom::Key);
+        let c = parse("iot_topic = { from = \"fixed\", topic = \"/a/b\" }\n").unwrap();
+        let SourceConfig::Kafka(s) = &c.sources[0] else { panic!() };
+        assert_eq!(s.iot_topic, IotTopicFrom::Fixed { topic: "/a/b".into() });
+        let c = parse("iot_topic = { from = \"header\", name = \"t\" }\n").unwrap();
+        let SourceConfig::Kafka(s) = &c.sources[0] else { panic!() };
+        assert_eq!(s.iot_topic, IotTopicFrom::Header { name: "t".into() });
+        assert!(parse("iot_topic = { from = \"nowhere\" }\n").is_err());
+        let e = parse("[sources.properties]\n\"enable.auto.commit\" = \"true\"\n").unwrap_err();
+        assert!(e.to_string().contains("`enable.auto.commit` is set by Sluice"), "{e}");
+        let e = parse("topicz = []\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `topicz`"), "{e}");
+    }
+
+    #[test]
     fn timezones() {
-        assert_eq!(
-            parse_timezone("+08:00").unwrap().local_minus_utc(),
-            8 * 3600
-        );
-        assert_eq!(
-            parse_timezone("-05:30").unwrap().local_minus_utc(),
-            -(5 * 3600 + 1800)
-        );
+        assert_eq!(parse_timezone("+08:00").unwrap().local_minus_utc(), 8 * 3600);
+        assert_eq!(parse_timezone("-05:30").unwrap().local_minus_utc(), -(5 * 3600 + 1800));
         assert!(parse_timezone("CET").is_err());
     }
 }

@@ -63,11 +63,7 @@ impl<'a> Node<'a> {
             Node::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
             Node::Str(s) => Json::String(s.to_string()),
             Node::Array(a) => Json::Array(a.iter().map(Node::to_json).collect()),
-            Node::Object(o) => Json::Object(
-                o.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_json()))
-                    .collect(),
-            ),
+            Node::Object(o) => Json::Object(o.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect()),
         }
     }
 }
@@ -187,10 +183,7 @@ mod tests {
         let text = br#"{"b":1,"a":"x","c":{"d":[1,2.5,"e\"f"]},"big":18446744073709551615,"neg":-9223372036854775808}"#;
         let n = Node::parse(text).unwrap();
         assert!(matches!(n.get("a"), Some(Node::Str(Cow::Borrowed("x")))));
-        assert_eq!(
-            serde_json::to_string(&n).unwrap(),
-            std::str::from_utf8(text).unwrap()
-        );
+        assert_eq!(serde_json::to_string(&n).unwrap(), std::str::from_utf8(text).unwrap());
         assert_eq!(n.get("big"), Some(&Node::UInt(u64::MAX)));
         assert_eq!(n.get("neg"), Some(&Node::Int(i64::MIN)));
         assert_eq!(n.to_json()["c"]["d"][2], Json::from("e\"f"));

@@ -30,14 +30,7 @@ pub struct CompileError {
 impl fmt::Display for CompileError {
     /// `path:line:col: message[; hint]` — the contract of `sluice check`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.path.display(),
-            self.pos.line,
-            self.pos.col,
-            self.message
-        )?;
+        write!(f, "{}:{}:{}: {}", self.path.display(), self.pos.line, self.pos.col, self.message)?;
         if let Some(h) = &self.hint {
             write!(f, "; {h}")?;
         }
@@ -50,11 +43,7 @@ impl CompileError {
     pub fn render(&self) -> String {
         let mut s = self.to_string();
         if let Some(line) = &self.source_line {
-            let pad: String = line
-                .chars()
-                .take(self.pos.col.saturating_sub(1))
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
+            let pad: String = line.chars().take(self.pos.col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
             s.push_str(&format!("\n    | {line}\n    | {pad}^"));
         }
         s
@@ -155,10 +144,7 @@ pub fn pos_of_offset(text: &str, offset: usize) -> Pos {
     let before = &text[..floor_char_boundary(text, offset)];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    Pos {
-        line,
-        col: before[line_start..].chars().count() + 1,
-    }
+    Pos { line, col: before[line_start..].chars().count() + 1 }
 }
 
 /// The text of 1-based line `line`.

@@ -73,12 +73,7 @@ pub enum Validation {
 /// Validates integration requests: registered, enabled devices and values that fit the model.
 pub trait Validator: Send + Sync + 'static {
     /// Validates a parsed request on an integration topic of `kind` for product `product_key`.
-    fn validate(
-        &self,
-        kind: TopicKind,
-        product_key: &str,
-        request: &serde_json::Value,
-    ) -> Validation;
+    fn validate(&self, kind: TopicKind, product_key: &str, request: &serde_json::Value) -> Validation;
 }
 
 /// A validator that accepts every well-formed entry (no registry configured).
@@ -91,23 +86,15 @@ impl Validator for AcceptAll {
                 params
                     .iter()
                     .map(|e| {
-                        if e.get("deviceKey").and_then(|d| d.as_str()).is_some()
-                            || e.get("assetId").is_some()
-                        {
+                        if e.get("deviceKey").and_then(|d| d.as_str()).is_some() || e.get("assetId").is_some() {
                             EntryVerdict::Accepted
                         } else {
-                            EntryVerdict::Rejected {
-                                code: codes::BAD_REQUEST,
-                                message: "missing deviceKey".into(),
-                            }
+                            EntryVerdict::Rejected { code: codes::BAD_REQUEST, message: "missing deviceKey".into() }
                         }
                     })
                     .collect(),
             ),
-            None => Validation::Request {
-                code: codes::BAD_REQUEST,
-                message: "`params` must be an array of entries".into(),
-            },
+            None => Validation::Request { code: codes::BAD_REQUEST, message: "`params` must be an array of entries".into() },
         }
     }
 }

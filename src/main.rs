@@ -15,16 +15,14 @@ use sluice::message::{Message, Metadata};
 use sluice::rule::expr::Env;
 use sluice::shutdown::Shutdown;
 use sluice::sink::file::FileSink;
+use sluice::sink::kafka::KafkaSink;
 use sluice::sink::{OutputRecord, Sink};
 use sluice::source::file::FileSource;
+use sluice::source::kafka::KafkaSource;
 use sluice::source::Source;
 
 #[derive(Parser)]
-#[command(
-    name = "sluice",
-    version,
-    about = "IoT rule-engine stream processor: SQL rules over topics, routed to Kafka"
-)]
+#[command(name = "sluice", version, about = "IoT rule-engine stream processor: SQL rules over topics, routed to Kafka")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -79,13 +77,7 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Check { paths } => Ok(check(paths)),
-        Cmd::Test {
-            rule,
-            topic,
-            payload,
-            now,
-            timezone,
-        } => test(rule, topic, payload, now, &timezone),
+        Cmd::Test { rule, topic, payload, now, timezone } => test(rule, topic, payload, now, &timezone),
         Cmd::Run { config } => run(config),
         Cmd::Functions => {
             print!("{}", sluice::rule::registry::markdown_reference());
@@ -95,11 +87,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn check(paths: Vec<PathBuf>) -> ExitCode {
-    let paths = if paths.is_empty() {
-        vec![PathBuf::from("rules")]
-    } else {
-        paths
-    };
+    let paths = if paths.is_empty() { vec![PathBuf::from("rules")] } else { paths };
     let (rules, errors) = sluice::rule::compile_paths(&paths);
     for e in &errors {
         eprintln!("{}", e.render());
@@ -113,13 +101,7 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
     }
 }
 
-fn test(
-    rule_path: PathBuf,
-    topic: String,
-    payload: Option<String>,
-    now: Option<i64>,
-    timezone: &str,
-) -> anyhow::Result<ExitCode> {
+fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<i64>, timezone: &str) -> anyhow::Result<ExitCode> {
     let mut rule = match sluice::rule::compile_file(&rule_path) {
         Ok(r) => r,
         Err(errors) => {
@@ -131,41 +113,22 @@ fn test(
     };
     rule.enabled = true;
     if !rule.filter.matches(&topic) {
-        eprintln!(
-            "note: topic `{topic}` does not match the rule's filter `{}`",
-            rule.filter.as_str()
-        );
+        eprintln!("note: topic `{topic}` does not match the rule's filter `{}`", rule.filter.as_str());
     }
     let bytes = match payload.as_deref() {
         None => Vec::new(),
         Some("-") => {
             let mut b = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut b)
-                .context("reading the payload from standard input")?;
+            std::io::stdin().read_to_end(&mut b).context("reading the payload from standard input")?;
             b
         }
-        Some(path) => {
-            std::fs::read(path).with_context(|| format!("reading payload file {path}"))?
-        }
+        Some(path) => std::fs::read(path).with_context(|| format!("reading payload file {path}"))?,
     };
     let clock = now.map_or(Clock::System, Clock::Fixed);
-    let env = Env {
-        tz: parse_timezone(timezone).map_err(anyhow::Error::msg)?,
-        ..Env::default()
-    };
+    let env = Env { tz: parse_timezone(timezone).map_err(anyhow::Error::msg)?, ..Env::default() };
     let engine = Engine::new(RuleSet::new(vec![rule]), env, EngineOptions::default());
     let now_ms = clock.now_ms();
-    let msg = Message {
-        topic,
-        payload: bytes.into(),
-        meta: Metadata {
-            source: Arc::from("sluice-test"),
-            received_ms: now_ms,
-            id: 1,
-            ..Metadata::default()
-        },
-    };
+    let msg = Message { topic, payload: bytes.into(), meta: Metadata { source: Arc::from("sluice-test"), received_ms: now_ms, id: 1, ..Metadata::default() } };
     let mut out = Vec::new();
     engine.process(&msg, now_ms, &mut Scratch::default(), &mut out);
     for rec in &out {
@@ -177,11 +140,7 @@ fn test(
 /// `{"rule", "topic", "key", "headers", "value"}` — the `sluice test` output contract.
 fn record_line(rec: &OutputRecord) -> anyhow::Result<String> {
     let value: &serde_json::value::RawValue = serde_json::from_slice(&rec.value)?;
-    let headers: serde_json::Map<String, serde_json::Value> = rec
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
+    let headers: serde_json::Map<String, serde_json::Value> = rec.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
     Ok(serde_json::to_string(&serde_json::json!({
         "rule": &*rec.rule,
         "topic": rec.topic,
@@ -201,67 +160,48 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
         }
         anyhow::bail!("{} rule error(s); nothing was run", errors.len());
     }
-    tracing::info!(
-        rules = rules.len(),
-        enabled = rules.iter().filter(|r| r.enabled).count(),
-        "rules compiled"
-    );
-    let env = Env {
-        tz: parse_timezone(&cfg.engine.timezone).map_err(anyhow::Error::msg)?,
-        ..Env::default()
-    };
-    let opts = EngineOptions {
-        default_error_topic: cfg.engine.default_error_topic.clone(),
-        max_payload_bytes: cfg.engine.max_payload_bytes,
-    };
+    tracing::info!(rules = rules.len(), enabled = rules.iter().filter(|r| r.enabled).count(), "rules compiled");
+    let env = Env { tz: parse_timezone(&cfg.engine.timezone).map_err(anyhow::Error::msg)?, ..Env::default() };
+    let opts = EngineOptions { default_error_topic: cfg.engine.default_error_topic.clone(), max_payload_bytes: cfg.engine.max_payload_bytes };
     let engine = Arc::new(Engine::new(RuleSet::new(rules), env, opts));
-    let sources: Vec<Box<dyn Source>> = cfg
-        .sources
-        .iter()
+    let shutdown_timeout = std::time::Duration::from_millis(cfg.engine.shutdown_timeout_ms);
+    let Config { sources, sink, engine: engine_cfg, .. } = cfg;
+    let sources: Vec<Box<dyn Source>> = sources
+        .into_iter()
         .map(|s| match s {
-            SourceConfig::File { path } => {
-                Box::new(FileSource::new(path.clone())) as Box<dyn Source>
-            }
+            SourceConfig::File { path } => Box::new(FileSource::new(path)) as Box<dyn Source>,
+            SourceConfig::Kafka(k) => Box::new(KafkaSource::new(k, shutdown_timeout)),
         })
         .collect();
-    let sink: Box<dyn Sink> = match &cfg.sink {
-        SinkConfig::File { dir } => Box::new(FileSink::new(dir.clone())),
+    let sink: Box<dyn Sink> = match sink {
+        SinkConfig::File { dir } => Box::new(FileSink::new(dir)),
+        SinkConfig::Kafka(k) => Box::new(KafkaSink::new(k, engine_cfg.default_error_topic.clone())),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = rt.block_on(async {
         let shutdown = Shutdown::new();
         shutdown.on_signals();
-        Pipeline {
-            engine,
-            sources,
-            sink,
-            capacity: cfg.engine.channel_capacity,
-            workers: cfg.engine.workers,
-            clock: Clock::System,
+        let pipeline = Pipeline { engine, sources, sink, capacity: engine_cfg.channel_capacity, workers: engine_cfg.workers, clock: Clock::System };
+        // After a signal, the pipeline has `shutdown_timeout` to drain, flush and commit.
+        let deadline = async {
+            shutdown.wait().await;
+            tokio::time::sleep(shutdown_timeout).await;
+        };
+        tokio::select! {
+            r = pipeline.run(shutdown.clone()) => Some(r),
+            () = deadline => None,
         }
-        .run(shutdown)
-        .await
-    })?;
+    });
+    let Some(report) = report else {
+        tracing::warn!(timeout_ms = engine_cfg.shutdown_timeout_ms, "shutdown timeout: exiting with work in flight (not committed: it is read again on restart)");
+        rt.shutdown_timeout(std::time::Duration::from_millis(100));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let report = report?;
     for (name, r) in &report.sources {
         tracing::info!(source = %name, messages = r.messages, rejected = r.rejected, "source done");
     }
-    tracing::info!(
-        records = report.sink.records,
-        error_records = report.sink.error_records,
-        bytes = report.sink.bytes,
-        "sink flushed"
-    );
-    println!(
-        "{} message(s) in, {} record(s) out ({} error record(s))",
-        report
-            .sources
-            .iter()
-            .map(|(_, r)| r.messages + r.rejected)
-            .sum::<u64>(),
-        report.sink.records,
-        report.sink.error_records
-    );
+    tracing::info!(records = report.sink.records, error_records = report.sink.error_records, bytes = report.sink.bytes, "sink flushed");
+    println!("{} message(s) in, {} record(s) out ({} error record(s))", report.sources.iter().map(|(_, r)| r.messages + r.rejected).sum::<u64>(), report.sink.records, report.sink.error_records);
     Ok(ExitCode::SUCCESS)
 }

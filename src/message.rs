@@ -38,11 +38,7 @@ pub struct Message {
 impl Message {
     /// A message with default metadata.
     pub fn new(topic: impl Into<String>, payload: impl Into<bytes::Bytes>) -> Self {
-        Message {
-            topic: topic.into(),
-            payload: payload.into(),
-            meta: Metadata::default(),
-        }
+        Message { topic: topic.into(), payload: payload.into(), meta: Metadata::default() }
     }
 }
 
@@ -65,10 +61,7 @@ pub enum BatchError {
 /// `time` becomes `received_ms` (seed 000: "if empty, the server's time is used").
 /// A request that is not an object with a `params` array fails as a whole; an entry that is not
 /// an object fails alone, and the other entries still go through.
-pub fn split_integration_batch<'a>(
-    root: &Node<'a>,
-    received_ms: i64,
-) -> Result<Vec<Result<Node<'a>, BatchError>>, BatchError> {
+pub fn split_integration_batch<'a>(root: &Node<'a>, received_ms: i64) -> Result<Vec<Result<Node<'a>, BatchError>>, BatchError> {
     let Node::Object(envelope) = root else {
         return Err(BatchError::NotObject);
     };
@@ -119,14 +112,7 @@ mod tests {
     fn split(v: serde_json::Value, now: i64) -> Result<Vec<serde_json::Value>, BatchError> {
         let text = v.to_string();
         let root = Node::parse(text.as_bytes()).unwrap();
-        split_integration_batch(&root, now).map(|r| {
-            r.into_iter()
-                .map(|e| {
-                    e.map(|n| n.to_json())
-                        .unwrap_or_else(|e| serde_json::Value::String(e.to_string()))
-                })
-                .collect()
-        })
+        split_integration_batch(&root, now).map(|r| r.into_iter().map(|e| e.map(|n| n.to_json()).unwrap_or_else(|e| serde_json::Value::String(e.to_string()))).collect())
     }
 
     #[test]
@@ -137,10 +123,7 @@ mod tests {
         ],"method":"integration.event.post"});
         let recs = split(req, 999).unwrap();
         assert_eq!(recs.len(), 2);
-        assert_eq!(
-            recs[0],
-            json!({"deviceKey":"device1","events":{"eventId1":{"alarm":9,"level":3}},"time":123456,"id":"123","version":"1.0","method":"integration.event.post"})
-        );
+        assert_eq!(recs[0], json!({"deviceKey":"device1","events":{"eventId1":{"alarm":9,"level":3}},"time":123456,"id":"123","version":"1.0","method":"integration.event.post"}));
         assert_eq!(recs[1]["time"], json!(999));
         assert_eq!(recs[1]["deviceKey"], json!("device2"));
     }
@@ -155,12 +138,6 @@ mod tests {
     fn rejects_bad_batches() {
         assert_eq!(split(json!([1]), 0), Err(BatchError::NotObject));
         assert_eq!(split(json!({"params": {}}), 0), Err(BatchError::NoParams));
-        assert_eq!(
-            split(json!({"params": [1, {"deviceKey": "d"}]}), 0).unwrap(),
-            vec![
-                json!("params[0] must be an object"),
-                json!({"deviceKey": "d", "time": 0})
-            ]
-        );
+        assert_eq!(split(json!({"params": [1, {"deviceKey": "d"}]}), 0).unwrap(), vec![json!("params[0] must be an object"), json!({"deviceKey": "d", "time": 0})]);
     }
 }

@@ -35,17 +35,15 @@ impl Shutdown {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]
             {
-                let mut term =
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        Ok(t) => t,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                            let _ = ctrl_c.await;
-                            me.trigger();
-                            return;
-                        }
-                    };
+                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        me.trigger();
+                        return;
+                    }
+                };
                 tokio::select! {
                     _ = ctrl_c => tracing::info!(signal = "SIGINT", "shutting down"),
                     _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),

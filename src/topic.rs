@@ -19,21 +19,13 @@ impl TopicFilter {
         let levels: Vec<&str> = text.split('/').collect();
         for (i, level) in levels.iter().enumerate() {
             if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
-                return Err(format!(
-                    "`#` must be a whole level and the last one (level {} is `{level}`)",
-                    i + 1
-                ));
+                return Err(format!("`#` must be a whole level and the last one (level {} is `{level}`)", i + 1));
             }
             if level.contains('+') && *level != "+" {
-                return Err(format!(
-                    "`+` must be a whole level (level {} is `{level}`)",
-                    i + 1
-                ));
+                return Err(format!("`+` must be a whole level (level {} is `{level}`)", i + 1));
             }
         }
-        Ok(TopicFilter {
-            text: text.to_string(),
-        })
+        Ok(TopicFilter { text: text.to_string() })
     }
 
     /// The filter text.
@@ -131,12 +123,7 @@ impl TopicIndex {
     }
 }
 
-fn collect<'t>(
-    node: &Node,
-    levels: &mut (impl Iterator<Item = &'t str> + Clone),
-    out: &mut Vec<usize>,
-    first_is_dollar: bool,
-) {
+fn collect<'t>(node: &Node, levels: &mut (impl Iterator<Item = &'t str> + Clone), out: &mut Vec<usize>, first_is_dollar: bool) {
     // `#` at this node matches the rest, including nothing (the parent level).
     if !first_is_dollar {
         out.extend_from_slice(&node.hash);
@@ -232,12 +219,7 @@ pub struct TopicInfo<'t> {
 impl<'t> TopicInfo<'t> {
     /// Recognises a topic. Never fails: unknown shapes are [`TopicKind::Custom`].
     pub fn parse(topic: &'t str) -> TopicInfo<'t> {
-        let custom = TopicInfo {
-            kind: TopicKind::Custom,
-            product_key: None,
-            device_name: None,
-            identifier: None,
-        };
+        let custom = TopicInfo { kind: TopicKind::Custom, product_key: None, device_name: None, identifier: None };
         let mut parts = [""; 9];
         let mut n = 0;
         for p in topic.split('/') {
@@ -253,46 +235,21 @@ impl<'t> TopicInfo<'t> {
             if pk.is_empty() || dn == Some("") || id == Some("") {
                 custom
             } else {
-                TopicInfo {
-                    kind,
-                    product_key: some(pk),
-                    device_name: dn,
-                    identifier: id,
-                }
+                TopicInfo { kind, product_key: some(pk), device_name: dn, identifier: id }
             }
         };
         match p {
-            ["sys", pk, "integration", "measurepoint", "post"] => {
-                with(TopicKind::IntegrationMeasurepoint, pk, None, None)
-            }
-            ["sys", pk, "integration", "attributes", "post"] => {
-                with(TopicKind::IntegrationAttributes, pk, None, None)
-            }
-            ["sys", pk, "integration", "event", "post"] => {
-                with(TopicKind::IntegrationEvent, pk, None, None)
-            }
-            ["sys", pk, "integration", "up_raw"] => {
-                with(TopicKind::IntegrationUpRaw, pk, None, None)
-            }
+            ["sys", pk, "integration", "measurepoint", "post"] => with(TopicKind::IntegrationMeasurepoint, pk, None, None),
+            ["sys", pk, "integration", "attributes", "post"] => with(TopicKind::IntegrationAttributes, pk, None, None),
+            ["sys", pk, "integration", "event", "post"] => with(TopicKind::IntegrationEvent, pk, None, None),
+            ["sys", pk, "integration", "up_raw"] => with(TopicKind::IntegrationUpRaw, pk, None, None),
             ["", "as", "mqtt", "status", pk, dn] => with(TopicKind::Status, pk, Some(dn), None),
-            ["", "sys", pk, dn, "thing", "event", "property", "post"] => {
-                with(TopicKind::PropertyPost, pk, Some(dn), None)
-            }
-            ["", "sys", pk, dn, "thing", "event", id, "post"] => {
-                with(TopicKind::EventPost, pk, Some(dn), Some(id))
-            }
-            ["", "sys", pk, dn, "thing", "lifecycle"] => {
-                with(TopicKind::Lifecycle, pk, Some(dn), None)
-            }
-            ["", "sys", pk, dn, "thing", "topo", "lifecycle"] => {
-                with(TopicKind::TopoLifecycle, pk, Some(dn), None)
-            }
-            ["", "sys", pk, dn, "thing", "list", "found"] => {
-                with(TopicKind::ListFound, pk, Some(dn), None)
-            }
-            ["", "sys", pk, dn, "thing", "downlink", "reply", "message"] => {
-                with(TopicKind::DownlinkReply, pk, Some(dn), None)
-            }
+            ["", "sys", pk, dn, "thing", "event", "property", "post"] => with(TopicKind::PropertyPost, pk, Some(dn), None),
+            ["", "sys", pk, dn, "thing", "event", id, "post"] => with(TopicKind::EventPost, pk, Some(dn), Some(id)),
+            ["", "sys", pk, dn, "thing", "lifecycle"] => with(TopicKind::Lifecycle, pk, Some(dn), None),
+            ["", "sys", pk, dn, "thing", "topo", "lifecycle"] => with(TopicKind::TopoLifecycle, pk, Some(dn), None),
+            ["", "sys", pk, dn, "thing", "list", "found"] => with(TopicKind::ListFound, pk, Some(dn), None),
+            ["", "sys", pk, dn, "thing", "downlink", "reply", "message"] => with(TopicKind::DownlinkReply, pk, Some(dn), None),
             _ => custom,
         }
     }
@@ -306,111 +263,24 @@ mod tests {
     #[test]
     fn recognises_every_documented_kind() {
         let cases = [
-            (
-                "sys/pk1/integration/measurepoint/post",
-                TopicKind::IntegrationMeasurepoint,
-                Some("pk1"),
-                None,
-                None,
-            ),
-            (
-                "sys/pk1/integration/attributes/post",
-                TopicKind::IntegrationAttributes,
-                Some("pk1"),
-                None,
-                None,
-            ),
-            (
-                "sys/pk1/integration/event/post",
-                TopicKind::IntegrationEvent,
-                Some("pk1"),
-                None,
-                None,
-            ),
-            (
-                "sys/pk1/integration/up_raw",
-                TopicKind::IntegrationUpRaw,
-                Some("pk1"),
-                None,
-                None,
-            ),
-            (
-                "/as/mqtt/status/pk1/dev1",
-                TopicKind::Status,
-                Some("pk1"),
-                Some("dev1"),
-                None,
-            ),
-            (
-                "/sys/pk1/dev1/thing/event/property/post",
-                TopicKind::PropertyPost,
-                Some("pk1"),
-                Some("dev1"),
-                None,
-            ),
-            (
-                "/sys/pk1/dev1/thing/event/BrokenInfo/post",
-                TopicKind::EventPost,
-                Some("pk1"),
-                Some("dev1"),
-                Some("BrokenInfo"),
-            ),
-            (
-                "/sys/pk1/dev1/thing/lifecycle",
-                TopicKind::Lifecycle,
-                Some("pk1"),
-                Some("dev1"),
-                None,
-            ),
-            (
-                "/sys/pk1/dev1/thing/topo/lifecycle",
-                TopicKind::TopoLifecycle,
-                Some("pk1"),
-                Some("dev1"),
-                None,
-            ),
-            (
-                "/sys/pk1/dev1/thing/list/found",
-                TopicKind::ListFound,
-                Some("pk1"),
-                Some("dev1"),
-                None,
-            ),
-            (
-                "/sys/pk1/dev1/thing/downlink/reply/message",
-                TopicKind::DownlinkReply,
-                Some("pk1"),
-                Some("dev1"),
-                None,
-            ),
+            ("sys/pk1/integration/measurepoint/post", TopicKind::IntegrationMeasurepoint, Some("pk1"), None, None),
+            ("sys/pk1/integration/attributes/post", TopicKind::IntegrationAttributes, Some("pk1"), None, None),
+            ("sys/pk1/integration/event/post", TopicKind::IntegrationEvent, Some("pk1"), None, None),
+            ("sys/pk1/integration/up_raw", TopicKind::IntegrationUpRaw, Some("pk1"), None, None),
+            ("/as/mqtt/status/pk1/dev1", TopicKind::Status, Some("pk1"), Some("dev1"), None),
+            ("/sys/pk1/dev1/thing/event/property/post", TopicKind::PropertyPost, Some("pk1"), Some("dev1"), None),
+            ("/sys/pk1/dev1/thing/event/BrokenInfo/post", TopicKind::EventPost, Some("pk1"), Some("dev1"), Some("BrokenInfo")),
+            ("/sys/pk1/dev1/thing/lifecycle", TopicKind::Lifecycle, Some("pk1"), Some("dev1"), None),
+            ("/sys/pk1/dev1/thing/topo/lifecycle", TopicKind::TopoLifecycle, Some("pk1"), Some("dev1"), None),
+            ("/sys/pk1/dev1/thing/list/found", TopicKind::ListFound, Some("pk1"), Some("dev1"), None),
+            ("/sys/pk1/dev1/thing/downlink/reply/message", TopicKind::DownlinkReply, Some("pk1"), Some("dev1"), None),
             ("/pk1/dev1/user/update", TopicKind::Custom, None, None, None),
-            (
-                "sys/pk1/integration/event/post_reply",
-                TopicKind::Custom,
-                None,
-                None,
-                None,
-            ),
-            (
-                "/sys//dev1/thing/lifecycle",
-                TopicKind::Custom,
-                None,
-                None,
-                None,
-            ),
+            ("sys/pk1/integration/event/post_reply", TopicKind::Custom, None, None, None),
+            ("/sys//dev1/thing/lifecycle", TopicKind::Custom, None, None, None),
         ];
         for (topic, kind, pk, dn, id) in cases {
             let info = TopicInfo::parse(topic);
-            assert_eq!(
-                (
-                    info.kind,
-                    info.product_key,
-                    info.device_name,
-                    info.identifier
-                ),
-                (kind, pk, dn, id),
-                "{topic}"
-            );
+            assert_eq!((info.kind, info.product_key, info.device_name, info.identifier), (kind, pk, dn, id), "{topic}");
         }
     }
 
@@ -438,13 +308,7 @@ mod tests {
     }
 
     fn level() -> impl Strategy<Value = String> {
-        prop_oneof![
-            Just(String::new()),
-            Just("a".to_string()),
-            Just("b".to_string()),
-            Just("$s".to_string()),
-            Just("sys".to_string())
-        ]
+        prop_oneof![Just(String::new()), Just("a".to_string()), Just("b".to_string()), Just("$s".to_string()), Just("sys".to_string())]
     }
 
     fn topic() -> impl Strategy<Value = String> {
@@ -452,16 +316,12 @@ mod tests {
     }
 
     fn filter() -> impl Strategy<Value = String> {
-        (
-            prop::collection::vec(prop_oneof![level(), Just("+".to_string())], 0..5),
-            any::<bool>(),
-        )
-            .prop_map(|(mut v, hash)| {
-                if hash || v.concat().is_empty() {
-                    v.push("#".into());
-                }
-                v.join("/")
-            })
+        (prop::collection::vec(prop_oneof![level(), Just("+".to_string())], 0..5), any::<bool>()).prop_map(|(mut v, hash)| {
+            if hash || v.concat().is_empty() {
+                v.push("#".into());
+            }
+            v.join("/")
+        })
     }
 
     proptest! {

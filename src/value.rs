@@ -203,11 +203,7 @@ impl<'a> Value<'a> {
             Value::Float(f) => Ok(Some(*f != 0.0)),
             Value::Str(s) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
             Value::Str(s) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            other => Err(format!(
-                "expected a boolean, got {} {}",
-                other.type_name(),
-                crate::rule::expr::quote(other)
-            )),
+            other => Err(format!("expected a boolean, got {} {}", other.type_name(), crate::rule::expr::quote(other))),
         }
     }
 
@@ -220,9 +216,7 @@ impl<'a> Value<'a> {
         match (self, other) {
             (Value::Json(a), Value::Json(b)) => return Some(a.as_ref() == b.as_ref()),
             (Value::Doc(a), Value::Doc(b)) => return Some(a == b),
-            (Value::Doc(a), Value::Json(b)) | (Value::Json(b), Value::Doc(a)) => {
-                return Some(&a.to_json() == b.as_ref())
-            }
+            (Value::Doc(a), Value::Json(b)) | (Value::Json(b), Value::Doc(a)) => return Some(&a.to_json() == b.as_ref()),
             _ => {}
         }
         if let (Value::Bool(a), Value::Bool(b)) = (self, other) {
@@ -410,10 +404,7 @@ mod tests {
         let v = Value::from_json(&j);
         assert_eq!(serde_json::to_string(&v).unwrap(), "9223372036854775807");
         let j: Json = serde_json::from_str("18446744073709551615").unwrap();
-        assert_eq!(
-            serde_json::to_string(&Value::from_json(&j)).unwrap(),
-            "18446744073709551615"
-        );
+        assert_eq!(serde_json::to_string(&Value::from_json(&j)).unwrap(), "18446744073709551615");
     }
 
     #[test]
@@ -424,28 +415,19 @@ mod tests {
             assert_eq!(back.parse::<f64>().unwrap(), text.parse::<f64>().unwrap());
         }
         let j: Json = serde_json::from_str("1.02").unwrap();
-        assert_eq!(
-            serde_json::to_string(&Value::from_json(&j)).unwrap(),
-            "1.02"
-        );
+        assert_eq!(serde_json::to_string(&Value::from_json(&j)).unwrap(), "1.02");
     }
 
     #[test]
     fn comparisons_follow_the_documented_rules() {
-        assert_eq!(
-            Value::Int(3).sql_cmp(&Value::Float(2.5)),
-            Some(Ordering::Greater)
-        );
+        assert_eq!(Value::Int(3).sql_cmp(&Value::Float(2.5)), Some(Ordering::Greater));
         assert_eq!(Value::str("10").sql_eq(&Value::Int(10)), Some(true));
         assert_eq!(Value::Null.sql_eq(&Value::Int(1)), None);
         assert_eq!(Value::str("a").sql_cmp(&Value::Int(1)), None);
         assert_eq!(Value::Bool(true).sql_eq(&Value::Int(1)), Some(false));
         let a = json!({"x": [1, 2]});
         let b = json!({"x": [1, 2]});
-        assert_eq!(
-            Value::from_json(&a).sql_eq(&Value::from_json(&b)),
-            Some(true)
-        );
+        assert_eq!(Value::from_json(&a).sql_eq(&Value::from_json(&b)), Some(true));
     }
 
     #[test]

@@ -52,11 +52,7 @@ fn main() {
     let bless = std::env::var("SLUICE_BLESS").is_ok_and(|v| v == "1");
     let mut names = case_names(&root.join(CASES));
     if std::env::var("SLUICE_PENDING").is_ok_and(|v| v == "1") {
-        names.extend(
-            case_names(&root.join(CASES).join("pending"))
-                .into_iter()
-                .map(|n| format!("pending/{n}")),
-        );
+        names.extend(case_names(&root.join(CASES).join("pending")).into_iter().map(|n| format!("pending/{n}")));
     }
     let trials = names
         .into_iter()
@@ -74,12 +70,7 @@ fn case_names(dir: &Path) -> Vec<String> {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".toml"))
-                .map(str::to_string)
-        })
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".toml")).map(str::to_string))
         .collect();
     names.sort();
     names
@@ -102,25 +93,10 @@ fn run_case(root: &Path, name: &str, bless: bool) -> Result<(), Failed> {
     }
 }
 
-fn sluice(
-    root: &Path,
-    rule: &str,
-    topic: &str,
-    now: i64,
-    payload: &[u8],
-) -> Result<std::process::Output, Failed> {
+fn sluice(root: &Path, rule: &str, topic: &str, now: i64, payload: &[u8]) -> Result<std::process::Output, Failed> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .current_dir(root)
-        .args([
-            "test",
-            rule,
-            "--topic",
-            topic,
-            "--payload",
-            "-",
-            "--now",
-            &now.to_string(),
-        ])
+        .args(["test", rule, "--topic", topic, "--payload", "-", "--now", &now.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -128,14 +104,10 @@ fn sluice(
         .map_err(|e| format!("cannot run sluice: {e}"))?;
     // A rule that does not compile makes sluice exit before it reads its input.
     match child.stdin.take().expect("piped stdin").write_all(payload) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            return Err(format!("writing the payload: {e}").into())
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(format!("writing the payload: {e}").into()),
         _ => {}
     }
-    Ok(child
-        .wait_with_output()
-        .map_err(|e| format!("waiting for sluice: {e}"))?)
+    Ok(child.wait_with_output().map_err(|e| format!("waiting for sluice: {e}"))?)
 }
 
 fn compile_error_case(root: &Path, rule: &str, expected: &Path, bless: bool) -> Result<(), Failed> {
@@ -143,37 +115,21 @@ fn compile_error_case(root: &Path, rule: &str, expected: &Path, bless: bool) -> 
     let stderr = String::from_utf8_lossy(&out.stderr);
     let first = stderr.lines().next().unwrap_or("").to_string();
     if out.status.code() != Some(2) {
-        return Err(format!(
-            "expected the rule not to compile (exit code 2), got {}\nstdout:\n{}\nstderr:\n{stderr}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout)
-        )
-        .into());
+        return Err(format!("expected the rule not to compile (exit code 2), got {}\nstdout:\n{}\nstderr:\n{stderr}", out.status, String::from_utf8_lossy(&out.stdout)).into());
     }
     if bless {
-        std::fs::write(expected, format!("{first}\n"))
-            .map_err(|e| format!("writing {}: {e}", expected.display()))?;
+        std::fs::write(expected, format!("{first}\n")).map_err(|e| format!("writing {}: {e}", expected.display()))?;
         return Ok(());
     }
     let want = read(expected)?;
     let want = want.strip_suffix('\n').unwrap_or(&want);
     if want != first {
-        return Err(format!(
-            "compile error differs\n{}\nfull stderr:\n{stderr}",
-            diff(want, &first)
-        )
-        .into());
+        return Err(format!("compile error differs\n{}\nfull stderr:\n{stderr}", diff(want, &first)).into());
     }
     Ok(())
 }
 
-fn output_case(
-    root: &Path,
-    rule: &str,
-    input: &Path,
-    expected: &Path,
-    bless: bool,
-) -> Result<(), Failed> {
+fn output_case(root: &Path, rule: &str, input: &Path, expected: &Path, bless: bool) -> Result<(), Failed> {
     let text = read(input)?;
     let mut actual = String::new();
     let mut lines = 0;
@@ -183,75 +139,42 @@ fn output_case(
         }
         lines += 1;
         let at = format!("{}:{}", input.display(), i + 1);
-        let msg: Input =
-            serde_json::from_str(line).map_err(|e| format!("{at}: bad input line: {e}"))?;
+        let msg: Input = serde_json::from_str(line).map_err(|e| format!("{at}: bad input line: {e}"))?;
         let payload = match (&msg.payload, &msg.payload_base64) {
             (Some(p), None) => p.get().as_bytes().to_vec(),
             (None, Some(b)) => {
                 use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .map_err(|e| format!("{at}: bad payload_base64: {e}"))?
+                base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| format!("{at}: bad payload_base64: {e}"))?
             }
             (None, None) => Vec::new(),
-            (Some(_), Some(_)) => {
-                return Err(format!("{at}: give payload or payload_base64, not both").into())
-            }
+            (Some(_), Some(_)) => return Err(format!("{at}: give payload or payload_base64, not both").into()),
         };
-        let out = sluice(
-            root,
-            rule,
-            &msg.topic,
-            msg.now.unwrap_or(DEFAULT_NOW_MS),
-            &payload,
-        )?;
+        let out = sluice(root, rule, &msg.topic, msg.now.unwrap_or(DEFAULT_NOW_MS), &payload)?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
-            return Err(format!(
-                "{at}: sluice test failed with {}\nstderr:\n{stderr}",
-                out.status
-            )
-            .into());
+            return Err(format!("{at}: sluice test failed with {}\nstderr:\n{stderr}", out.status).into());
         }
         if let Some(other) = stderr.lines().find(|l| !l.starts_with("note: ")) {
-            return Err(format!(
-                "{at}: unexpected standard error: {other}\nfull stderr:\n{stderr}"
-            )
-            .into());
+            return Err(format!("{at}: unexpected standard error: {other}\nfull stderr:\n{stderr}").into());
         }
-        actual.push_str(
-            &String::from_utf8(out.stdout)
-                .map_err(|e| format!("{at}: output is not UTF-8: {e}"))?,
-        );
+        actual.push_str(&String::from_utf8(out.stdout).map_err(|e| format!("{at}: output is not UTF-8: {e}"))?);
     }
     if lines == 0 {
         return Err(format!("{}: no input lines", input.display()).into());
     }
     if bless {
-        std::fs::write(expected, &actual)
-            .map_err(|e| format!("writing {}: {e}", expected.display()))?;
+        std::fs::write(expected, &actual).map_err(|e| format!("writing {}: {e}", expected.display()))?;
         return Ok(());
     }
     let want = read(expected)?;
     if want != actual {
-        return Err(format!(
-            "output differs from {}\n{}",
-            expected.display(),
-            diff(&want, &actual)
-        )
-        .into());
+        return Err(format!("output differs from {}\n{}", expected.display(), diff(&want, &actual)).into());
     }
     Ok(())
 }
 
 fn read(path: &Path) -> Result<String, Failed> {
-    std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read {}: {e}\n(write it by hand, or run with SLUICE_BLESS=1 and review what was written)",
-            path.display()
-        )
-        .into()
-    })
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}\n(write it by hand, or run with SLUICE_BLESS=1 and review what was written)", path.display()).into())
 }
 
 /// A line diff (longest common subsequence): `-` expected, `+` actual, and for a changed line the
@@ -263,11 +186,7 @@ fn diff(want: &str, got: &str) -> String {
     let mut lcs = vec![vec![0usize; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
         }
     }
     let mut out = String::from("--- expected\n+++ actual\n");
@@ -277,22 +196,10 @@ fn diff(want: &str, got: &str) -> String {
             let _ = writeln!(out, "  {}", a[i]);
             i += 1;
             j += 1;
-        } else if i < n && j < m && lcs[i + 1][j] == lcs[i][j + 1] && lcs[i + 1][j + 1] == lcs[i][j]
-        {
+        } else if i < n && j < m && lcs[i + 1][j] == lcs[i][j + 1] && lcs[i + 1][j + 1] == lcs[i][j] {
             // One line replaced by another: show both and where they part.
-            let col = a[i]
-                .chars()
-                .zip(b[j].chars())
-                .take_while(|(x, y)| x == y)
-                .count();
-            let _ = writeln!(
-                out,
-                "- {}\n+ {}\n  {}^ first difference at column {}",
-                a[i],
-                b[j],
-                " ".repeat(col),
-                col + 1
-            );
+            let col = a[i].chars().zip(b[j].chars()).take_while(|(x, y)| x == y).count();
+            let _ = writeln!(out, "- {}\n+ {}\n  {}^ first difference at column {}", a[i], b[j], " ".repeat(col), col + 1);
             i += 1;
             j += 1;
         } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {

@@ -58,10 +58,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions {
-            default_error_topic: "sluice-errors".into(),
-            max_payload_bytes: 1024 * 1024,
-        }
+        EngineOptions { default_error_topic: "sluice-errors".into(), max_payload_bytes: 1024 * 1024 }
     }
 }
 
@@ -122,11 +119,7 @@ pub struct Engine {
 impl Engine {
     /// An engine over a rule set.
     pub fn new(rules: RuleSet, env: Env, opts: EngineOptions) -> Engine {
-        Engine {
-            rules: ArcSwap::from_pointee(rules),
-            env,
-            opts,
-        }
+        Engine { rules: ArcSwap::from_pointee(rules), env, opts }
     }
 
     /// Swaps in a new rule set; messages being processed finish with the old one.
@@ -146,19 +139,10 @@ impl Engine {
 
     /// Runs every matching rule on `msg`, appending output and error records to `out`.
     /// Never fails: bad input becomes error records.
-    pub fn process(
-        &self,
-        msg: &Message,
-        now_ms: i64,
-        scratch: &mut Scratch,
-        out: &mut Vec<OutputRecord>,
-    ) -> Outcome {
+    pub fn process(&self, msg: &Message, now_ms: i64, scratch: &mut Scratch, out: &mut Vec<OutputRecord>) -> Outcome {
         let set = self.rules.load();
         set.index.matches(&msg.topic, &mut scratch.ids);
-        let mut outcome = Outcome {
-            matched: scratch.ids.len() as u32,
-            ..Outcome::default()
-        };
+        let mut outcome = Outcome { matched: scratch.ids.len() as u32, ..Outcome::default() };
         if scratch.ids.is_empty() {
             return outcome;
         }
@@ -166,26 +150,19 @@ impl Engine {
         // Decode when a rule reads fields, for batches, and whenever the payload looks like a
         // JSON object (so deviceName() and friends can fall back to its fields). A decode error
         // only fails the rules that read fields.
-        let needs_json = scratch.ids.iter().any(|&i| set.rules[i].reads_record)
-            || is_batch(&info)
-            || msg.payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let needs_json = scratch.ids.iter().any(|&i| set.rules[i].reads_record) || is_batch(&info) || msg.payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
 
         // Decode once for all rules.
-        let decoded: Result<Option<Node<'_>>, String> =
-            if msg.payload.len() > self.opts.max_payload_bytes {
-                Err(format!(
-                    "payload of {} bytes exceeds max_payload_bytes ({})",
-                    msg.payload.len(),
-                    self.opts.max_payload_bytes
-                ))
-            } else if needs_json {
-                match Node::parse(&msg.payload) {
-                    Ok(n) => Ok(Some(n)),
-                    Err(e) => Err(format!("payload is not valid JSON: {e}")),
-                }
-            } else {
-                Ok(None)
-            };
+        let decoded: Result<Option<Node<'_>>, String> = if msg.payload.len() > self.opts.max_payload_bytes {
+            Err(format!("payload of {} bytes exceeds max_payload_bytes ({})", msg.payload.len(), self.opts.max_payload_bytes))
+        } else if needs_json {
+            match Node::parse(&msg.payload) {
+                Ok(n) => Ok(Some(n)),
+                Err(e) => Err(format!("payload is not valid JSON: {e}")),
+            }
+        } else {
+            Ok(None)
+        };
         let batch = match (&decoded, is_batch(&info)) {
             (Ok(Some(root)), true) => Some(split_integration_batch(root, msg.meta.received_ms)),
             _ => None,
@@ -195,14 +172,7 @@ impl Engine {
         let oversized = msg.payload.len() > self.opts.max_payload_bytes;
         let mut failure: Option<String> = decoded.as_ref().err().cloned();
         let records: SmallVec<[Result<Option<&Node<'_>>, String>; 1]> = match (&decoded, &batch) {
-            (_, Some(Ok(entries))) => entries
-                .iter()
-                .map(|e| {
-                    e.as_ref()
-                        .map(Some)
-                        .map_err(|e| format!("invalid integration request: {e}"))
-                })
-                .collect(),
+            (_, Some(Ok(entries))) => entries.iter().map(|e| e.as_ref().map(Some).map_err(|e| format!("invalid integration request: {e}"))).collect(),
             (_, Some(Err(e))) => {
                 failure = Some(format!("invalid integration request: {e}"));
                 smallvec![Ok(None)]
@@ -230,13 +200,7 @@ impl Engine {
                     }
                     Err(_) => None,
                 };
-                let ctx = Ctx {
-                    msg,
-                    info: &info,
-                    record,
-                    now_ms,
-                    env: &self.env,
-                };
+                let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
                 match eval_rule(rule, &ctx, out) {
                     Ok(true) => outcome.passed += 1,
                     Ok(false) => outcome.filtered += 1,
@@ -252,38 +216,16 @@ impl Engine {
 
     /// A dead-letter record for an input that a source could not decode (no rule ran).
     pub fn dead_letter(&self, msg: &Message, reason: &str) -> OutputRecord {
-        self.error_to(
-            None,
-            self.opts.default_error_topic.clone(),
-            msg,
-            Stage::Source,
-            reason,
-        )
+        self.error_to(None, self.opts.default_error_topic.clone(), msg, Stage::Source, reason)
     }
 
     /// An error record, like AWS IoT's error action: rule, topic, stage, reason, payload.
-    pub fn error_record(
-        &self,
-        rule: &Rule,
-        msg: &Message,
-        stage: Stage,
-        reason: &str,
-    ) -> OutputRecord {
-        let topic = rule
-            .error_topic
-            .clone()
-            .unwrap_or_else(|| self.opts.default_error_topic.clone());
+    pub fn error_record(&self, rule: &Rule, msg: &Message, stage: Stage, reason: &str) -> OutputRecord {
+        let topic = rule.error_topic.clone().unwrap_or_else(|| self.opts.default_error_topic.clone());
         self.error_to(Some(&rule.name), topic, msg, stage, reason)
     }
 
-    fn error_to(
-        &self,
-        rule: Option<&Arc<str>>,
-        topic: String,
-        msg: &Message,
-        stage: Stage,
-        reason: &str,
-    ) -> OutputRecord {
+    fn error_to(&self, rule: Option<&Arc<str>>, topic: String, msg: &Message, stage: Stage, reason: &str) -> OutputRecord {
         let value = serde_json::json!({
             "rule": rule.map(|r| &**r),
             "topic": msg.topic,
@@ -306,11 +248,7 @@ impl Engine {
 }
 
 /// Evaluates one rule on one record: `Ok(true)` when it produced output.
-fn eval_rule<'a>(
-    rule: &'a Rule,
-    ctx: &Ctx<'a>,
-    out: &mut Vec<OutputRecord>,
-) -> Result<bool, (Stage, EvalError)> {
+fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
     if let Some(w) = &rule.where_ {
         let v = w.eval(ctx).map_err(|e| (Stage::Where, e))?;
         match v.truth() {
@@ -320,16 +258,9 @@ fn eval_rule<'a>(
         }
     }
     // `SELECT *` alone: the record is the output, serialized as it is.
-    if let ([SelectItem::Star], Some(record @ Node::Object(_))) =
-        (rule.select.as_slice(), ctx.record)
-    {
+    if let ([SelectItem::Star], Some(record @ Node::Object(_))) = (rule.select.as_slice(), ctx.record) {
         let mut value = Vec::with_capacity(ctx.msg.payload.len() + 16);
-        serde_json::to_writer(&mut value, record).map_err(|e| {
-            (
-                Stage::Select,
-                EvalError(format!("cannot serialize output: {e}")),
-            )
-        })?;
+        serde_json::to_writer(&mut value, record).map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
         let lookup = |name: &str| -> Result<String, String> {
             match record.get(name).map(Value::from_node) {
                 Some(Value::Null) => Err(format!("template field `{name}` is null")),
@@ -344,49 +275,21 @@ fn eval_rule<'a>(
         match item {
             SelectItem::Named { name, expr } => {
                 let v = expr.eval(ctx).map_err(|e| (Stage::Select, e))?;
-                set_field(
-                    &mut fields,
-                    Cow::Borrowed(name.as_str()),
-                    v,
-                    rule.dynamic_fields,
-                );
+                set_field(&mut fields, Cow::Borrowed(name.as_str()), v, rule.dynamic_fields);
             }
             SelectItem::Star => match ctx.record {
                 Some(Node::Object(m)) => {
                     for (k, v) in m {
-                        set_field(
-                            &mut fields,
-                            Cow::Borrowed(k.as_ref()),
-                            Value::from_node(v),
-                            true,
-                        );
+                        set_field(&mut fields, Cow::Borrowed(k.as_ref()), Value::from_node(v), true);
                     }
                 }
-                Some(other) => {
-                    return Err((
-                        Stage::Select,
-                        EvalError(format!(
-                            "SELECT * needs a JSON object payload, got {}",
-                            Value::from_node(other).type_name()
-                        )),
-                    ))
-                }
-                None => {
-                    return Err((
-                        Stage::Select,
-                        EvalError("SELECT * needs a JSON object payload".into()),
-                    ))
-                }
+                Some(other) => return Err((Stage::Select, EvalError(format!("SELECT * needs a JSON object payload, got {}", Value::from_node(other).type_name())))),
+                None => return Err((Stage::Select, EvalError("SELECT * needs a JSON object payload".into()))),
             },
             SelectItem::Flatten(expr) => match expr.eval(ctx).map_err(|e| (Stage::Select, e))? {
                 Value::Json(Cow::Borrowed(Json::Object(m))) => {
                     for (k, v) in m {
-                        set_field(
-                            &mut fields,
-                            Cow::Borrowed(k.as_str()),
-                            Value::from_json(v),
-                            true,
-                        );
+                        set_field(&mut fields, Cow::Borrowed(k.as_str()), Value::from_json(v), true);
                     }
                 }
                 Value::Json(Cow::Owned(Json::Object(m))) => {
@@ -396,41 +299,20 @@ fn eval_rule<'a>(
                 }
                 Value::Doc(Node::Object(m)) => {
                     for (k, v) in m {
-                        set_field(
-                            &mut fields,
-                            Cow::Borrowed(k.as_ref()),
-                            Value::from_node(v),
-                            true,
-                        );
+                        set_field(&mut fields, Cow::Borrowed(k.as_ref()), Value::from_node(v), true);
                     }
                 }
                 Value::Null => {}
-                other => {
-                    return Err((
-                        Stage::Select,
-                        EvalError(format!(
-                            "expected an object to flatten, got {}",
-                            other.type_name()
-                        )),
-                    ))
-                }
+                other => return Err((Stage::Select, EvalError(format!("expected an object to flatten, got {}", other.type_name())))),
             },
         }
     }
 
     let mut value = Vec::with_capacity(256);
-    serde_json::to_writer(&mut value, &Fields(&fields)).map_err(|e| {
-        (
-            Stage::Select,
-            EvalError(format!("cannot serialize output: {e}")),
-        )
-    })?;
+    serde_json::to_writer(&mut value, &Fields(&fields)).map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
     let lookup = |name: &str| -> Result<String, String> {
         match fields.iter().rev().find(|(k, _)| k == name) {
-            Some((_, v)) => v
-                .as_text()
-                .map(Cow::into_owned)
-                .ok_or_else(|| format!("template field `{name}` is null")),
+            Some((_, v)) => v.as_text().map(Cow::into_owned).ok_or_else(|| format!("template field `{name}` is null")),
             None => Err(format!("template field `{name}` is not in the output")),
         }
     };
@@ -440,20 +322,8 @@ fn eval_rule<'a>(
 
 /// Renders the rule's actions for one output value and appends the records; on any failure
 /// nothing is appended.
-fn emit(
-    rule: &Rule,
-    value: Vec<u8>,
-    lookup: impl Fn(&str) -> Result<String, String>,
-    out: &mut Vec<OutputRecord>,
-) -> Result<(), (Stage, EvalError)> {
-    let render = |t: &Template| {
-        t.render(&lookup).map_err(|e| {
-            (
-                Stage::Action,
-                EvalError(format!("template `{}`: {e}", t.source)),
-            )
-        })
-    };
+fn emit(rule: &Rule, value: Vec<u8>, lookup: impl Fn(&str) -> Result<String, String>, out: &mut Vec<OutputRecord>) -> Result<(), (Stage, EvalError)> {
+    let render = |t: &Template| t.render(&lookup).map_err(|e| (Stage::Action, EvalError(format!("template `{}`: {e}", t.source))));
     let start = out.len();
     let mut value = Some(value);
     let last = rule.actions.len().saturating_sub(1);
@@ -461,13 +331,7 @@ fn emit(
         for (n, action) in rule.actions.iter().enumerate() {
             let topic = render(&action.topic)?;
             if !valid_kafka_topic(&topic) {
-                return Err((
-                    Stage::Action,
-                    EvalError(format!(
-                        "target topic `{topic}` (from `{}`) is not a valid Kafka topic name",
-                        action.topic.source
-                    )),
-                ));
+                return Err((Stage::Action, EvalError(format!("target topic `{topic}` (from `{}`) is not a valid Kafka topic name", action.topic.source))));
             }
             let key = action.key.as_ref().map(render).transpose()?;
             let mut headers = Vec::with_capacity(action.headers.len());
@@ -475,19 +339,8 @@ fn emit(
                 headers.push((h.clone(), render(t)?));
             }
             // The last action takes the serialized value; earlier ones copy it.
-            let v = if n == last {
-                value.take().unwrap_or_default()
-            } else {
-                value.clone().unwrap_or_default()
-            };
-            out.push(OutputRecord {
-                rule: rule.name.clone(),
-                topic,
-                key,
-                headers,
-                value: v,
-                is_error: false,
-            });
+            let v = if n == last { value.take().unwrap_or_default() } else { value.clone().unwrap_or_default() };
+            out.push(OutputRecord { rule: rule.name.clone(), topic, key, headers, value: v, is_error: false });
         }
         Ok(())
     })();
@@ -499,12 +352,7 @@ fn emit(
 
 /// Adds a field; with `replace`, an existing field of the same name is overwritten in place
 /// (so `SELECT *, upper(x) AS x` replaces `x`).
-fn set_field<'a>(
-    fields: &mut Vec<(Cow<'a, str>, Value<'a>)>,
-    name: Cow<'a, str>,
-    v: Value<'a>,
-    replace: bool,
-) {
+fn set_field<'a>(fields: &mut Vec<(Cow<'a, str>, Value<'a>)>, name: Cow<'a, str>, v: Value<'a>, replace: bool) {
     if replace {
         if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == name) {
             slot.1 = v;

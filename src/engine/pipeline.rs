@@ -91,22 +91,12 @@ impl Pipeline {
         for w in 0..workers {
             let (tx, rx) = mpsc::channel::<Envelope>(cap);
             worker_txs.push(tx);
-            worker_tasks.push(tokio::spawn(worker(
-                w,
-                self.engine.clone(),
-                rx,
-                sink_tx.clone(),
-                self.clock,
-            )));
+            worker_tasks.push(tokio::spawn(worker(w, self.engine.clone(), rx, sink_tx.clone(), self.clock)));
         }
         drop(sink_tx);
         let router = tokio::spawn(async move {
             while let Some(env) = src_rx.recv().await {
-                let i = if worker_txs.len() == 1 {
-                    0
-                } else {
-                    topic_shard(&env.msg.topic, worker_txs.len())
-                };
+                let i = if worker_txs.len() == 1 { 0 } else { topic_shard(&env.msg.topic, worker_txs.len()) };
                 if worker_txs[i].send(env).await.is_err() {
                     break;
                 }
@@ -134,15 +124,11 @@ impl Pipeline {
                 }
             }
         }
-        router
-            .await
-            .map_err(|e| PipelineError::Task(e.to_string()))?;
+        router.await.map_err(|e| PipelineError::Task(e.to_string()))?;
         for t in worker_tasks {
             t.await.map_err(|e| PipelineError::Task(e.to_string()))?;
         }
-        report.sink = sink_task
-            .await
-            .map_err(|e| PipelineError::Task(e.to_string()))??;
+        report.sink = sink_task.await.map_err(|e| PipelineError::Task(e.to_string()))??;
         match first_err {
             Some(e) => Err(e),
             None => Ok(report),
@@ -160,63 +146,37 @@ fn topic_shard(topic: &str, n: usize) -> usize {
     (h % n as u64) as usize
 }
 
-async fn worker(
-    id: usize,
-    engine: Arc<Engine>,
-    mut rx: mpsc::Receiver<Envelope>,
-    tx: mpsc::Sender<Batch>,
-    clock: Clock,
-) {
+async fn worker(id: usize, engine: Arc<Engine>, mut rx: mpsc::Receiver<Envelope>, tx: mpsc::Sender<Batch>, clock: Clock) {
     let mut scratch = Scratch::default();
     let hist = metrics::PROCESS_SECONDS.with_label_values(&[&id.to_string()]);
     while let Some(env) = rx.recv().await {
         let source = env.msg.meta.source.clone();
-        metrics::MESSAGES_RECEIVED
-            .with_label_values(&[&source])
-            .inc();
+        metrics::MESSAGES_RECEIVED.with_label_values(&[&source]).inc();
         let mut records = Vec::new();
         if let Some(reason) = &env.reject {
-            metrics::MESSAGES_REJECTED
-                .with_label_values(&[&source])
-                .inc();
+            metrics::MESSAGES_REJECTED.with_label_values(&[&source]).inc();
             records.push(engine.dead_letter(&env.msg, reason));
         } else {
             let started = std::time::Instant::now();
             let outcome = engine.process(&env.msg, clock.now_ms(), &mut scratch, &mut records);
             hist.observe(started.elapsed().as_secs_f64());
             if outcome.matched == 0 {
-                metrics::MESSAGES_UNMATCHED
-                    .with_label_values(&[&source])
-                    .inc();
+                metrics::MESSAGES_UNMATCHED.with_label_values(&[&source]).inc();
             }
-            for (result, n) in [
-                ("passed", outcome.passed),
-                ("filtered", outcome.filtered),
-                ("failed", outcome.failed),
-            ] {
+            for (result, n) in [("passed", outcome.passed), ("filtered", outcome.filtered), ("failed", outcome.failed)] {
                 if n > 0 {
-                    metrics::RULE_EVALUATIONS
-                        .with_label_values(&[result])
-                        .inc_by(u64::from(n));
+                    metrics::RULE_EVALUATIONS.with_label_values(&[result]).inc_by(u64::from(n));
                 }
             }
         }
         let errors = records.iter().filter(|r| r.is_error).count() as u64;
         if errors > 0 {
-            metrics::OUTPUT_RECORDS
-                .with_label_values(&["error"])
-                .inc_by(errors);
+            metrics::OUTPUT_RECORDS.with_label_values(&["error"]).inc_by(errors);
         }
         if records.len() as u64 > errors {
-            metrics::OUTPUT_RECORDS
-                .with_label_values(&["data"])
-                .inc_by(records.len() as u64 - errors);
+            metrics::OUTPUT_RECORDS.with_label_values(&["data"]).inc_by(records.len() as u64 - errors);
         }
-        let batch = Batch {
-            iot_topic: env.msg.topic,
-            records,
-            ack: env.ack,
-        };
+        let batch = Batch { iot_topic: env.msg.topic, records, ack: env.ack };
         if tx.send(batch).await.is_err() {
             tracing::error!(worker = id, "sink stopped; worker exits");
             break;

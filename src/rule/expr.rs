@@ -51,15 +51,8 @@ pub fn parse_path(text: &str) -> Result<Vec<Seg>, String> {
             out.push(Seg::Key(key.to_string()));
         }
         while !rest.is_empty() {
-            let close = rest
-                .find(']')
-                .ok_or_else(|| format!("unclosed `[` in path `{text}`"))?;
-            let idx: usize = rest[1..close].trim().parse().map_err(|_| {
-                format!(
-                    "array index `{}` in path `{text}` is not a non-negative integer",
-                    &rest[1..close]
-                )
-            })?;
+            let close = rest.find(']').ok_or_else(|| format!("unclosed `[` in path `{text}`"))?;
+            let idx: usize = rest[1..close].trim().parse().map_err(|_| format!("array index `{}` in path `{text}` is not a non-negative integer", &rest[1..close]))?;
             out.push(Seg::Index(idx));
             rest = &rest[close + 1..];
             if !rest.is_empty() && !rest.starts_with('[') {
@@ -106,10 +99,7 @@ pub struct Env {
 
 impl Default for Env {
     fn default() -> Self {
-        Env {
-            tz: FixedOffset::east_opt(0).expect("UTC"),
-            devices: Box::new(NoDevices),
-        }
+        Env { tz: FixedOffset::east_opt(0).expect("UTC"), devices: Box::new(NoDevices) }
     }
 }
 
@@ -130,10 +120,7 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// The device name: from the topic, else the record's `deviceName` or `deviceKey`.
     pub fn device_name(&self) -> Option<&'a str> {
-        self.info
-            .device_name
-            .or_else(|| self.record_str("deviceName"))
-            .or_else(|| self.record_str("deviceKey"))
+        self.info.device_name.or_else(|| self.record_str("deviceName")).or_else(|| self.record_str("deviceKey"))
     }
 
     /// The device key: the record's `deviceKey`, else the topic's device name.
@@ -143,9 +130,7 @@ impl<'a> Ctx<'a> {
 
     /// The product key: from the topic, else the record's `productKey`.
     pub fn product_key(&self) -> Option<&'a str> {
-        self.info
-            .product_key
-            .or_else(|| self.record_str("productKey"))
+        self.info.product_key.or_else(|| self.record_str("productKey"))
     }
 
     fn record_str(&self, key: &str) -> Option<&'a str> {
@@ -216,19 +201,12 @@ impl LikePattern {
                 toks.push(tok);
             }
         }
-        LikePattern {
-            toks,
-            case_insensitive,
-        }
+        LikePattern { toks, case_insensitive }
     }
 
     /// Whether `text` matches (iterative wildcard matching with backtracking to the last `%`).
     pub fn matches(&self, text: &str) -> bool {
-        let text: SmallVec<[char; 64]> = if self.case_insensitive {
-            text.chars().map(|c| c.to_ascii_lowercase()).collect()
-        } else {
-            text.chars().collect()
-        };
+        let text: SmallVec<[char; 64]> = if self.case_insensitive { text.chars().map(|c| c.to_ascii_lowercase()).collect() } else { text.chars().collect() };
         let (mut p, mut t) = (0usize, 0usize);
         let mut star: Option<(usize, usize)> = None;
         while t < text.len() {
@@ -309,22 +287,11 @@ impl Expr {
         match self {
             Expr::Field(_) => true,
             Expr::Lit(_) | Expr::Payload => false,
-            Expr::Neg(a) | Expr::Not(a) | Expr::IsNull(a, _) | Expr::Like(a, _, _) => {
-                a.reads_record()
-            }
-            Expr::Arith(_, a, b)
-            | Expr::Cmp(_, a, b)
-            | Expr::Concat(a, b)
-            | Expr::And(a, b)
-            | Expr::Or(a, b)
-            | Expr::LikeDyn(a, b, _, _) => a.reads_record() || b.reads_record(),
+            Expr::Neg(a) | Expr::Not(a) | Expr::IsNull(a, _) | Expr::Like(a, _, _) => a.reads_record(),
+            Expr::Arith(_, a, b) | Expr::Cmp(_, a, b) | Expr::Concat(a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::LikeDyn(a, b, _, _) => a.reads_record() || b.reads_record(),
             Expr::InList(a, l, _) => a.reads_record() || l.iter().any(Expr::reads_record),
             Expr::Between(a, b, c, _) => a.reads_record() || b.reads_record() || c.reads_record(),
-            Expr::Case(o, w, e) => {
-                o.as_ref().is_some_and(|o| o.reads_record())
-                    || w.iter().any(|(a, b)| a.reads_record() || b.reads_record())
-                    || e.as_ref().is_some_and(|e| e.reads_record())
-            }
+            Expr::Case(o, w, e) => o.as_ref().is_some_and(|o| o.reads_record()) || w.iter().any(|(a, b)| a.reads_record() || b.reads_record()) || e.as_ref().is_some_and(|e| e.reads_record()),
             Expr::Call(f, args) => f.reads_record || args.iter().any(Expr::reads_record),
         }
     }
@@ -341,15 +308,9 @@ impl Expr {
             Expr::Neg(a) => match a.eval(ctx)? {
                 Value::Null => Ok(Value::Null),
                 v => match v.as_number() {
-                    Some(Num::Int(i)) => Ok(i
-                        .checked_neg()
-                        .map_or(Value::Float(-(i as f64)), Value::Int)),
+                    Some(Num::Int(i)) => Ok(i.checked_neg().map_or(Value::Float(-(i as f64)), Value::Int)),
                     Some(n) => Ok(Value::Float(-n.to_f64())),
-                    None => Err(EvalError(format!(
-                        "cannot negate {} {}",
-                        v.type_name(),
-                        quote(&v)
-                    ))),
+                    None => Err(EvalError(format!("cannot negate {} {}", v.type_name(), quote(&v)))),
                 },
             },
             Expr::Not(a) => Ok(match truth(&a.eval(ctx)?)? {
@@ -406,19 +367,13 @@ impl Expr {
                         Some(false) => {}
                     }
                 }
-                Ok(if saw_null {
-                    Value::Null
-                } else {
-                    Value::Bool(*negated)
-                })
+                Ok(if saw_null { Value::Null } else { Value::Bool(*negated) })
             }
             Expr::Between(a, lo, hi, negated) => {
                 let x = a.eval(ctx)?;
                 let (lo, hi) = (lo.eval(ctx)?, hi.eval(ctx)?);
                 Ok(match (x.sql_cmp(&lo), x.sql_cmp(&hi)) {
-                    (Some(l), Some(h)) => {
-                        Value::Bool((l != Ordering::Less && h != Ordering::Greater) != *negated)
-                    }
+                    (Some(l), Some(h)) => Value::Bool((l != Ordering::Less && h != Ordering::Greater) != *negated),
                     _ => Value::Null,
                 })
             }
@@ -429,9 +384,7 @@ impl Expr {
             Expr::LikeDyn(a, p, negated, ci) => {
                 let (x, p) = (a.eval(ctx)?, p.eval(ctx)?);
                 Ok(match (x.as_text(), p.as_text()) {
-                    (Some(t), Some(p)) => {
-                        Value::Bool(LikePattern::new(&p, Some('\\'), *ci).matches(&t) != *negated)
-                    }
+                    (Some(t), Some(p)) => Value::Bool(LikePattern::new(&p, Some('\\'), *ci).matches(&t) != *negated),
                     _ => Value::Null,
                 })
             }
@@ -514,20 +467,8 @@ pub fn arith<'a>(op: ArithOp, x: Value<'a>, y: Value<'a>) -> Res<'a> {
     let (a, b) = match (x.as_number(), y.as_number()) {
         (Some(a), Some(b)) => (a, b),
         _ => {
-            let hint = if op == ArithOp::Add
-                && (matches!(x, Value::Str(_)) || matches!(y, Value::Str(_)))
-            {
-                " (use concat() or || to join strings)"
-            } else {
-                ""
-            };
-            return Err(EvalError(format!(
-                "cannot apply {sym} to {} {} and {} {}{hint}",
-                x.type_name(),
-                quote(&x),
-                y.type_name(),
-                quote(&y)
-            )));
+            let hint = if op == ArithOp::Add && (matches!(x, Value::Str(_)) || matches!(y, Value::Str(_))) { " (use concat() or || to join strings)" } else { "" };
+            return Err(EvalError(format!("cannot apply {sym} to {} {} and {} {}{hint}", x.type_name(), quote(&x), y.type_name(), quote(&y))));
         }
     };
     if let (Num::Int(a), Num::Int(b)) = (a, b) {
@@ -593,26 +534,9 @@ mod tests {
 
     #[test]
     fn paths_parse() {
-        assert_eq!(
-            parse_path("devices[0].deviceName").unwrap(),
-            vec![
-                Seg::Key("devices".into()),
-                Seg::Index(0),
-                Seg::Key("deviceName".into())
-            ]
-        );
-        assert_eq!(
-            parse_path("measurepoints.branchCurr[1]").unwrap(),
-            vec![
-                Seg::Key("measurepoints".into()),
-                Seg::Key("branchCurr".into()),
-                Seg::Index(1)
-            ]
-        );
-        assert_eq!(
-            parse_path("a[1][2]").unwrap(),
-            vec![Seg::Key("a".into()), Seg::Index(1), Seg::Index(2)]
-        );
+        assert_eq!(parse_path("devices[0].deviceName").unwrap(), vec![Seg::Key("devices".into()), Seg::Index(0), Seg::Key("deviceName".into())]);
+        assert_eq!(parse_path("measurepoints.branchCurr[1]").unwrap(), vec![Seg::Key("measurepoints".into()), Seg::Key("branchCurr".into()), Seg::Index(1)]);
+        assert_eq!(parse_path("a[1][2]").unwrap(), vec![Seg::Key("a".into()), Seg::Index(1), Seg::Index(2)]);
         assert!(parse_path("a[x]").is_err());
         assert!(parse_path("a..b").is_err());
         assert!(parse_path("a[1").is_err());
@@ -633,29 +557,13 @@ mod tests {
 
     #[test]
     fn arithmetic_keeps_integers() {
-        assert!(matches!(
-            arith(ArithOp::Add, Value::Int(i64::MAX - 1), Value::Int(1)).unwrap(),
-            Value::Int(i64::MAX)
-        ));
-        assert!(matches!(
-            arith(ArithOp::Div, Value::Int(6), Value::Int(3)).unwrap(),
-            Value::Int(2)
-        ));
-        assert!(
-            matches!(arith(ArithOp::Div, Value::Int(7), Value::Int(2)).unwrap(), Value::Float(f) if f == 3.5)
-        );
-        assert!(
-            matches!(arith(ArithOp::Mul, Value::str("2.5"), Value::Int(2)).unwrap(), Value::Float(f) if f == 5.0)
-        );
+        assert!(matches!(arith(ArithOp::Add, Value::Int(i64::MAX - 1), Value::Int(1)).unwrap(), Value::Int(i64::MAX)));
+        assert!(matches!(arith(ArithOp::Div, Value::Int(6), Value::Int(3)).unwrap(), Value::Int(2)));
+        assert!(matches!(arith(ArithOp::Div, Value::Int(7), Value::Int(2)).unwrap(), Value::Float(f) if f == 3.5));
+        assert!(matches!(arith(ArithOp::Mul, Value::str("2.5"), Value::Int(2)).unwrap(), Value::Float(f) if f == 5.0));
         assert!(arith(ArithOp::Div, Value::Int(1), Value::Int(0)).is_err());
-        assert!(matches!(
-            arith(ArithOp::Add, Value::Null, Value::Int(1)).unwrap(),
-            Value::Null
-        ));
+        assert!(matches!(arith(ArithOp::Add, Value::Null, Value::Int(1)).unwrap(), Value::Null));
         let e = arith(ArithOp::Add, Value::str("a"), Value::Int(1)).unwrap_err();
-        assert_eq!(
-            e.0,
-            "cannot apply + to string \"a\" and int 1 (use concat() or || to join strings)"
-        );
+        assert_eq!(e.0, "cannot apply + to string \"a\" and int 1 (use concat() or || to join strings)");
     }
 }

@@ -33,12 +33,7 @@ fn arg<'v, 'a>(args: &'v Args<'a>, i: usize) -> &'v Value<'a> {
 
 fn wrong<T>(args: &Args<'_>, i: usize, what: &str) -> Result<T, String> {
     let v = arg(args, i);
-    Err(format!(
-        "argument {} must be {what}, got {} {}",
-        i + 1,
-        v.type_name(),
-        quote(v)
-    ))
+    Err(format!("argument {} must be {what}, got {} {}", i + 1, v.type_name(), quote(v)))
 }
 
 /// Argument `i` as a number, accepting numeric strings (`None` for NULL).
@@ -76,8 +71,7 @@ fn text_arg<'v>(args: &'v Args<'_>, i: usize) -> Option<Cow<'v, str>> {
 /// `f` as an `i64` when it is finite and in range (truncating any fraction).
 fn f64_to_i64(f: f64) -> Option<i64> {
     // -2^63 is exact in f64; 2^63 is the first value that does not fit.
-    (f.is_finite() && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f))
-        .then_some(f as i64)
+    (f.is_finite() && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)).then_some(f as i64)
 }
 
 /// For variadic functions.

@@ -174,10 +174,7 @@ impl StrMap {
                 None => offsets.push(at),
             }
         }
-        StrMap {
-            offsets,
-            end: body_end,
-        }
+        StrMap { offsets, end: body_end }
     }
 
     /// File offset of the decoded character `index`.
@@ -209,29 +206,15 @@ impl StrMap {
 pub fn compile_file(path: &Path) -> Result<Rule, Vec<CompileError>> {
     match std::fs::read_to_string(path) {
         Ok(text) => compile_str(path, &text),
-        Err(e) => Err(vec![CompileError {
-            path: path.to_path_buf(),
-            pos: Pos { line: 1, col: 1 },
-            message: format!("cannot read rule file: {e}"),
-            hint: None,
-            source_line: None,
-        }]),
+        Err(e) => Err(vec![CompileError { path: path.to_path_buf(), pos: Pos { line: 1, col: 1 }, message: format!("cannot read rule file: {e}"), hint: None, source_line: None }]),
     }
 }
 
 /// Compiles rule file text; `path` names it in errors and gives the default name.
 pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
-    let at = |pos: Pos, message: String, hint: Option<String>| CompileError {
-        path: path.to_path_buf(),
-        pos,
-        message,
-        hint,
-        source_line: line_text(text, pos.line),
-    };
+    let at = |pos: Pos, message: String, hint: Option<String>| CompileError { path: path.to_path_buf(), pos, message, hint, source_line: line_text(text, pos.line) };
     let file: RuleFile = toml::from_str(text).map_err(|e| {
-        let pos = e
-            .span()
-            .map_or(Pos { line: 1, col: 1 }, |s| pos_of_offset(text, s.start));
+        let pos = e.span().map_or(Pos { line: 1, col: 1 }, |s| pos_of_offset(text, s.start));
         vec![at(pos, e.message().trim().to_string(), None)]
     })?;
     let sql_span = file.sql.span();
@@ -242,70 +225,35 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
     let plan: Option<Plan> = match plan::plan(&sql) {
         Ok(p) => Some(p),
         Err(errs) => {
-            errors.extend(
-                errs.into_iter()
-                    .map(|e| at(origin.sql_pos(text, &sql, e.line, e.col), e.message, e.hint)),
-            );
+            errors.extend(errs.into_iter().map(|e| at(origin.sql_pos(text, &sql, e.line, e.col), e.message, e.hint)));
             None
         }
     };
 
-    let name = file.name.clone().unwrap_or_else(|| {
-        path.file_stem()
-            .map_or_else(|| "rule".to_string(), |s| s.to_string_lossy().into_owned())
-    });
+    let name = file.name.clone().unwrap_or_else(|| path.file_stem().map_or_else(|| "rule".to_string(), |s| s.to_string_lossy().into_owned()));
     if name.trim().is_empty() {
-        errors.push(at(
-            Pos { line: 1, col: 1 },
-            "rule name is empty".into(),
-            None,
-        ));
+        errors.push(at(Pos { line: 1, col: 1 }, "rule name is empty".into(), None));
     }
     if file.actions.is_empty() {
-        errors.push(at(
-            Pos {
-                line: text.lines().count().max(1),
-                col: 1,
-            },
-            "a rule needs at least one [[actions]] table".into(),
-            Some("add [[actions]] with topic = \"…\"".into()),
-        ));
+        errors.push(at(Pos { line: text.lines().count().max(1), col: 1 }, "a rule needs at least one [[actions]] table".into(), Some("add [[actions]] with topic = \"…\"".into())));
     }
 
-    let outputs: Vec<String> = plan
-        .as_ref()
-        .map(|p| p.output_names().into_iter().map(str::to_string).collect())
-        .unwrap_or_default();
+    let outputs: Vec<String> = plan.as_ref().map(|p| p.output_names().into_iter().map(str::to_string).collect()).unwrap_or_default();
     let dynamic = plan.as_ref().is_none_or(Plan::dynamic_fields);
     let mut template = |s: &Spanned<String>, what: &str, is_topic: bool| -> Option<Template> {
         // +1 skips the opening quote of a one-line string.
         let map = StrMap::new(text, s.span());
         match Template::parse(s.get_ref()) {
             Err((off, msg)) => {
-                errors.push(at(
-                    map.text_pos(text, s.get_ref(), off),
-                    format!("{what}: {msg}"),
-                    None,
-                ));
+                errors.push(at(map.text_pos(text, s.get_ref(), off), format!("{what}: {msg}"), None));
                 None
             }
             Ok(t) => {
                 for f in t.fields() {
                     if !dynamic && !outputs.iter().any(|o| o == f) {
                         let off = s.get_ref().find(&format!("${{{f}")).unwrap_or(0);
-                        let hint = if outputs.is_empty() {
-                            None
-                        } else {
-                            Some(format!(
-                                "the rule's output fields are: {}",
-                                outputs.join(", ")
-                            ))
-                        };
-                        errors.push(at(
-                            map.text_pos(text, s.get_ref(), off),
-                            format!("{what}: `${{{f}}}` is not an output field of the rule"),
-                            hint,
-                        ));
+                        let hint = if outputs.is_empty() { None } else { Some(format!("the rule's output fields are: {}", outputs.join(", "))) };
+                        errors.push(at(map.text_pos(text, s.get_ref(), off), format!("{what}: `${{{f}}}` is not an output field of the rule"), hint));
                     }
                 }
                 if is_topic && t.fields().next().is_none() && !valid_kafka_topic(&t.source) {
@@ -330,28 +278,14 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
                 headers.push((hname.clone(), t));
             }
         }
-        if let (Some(topic), Some(key)) = (
-            topic,
-            key.unwrap_or(Some(Template {
-                source: String::new(),
-                parts: Vec::new(),
-            })),
-        ) {
-            actions.push(Action {
-                topic,
-                key: if a.key.is_some() { Some(key) } else { None },
-                headers,
-            });
+        if let (Some(topic), Some(key)) = (topic, key.unwrap_or(Some(Template { source: String::new(), parts: Vec::new() }))) {
+            actions.push(Action { topic, key: if a.key.is_some() { Some(key) } else { None }, headers });
         }
     }
     let error_topic = file.error_action.as_ref().map(|e| {
         let t = e.topic.get_ref().clone();
         if !valid_kafka_topic(&t) {
-            errors.push(at(
-                StrMap::new(text, e.topic.span()).text_pos(text, &t, 0),
-                format!("error_action topic `{t}` is not a valid Kafka topic name"),
-                None,
-            ));
+            errors.push(at(StrMap::new(text, e.topic.span()).text_pos(text, &t, 0), format!("error_action topic `{t}` is not a valid Kafka topic name"), None));
         }
         t
     });
@@ -386,17 +320,8 @@ pub fn compile_paths(paths: &[PathBuf]) -> (Vec<Rule>, Vec<CompileError>) {
     for p in paths {
         if p.is_dir() {
             match std::fs::read_dir(p) {
-                Ok(rd) => files.extend(
-                    rd.filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|f| f.extension().is_some_and(|x| x == "toml")),
-                ),
-                Err(e) => errors.push(CompileError {
-                    path: p.clone(),
-                    pos: Pos { line: 1, col: 1 },
-                    message: format!("cannot read rules folder: {e}"),
-                    hint: None,
-                    source_line: None,
-                }),
+                Ok(rd) => files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.extension().is_some_and(|x| x == "toml"))),
+                Err(e) => errors.push(CompileError { path: p.clone(), pos: Pos { line: 1, col: 1 }, message: format!("cannot read rules folder: {e}"), hint: None, source_line: None }),
             }
         } else {
             files.push(p.clone());
@@ -411,11 +336,7 @@ pub fn compile_paths(paths: &[PathBuf]) -> (Vec<Rule>, Vec<CompileError>) {
                     errors.push(CompileError {
                         path: f.clone(),
                         pos: Pos { line: 1, col: 1 },
-                        message: format!(
-                            "duplicate rule name `{}` (also in {})",
-                            r.name,
-                            other.path.display()
-                        ),
+                        message: format!("duplicate rule name `{}` (also in {})", r.name, other.path.display()),
                         hint: Some("set a unique `name`".into()),
                         source_line: None,
                     });
@@ -434,11 +355,7 @@ mod tests {
     use super::*;
 
     fn errs(text: &str) -> Vec<String> {
-        compile_str(Path::new("rules/x.toml"), text)
-            .unwrap_err()
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
+        compile_str(Path::new("rules/x.toml"), text).unwrap_err().iter().map(|e| e.to_string()).collect()
     }
 
     #[test]
@@ -466,17 +383,10 @@ topic = "sluice-errors"
 
     #[test]
     fn sql_errors_map_to_file_positions() {
-        let text =
-            "sql = \"\"\"\nSELECT devicename()\nFROM \"t\"\n\"\"\"\n[[actions]]\ntopic = \"x\"\n";
-        assert_eq!(
-            errs(text),
-            vec!["rules/x.toml:2:8: unknown function devicename; did you mean deviceName?"]
-        );
+        let text = "sql = \"\"\"\nSELECT devicename()\nFROM \"t\"\n\"\"\"\n[[actions]]\ntopic = \"x\"\n";
+        assert_eq!(errs(text), vec!["rules/x.toml:2:8: unknown function devicename; did you mean deviceName?"]);
         let text = "sql = \"SELECT devicename() FROM \\\"t\\\"\"\n[[actions]]\ntopic = \"x\"\n";
-        assert_eq!(
-            errs(text),
-            vec!["rules/x.toml:1:15: unknown function devicename; did you mean deviceName?"]
-        );
+        assert_eq!(errs(text), vec!["rules/x.toml:1:15: unknown function devicename; did you mean deviceName?"]);
     }
 
     #[test]

@@ -4,9 +4,8 @@
 use std::borrow::Cow;
 
 use sqlparser::ast::{
-    self, BinaryOperator, CastKind, CeilFloorKind, DataType, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, Ident, ObjectNamePart, SelectItem as AstItem, SetExpr, Spanned,
-    Statement, TableFactor, UnaryOperator,
+    self, BinaryOperator, CastKind, CeilFloorKind, DataType, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, ObjectNamePart, SelectItem as AstItem, SetExpr, Spanned, Statement,
+    TableFactor, UnaryOperator,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -61,9 +60,7 @@ pub struct Plan {
 impl Plan {
     /// Whether the output field names are known only at run time (`*`, flattening).
     pub fn dynamic_fields(&self) -> bool {
-        self.select
-            .iter()
-            .any(|s| !matches!(s, SelectItem::Named { .. }))
+        self.select.iter().any(|s| !matches!(s, SelectItem::Named { .. }))
     }
 
     /// Whether evaluating the rule reads the decoded payload.
@@ -90,72 +87,38 @@ impl Plan {
 type PResult<T> = Result<T, SqlError>;
 
 fn err_at(span: Span, message: impl Into<String>) -> SqlError {
-    SqlError {
-        line: span.start.line.max(1),
-        col: span.start.column.max(1),
-        message: message.into(),
-        hint: None,
-    }
+    SqlError { line: span.start.line.max(1), col: span.start.column.max(1), message: message.into(), hint: None }
 }
 
 /// Parses and plans one rule query.
 pub fn plan(sql: &str) -> Result<Plan, Vec<SqlError>> {
-    let stmts = Parser::parse_sql(&GenericDialect {}, sql)
-        .map_err(|e| vec![parser_error(sql, &e.to_string())])?;
+    let stmts = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| vec![parser_error(sql, &e.to_string())])?;
     let stmt = match stmts.as_slice() {
         [one] => one,
-        [] => {
-            return Err(vec![SqlError {
-                line: 1,
-                col: 1,
-                message: "empty SQL: expected SELECT … FROM \"topic\"".into(),
-                hint: None,
-            }])
-        }
-        [_, second, ..] => {
-            return Err(vec![err_at(
-                second.span(),
-                "only one statement is allowed in a rule",
-            )])
-        }
+        [] => return Err(vec![SqlError { line: 1, col: 1, message: "empty SQL: expected SELECT … FROM \"topic\"".into(), hint: None }]),
+        [_, second, ..] => return Err(vec![err_at(second.span(), "only one statement is allowed in a rule")]),
     };
     let query = match stmt {
         Statement::Query(q) => q,
-        other => {
-            return Err(vec![err_at(
-                other.span(),
-                "a rule must be a SELECT statement",
-            )])
-        }
+        other => return Err(vec![err_at(other.span(), "a rule must be a SELECT statement")]),
     };
     let mut errors = Vec::new();
     if query.with.is_some() {
         errors.push(err_at(query.span(), "WITH is not supported in rules"));
     }
     if let Some(o) = &query.order_by {
-        errors.push(err_at(
-            o.span(),
-            "ORDER BY is not supported in rules (each message is processed on its own)",
-        ));
+        errors.push(err_at(o.span(), "ORDER BY is not supported in rules (each message is processed on its own)"));
     }
     if let Some(l) = &query.limit_clause {
         errors.push(err_at(l.span(), "LIMIT is not supported in rules"));
     }
     let select = match query.body.as_ref() {
         SetExpr::Select(s) => s,
-        other => {
-            return Err(vec![err_at(
-                other.span(),
-                "a rule must be a single SELECT (no UNION, VALUES …)",
-            )])
-        }
+        other => return Err(vec![err_at(other.span(), "a rule must be a single SELECT (no UNION, VALUES …)")]),
     };
     if let GroupByExpr::Expressions(g, _) = &select.group_by {
         if let Some(first) = g.first() {
-            errors.push(err_at(
-                first.span(),
-                "GROUP BY is not supported in rules (each message is processed on its own)",
-            ));
+            errors.push(err_at(first.span(), "GROUP BY is not supported in rules (each message is processed on its own)"));
         }
     }
     if let Some(h) = &select.having {
@@ -205,11 +168,7 @@ pub fn plan(sql: &str) -> Result<Plan, Vec<SqlError>> {
     };
 
     match filter {
-        Some(filter) if errors.is_empty() => Ok(Plan {
-            filter,
-            select: items,
-            where_,
-        }),
+        Some(filter) if errors.is_empty() => Ok(Plan { filter, select: items, where_ }),
         _ => Err(errors),
     }
 }
@@ -218,12 +177,7 @@ fn from_filter(select: &ast::Select) -> PResult<TopicFilter> {
     let table = match select.from.as_slice() {
         [] => return Err(err_at(select.span(), "missing FROM \"topic filter\"")),
         [one] => one,
-        [_, second, ..] => {
-            return Err(err_at(
-                second.span(),
-                "a rule reads one topic filter: FROM \"…\" takes one name",
-            ))
-        }
+        [_, second, ..] => return Err(err_at(second.span(), "a rule reads one topic filter: FROM \"…\" takes one name")),
     };
     if let Some(j) = table.joins.first() {
         return Err(err_at(j.relation.span(), "JOIN is not supported in rules"));
@@ -256,14 +210,8 @@ fn from_filter(select: &ast::Select) -> PResult<TopicFilter> {
 fn select_item(item: &AstItem) -> PResult<SelectItem> {
     match item {
         AstItem::Wildcard(_) => Ok(SelectItem::Star),
-        AstItem::QualifiedWildcard(_, _) => Err(err_at(
-            item.span(),
-            "`x.*` is not supported; select `*` or name the fields",
-        )),
-        AstItem::ExprWithAlias { expr, alias } => Ok(SelectItem::Named {
-            name: alias.value.clone(),
-            expr: compile(expr)?,
-        }),
+        AstItem::QualifiedWildcard(_, _) => Err(err_at(item.span(), "`x.*` is not supported; select `*` or name the fields")),
+        AstItem::ExprWithAlias { expr, alias } => Ok(SelectItem::Named { name: alias.value.clone(), expr: compile(expr)? }),
         AstItem::UnnamedExpr(e) => {
             let compiled = compile(e)?;
             if let Expr::Call(f, _) = &compiled {
@@ -278,10 +226,7 @@ fn select_item(item: &AstItem) -> PResult<SelectItem> {
                 },
                 _ => e.to_string(),
             };
-            Ok(SelectItem::Named {
-                name,
-                expr: compiled,
-            })
+            Ok(SelectItem::Named { name, expr: compiled })
         }
         #[allow(unreachable_patterns)]
         other => Err(err_at(other.span(), "unsupported select item")),
@@ -290,9 +235,7 @@ fn select_item(item: &AstItem) -> PResult<SelectItem> {
 
 fn field_from_ident(id: &Ident) -> PResult<Expr> {
     if id.quote_style == Some('"') {
-        parse_path(&id.value)
-            .map(Expr::Field)
-            .map_err(|m| err_at(id.span, m))
+        parse_path(&id.value).map(Expr::Field).map_err(|m| err_at(id.span, m))
     } else {
         Ok(Expr::Field(vec![Seg::Key(id.value.clone())]))
     }
@@ -321,49 +264,20 @@ pub fn compile(e: &ast::Expr) -> PResult<Expr> {
         A::CompoundFieldAccess { root, access_chain } => {
             let mut path = match compile(root)? {
                 Expr::Field(p) => p,
-                _ => {
-                    return Err(err_at(
-                        root.span(),
-                        "field access needs a field name on the left",
-                    ))
-                }
+                _ => return Err(err_at(root.span(), "field access needs a field name on the left")),
             };
             for access in access_chain {
                 match access {
-                    ast::AccessExpr::Dot(A::Identifier(id)) => {
-                        path.push(Seg::Key(id.value.clone()))
-                    }
+                    ast::AccessExpr::Dot(A::Identifier(id)) => path.push(Seg::Key(id.value.clone())),
                     ast::AccessExpr::Subscript(ast::Subscript::Index { index }) => match index {
                         A::Value(v) => match &v.value {
-                            ast::Value::Number(n, _) => {
-                                path.push(Seg::Index(n.parse().map_err(|_| {
-                                    err_at(
-                                        v.span,
-                                        format!("array index `{n}` must be a non-negative integer"),
-                                    )
-                                })?))
-                            }
+                            ast::Value::Number(n, _) => path.push(Seg::Index(n.parse().map_err(|_| err_at(v.span, format!("array index `{n}` must be a non-negative integer")))?)),
                             ast::Value::SingleQuotedString(s) => path.push(Seg::Key(s.clone())),
-                            _ => {
-                                return Err(err_at(
-                                    index.span(),
-                                    "an index must be a number or a 'key'",
-                                ))
-                            }
+                            _ => return Err(err_at(index.span(), "an index must be a number or a 'key'")),
                         },
-                        other => {
-                            return Err(err_at(
-                                other.span(),
-                                "only literal indexes are supported (use nth() for computed ones)",
-                            ))
-                        }
+                        other => return Err(err_at(other.span(), "only literal indexes are supported (use nth() for computed ones)")),
                     },
-                    other => {
-                        return Err(err_at(
-                            e.span(),
-                            format!("unsupported field access `{other}`"),
-                        ))
-                    }
+                    other => return Err(err_at(e.span(), format!("unsupported field access `{other}`"))),
                 }
             }
             Expr::Field(path)
@@ -405,41 +319,9 @@ pub fn compile(e: &ast::Expr) -> PResult<Expr> {
         A::IsNotNull(x) => Expr::IsNull(b(compile(x)?), true),
         A::IsTrue(x) => Expr::Cmp(CmpOp::Eq, b(compile(x)?), b(Expr::Lit(Value::Bool(true)))),
         A::IsFalse(x) => Expr::Cmp(CmpOp::Eq, b(compile(x)?), b(Expr::Lit(Value::Bool(false)))),
-        A::In {
-            expr,
-            target: ast::InTarget::List(list),
-            negated,
-            ..
-        } => Expr::InList(
-            b(compile(expr)?),
-            list.iter().map(compile).collect::<PResult<_>>()?,
-            *negated,
-        ),
-        A::Between {
-            expr,
-            negated,
-            low,
-            high,
-        } => Expr::Between(
-            b(compile(expr)?),
-            b(compile(low)?),
-            b(compile(high)?),
-            *negated,
-        ),
-        A::Like {
-            negated,
-            any,
-            expr,
-            pattern,
-            escape_char,
-        }
-        | A::ILike {
-            negated,
-            any,
-            expr,
-            pattern,
-            escape_char,
-        } => {
+        A::In { expr, target: ast::InTarget::List(list), negated, .. } => Expr::InList(b(compile(expr)?), list.iter().map(compile).collect::<PResult<_>>()?, *negated),
+        A::Between { expr, negated, low, high } => Expr::Between(b(compile(expr)?), b(compile(low)?), b(compile(high)?), *negated),
+        A::Like { negated, any, expr, pattern, escape_char } | A::ILike { negated, any, expr, pattern, escape_char } => {
             let ci = matches!(e, A::ILike { .. });
             if *any {
                 return Err(err_at(e.span(), "LIKE ANY is not supported"));
@@ -448,48 +330,24 @@ pub fn compile(e: &ast::Expr) -> PResult<Expr> {
                 None => None,
                 Some(A::Value(v)) => match &v.value {
                     ast::Value::SingleQuotedString(s) if s.chars().count() == 1 => s.chars().next(),
-                    _ => {
-                        return Err(err_at(
-                            v.span,
-                            "ESCAPE takes one character in single quotes",
-                        ))
-                    }
+                    _ => return Err(err_at(v.span, "ESCAPE takes one character in single quotes")),
                 },
-                Some(other) => {
-                    return Err(err_at(
-                        other.span(),
-                        "ESCAPE takes one character in single quotes",
-                    ))
-                }
+                Some(other) => return Err(err_at(other.span(), "ESCAPE takes one character in single quotes")),
             };
             let subject = b(compile(expr)?);
             match compile(pattern)? {
-                Expr::Lit(Value::Str(p)) => {
-                    Expr::Like(subject, LikePattern::new(&p, escape, ci), *negated)
-                }
+                Expr::Lit(Value::Str(p)) => Expr::Like(subject, LikePattern::new(&p, escape, ci), *negated),
                 other => Expr::LikeDyn(subject, b(other), *negated, ci),
             }
         }
-        A::Case {
-            operand,
-            conditions,
-            else_result,
-            ..
-        } => Expr::Case(
+        A::Case { operand, conditions, else_result, .. } => Expr::Case(
             operand.as_deref().map(compile).transpose()?.map(b),
-            conditions
-                .iter()
-                .map(|w| Ok((compile(&w.condition)?, compile(&w.result)?)))
-                .collect::<PResult<_>>()?,
+            conditions.iter().map(|w| Ok((compile(&w.condition)?, compile(&w.result)?))).collect::<PResult<_>>()?,
             else_result.as_deref().map(compile).transpose()?.map(b),
         ),
         A::Function(f) => function(f)?,
         A::Floor { expr, field } | A::Ceil { expr, field } => {
-            let name = if matches!(e, A::Floor { .. }) {
-                "floor"
-            } else {
-                "ceil"
-            };
+            let name = if matches!(e, A::Floor { .. }) { "floor" } else { "ceil" };
             if let CeilFloorKind::Scale(s) = field {
                 return Err(err_at(s.span, format!("{name}() takes one argument")));
             }
@@ -500,17 +358,10 @@ pub fn compile(e: &ast::Expr) -> PResult<Expr> {
             }
             call(name, e.span(), vec![compile(expr)?])?
         }
-        A::Substring {
-            expr,
-            substring_from,
-            substring_for,
-            special,
-            ..
-        } => {
+        A::Substring { expr, substring_from, substring_for, special, .. } => {
             if !special && (substring_from.is_some() || substring_for.is_some()) {
                 let mut err = err_at(e.span(), "SUBSTRING(… FROM … FOR …) is not supported");
-                err.hint =
-                    Some("use substring(str, start[, end]) with 0-based [start, end)".into());
+                err.hint = Some("use substring(str, start[, end]) with 0-based [start, end)".into());
                 return Err(err);
             }
             let mut args = vec![compile(expr)?];
@@ -522,77 +373,36 @@ pub fn compile(e: &ast::Expr) -> PResult<Expr> {
             }
             call("substring", e.span(), args)?
         }
-        A::Trim {
-            trim_where,
-            trim_what,
-            expr,
-            trim_characters,
-        } => {
+        A::Trim { trim_where, trim_what, expr, trim_characters } => {
             if trim_where.is_some() || trim_what.is_some() || trim_characters.is_some() {
                 return Err(err_at(e.span(), "only trim(str) is supported"));
             }
             call("trim", e.span(), vec![compile(expr)?])?
         }
-        A::Cast {
-            kind,
-            expr,
-            data_type,
-            format,
-        } => {
+        A::Cast { kind, expr, data_type, format } => {
             if format.is_some() || !matches!(kind, CastKind::Cast | CastKind::DoubleColon) {
                 return Err(err_at(e.span(), "only CAST(x AS type) is supported"));
             }
             let f = match data_type {
-                DataType::Int(_)
-                | DataType::Integer(_)
-                | DataType::BigInt(_)
-                | DataType::SmallInt(_)
-                | DataType::TinyInt(_)
-                | DataType::Int64
-                | DataType::Int32 => "int",
-                DataType::Float(_)
-                | DataType::Double(_)
-                | DataType::DoublePrecision
-                | DataType::Real
-                | DataType::Float64
-                | DataType::Decimal(_)
-                | DataType::Numeric(_) => "float",
-                DataType::String(_) | DataType::Text | DataType::Varchar(_) | DataType::Char(_) => {
-                    "string"
-                }
+                DataType::Int(_) | DataType::Integer(_) | DataType::BigInt(_) | DataType::SmallInt(_) | DataType::TinyInt(_) | DataType::Int64 | DataType::Int32 => "int",
+                DataType::Float(_) | DataType::Double(_) | DataType::DoublePrecision | DataType::Real | DataType::Float64 | DataType::Decimal(_) | DataType::Numeric(_) => "float",
+                DataType::String(_) | DataType::Text | DataType::Varchar(_) | DataType::Char(_) => "string",
                 DataType::Boolean | DataType::Bool => "bool",
-                other => {
-                    return Err(err_at(
-                        e.span(),
-                        format!("cannot CAST to {other}; use int, float, string or bool"),
-                    ))
-                }
+                other => return Err(err_at(e.span(), format!("cannot CAST to {other}; use int, float, string or bool"))),
             };
             call(f, e.span(), vec![compile(expr)?])?
         }
-        other => {
-            return Err(err_at(
-                other.span(),
-                format!("unsupported expression `{other}`"),
-            ))
-        }
+        other => return Err(err_at(other.span(), format!("unsupported expression `{other}`"))),
     })
 }
 
 fn literal(v: &ast::ValueWithSpan) -> PResult<Value<'static>> {
     Ok(match &v.value {
-        ast::Value::Number(n, _) => parse_num(n)
-            .ok_or_else(|| err_at(v.span, format!("bad number `{n}`")))?
-            .into_value(),
+        ast::Value::Number(n, _) => parse_num(n).ok_or_else(|| err_at(v.span, format!("bad number `{n}`")))?.into_value(),
         ast::Value::SingleQuotedString(s) => Value::Str(Cow::Owned(s.clone())),
         ast::Value::Boolean(x) => Value::Bool(*x),
         ast::Value::Null => Value::Null,
-        other => {
-            return Err(err_at(
-                v.span,
-                format!("unsupported literal `{other}`; strings use 'single quotes'"),
-            ))
-        }
+        other => return Err(err_at(v.span, format!("unsupported literal `{other}`; strings use 'single quotes'"))),
     })
 }
 
@@ -603,35 +413,22 @@ fn function(f: &ast::Function) -> PResult<Expr> {
         _ => return Err(err_at(name_span, format!("unknown function {}", f.name))),
     };
     if f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty() {
-        return Err(err_at(
-            name_span,
-            format!("{name}(): window and aggregate clauses are not supported"),
-        ));
+        return Err(err_at(name_span, format!("{name}(): window and aggregate clauses are not supported")));
     }
     let args = match &f.args {
         // `user`, `current_user` … parse as argument-less functions: they are field names here.
         FunctionArguments::None => return Ok(Expr::Field(vec![Seg::Key(name.to_string())])),
-        FunctionArguments::Subquery(q) => {
-            return Err(err_at(q.span(), "subqueries are not supported"))
-        }
+        FunctionArguments::Subquery(q) => return Err(err_at(q.span(), "subqueries are not supported")),
         FunctionArguments::List(l) => {
             if let Some(c) = l.clauses.first() {
-                return Err(err_at(
-                    name_span,
-                    format!("{name}(): unsupported clause `{c}`"),
-                ));
+                return Err(err_at(name_span, format!("{name}(): unsupported clause `{c}`")));
             }
             let mut out = Vec::with_capacity(l.args.len());
             for a in &l.args {
                 out.push(match a {
                     FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => compile(x)?,
                     FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => Expr::Payload,
-                    other => {
-                        return Err(err_at(
-                            other.span(),
-                            format!("{name}(): unsupported argument `{other}`"),
-                        ))
-                    }
+                    other => return Err(err_at(other.span(), format!("{name}(): unsupported argument `{other}`"))),
                 });
             }
             out
@@ -647,10 +444,7 @@ fn call(name: &str, span: Span, args: Vec<Expr>) -> PResult<Expr> {
         return Err(e);
     };
     if args.len() < def.min_args || args.len() > def.max_args {
-        let mut e = err_at(
-            span,
-            format!("{name}() takes {}, got {}", def.arity_text(), args.len()),
-        );
+        let mut e = err_at(span, format!("{name}() takes {}, got {}", def.arity_text(), args.len()));
         e.hint = Some(format!("signature: {}", def.signature));
         return Err(e);
     }
@@ -675,16 +469,8 @@ fn parser_error(sql: &str, raw: &str) -> SqlError {
             (text, line, col)
         }
     };
-    let msg = msg
-        .replace("Expected: ", "expected ")
-        .replace(", found: EOF", ", found end of SQL")
-        .replace(", found: ", ", found ");
-    SqlError {
-        line,
-        col,
-        message: msg,
-        hint: None,
-    }
+    let msg = msg.replace("Expected: ", "expected ").replace(", found: EOF", ", found end of SQL").replace(", found: ", ", found ");
+    SqlError { line, col, message: msg, hint: None }
 }
 
 #[cfg(test)]
@@ -706,13 +492,8 @@ mod tests {
 
     #[test]
     fn names_fields_by_last_key_and_calls_by_text() {
-        let p =
-            plan("SELECT items.Power.value, \"devices[0].deviceName\", deviceName() FROM \"t\"")
-                .unwrap();
-        assert_eq!(
-            p.output_names(),
-            vec!["value", "deviceName", "deviceName()"]
-        );
+        let p = plan("SELECT items.Power.value, \"devices[0].deviceName\", deviceName() FROM \"t\"").unwrap();
+        assert_eq!(p.output_names(), vec!["value", "deviceName", "deviceName()"]);
     }
 
     #[test]
@@ -734,20 +515,10 @@ mod tests {
 
     #[test]
     fn rejects_what_rules_cannot_do() {
-        assert!(err("SELECT a FROM \"t\" GROUP BY a")
-            .message
-            .starts_with("GROUP BY"));
-        assert!(err("SELECT a FROM \"a/#/b\"")
-            .message
-            .starts_with("invalid topic filter"));
-        assert!(err("SELECT a, b AS a FROM \"t\"")
-            .message
-            .starts_with("duplicate output field"));
-        assert!(err("SELECT lower(1, 2) FROM \"t\"")
-            .message
-            .contains("takes 1 argument, got 2"));
-        assert!(err("SELECT a FROM t1, t2")
-            .message
-            .contains("one topic filter"));
+        assert!(err("SELECT a FROM \"t\" GROUP BY a").message.starts_with("GROUP BY"));
+        assert!(err("SELECT a FROM \"a/#/b\"").message.starts_with("invalid topic filter"));
+        assert!(err("SELECT a, b AS a FROM \"t\"").message.starts_with("duplicate output field"));
+        assert!(err("SELECT lower(1, 2) FROM \"t\"").message.contains("takes 1 argument, got 2"));
+        assert!(err("SELECT a FROM t1, t2").message.contains("one topic filter"));
     }
 }

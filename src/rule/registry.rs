@@ -71,12 +71,7 @@ pub const EXAMPLE_NOW_MS: i64 = 1_700_000_000_000;
 /// The example message id.
 pub const EXAMPLE_MESSAGE_ID: u64 = 42;
 
-static BY_NAME: LazyLock<HashMap<&'static str, &'static FunctionDef>> = LazyLock::new(|| {
-    crate::rule::functions::FUNCTIONS
-        .iter()
-        .map(|f| (f.name, f))
-        .collect()
-});
+static BY_NAME: LazyLock<HashMap<&'static str, &'static FunctionDef>> = LazyLock::new(|| crate::rule::functions::FUNCTIONS.iter().map(|f| (f.name, f)).collect());
 
 /// Every function, in reference order.
 pub fn all() -> &'static [FunctionDef] {
@@ -95,17 +90,7 @@ pub fn suggest(name: &str) -> Option<&'static str> {
         return Some(f.name);
     }
     let lower = name.to_ascii_lowercase();
-    all()
-        .iter()
-        .map(|f| {
-            (
-                strsim::levenshtein(&lower, &f.name.to_ascii_lowercase()),
-                f.name,
-            )
-        })
-        .filter(|(d, n)| *d <= (n.len().max(3) / 3).max(1))
-        .min()
-        .map(|(_, n)| n)
+    all().iter().map(|f| (strsim::levenshtein(&lower, &f.name.to_ascii_lowercase()), f.name)).filter(|(d, n)| *d <= (n.len().max(3) / 3).max(1)).min().map(|(_, n)| n)
 }
 
 /// The function reference in Markdown, grouped by category (README embeds it).
@@ -118,20 +103,10 @@ pub fn markdown_reference() -> String {
         }
     }
     for cat in cats {
-        out.push_str(&format!(
-            "\n#### {cat}\n\n| function | meaning | example |\n| --- | --- | --- |\n"
-        ));
+        out.push_str(&format!("\n#### {cat}\n\n| function | meaning | example |\n| --- | --- | --- |\n"));
         for f in all().iter().filter(|f| f.category == cat) {
-            let ex = f
-                .examples
-                .first()
-                .map_or(String::new(), |e| format!("`{}` → `{}`", e.expr, e.result));
-            out.push_str(&format!(
-                "| `{}` | {} | {} |\n",
-                f.signature,
-                f.doc.replace('|', "\\|").replace('\n', " "),
-                ex.replace('|', "\\|")
-            ));
+            let ex = f.examples.first().map_or(String::new(), |e| format!("`{}` → `{}`", e.expr, e.result));
+            out.push_str(&format!("| `{}` | {} | {} |\n", f.signature, f.doc.replace('|', "\\|").replace('\n', " "), ex.replace('|', "\\|")));
         }
     }
     out
@@ -164,17 +139,9 @@ mod tests {
         let plan = plan(&sql).map_err(|e| format!("does not compile: {e:?}"))?;
         let record: Option<crate::doc::Node<'_>> = crate::doc::Node::parse(&msg.payload).ok();
         let info = TopicInfo::parse(&msg.topic);
-        let ctx = Ctx {
-            msg,
-            info: &info,
-            record: record.as_ref(),
-            now_ms: EXAMPLE_NOW_MS,
-            env,
-        };
+        let ctx = Ctx { msg, info: &info, record: record.as_ref(), now_ms: EXAMPLE_NOW_MS, env };
         match plan.select.first() {
-            Some(SelectItem::Named { expr, .. }) => {
-                expr.eval(&ctx).map(Value::into_owned).map_err(|e| e.0)
-            }
+            Some(SelectItem::Named { expr, .. }) => expr.eval(&ctx).map(Value::into_owned).map_err(|e| e.0),
             other => Err(format!("unexpected select item {other:?}")),
         }
     }
@@ -206,40 +173,14 @@ mod tests {
             assert!(seen.insert(f.name), "{} is defined twice", f.name);
             assert!(!f.examples.is_empty(), "{} has no example", f.name);
             assert!(!f.doc.trim().is_empty(), "{} has no doc", f.name);
-            assert!(
-                f.signature.starts_with(&format!("{}(", f.name)),
-                "{}: signature {:?} must start with its name",
-                f.name,
-                f.signature
-            );
-            assert!(
-                f.signature.contains(") -> "),
-                "{}: signature {:?} must give the result type",
-                f.name,
-                f.signature
-            );
+            assert!(f.signature.starts_with(&format!("{}(", f.name)), "{}: signature {:?} must start with its name", f.name, f.signature);
+            assert!(f.signature.contains(") -> "), "{}: signature {:?} must give the result type", f.name, f.signature);
             assert!(!f.category.is_empty(), "{} has no category", f.name);
             assert!(f.min_args <= f.max_args, "{}: min_args > max_args", f.name);
-            assert!(
-                std::ptr::eq(get(f.name).expect("registered"), f),
-                "{} does not look itself up",
-                f.name
-            );
+            assert!(std::ptr::eq(get(f.name).expect("registered"), f), "{} does not look itself up", f.name);
         }
-        for name in [
-            "floor",
-            "ceil",
-            "substring",
-            "trim",
-            "int",
-            "float",
-            "string",
-            "bool",
-        ] {
-            assert!(
-                get(name).is_some(),
-                "the planner maps SQL syntax to {name}(), which must exist"
-            );
+        for name in ["floor", "ceil", "substring", "trim", "int", "float", "string", "bool"] {
+            assert!(get(name).is_some(), "the planner maps SQL syntax to {name}(), which must exist");
         }
     }
 
@@ -259,42 +200,23 @@ mod tests {
                 };
                 if let Some(ty) = ex.result.strip_prefix("type:") {
                     if got.type_name() != ty {
-                        failures.push(format!(
-                            "{}: example `{}` gave {} {got:?}, expected type {ty}",
-                            f.name,
-                            ex.expr,
-                            got.type_name()
-                        ));
+                        failures.push(format!("{}: example `{}` gave {} {got:?}, expected type {ty}", f.name, ex.expr, got.type_name()));
                     }
                     continue;
                 }
                 let want: Json = match serde_json::from_str(ex.result) {
                     Ok(j) => j,
                     Err(e) => {
-                        failures.push(format!(
-                            "{}: example `{}` has an invalid expected result {:?}: {e}",
-                            f.name, ex.expr, ex.result
-                        ));
+                        failures.push(format!("{}: example `{}` has an invalid expected result {:?}: {e}", f.name, ex.expr, ex.result));
                         continue;
                     }
                 };
                 if got.to_json() != want {
-                    failures.push(format!(
-                        "{}: example `{}` gave {}, expected {}",
-                        f.name,
-                        ex.expr,
-                        got.to_json(),
-                        ex.result
-                    ));
+                    failures.push(format!("{}: example `{}` gave {}, expected {}", f.name, ex.expr, got.to_json(), ex.result));
                 }
             }
         }
-        assert!(
-            failures.is_empty(),
-            "{} failing examples:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
+        assert!(failures.is_empty(), "{} failing examples:\n{}", failures.len(), failures.join("\n"));
     }
 
     #[test]
@@ -309,16 +231,8 @@ mod tests {
     fn markdown_reference_lists_every_function() {
         let md = markdown_reference();
         for f in all() {
-            assert!(
-                !f.signature.contains('|'),
-                "{}: `|` in a signature breaks the reference table",
-                f.name
-            );
-            assert!(
-                md.contains(&format!("| `{}` |", f.signature)),
-                "{} missing from the reference",
-                f.name
-            );
+            assert!(!f.signature.contains('|'), "{}: `|` in a signature breaks the reference table", f.name);
+            assert!(md.contains(&format!("| `{}` |", f.signature)), "{} missing from the reference", f.name);
         }
     }
 
@@ -338,8 +252,7 @@ mod tests {
         assert_eq!(json("substring('abc', NULL)"), "null");
         assert_eq!(json("substring('abc', '1')"), "\"bc\"");
         assert_eq!(json("SUBSTRING('012345', 1, 2)"), "\"1\"");
-        assert!(err("substring('abc', 'x')")
-            .contains("argument 2 must be an integer, got string \"x\""));
+        assert!(err("substring('abc', 'x')").contains("argument 2 must be an integer, got string \"x\""));
         assert!(err("substring('abc', 1.5)").contains("must be an integer"));
         assert_eq!(json("substring('abc', 9223372036854775807)"), "\"\"");
         assert_eq!(json("substring('abc', 0, 9223372036854775807)"), "\"abc\"");
@@ -356,16 +269,8 @@ mod tests {
             ("SHA-512", "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"),
         ];
         for (algo, hex) in vectors {
-            assert_eq!(
-                json(&format!("crypto('abc', '{algo}')")),
-                format!("\"{hex}\""),
-                "{algo}"
-            );
-            assert_eq!(
-                json(&format!("crypto('abc', '{}')", algo.to_lowercase())),
-                format!("\"{hex}\""),
-                "{algo} lower case"
-            );
+            assert_eq!(json(&format!("crypto('abc', '{algo}')")), format!("\"{hex}\""), "{algo}");
+            assert_eq!(json(&format!("crypto('abc', '{}')", algo.to_lowercase())), format!("\"{hex}\""), "{algo} lower case");
         }
         assert_eq!(json("md5('')"), "\"d41d8cd98f00b204e9800998ecf8427e\"");
         assert_eq!(json("crypto(NULL, 'MD5')"), "null");
@@ -386,9 +291,7 @@ mod tests {
         assert_eq!(v("md5(*)").unwrap(), v("crypto(*, 'md5')").unwrap());
         let e = v("payload()").unwrap_err();
         assert!(e.contains("not valid UTF-8 (at byte 0)"), "{e}");
-        assert!(v("payload('latin1')")
-            .unwrap_err()
-            .contains("unknown text encoding \"latin1\""));
+        assert!(v("payload('latin1')").unwrap_err().contains("unknown text encoding \"latin1\""));
         assert_eq!(json("to_hex('é')"), "\"c3a9\"");
         assert_eq!(json("to_base64(NULL)"), "null");
     }
@@ -396,14 +299,10 @@ mod tests {
     #[test]
     fn java_date_formats() {
         let tz = FixedOffset::east_opt(8 * 3600).unwrap();
-        let t =
-            tz.with_ymd_and_hms(2023, 1, 5, 6, 7, 8).unwrap() + chrono::Duration::milliseconds(9);
+        let t = tz.with_ymd_and_hms(2023, 1, 5, 6, 7, 8).unwrap() + chrono::Duration::milliseconds(9);
         let f = |p: &str| crate::rule::functions::java_format(p, &t);
         assert_eq!(f("yyyy-MM-dd HH:mm:ss").unwrap(), "2023-01-05 06:07:08");
-        assert_eq!(
-            f("yyyy-MM-dd'T'HH:mm:ss.SSSZ").unwrap(),
-            "2023-01-05T06:07:08.009+0800"
-        );
+        assert_eq!(f("yyyy-MM-dd'T'HH:mm:ss.SSSZ").unwrap(), "2023-01-05T06:07:08.009+0800");
         assert_eq!(f("yy/M/d H:m:s").unwrap(), "23/1/5 6:7:8");
         assert_eq!(f("hh:mm a").unwrap(), "06:07 AM");
         assert_eq!(f("h a, E EEE EEEE").unwrap(), "6 AM, Thu Thu Thursday");
@@ -414,94 +313,45 @@ mod tests {
         assert_eq!(f("yyyyMMdd-é").unwrap(), "20230105-é");
         let utc = FixedOffset::east_opt(0).unwrap();
         let t0 = utc.with_ymd_and_hms(2023, 11, 14, 12, 0, 0).unwrap();
-        assert_eq!(
-            crate::rule::functions::java_format("XXX X Z h a", &t0).unwrap(),
-            "Z Z +0000 12 PM"
-        );
+        assert_eq!(crate::rule::functions::java_format("XXX X Z h a", &t0).unwrap(), "Z Z +0000 12 PM");
         let minus = FixedOffset::west_opt(5 * 3600 + 30 * 60).unwrap();
         let tm = minus.with_ymd_and_hms(2023, 11, 14, 0, 0, 0).unwrap();
-        assert_eq!(
-            crate::rule::functions::java_format("X XX XXX h a", &tm).unwrap(),
-            "-0530 -0530 -05:30 12 AM"
-        );
-        assert!(f("yyyy-MM-ddTHH")
-            .unwrap_err()
-            .contains("unknown pattern letter 'T'"));
-        assert!(f("'unterminated")
-            .unwrap_err()
-            .contains("unterminated quote"));
+        assert_eq!(crate::rule::functions::java_format("X XX XXX h a", &tm).unwrap(), "-0530 -0530 -05:30 12 AM");
+        assert!(f("yyyy-MM-ddTHH").unwrap_err().contains("unknown pattern letter 'T'"));
+        assert!(f("'unterminated").unwrap_err().contains("unterminated quote"));
         assert!(f("XXXX").unwrap_err().contains("too many pattern letters"));
         assert!(err("timestamp('Q')").starts_with("timestamp(): unknown pattern letter 'Q'"));
     }
 
     #[test]
     fn timestamp_uses_the_configured_zone() {
-        let env = Env {
-            tz: FixedOffset::east_opt(8 * 3600).unwrap(),
-            ..Env::default()
-        };
+        let env = Env { tz: FixedOffset::east_opt(8 * 3600).unwrap(), ..Env::default() };
         let msg = example_message();
         let v = |e: &str| eval_with(&msg, &env, e).unwrap().to_json();
-        assert_eq!(
-            v("timestamp('yyyy-MM-dd HH:mm:ss XXX')"),
-            Json::from("2023-11-15 06:13:20 +08:00")
-        );
-        assert_eq!(
-            v("timestamp_utc('yyyy-MM-dd HH:mm:ss XXX')"),
-            Json::from("2023-11-14 22:13:20 Z")
-        );
+        assert_eq!(v("timestamp('yyyy-MM-dd HH:mm:ss XXX')"), Json::from("2023-11-15 06:13:20 +08:00"));
+        assert_eq!(v("timestamp_utc('yyyy-MM-dd HH:mm:ss XXX')"), Json::from("2023-11-14 22:13:20 Z"));
         assert_eq!(v("timestamp()"), Json::from(EXAMPLE_NOW_MS));
         assert_eq!(json("timestamp(NULL)"), "null");
     }
 
     #[test]
     fn rfc3339_conversions() {
-        assert_eq!(
-            json("unix_ts_to_rfc3339(1700000000000123, 'microsecond')"),
-            "\"2023-11-14T22:13:20.000123Z\""
-        );
-        assert_eq!(
-            json("unix_ts_to_rfc3339(1700000000000000001, 'nanosecond')"),
-            "\"2023-11-14T22:13:20.000000001Z\""
-        );
-        assert_eq!(
-            json("unix_ts_to_rfc3339(-1, 'second')"),
-            "\"1969-12-31T23:59:59Z\""
-        );
-        assert_eq!(
-            json("unix_ts_to_rfc3339('1700000000', 'second')"),
-            "\"2023-11-14T22:13:20Z\""
-        );
+        assert_eq!(json("unix_ts_to_rfc3339(1700000000000123, 'microsecond')"), "\"2023-11-14T22:13:20.000123Z\"");
+        assert_eq!(json("unix_ts_to_rfc3339(1700000000000000001, 'nanosecond')"), "\"2023-11-14T22:13:20.000000001Z\"");
+        assert_eq!(json("unix_ts_to_rfc3339(-1, 'second')"), "\"1969-12-31T23:59:59Z\"");
+        assert_eq!(json("unix_ts_to_rfc3339('1700000000', 'second')"), "\"2023-11-14T22:13:20Z\"");
         assert!(err("unix_ts_to_rfc3339(9223372036854775807, 'second')").contains("out of range"));
-        assert!(
-            err("unix_ts_to_rfc3339(1, 'fortnight')").contains("unknown time unit \"fortnight\"")
-        );
+        assert!(err("unix_ts_to_rfc3339(1, 'fortnight')").contains("unknown time unit \"fortnight\""));
         assert!(err("unix_ts_to_rfc3339(1.5)").contains("must be an integer"));
         assert_eq!(json("unix_ts_to_rfc3339(NULL)"), "null");
-        assert_eq!(
-            json("rfc3339_to_unix_ts('2023-11-14T22:13:20.000123Z', 'microsecond')"),
-            "1700000000000123"
-        );
-        assert_eq!(
-            json("rfc3339_to_unix_ts('2023-11-14T22:13:20Z', 'nanosecond')"),
-            "1700000000000000000"
-        );
-        assert!(err("rfc3339_to_unix_ts('yesterday')")
-            .contains("\"yesterday\" is not an RFC 3339 date-time"));
-        assert!(
-            err("rfc3339_to_unix_ts('2500-01-01T00:00:00Z', 'nanosecond')")
-                .contains("out of range")
-        );
-        assert_eq!(
-            json("rfc3339_to_unix_ts(unix_ts_to_rfc3339(gmtCreate))"),
-            "1510799670074"
-        );
+        assert_eq!(json("rfc3339_to_unix_ts('2023-11-14T22:13:20.000123Z', 'microsecond')"), "1700000000000123");
+        assert_eq!(json("rfc3339_to_unix_ts('2023-11-14T22:13:20Z', 'nanosecond')"), "1700000000000000000");
+        assert!(err("rfc3339_to_unix_ts('yesterday')").contains("\"yesterday\" is not an RFC 3339 date-time"));
+        assert!(err("rfc3339_to_unix_ts('2500-01-01T00:00:00Z', 'nanosecond')").contains("out of range"));
+        assert_eq!(json("rfc3339_to_unix_ts(unix_ts_to_rfc3339(gmtCreate))"), "1510799670074");
         assert_eq!(json("now_timestamp('microsecond')"), "1700000000000000");
         assert_eq!(json("now_timestamp('nanosecond')"), "1700000000000000000");
-        assert_eq!(
-            json("now_rfc3339('nanosecond')"),
-            "\"2023-11-14T22:13:20.000000000Z\""
-        );
+        assert_eq!(json("now_rfc3339('nanosecond')"), "\"2023-11-14T22:13:20.000000000Z\"");
     }
 
     #[test]
@@ -516,35 +366,14 @@ mod tests {
         assert!(err("topic('x')").contains("must be an integer"));
         let env = Env::default();
         let msg = message("sys/pk1/integration/event/post", b"{}");
-        assert_eq!(
-            eval_with(&msg, &env, "topic(1)").unwrap().to_json(),
-            Json::from("sys")
-        );
-        assert_eq!(
-            eval_with(&msg, &env, "topic(2)").unwrap().to_json(),
-            Json::from("pk1")
-        );
-        assert_eq!(
-            eval_with(&msg, &env, "topic(5)").unwrap().to_json(),
-            Json::from("post")
-        );
-        assert_eq!(
-            eval_with(&msg, &env, "topic(6)").unwrap().to_json(),
-            Json::Null
-        );
-        assert_eq!(
-            eval_with(&msg, &env, "topicKind()").unwrap().to_json(),
-            Json::from("integration_event")
-        );
+        assert_eq!(eval_with(&msg, &env, "topic(1)").unwrap().to_json(), Json::from("sys"));
+        assert_eq!(eval_with(&msg, &env, "topic(2)").unwrap().to_json(), Json::from("pk1"));
+        assert_eq!(eval_with(&msg, &env, "topic(5)").unwrap().to_json(), Json::from("post"));
+        assert_eq!(eval_with(&msg, &env, "topic(6)").unwrap().to_json(), Json::Null);
+        assert_eq!(eval_with(&msg, &env, "topicKind()").unwrap().to_json(), Json::from("integration_event"));
         let msg = message("//a", b"{}");
-        assert_eq!(
-            eval_with(&msg, &env, "topic(1)").unwrap().to_json(),
-            Json::from("")
-        );
-        assert_eq!(
-            eval_with(&msg, &env, "topic(2)").unwrap().to_json(),
-            Json::from("a")
-        );
+        assert_eq!(eval_with(&msg, &env, "topic(1)").unwrap().to_json(), Json::from(""));
+        assert_eq!(eval_with(&msg, &env, "topic(2)").unwrap().to_json(), Json::from("a"));
     }
 
     #[test]
@@ -554,10 +383,7 @@ mod tests {
         assert_eq!(json("nanvl(0.0, 1)"), "0.0");
         assert_eq!(json("nanvl('abc', 1)"), "\"abc\"");
         assert_eq!(json("nanvl(NULL, NULL)"), "null");
-        assert_eq!(
-            json("nanvl(items.Position.value, 0)"),
-            "{\"latitude\":39.9,\"longitude\":116.38}"
-        );
+        assert_eq!(json("nanvl(items.Position.value, 0)"), "{\"latitude\":39.9,\"longitude\":116.38}");
         assert_eq!(json("sqrt(-1)"), "null");
         assert_eq!(json("asin(2)"), "null");
     }
@@ -624,19 +450,13 @@ mod tests {
     #[test]
     fn regexes() {
         let e = err("regex_match('a', '(')");
-        assert!(
-            e.starts_with("regex_match(): invalid regular expression \"(\""),
-            "{e}"
-        );
+        assert!(e.starts_with("regex_match(): invalid regular expression \"(\""), "{e}");
         assert!(err("regex_replace('a', '[', 'x')").contains("invalid regular expression \"[\""));
         assert_eq!(json("regex_match('xx-dev-1', 'dev-[0-9]')"), "true");
         assert_eq!(json("regex_match('abc', '^b')"), "false");
         assert_eq!(json("regex_match(NULL, 'a')"), "null");
         assert_eq!(json("regex_replace('a.b.c', '\\.', '/')"), "\"a/b/c\"");
-        assert_eq!(
-            json("regex_replace('key=val', '(?P<k>\\w+)=(?P<v>\\w+)', '${v}=${k}')"),
-            "\"val=key\""
-        );
+        assert_eq!(json("regex_replace('key=val', '(?P<k>\\w+)=(?P<v>\\w+)', '${v}=${k}')"), "\"val=key\"");
         for i in 0..600 {
             assert_eq!(json(&format!("regex_match('v{i}', '^v{i}$')")), "true");
         }
@@ -660,10 +480,7 @@ mod tests {
         assert_eq!(json("startswith(NULL, 'a')"), "null");
         assert_eq!(json("endswith(12345, 45)"), "true");
         assert_eq!(json("concat(NULL)"), "\"\"");
-        assert_eq!(
-            json("concat('a', true, 1.5, items.Position.value)"),
-            "\"atrue1.5{\\\"latitude\\\":39.9,\\\"longitude\\\":116.38}\""
-        );
+        assert_eq!(json("concat('a', true, 1.5, items.Position.value)"), "\"atrue1.5{\\\"latitude\\\":39.9,\\\"longitude\\\":116.38}\"");
         assert_ne!(json("newuuid()"), json("newuuid()"));
         let r = eval("rand()").unwrap();
         assert!(matches!(r, Value::Float(f) if (0.0..1.0).contains(&f)));
@@ -683,18 +500,10 @@ mod tests {
         assert_eq!(json("nth(1, json_decode('[{\"a\":1}]'))"), "{\"a\":1}");
         assert!(err("nth(1, items)").contains("argument 2 must be an array, got object"));
         assert!(err("nth('x', json_decode('[1]'))").contains("must be an integer"));
-        assert_eq!(
-            json("map_get('Power', items)"),
-            "{\"value\":\"on\",\"time\":1510799670074}"
-        );
+        assert_eq!(json("map_get('Power', items)"), "{\"value\":\"on\",\"time\":1510799670074}");
         assert_eq!(json("map_get('x', NULL, 'd')"), "\"d\"");
-        assert_eq!(
-            json("map_get('k', json_decode('{\"k\":null}'), 'd')"),
-            "null"
-        );
-        assert!(
-            err("map_get('k', 'str')").contains("argument 2 must be an object, got string \"str\"")
-        );
+        assert_eq!(json("map_get('k', json_decode('{\"k\":null}'), 'd')"), "null");
+        assert!(err("map_get('k', 'str')").contains("argument 2 must be an object, got string \"str\""));
         assert_eq!(json("coalesce(NULL, NULL)"), "null");
     }
 
@@ -729,8 +538,7 @@ mod tests {
 
     impl DeviceLookup for Registry {
         fn attribute(&self, pk: &str, dn: &str, key: &str) -> Option<String> {
-            (pk == "1234556554" && dn == "deviceName1234" && key == "location")
-                .then(|| "hangzhou".to_string())
+            (pk == "1234556554" && dn == "deviceName1234" && key == "location").then(|| "hangzhou".to_string())
         }
         fn status(&self, _: &str, dn: &str) -> Option<String> {
             (dn == "deviceName1234").then(|| "online".to_string())
@@ -742,44 +550,23 @@ mod tests {
 
     #[test]
     fn device_registry_lookups() {
-        let env = Env {
-            devices: Box::new(Registry),
-            ..Env::default()
-        };
+        let env = Env { devices: Box::new(Registry), ..Env::default() };
         let msg = example_message();
         let v = |e: &str| eval_with(&msg, &env, e).unwrap().to_json();
         assert_eq!(v("attribute('location')"), Json::from("hangzhou"));
         assert_eq!(v("attribute('other')"), Json::Null);
         assert_eq!(v("attribute(NULL)"), Json::Null);
         assert_eq!(v("deviceStatus()"), Json::from("online"));
-        assert_eq!(
-            v("gateway()"),
-            serde_json::json!({"productKey": "1234556554", "deviceName": "gw1"})
-        );
+        assert_eq!(v("gateway()"), serde_json::json!({"productKey": "1234556554", "deviceName": "gw1"}));
         // No device in the topic or record: NULL without asking the registry.
         let msg = message("custom/topic", b"{}");
-        assert_eq!(
-            eval_with(&msg, &env, "gateway()").unwrap().to_json(),
-            Json::Null
-        );
-        assert_eq!(
-            eval_with(&msg, &env, "deviceName()").unwrap().to_json(),
-            Json::Null
-        );
+        assert_eq!(eval_with(&msg, &env, "gateway()").unwrap().to_json(), Json::Null);
+        assert_eq!(eval_with(&msg, &env, "deviceName()").unwrap().to_json(), Json::Null);
         // Integration entries carry their device in the record.
         let msg = message("custom/topic", br#"{"productKey":"pk9","deviceKey":"dk9"}"#);
-        assert_eq!(
-            eval_with(&msg, &env, "deviceKey()").unwrap().to_json(),
-            Json::from("dk9")
-        );
-        assert_eq!(
-            eval_with(&msg, &env, "productKey()").unwrap().to_json(),
-            Json::from("pk9")
-        );
-        assert_eq!(
-            eval_with(&msg, &env, "deviceName()").unwrap().to_json(),
-            Json::from("dk9")
-        );
+        assert_eq!(eval_with(&msg, &env, "deviceKey()").unwrap().to_json(), Json::from("dk9"));
+        assert_eq!(eval_with(&msg, &env, "productKey()").unwrap().to_json(), Json::from("pk9"));
+        assert_eq!(eval_with(&msg, &env, "deviceName()").unwrap().to_json(), Json::from("dk9"));
     }
 
     #[test]
@@ -788,22 +575,11 @@ mod tests {
         assert!(matches!(p.select.first(), Some(SelectItem::Flatten(_))));
         assert!(p.reads_record());
         assert_eq!(json("thingPropertyFlatMap('Missing')"), "{}");
-        assert_eq!(
-            json("thingPropertyFlatMap(NULL, 'Power')"),
-            "{\"Power\":\"on\"}"
-        );
-        assert!(err("thingPropertyFlatMap(1)")
-            .contains("argument 1 must be a property name, got int 1"));
-        let many = (0..51)
-            .map(|i| format!("'p{i}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        assert_eq!(json("thingPropertyFlatMap(NULL, 'Power')"), "{\"Power\":\"on\"}");
+        assert!(err("thingPropertyFlatMap(1)").contains("argument 1 must be a property name, got int 1"));
+        let many = (0..51).map(|i| format!("'p{i}'")).collect::<Vec<_>>().join(", ");
         let e = plan(&format!("SELECT thingPropertyFlatMap({many}) FROM \"#\"")).unwrap_err();
-        assert!(
-            e[0].message.contains("takes 1 to 50 arguments, got 51"),
-            "{:?}",
-            e[0]
-        );
+        assert!(e[0].message.contains("takes 1 to 50 arguments, got 51"), "{:?}", e[0]);
     }
 
     #[test]
@@ -811,15 +587,8 @@ mod tests {
         assert_eq!(json("messageId()"), "42");
         let mut msg = example_message();
         msg.meta.id = u64::MAX;
-        assert_eq!(
-            serde_json::to_string(&eval_with(&msg, &Env::default(), "messageId()").unwrap())
-                .unwrap(),
-            "18446744073709551615"
-        );
-        assert_eq!(
-            json("payload()"),
-            serde_json::to_string(EXAMPLE_PAYLOAD).unwrap()
-        );
+        assert_eq!(serde_json::to_string(&eval_with(&msg, &Env::default(), "messageId()").unwrap()).unwrap(), "18446744073709551615");
+        assert_eq!(json("payload()"), serde_json::to_string(EXAMPLE_PAYLOAD).unwrap());
         assert_eq!(json("payload('UTF-8') = payload()"), "true");
         assert_eq!(json("payload(NULL)"), "null");
     }

@@ -38,9 +38,7 @@ impl Template {
             if !after.starts_with('{') {
                 return Err((offset + i, format!("`$` must start `${{name}}` (write `$$` for a literal `$`) in template `{text}`")));
             }
-            let close = after
-                .find('}')
-                .ok_or_else(|| (offset + i, format!("unclosed `${{` in template `{text}`")))?;
+            let close = after.find('}').ok_or_else(|| (offset + i, format!("unclosed `${{` in template `{text}`")))?;
             let name = after[1..close].trim();
             if name.is_empty() {
                 return Err((offset + i, format!("empty `${{}}` in template `{text}`")));
@@ -56,10 +54,7 @@ impl Template {
         if !lit.is_empty() {
             parts.push(Part::Text(lit));
         }
-        Ok(Template {
-            source: text.to_string(),
-            parts,
-        })
+        Ok(Template { source: text.to_string(), parts })
     }
 
     /// The field names used.
@@ -71,10 +66,7 @@ impl Template {
     }
 
     /// Renders with a resolver; the resolver's error (e.g. a NULL field) is returned as is.
-    pub fn render(
-        &self,
-        mut resolve: impl FnMut(&str) -> Result<String, String>,
-    ) -> Result<String, String> {
+    pub fn render(&self, mut resolve: impl FnMut(&str) -> Result<String, String>) -> Result<String, String> {
         match self.parts.as_slice() {
             [Part::Text(t)] => return Ok(t.clone()),
             [Part::Field(f)] => return resolve(f),
@@ -93,13 +85,7 @@ impl Template {
 
 /// Whether `name` is a legal Kafka topic name (`[A-Za-z0-9._-]`, 1 to 249 characters).
 pub fn valid_kafka_topic(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 249
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    !name.is_empty() && name.len() <= 249 && name != "." && name != ".." && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]
@@ -110,15 +96,7 @@ mod tests {
     fn parses_and_renders() {
         let t = Template::parse("alerts-${productKey}.${ dn }$$").unwrap();
         assert_eq!(t.fields().collect::<Vec<_>>(), vec!["productKey", "dn"]);
-        let r = t
-            .render(|f| {
-                Ok(if f == "productKey" {
-                    "pk1".into()
-                } else {
-                    "d".into()
-                })
-            })
-            .unwrap();
+        let r = t.render(|f| Ok(if f == "productKey" { "pk1".into() } else { "d".into() })).unwrap();
         assert_eq!(r, "alerts-pk1.d$");
     }
 

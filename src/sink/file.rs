@@ -37,15 +37,9 @@ struct Line<'a> {
 }
 
 impl Sink for FileSink {
-    fn run(
-        self: Box<Self>,
-        mut rx: mpsc::Receiver<Batch>,
-    ) -> BoxFuture<Result<SinkReport, SinkError>> {
+    fn run(self: Box<Self>, mut rx: mpsc::Receiver<Batch>) -> BoxFuture<Result<SinkReport, SinkError>> {
         Box::pin(async move {
-            let io = |error| SinkError::Io {
-                sink: "file".into(),
-                error,
-            };
+            let io = |error| SinkError::Io { sink: "file".into(), error };
             tokio::fs::create_dir_all(&self.dir).await.map_err(io)?;
             let mut files: HashMap<String, tokio::io::BufWriter<tokio::fs::File>> = HashMap::new();
             let mut report = SinkReport::default();
@@ -65,40 +59,15 @@ impl Sink for FileSink {
                             continue;
                         }
                     };
-                    let headers = rec
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                        .collect();
+                    let headers = rec.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
                     buf.clear();
-                    serde_json::to_writer(
-                        &mut buf,
-                        &Line {
-                            rule: &rec.rule,
-                            key: rec.key.as_deref(),
-                            headers,
-                            iot_topic: &batch.iot_topic,
-                            value,
-                        },
-                    )
-                    .map_err(|e| SinkError::Other {
-                        sink: "file".into(),
-                        message: e.to_string(),
-                    })?;
+                    serde_json::to_writer(&mut buf, &Line { rule: &rec.rule, key: rec.key.as_deref(), headers, iot_topic: &batch.iot_topic, value })
+                        .map_err(|e| SinkError::Other { sink: "file".into(), message: e.to_string() })?;
                     buf.push(b'\n');
                     if !files.contains_key(&rec.topic) {
                         let path = self.dir.join(format!("{}.jsonl", rec.topic));
-                        let f = tokio::fs::OpenOptions::new()
-                            .create(true)
-                            .write(true)
-                            .truncate(true)
-                            .open(&path)
-                            .await
-                            .map_err(io)?;
-                        files.insert(
-                            rec.topic.clone(),
-                            tokio::io::BufWriter::with_capacity(1 << 16, f),
-                        );
+                        let f = tokio::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&path).await.map_err(io)?;
+                        files.insert(rec.topic.clone(), tokio::io::BufWriter::with_capacity(1 << 16, f));
                     }
                     let w = files.get_mut(&rec.topic).expect("inserted above");
                     w.write_all(&buf).await.map_err(io)?;

@@ -2,6 +2,7 @@
 //! message) and calls the batch's [`Ack`] once every record of it is durably written.
 
 pub mod file;
+pub mod kafka;
 
 use std::future::Future;
 use std::pin::Pin;

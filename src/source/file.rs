@@ -48,9 +48,7 @@ pub fn parse_line(line: &str) -> Result<(String, Vec<u8>, Option<i64>), String> 
     }
     let payload = match (l.payload, l.payload_base64) {
         (Some(p), None) => p.get().as_bytes().to_vec(),
-        (None, Some(b)) => base64::engine::general_purpose::STANDARD
-            .decode(b.trim())
-            .map_err(|e| format!("`payload_base64` is not base64: {e}"))?,
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b.trim()).map_err(|e| format!("`payload_base64` is not base64: {e}"))?,
         (Some(_), Some(_)) => return Err("give `payload` or `payload_base64`, not both".into()),
         (None, None) => return Err("missing `payload` (JSON) or `payload_base64` (bytes)".into()),
     };
@@ -62,17 +60,10 @@ impl Source for FileSource {
         format!("file:{}", self.path.display())
     }
 
-    fn run(
-        self: Box<Self>,
-        tx: mpsc::Sender<Envelope>,
-        shutdown: Shutdown,
-    ) -> BoxFuture<Result<SourceReport, SourceError>> {
+    fn run(self: Box<Self>, tx: mpsc::Sender<Envelope>, shutdown: Shutdown) -> BoxFuture<Result<SourceReport, SourceError>> {
         Box::pin(async move {
             let name: Arc<str> = self.name().into();
-            let io = |error| SourceError::Io {
-                source_name: name.to_string(),
-                error,
-            };
+            let io = |error| SourceError::Io { source_name: name.to_string(), error };
             let file = tokio::fs::File::open(&self.path).await.map_err(io)?;
             let mut lines = BufReader::with_capacity(1 << 16, file).lines();
             let mut report = SourceReport::default();
@@ -89,40 +80,15 @@ impl Source for FileSource {
                 let env = match parse_line(&line) {
                     Ok((topic, payload, received)) => {
                         report.messages += 1;
-                        let meta = Metadata {
-                            source: name.clone(),
-                            received_ms: received.unwrap_or(now),
-                            id: line_no,
-                            ..Metadata::default()
-                        };
-                        Envelope::new(
-                            Message {
-                                topic,
-                                payload: payload.into(),
-                                meta,
-                            },
-                            Ack::none(),
-                        )
+                        let meta = Metadata { source: name.clone(), received_ms: received.unwrap_or(now), id: line_no, ..Metadata::default() };
+                        Envelope::new(Message { topic, payload: payload.into(), meta }, Ack::none())
                     }
                     Err(reason) => {
                         report.rejected += 1;
                         let reason = format!("{}:{line_no}: {reason}", self.path.display());
                         tracing::warn!(source = %name, line = line_no, %reason, "rejected input line");
-                        let meta = Metadata {
-                            source: name.clone(),
-                            received_ms: now,
-                            id: line_no,
-                            ..Metadata::default()
-                        };
-                        Envelope::rejected(
-                            Message {
-                                topic: String::new(),
-                                payload: line.into_bytes().into(),
-                                meta,
-                            },
-                            Ack::none(),
-                            reason,
-                        )
+                        let meta = Metadata { source: name.clone(), received_ms: now, id: line_no, ..Metadata::default() };
+                        Envelope::rejected(Message { topic: String::new(), payload: line.into_bytes().into(), meta }, Ack::none(), reason)
                     }
                 };
                 if tx.send(env).await.is_err() {
@@ -140,35 +106,20 @@ mod tests {
 
     #[test]
     fn lines_keep_the_payload_text_exactly() {
-        let (t, p, r) =
-            parse_line(r#"{"topic":"/a","payload":{"x": 1.50, "big": 18446744073709551615}}"#)
-                .unwrap();
+        let (t, p, r) = parse_line(r#"{"topic":"/a","payload":{"x": 1.50, "big": 18446744073709551615}}"#).unwrap();
         assert_eq!(t, "/a");
-        assert_eq!(
-            std::str::from_utf8(&p).unwrap(),
-            r#"{"x": 1.50, "big": 18446744073709551615}"#
-        );
+        assert_eq!(std::str::from_utf8(&p).unwrap(), r#"{"x": 1.50, "big": 18446744073709551615}"#);
         assert_eq!(r, None);
-        let (_, p, r) =
-            parse_line(r#"{"topic":"/a","payload_base64":"AQID","received_ms":5}"#).unwrap();
+        let (_, p, r) = parse_line(r#"{"topic":"/a","payload_base64":"AQID","received_ms":5}"#).unwrap();
         assert_eq!(p, vec![1, 2, 3]);
         assert_eq!(r, Some(5));
     }
 
     #[test]
     fn bad_lines_say_why() {
-        assert!(parse_line("{")
-            .unwrap_err()
-            .starts_with("not a message line"));
-        assert_eq!(
-            parse_line(r#"{"topic":"/a"}"#).unwrap_err(),
-            "missing `payload` (JSON) or `payload_base64` (bytes)"
-        );
-        assert!(parse_line(r#"{"topic":"/a","payload_base64":"!!"}"#)
-            .unwrap_err()
-            .starts_with("`payload_base64` is not base64"));
-        assert!(parse_line(r#"{"topic":"/a","payload":1,"extra":2}"#)
-            .unwrap_err()
-            .contains("unknown field `extra`"));
+        assert!(parse_line("{").unwrap_err().starts_with("not a message line"));
+        assert_eq!(parse_line(r#"{"topic":"/a"}"#).unwrap_err(), "missing `payload` (JSON) or `payload_base64` (bytes)");
+        assert!(parse_line(r#"{"topic":"/a","payload_base64":"!!"}"#).unwrap_err().starts_with("`payload_base64` is not base64"));
+        assert!(parse_line(r#"{"topic":"/a","payload":1,"extra":2}"#).unwrap_err().contains("unknown field `extra`"));
     }
 }

@@ -2,6 +2,8 @@
 //! (backpressure blocks it) until its input ends or shutdown is requested.
 
 pub mod file;
+pub mod kafka;
+pub mod offsets;
 
 use std::fmt;
 
@@ -46,11 +48,7 @@ impl Ack {
 
 impl fmt::Debug for Ack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Ack(pending)"
-        } else {
-            "Ack(none)"
-        })
+        f.write_str(if self.0.is_some() { "Ack(pending)" } else { "Ack(none)" })
     }
 }
 
@@ -69,20 +67,12 @@ pub struct Envelope {
 impl Envelope {
     /// A valid message.
     pub fn new(msg: Message, ack: Ack) -> Envelope {
-        Envelope {
-            msg,
-            ack,
-            reject: None,
-        }
+        Envelope { msg, ack, reject: None }
     }
 
     /// An input the source could not decode; `msg.payload` holds the raw input.
     pub fn rejected(msg: Message, ack: Ack, reason: impl Into<String>) -> Envelope {
-        Envelope {
-            msg,
-            ack,
-            reject: Some(reason.into()),
-        }
+        Envelope { msg, ack, reject: Some(reason.into()) }
     }
 }
 
@@ -100,9 +90,5 @@ pub trait Source: Send + 'static {
     /// The source's name, for logs and metrics.
     fn name(&self) -> String;
     /// Sends messages until the input ends or `shutdown` fires.
-    fn run(
-        self: Box<Self>,
-        tx: mpsc::Sender<Envelope>,
-        shutdown: Shutdown,
-    ) -> BoxFuture<Result<SourceReport, SourceError>>;
+    fn run(self: Box<Self>, tx: mpsc::Sender<Envelope>, shutdown: Shutdown) -> BoxFuture<Result<SourceReport, SourceError>>;
 }

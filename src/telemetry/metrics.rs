@@ -3,75 +3,79 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// The registry served at `/metrics`.
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    REGISTRY
-        .register(Box::new(c.clone()))
-        .expect("unique metric");
+    REGISTRY.register(Box::new(c.clone())).expect("unique metric");
     c
 }
 
 /// Messages received, by source.
-pub static MESSAGES_RECEIVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "sluice_messages_received_total",
-        "Messages received from sources.",
-        &["source"],
-    )
-});
+pub static MESSAGES_RECEIVED: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_messages_received_total", "Messages received from sources.", &["source"]));
 /// Inputs a source could not decode (routed to the dead-letter topic), by source.
-pub static MESSAGES_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "sluice_messages_rejected_total",
-        "Source inputs that were not valid messages (dead-lettered).",
-        &["source"],
-    )
-});
+pub static MESSAGES_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_messages_rejected_total", "Source inputs that were not valid messages (dead-lettered).", &["source"]));
 /// Messages no rule's filter matched, by source.
-pub static MESSAGES_UNMATCHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "sluice_messages_unmatched_total",
-        "Messages that no rule's topic filter matched.",
-        &["source"],
-    )
-});
+pub static MESSAGES_UNMATCHED: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_messages_unmatched_total", "Messages that no rule's topic filter matched.", &["source"]));
 /// Rule evaluations by result (`passed`, `filtered`, `failed`).
-pub static RULE_EVALUATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "sluice_rule_evaluations_total",
-        "Rule evaluations by result: passed, filtered (WHERE false) or failed.",
-        &["result"],
-    )
-});
+pub static RULE_EVALUATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_rule_evaluations_total", "Rule evaluations by result: passed, filtered (WHERE false) or failed.", &["result"]));
 /// Output records by kind (`data`, `error`).
-pub static OUTPUT_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "sluice_output_records_total",
-        "Output records produced, by kind: data or error.",
-        &["kind"],
-    )
-});
+pub static OUTPUT_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_output_records_total", "Output records produced, by kind: data or error.", &["kind"]));
 /// Time spent processing one message in the engine.
 pub static PROCESS_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     let h = HistogramVec::new(
-        HistogramOpts::new(
-            "sluice_engine_process_seconds",
-            "Engine time per message (match, decode, evaluate, serialize).",
-        )
-        .buckets(vec![1e-6, 5e-6, 2e-5, 1e-4, 5e-4, 2e-3, 1e-2]),
+        HistogramOpts::new("sluice_engine_process_seconds", "Engine time per message (match, decode, evaluate, serialize).").buckets(vec![1e-6, 5e-6, 2e-5, 1e-4, 5e-4, 2e-3, 1e-2]),
         &["worker"],
     )
     .expect("valid metric");
-    REGISTRY
-        .register(Box::new(h.clone()))
-        .expect("unique metric");
+    REGISTRY.register(Box::new(h.clone())).expect("unique metric");
     h
 });
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    REGISTRY.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+/// Kafka source: records consumed and not yet acknowledged by the sink, by source.
+pub static KAFKA_SOURCE_IN_FLIGHT: LazyLock<IntGaugeVec> =
+    LazyLock::new(|| gauge("sluice_kafka_source_in_flight_messages", "Kafka records consumed and not yet acknowledged by the sink.", &["source"]));
+/// Kafka source: whether consumption is paused for backpressure (0 or 1), by source.
+pub static KAFKA_SOURCE_PAUSED: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_kafka_source_paused", "1 while a Kafka source has paused consumption for backpressure.", &["source"]));
+/// Kafka source: times consumption was paused for backpressure, by source.
+pub static KAFKA_SOURCE_PAUSES: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_kafka_source_pauses_total", "Times a Kafka source paused consumption because too much was in flight.", &["source"]));
+/// Kafka source: offset commits by result (`ok`, `error`), by source.
+pub static KAFKA_COMMITS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_kafka_commits_total", "Offset commits of Kafka sources, by result: ok or error.", &["source", "result"]));
+/// Kafka source: last committed offset, by source topic and partition.
+pub static KAFKA_COMMITTED_OFFSET: LazyLock<IntGaugeVec> =
+    LazyLock::new(|| gauge("sluice_kafka_committed_offset", "Last offset committed by a Kafka source, by topic and partition.", &["source", "topic", "partition"]));
+/// Kafka source: rebalance events by kind (`assign`, `revoke`, `lost`, `error`), by source.
+pub static KAFKA_REBALANCES: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_kafka_rebalances_total", "Consumer group rebalance events of Kafka sources, by kind.", &["source", "kind"]));
+/// Kafka source: in-flight records given up when their partition was revoked (they are read
+/// again by the partition's next owner), by source.
+pub static KAFKA_ABANDONED: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_kafka_abandoned_messages_total", "In-flight Kafka records given up on revocation or shutdown (re-read by the next owner).", &["source"]));
+/// Kafka source: consumer errors (transient; librdkafka recovers), by source.
+pub static KAFKA_CONSUMER_ERRORS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_kafka_consumer_errors_total", "Errors reported by Kafka consumers (librdkafka retries by itself).", &["source"]));
+/// Kafka sink: records acknowledged by the broker, by kind (`data`, `error`).
+pub static KAFKA_PRODUCED: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_kafka_produced_records_total", "Records the Kafka sink delivered (acknowledged by the broker), by kind: data or error.", &["kind"]));
+/// Kafka sink: records produced again after a retriable error, by reason.
+pub static KAFKA_PRODUCE_RETRIES: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_kafka_produce_retries_total", "Records the Kafka sink produced again after a retriable error, by reason: queue_full, timeout, other.", &["reason"]));
+/// Kafka sink: records the broker refused for good, sent to the dead-letter topic, by reason.
+pub static KAFKA_DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter("sluice_kafka_dead_letters_total", "Records the broker refused for good and that went to the dead-letter topic, by reason: unknown_topic, unauthorized, too_large, invalid.", &["reason"])
+});
+/// Kafka sink: records handed to the producer and not yet acknowledged.
+pub static KAFKA_SINK_IN_FLIGHT: LazyLock<IntGaugeVec> =
+    LazyLock::new(|| gauge("sluice_kafka_sink_in_flight_records", "Records handed to the Kafka producer and not yet acknowledged by the broker.", &[]));
 
 /// Renders the registry in the Prometheus text format.
 pub fn render() -> String {

@@ -23,11 +23,7 @@ fn digest<D: md5::Digest>(data: &[u8]) -> String {
 
 /// The lowercase hex digest of `data` with `algo` (case-insensitive; `-` optional).
 pub(super) fn hex_digest(algo: &str, data: &[u8]) -> Option<String> {
-    let norm: String = algo
-        .chars()
-        .filter(|c| *c != '-' && *c != '_')
-        .collect::<String>()
-        .to_ascii_uppercase();
+    let norm: String = algo.chars().filter(|c| *c != '-' && *c != '_').collect::<String>().to_ascii_uppercase();
     Some(match norm.as_str() {
         "MD2" => digest::<md2::Md2>(data),
         "MD5" => digest::<md5::Md5>(data),
@@ -46,20 +42,11 @@ pub(super) fn crypto<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(data) = input(arg(&args, 0)) else {
         return Ok(Value::Null);
     };
-    hex_digest(&algo, &data)
-        .map(|h| Value::Str(Cow::Owned(h)))
-        .ok_or_else(|| {
-            format!(
-                "unknown algorithm {}; use MD2, MD5, SHA1, SHA-256, SHA-384 or SHA-512",
-                quote(arg(&args, 1))
-            )
-        })
+    hex_digest(&algo, &data).map(|h| Value::Str(Cow::Owned(h))).ok_or_else(|| format!("unknown algorithm {}; use MD2, MD5, SHA1, SHA-256, SHA-384 or SHA-512", quote(arg(&args, 1))))
 }
 
 fn fixed<'a>(args: &Args<'a>, algo: &str) -> R<'a> {
-    Ok(input(arg(args, 0))
-        .and_then(|d| hex_digest(algo, &d))
-        .map_or(Value::Null, |h| Value::Str(Cow::Owned(h))))
+    Ok(input(arg(args, 0)).and_then(|d| hex_digest(algo, &d)).map_or(Value::Null, |h| Value::Str(Cow::Owned(h))))
 }
 
 pub(super) fn md5<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {

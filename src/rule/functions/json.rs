@@ -21,24 +21,17 @@ fn take<'a>(args: &mut Args<'a>, i: usize) -> Value<'a> {
 fn child<'a>(v: Value<'a>, pick: impl Fn(&Json) -> Option<&Json>) -> Value<'a> {
     match v {
         Value::Json(Cow::Borrowed(j)) => pick(j).map_or(Value::Null, Value::from_json),
-        Value::Json(Cow::Owned(j)) => {
-            pick(&j).map_or(Value::Null, |c| Value::from_owned_json(c.clone()))
-        }
+        Value::Json(Cow::Owned(j)) => pick(&j).map_or(Value::Null, |c| Value::from_owned_json(c.clone())),
         _ => Value::Null,
     }
 }
 
 pub(super) fn coalesce<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
-    Ok(args
-        .into_iter()
-        .find(|v| !v.is_null())
-        .unwrap_or(Value::Null))
+    Ok(args.into_iter().find(|v| !v.is_null()).unwrap_or(Value::Null))
 }
 
 pub(super) fn json_encode<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
-    serde_json::to_string(arg(&args, 0))
-        .map(|s| Value::Str(Cow::Owned(s)))
-        .map_err(|e| format!("cannot encode {}: {e}", quote(arg(&args, 0))))
+    serde_json::to_string(arg(&args, 0)).map(|s| Value::Str(Cow::Owned(s))).map_err(|e| format!("cannot encode {}: {e}", quote(arg(&args, 0))))
 }
 
 pub(super) fn json_decode<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
@@ -47,9 +40,7 @@ pub(super) fn json_decode<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
         Value::Bytes(b) => serde_json::from_slice::<Json>(b),
         other => serde_json::from_str::<Json>(&other.as_text().unwrap_or_default()),
     };
-    parsed
-        .map(Value::from_owned_json)
-        .map_err(|e| format!("invalid JSON {}: {e}", quote(arg(&args, 0))))
+    parsed.map(Value::from_owned_json).map_err(|e| format!("invalid JSON {}: {e}", quote(arg(&args, 0))))
 }
 
 pub(super) fn nth<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
@@ -60,13 +51,7 @@ pub(super) fn nth<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
     match &list {
         Value::Null => return Ok(Value::Null),
         Value::Json(j) if j.is_array() => {}
-        other => {
-            return Err(format!(
-                "argument 2 must be an array, got {} {}",
-                other.type_name(),
-                quote(other)
-            ))
-        }
+        other => return Err(format!("argument 2 must be an array, got {} {}", other.type_name(), quote(other))),
     }
     let Some(i) = n.checked_sub(1).and_then(|i| usize::try_from(i).ok()) else {
         return Ok(Value::Null);
@@ -83,18 +68,8 @@ pub(super) fn map_get<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
     match &map {
         Value::Null => return Ok(default),
         Value::Json(j) if j.is_object() => {}
-        other => {
-            return Err(format!(
-                "argument 2 must be an object, got {} {}",
-                other.type_name(),
-                quote(other)
-            ))
-        }
+        other => return Err(format!("argument 2 must be an object, got {} {}", other.type_name(), quote(other))),
     }
     let has = map.as_json().and_then(|j| j.get(key.as_str())).is_some();
-    Ok(if has {
-        child(map, |j| j.get(key.as_str()))
-    } else {
-        default
-    })
+    Ok(if has { child(map, |j| j.get(key.as_str())) } else { default })
 }

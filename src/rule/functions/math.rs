@@ -36,9 +36,7 @@ fn int_of(n: Num) -> Option<i128> {
 pub(super) fn abs<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(match num_arg(&args, 0)? {
         None => Value::Null,
-        Some(Num::Int(i)) => i
-            .checked_abs()
-            .map_or(Value::UInt(i.unsigned_abs()), Value::Int),
+        Some(Num::Int(i)) => i.checked_abs().map_or(Value::UInt(i.unsigned_abs()), Value::Int),
         Some(Num::UInt(u)) => Value::UInt(u),
         Some(Num::Float(f)) => Value::Float(f.abs()),
     })
@@ -117,19 +115,13 @@ pub(super) fn modulo<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     };
     if let (Some(x), Some(y)) = (int_of(a), int_of(b)) {
         if y == 0 {
-            return Err(format!(
-                "modulo by zero ({} mod 0)",
-                super::quote(arg(&args, 0))
-            ));
+            return Err(format!("modulo by zero ({} mod 0)", super::quote(arg(&args, 0))));
         }
         return Ok(from_i128(x % y));
     }
     let (x, y) = (a.to_f64(), b.to_f64());
     if y == 0.0 {
-        return Err(format!(
-            "modulo by zero ({} mod 0)",
-            super::quote(arg(&args, 0))
-        ));
+        return Err(format!("modulo by zero ({} mod 0)", super::quote(arg(&args, 0))));
     }
     Ok(Value::Float(x % y))
 }
@@ -158,16 +150,8 @@ pub(super) fn rand<'a>(_: &Ctx<'a>, _: Args<'a>) -> R<'a> {
 }
 
 pub(super) fn nanvl<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
-    let default = if args.len() > 1 {
-        args.swap_remove(1)
-    } else {
-        Value::Null
-    };
-    let value = if args.is_empty() {
-        Value::Null
-    } else {
-        args.swap_remove(0)
-    };
+    let default = if args.len() > 1 { args.swap_remove(1) } else { Value::Null };
+    let value = if args.is_empty() { Value::Null } else { args.swap_remove(0) };
     Ok(match value {
         Value::Null => default,
         Value::Float(f) if f.is_nan() => default,
@@ -214,11 +198,7 @@ pub(super) fn round_decimal(x: f64, digits: i64) -> f64 {
     // Display of f64 never uses an exponent: it is plain digits with an optional '.'.
     let text = format!("{}", x.abs());
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
-    let mut ds: Vec<u8> = int
-        .bytes()
-        .chain(frac.bytes())
-        .map(|b| b.wrapping_sub(b'0'))
-        .collect();
+    let mut ds: Vec<u8> = int.bytes().chain(frac.bytes()).map(|b| b.wrapping_sub(b'0')).collect();
     let mut point = int.len() as i64;
     let keep = point.saturating_add(digits);
     if keep >= ds.len() as i64 {

@@ -59,10 +59,7 @@ pub(super) fn topic<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(n) = int_arg(&args, 0)? else {
         return Ok(Value::Null);
     };
-    let level = n
-        .checked_sub(1)
-        .and_then(|i| usize::try_from(i).ok())
-        .and_then(|i| t.strip_prefix('/').unwrap_or(t).split('/').nth(i));
+    let level = n.checked_sub(1).and_then(|i| usize::try_from(i).ok()).and_then(|i| t.strip_prefix('/').unwrap_or(t).split('/').nth(i));
     Ok(opt_str(level))
 }
 
@@ -77,19 +74,9 @@ pub(super) fn thing_property_flat_map<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a
         let name = match a {
             Value::Null => continue,
             Value::Str(s) => s.as_ref(),
-            other => {
-                return Err(format!(
-                    "argument {} must be a property name, got {} {}",
-                    i + 1,
-                    other.type_name(),
-                    quote(other)
-                ))
-            }
+            other => return Err(format!("argument {} must be a property name, got {} {}", i + 1, other.type_name(), quote(other))),
         };
-        if let Some(v) = items
-            .and_then(|it| it.get(name))
-            .and_then(|p| p.get("value"))
-        {
+        if let Some(v) = items.and_then(|it| it.get(name)).and_then(|p| p.get("value")) {
             out.insert(name.to_string(), v.to_json());
         }
     }
@@ -97,27 +84,17 @@ pub(super) fn thing_property_flat_map<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a
 }
 
 pub(super) fn attribute<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
-    let (Some(key), Some(pk), Some(dn)) =
-        (text_arg(&args, 0), ctx.product_key(), ctx.device_name())
-    else {
+    let (Some(key), Some(pk), Some(dn)) = (text_arg(&args, 0), ctx.product_key(), ctx.device_name()) else {
         return Ok(Value::Null);
     };
-    Ok(ctx
-        .env
-        .devices
-        .attribute(pk, dn, &key)
-        .map_or(Value::Null, |s| Value::Str(Cow::Owned(s))))
+    Ok(ctx.env.devices.attribute(pk, dn, &key).map_or(Value::Null, |s| Value::Str(Cow::Owned(s))))
 }
 
 pub(super) fn device_status<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
     let (Some(pk), Some(dn)) = (ctx.product_key(), ctx.device_name()) else {
         return Ok(Value::Null);
     };
-    Ok(ctx
-        .env
-        .devices
-        .status(pk, dn)
-        .map_or(Value::Null, |s| Value::Str(Cow::Owned(s))))
+    Ok(ctx.env.devices.status(pk, dn).map_or(Value::Null, |s| Value::Str(Cow::Owned(s))))
 }
 
 pub(super) fn gateway<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {

@@ -35,11 +35,7 @@ pub(super) fn upper<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
 
 /// Applies `f` to the text of argument 0, keeping a borrowed string borrowed.
 fn trim_with<'a>(mut args: Args<'a>, f: fn(&str) -> &str) -> R<'a> {
-    let v = if args.is_empty() {
-        Value::Null
-    } else {
-        args.swap_remove(0)
-    };
+    let v = if args.is_empty() { Value::Null } else { args.swap_remove(0) };
     Ok(match v {
         Value::Null => Value::Null,
         Value::Str(Cow::Borrowed(s)) => Value::Str(Cow::Borrowed(f(s))),
@@ -74,12 +70,10 @@ pub(super) fn endswith<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
 }
 
 pub(super) fn replace<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
-    Ok(
-        match (text_arg(&args, 0), text_arg(&args, 1), text_arg(&args, 2)) {
-            (Some(s), Some(t), Some(r)) => owned(s.replace(t.as_ref(), &r)),
-            _ => Value::Null,
-        },
-    )
+    Ok(match (text_arg(&args, 0), text_arg(&args, 1), text_arg(&args, 2)) {
+        (Some(s), Some(t), Some(r)) => owned(s.replace(t.as_ref(), &r)),
+        _ => Value::Null,
+    })
 }
 
 /// The byte offset of character `n` of `s` (its length when `n` is past the end).
@@ -138,11 +132,7 @@ pub(super) fn split<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     if sep.is_empty() {
         return Err("the separator must not be empty".into());
     }
-    let parts = s
-        .split(sep.as_ref())
-        .filter(|p| !p.is_empty())
-        .map(|p| Json::String(p.to_string()))
-        .collect();
+    let parts = s.split(sep.as_ref()).filter(|p| !p.is_empty()).map(|p| Json::String(p.to_string())).collect();
     Ok(Value::Json(Cow::Owned(Json::Array(parts))))
 }
 
@@ -166,13 +156,7 @@ pub(super) fn regex(pattern: &str) -> Result<Regex, String> {
         .size_limit(1 << 20)
         .dfa_size_limit(1 << 20)
         .build()
-        .map_err(|e| {
-            format!(
-                "invalid regular expression {}: {}",
-                quote(&Value::str(pattern)),
-                e.to_string().lines().last().unwrap_or("").trim()
-            )
-        })?;
+        .map_err(|e| format!("invalid regular expression {}: {}", quote(&Value::str(pattern)), e.to_string().lines().last().unwrap_or("").trim()))?;
     REGEX_CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() >= REGEX_CACHE_MAX {
@@ -191,8 +175,7 @@ pub(super) fn regex_match<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
 }
 
 pub(super) fn regex_replace<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
-    let (Some(s), Some(p), Some(r)) = (text_arg(&args, 0), text_arg(&args, 1), text_arg(&args, 2))
-    else {
+    let (Some(s), Some(p), Some(r)) = (text_arg(&args, 0), text_arg(&args, 1), text_arg(&args, 2)) else {
         return Ok(Value::Null);
     };
     Ok(owned(regex(&p)?.replace_all(&s, r.as_ref()).into_owned()))

@@ -9,29 +9,8 @@ use super::{arg, int_arg, quote, text_arg, R};
 use crate::rule::expr::{Args, Ctx};
 use crate::value::Value;
 
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-const DAYS: [&str; 7] = [
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-    "Sunday",
-];
+const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
 fn pad(out: &mut String, v: i64, width: usize) {
     out.push_str(&format!("{v:0width$}"));
@@ -116,21 +95,12 @@ pub fn java_format(pattern: &str, t: &DateTime<FixedOffset>) -> Result<String, S
             'E' => out.push_str(&DAYS[t.weekday().num_days_from_monday() as usize % 7][..3]),
             'u' => pad(&mut out, i64::from(t.weekday().number_from_monday()), n),
             'Z' => out.push_str(&offset_text(t.offset().local_minus_utc(), 2)),
-            'X' if n > 3 => {
-                return Err(bad(format!("too many pattern letters `{}`", "X".repeat(n))))
-            }
+            'X' if n > 3 => return Err(bad(format!("too many pattern letters `{}`", "X".repeat(n)))),
             'X' if t.offset().local_minus_utc() == 0 => out.push('Z'),
             'X' => out.push_str(&offset_text(t.offset().local_minus_utc(), n as u8)),
             'z' if t.offset().local_minus_utc() == 0 => out.push_str("UTC"),
-            'z' => out.push_str(&format!(
-                "GMT{}",
-                offset_text(t.offset().local_minus_utc(), 3)
-            )),
-            other => {
-                return Err(bad(format!(
-                    "unknown pattern letter '{other}' (quote literal text: 'T')"
-                )))
-            }
+            'z' => out.push_str(&format!("GMT{}", offset_text(t.offset().local_minus_utc(), 3))),
+            other => return Err(bad(format!("unknown pattern letter '{other}' (quote literal text: 'T')"))),
         }
     }
     Ok(out)
@@ -138,9 +108,7 @@ pub fn java_format(pattern: &str, t: &DateTime<FixedOffset>) -> Result<String, S
 
 /// The evaluation clock as a date-time in `tz`.
 fn now_in(ctx: &Ctx<'_>, tz: FixedOffset) -> Result<DateTime<FixedOffset>, String> {
-    DateTime::from_timestamp_millis(ctx.now_ms)
-        .map(|t| t.with_timezone(&tz))
-        .ok_or_else(|| format!("clock {} ms is out of range", ctx.now_ms))
+    DateTime::from_timestamp_millis(ctx.now_ms).map(|t| t.with_timezone(&tz)).ok_or_else(|| format!("clock {} ms is out of range", ctx.now_ms))
 }
 
 fn timestamp_in<'a>(ctx: &Ctx<'a>, args: &Args<'a>, tz: FixedOffset) -> R<'a> {
@@ -150,10 +118,7 @@ fn timestamp_in<'a>(ctx: &Ctx<'a>, args: &Args<'a>, tz: FixedOffset) -> R<'a> {
     let Some(fmt) = text_arg(args, 0) else {
         return Ok(Value::Null);
     };
-    Ok(Value::Str(Cow::Owned(java_format(
-        &fmt,
-        &now_in(ctx, tz)?,
-    )?)))
+    Ok(Value::Str(Cow::Owned(java_format(&fmt, &now_in(ctx, tz)?)?)))
 }
 
 pub(super) fn timestamp<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
@@ -186,12 +151,7 @@ fn unit_arg(args: &Args<'_>, i: usize) -> Result<Option<Unit>, String> {
         "millisecond" | "milliseconds" | "ms" => Unit::Milli,
         "microsecond" | "microseconds" | "us" => Unit::Micro,
         "nanosecond" | "nanoseconds" | "ns" => Unit::Nano,
-        _ => {
-            return Err(format!(
-                "unknown time unit {}; use 'second', 'millisecond', 'microsecond' or 'nanosecond'",
-                quote(arg(args, i))
-            ))
-        }
+        _ => return Err(format!("unknown time unit {}; use 'second', 'millisecond', 'microsecond' or 'nanosecond'", quote(arg(args, i)))),
     }))
 }
 
@@ -201,10 +161,7 @@ fn from_unix(ts: i64, unit: Unit) -> Option<DateTime<Utc>> {
         Unit::Second => DateTime::from_timestamp(ts, 0),
         Unit::Milli => DateTime::from_timestamp_millis(ts),
         Unit::Micro => DateTime::from_timestamp_micros(ts),
-        Unit::Nano => DateTime::from_timestamp(
-            ts.div_euclid(1_000_000_000),
-            ts.rem_euclid(1_000_000_000) as u32,
-        ),
+        Unit::Nano => DateTime::from_timestamp(ts.div_euclid(1_000_000_000), ts.rem_euclid(1_000_000_000) as u32),
     }
 }
 
@@ -232,8 +189,7 @@ pub(super) fn unix_ts_to_rfc3339<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(ts), Some(unit)) = (int_arg(&args, 0)?, unit_arg(&args, 1)?) else {
         return Ok(Value::Null);
     };
-    let t = from_unix(ts, unit)
-        .ok_or_else(|| format!("timestamp {} is out of range", quote(arg(&args, 0))))?;
+    let t = from_unix(ts, unit).ok_or_else(|| format!("timestamp {} is out of range", quote(arg(&args, 0))))?;
     Ok(Value::Str(Cow::Owned(rfc3339(&t, unit))))
 }
 
@@ -241,36 +197,27 @@ pub(super) fn rfc3339_to_unix_ts<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(s), Some(unit)) = (text_arg(&args, 0), unit_arg(&args, 1)?) else {
         return Ok(Value::Null);
     };
-    let t = DateTime::parse_from_rfc3339(s.trim()).map_err(|e| {
-        format!(
-            "{} is not an RFC 3339 date-time ({e})",
-            quote(arg(&args, 0))
-        )
-    })?;
+    let t = DateTime::parse_from_rfc3339(s.trim()).map_err(|e| format!("{} is not an RFC 3339 date-time ({e})", quote(arg(&args, 0))))?;
     let v = match unit {
         Unit::Second => Some(t.timestamp()),
         Unit::Milli => Some(t.timestamp_millis()),
         Unit::Micro => Some(t.timestamp_micros()),
         Unit::Nano => t.timestamp_nanos_opt(),
     };
-    v.map(Value::Int)
-        .ok_or_else(|| format!("{} is out of range in nanoseconds", quote(arg(&args, 0))))
+    v.map(Value::Int).ok_or_else(|| format!("{} is out of range in nanoseconds", quote(arg(&args, 0))))
 }
 
 pub(super) fn now_timestamp<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(unit) = unit_arg(&args, 0)? else {
         return Ok(Value::Null);
     };
-    ms_in(ctx.now_ms, unit)
-        .map(Value::Int)
-        .ok_or_else(|| format!("clock {} ms is out of range in that unit", ctx.now_ms))
+    ms_in(ctx.now_ms, unit).map(Value::Int).ok_or_else(|| format!("clock {} ms is out of range in that unit", ctx.now_ms))
 }
 
 pub(super) fn now_rfc3339<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(unit) = unit_arg(&args, 0)? else {
         return Ok(Value::Null);
     };
-    let t = DateTime::from_timestamp_millis(ctx.now_ms)
-        .ok_or_else(|| format!("clock {} ms is out of range", ctx.now_ms))?;
+    let t = DateTime::from_timestamp_millis(ctx.now_ms).ok_or_else(|| format!("clock {} ms is out of range", ctx.now_ms))?;
     Ok(Value::Str(Cow::Owned(rfc3339(&t, unit))))
 }

@@ -29,9 +29,7 @@ pub(super) fn is_str<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
 }
 
 pub(super) fn is_num<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
-    test(&args, |v| {
-        matches!(v, Value::Int(_) | Value::UInt(_) | Value::Float(_))
-    })
+    test(&args, |v| matches!(v, Value::Int(_) | Value::UInt(_) | Value::Float(_)))
 }
 
 pub(super) fn is_int<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
@@ -59,11 +57,7 @@ pub(super) fn type_of<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
 }
 
 fn cannot<'a>(v: &Value<'_>, to: &str) -> R<'a> {
-    Err(format!(
-        "cannot convert {} {} to {to}",
-        v.type_name(),
-        quote(v)
-    ))
+    Err(format!("cannot convert {} {} to {to}", v.type_name(), quote(v)))
 }
 
 pub(super) fn int<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
@@ -76,8 +70,7 @@ pub(super) fn int<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
         _ => None,
     };
     match n {
-        Some(Num::Float(f)) => super::f64_to_i64(f.trunc())
-            .map_or_else(|| cannot(v, "int (out of range)"), |i| Ok(Value::Int(i))),
+        Some(Num::Float(f)) => super::f64_to_i64(f.trunc()).map_or_else(|| cannot(v, "int (out of range)"), |i| Ok(Value::Int(i))),
         Some(n) => Ok(n.into_value()),
         None => cannot(v, "int"),
     }
@@ -88,19 +81,13 @@ pub(super) fn float<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     match v {
         Value::Null => Ok(Value::Null),
         Value::Bool(b) => Ok(Value::Float(if *b { 1.0 } else { 0.0 })),
-        Value::Int(_) | Value::UInt(_) | Value::Float(_) | Value::Str(_) => v
-            .as_f64()
-            .map_or_else(|| cannot(v, "float"), |f| Ok(Value::Float(f))),
+        Value::Int(_) | Value::UInt(_) | Value::Float(_) | Value::Str(_) => v.as_f64().map_or_else(|| cannot(v, "float"), |f| Ok(Value::Float(f))),
         _ => cannot(v, "float"),
     }
 }
 
 pub(super) fn string<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
-    let v = if args.is_empty() {
-        Value::Null
-    } else {
-        args.swap_remove(0)
-    };
+    let v = if args.is_empty() { Value::Null } else { args.swap_remove(0) };
     Ok(match v {
         Value::Null => Value::Null,
         Value::Str(s) => Value::Str(s),

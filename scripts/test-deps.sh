@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the tests need, when it is missing:
+# - tansu, the Kafka-compatible broker the Kafka tests start (from crates.io, into
+#   $HOME/.cache/sluice/tools; the first build takes 15-20 minutes);
+# - Mosquitto (Debian's packages), the MQTT broker;
+# - sqlite3 (Debian's packages), with which the test harness indexes tansu's database.
+set -euo pipefail
+
+TOOLS="$HOME/.cache/sluice/tools"
+if [ -n "${SLUICE_TANSU:-}" ] && [ -x "${SLUICE_TANSU}" ]; then
+    echo "test-deps: tansu from SLUICE_TANSU=${SLUICE_TANSU}"
+elif [ -x "$TOOLS/bin/tansu" ]; then
+    echo "test-deps: tansu already in $TOOLS/bin"
+else
+    echo "test-deps: installing tansu 0.6.0 into $TOOLS (takes a while the first time)"
+    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$TOOLS"
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+apt_install() {
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "$@"
+}
+if ! command -v mosquitto >/dev/null 2>&1; then
+    echo "test-deps: installing mosquitto"
+    apt_install mosquitto mosquitto-clients
+fi
+if ! command -v sqlite3 >/dev/null 2>&1; then
+    echo "test-deps: installing sqlite3"
+    apt_install sqlite3
+fi

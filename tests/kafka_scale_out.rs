@@ -1,0 +1,88 @@
+//! Scale-out: two `sluice` instances in one consumer group share the input partitions; one is
+//! killed (SIGKILL) mid-run and the other takes over its partitions: nothing is lost.
+
+mod support;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{kafka_config, produce, tail, write, Broker, Collector, In, Rec, Sluice};
+
+const N: u64 = 40_000;
+const PARTITIONS: i32 = 4;
+
+/// How many partitions the last "assignment changed" line of a log names.
+fn last_assignment(log: &Path) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().rev().find(|l| l.contains("assignment changed")).map_or(0, |l| l.matches("iot-in[").count())
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn two_instances_share_partitions_and_one_takes_over() {
+    let started = Instant::now();
+    let broker = Broker::start();
+    let dir = support::temp_dir("sluice-test-");
+    broker.create_topics(&[("iot-in", PARTITIONS), ("out", 4), ("sluice-errors", 1)]);
+    let bootstrap = broker.bootstrap();
+
+    // Each instance tags its outputs, so the test can tell who did what.
+    let mut instances = Vec::new();
+    for name in ["a", "b"] {
+        let rules = dir.path().join(format!("rules-{name}"));
+        write(&rules.join("r.toml"), &format!("sql = \"\"\"SELECT deviceName() AS dn, seq FROM \"/sys/+/+/thing/event/property/post\" \"\"\"\n[[actions]]\ntopic = \"out\"\nkey = \"${{dn}}\"\n[actions.headers]\ninstance = \"{name}\"\n"));
+        let config = dir.path().join(format!("sluice-{name}.toml"));
+        write(&config, &kafka_config(&bootstrap, "scale", &["iot-in"], &rules, "", ""));
+        let log = dir.path().join(format!("sluice-{name}.log"));
+        instances.push((Sluice::start(&config, &log), log));
+        if name == "a" {
+            assert!(wait_until(Duration::from_secs(30), || last_assignment(&instances[0].1) == PARTITIONS as usize), "a gets every partition first; log:\n{}", tail(&instances[0].1, 40));
+        }
+    }
+    let (log_a, log_b) = (instances[0].1.clone(), instances[1].1.clone());
+    let shared = wait_until(Duration::from_secs(60), || last_assignment(&log_a) == 2 && last_assignment(&log_b) == 2);
+    assert!(shared, "the group must split 4 partitions 2 + 2; a:\n{}\nb:\n{}", tail(&log_a, 30), tail(&log_b, 30));
+    eprintln!("scale-out: partitions shared 2 + 2 after {:.1}s", started.elapsed().as_secs_f64());
+
+    let collector = Collector::start(&bootstrap, &["out"]);
+    produce(&bootstrap, "iot-in", (0..N).map(|seq| In::iot(&format!("/sys/pk1/dev{}/thing/event/property/post", seq % 100), json!({"seq": seq}).to_string())));
+    let by = |recs: &[Rec], who: &str| recs.iter().filter(|r| r.header("instance") == Some(who)).count();
+    let both_busy = collector.wait_for(Duration::from_secs(120), |r| r.len() >= (N / 4) as usize && by(r, "a") > 0 && by(r, "b") > 0);
+    assert!(both_busy, "both instances must work; a:\n{}\nb:\n{}", tail(&log_a, 30), tail(&log_b, 30));
+
+    instances[1].0.kill9();
+    let before = collector.records();
+    eprintln!("scale-out: b killed after {} outputs (a {}, b {})", before.len(), by(&before, "a"), by(&before, "b"));
+    let took_over = wait_until(Duration::from_secs(60), || last_assignment(&log_a) == PARTITIONS as usize);
+    assert!(took_over, "a must take over b's partitions; a:\n{}", tail(&log_a, 30));
+
+    let seqs = |recs: &[Rec]| -> HashSet<u64> { recs.iter().map(|r| r.json()["seq"].as_u64().expect("seq")).collect() };
+    let complete = collector.wait_for(Duration::from_secs(180), |r| r.len() as u64 >= N && seqs(r).len() as u64 == N);
+    let records = collector.records();
+    let seen = seqs(&records);
+    assert!(complete, "{} of {N} inputs have their output; a:\n{}", seen.len(), tail(&log_a, 40));
+    assert_eq!(seen, (0..N).collect::<HashSet<u64>>());
+    let status = instances[0].0.terminate(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}; log:\n{}", tail(&log_a, 40));
+    assert_eq!(broker.committed("scale", "iot-in", PARTITIONS), broker.end_offsets("iot-in", PARTITIONS));
+    eprintln!(
+        "scale-out: {N} inputs, {} outputs (a {}, b {}), {} duplicates, total {:.1}s",
+        records.len(),
+        by(&records, "a"),
+        by(&records, "b"),
+        records.len() - seen.len(),
+        started.elapsed().as_secs_f64()
+    );
+}

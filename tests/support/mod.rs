@@ -1,0 +1,523 @@
+//! Test harness shared by the Kafka tests: a real Kafka-compatible broker (tansu, sqlite
+//! storage) on a free loopback port, topics, a producer, a collector of output records, and
+//! the `sluice` binary as a child process. Everything started here is stopped on drop.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+/// The broker binary: `$SLUICE_TANSU`, `$HOME/.cache/sluice/tools/bin/tansu`, or `tansu` on
+/// `PATH`. Panics (the test fails, never skips) when there is none.
+pub fn tansu_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SLUICE_TANSU") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "SLUICE_TANSU={} is not a file", p.display());
+        return p;
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let p = Path::new(&home).join(".cache/sluice/tools/bin/tansu");
+        if p.is_file() {
+            return p;
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("tansu");
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!("the Kafka-compatible broker `tansu` was not found (looked at $SLUICE_TANSU, $HOME/.cache/sluice/tools/bin/tansu and PATH): run scripts/test-deps.sh, which installs it");
+}
+
+/// A temporary folder, kept (and its path printed) when `SLUICE_TEST_KEEP` is set.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    let keep = std::env::var_os("SLUICE_TEST_KEEP").is_some();
+    let dir = tempfile::Builder::new().prefix(prefix).disable_cleanup(keep).tempdir().expect("temp dir");
+    if keep {
+        eprintln!("keeping {}", dir.path().display());
+    }
+    dir
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("local addr").port()
+}
+
+/// A tansu broker with its own sqlite database in a temporary folder.
+pub struct Broker {
+    child: Option<Child>,
+    /// The broker's folder (database and log).
+    pub dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Broker {
+    /// Starts a broker and waits until it answers metadata requests.
+    pub fn start() -> Broker {
+        let bin = tansu_bin();
+        let mut b = Broker { child: None, dir: temp_dir("sluice-tansu-"), port: free_port() };
+        b.spawn(&bin);
+        b.wait_ready(Duration::from_secs(30));
+        b.index_headers();
+        b
+    }
+
+    fn spawn(&mut self, bin: &Path) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("tansu.log")).expect("broker log");
+        let child = Command::new(bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.dir.path())
+            .env_remove("STORAGE_ENGINE")
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .env("RUST_LOG", std::env::var("SLUICE_TANSU_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        self.child = Some(child);
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
+    }
+
+    /// Stops the broker at once (SIGKILL), keeping its database.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and database.
+    pub fn restart(&mut self) {
+        self.kill();
+        let bin = tansu_bin();
+        self.spawn(&bin);
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let started = Instant::now();
+        let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).set("log_level", "2").create().expect("metadata client");
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("tansu exited ({status}) before it was ready:\n{}", self.log());
+                }
+            }
+            if client.fetch_metadata(None, Duration::from_secs(1)).is_ok() {
+                return;
+            }
+            assert!(started.elapsed() < timeout, "tansu not ready after {timeout:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// tansu 0.6's sqlite schema has no index on record headers, so every fetched record scans
+    /// them all (quadratic). The index changes nothing else.
+    fn index_headers(&self) {
+        let db = self.dir.path().join("tansu.db");
+        let out = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 10000"])
+            .arg(&db)
+            .arg("CREATE INDEX IF NOT EXISTS header_topition_offset ON header (topition, offset_id);")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run sqlite3 (scripts/test-deps.sh installs it): {e}"));
+        assert!(out.status.success(), "sqlite3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Creates topics with their partition counts and waits until their metadata shows them.
+    pub fn create_topics(&self, topics: &[(&str, i32)]) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("admin client");
+        let new: Vec<NewTopic<'_>> = topics.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let results = rt.block_on(admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))).expect("create topics");
+        for r in results {
+            if let Err((t, e)) = r {
+                panic!("cannot create topic {t}: {e}");
+            }
+        }
+        let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("metadata client");
+        let started = Instant::now();
+        for (t, p) in topics {
+            loop {
+                let n = client.fetch_metadata(Some(t), Duration::from_secs(2)).ok().and_then(|m| m.topics().first().map(|t| t.partitions().len())).unwrap_or(0);
+                if n == *p as usize {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(20), "topic {t} has {n} partitions, not {p}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// The committed offsets of a consumer group on a topic, by partition.
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).set("group.id", group).create().expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let got = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+        (0..partitions).map(|p| got.find_partition(topic, p).and_then(|e| e.offset().to_raw()).unwrap_or(-1)).collect()
+    }
+
+    /// The high watermarks (end offsets) of a topic, by partition.
+    pub fn end_offsets(&self, topic: &str, partitions: i32) -> Vec<i64> {
+        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("consumer");
+        (0..partitions).map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1).collect()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An input record for [`produce`].
+#[derive(Clone, Debug)]
+pub struct In {
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// Record headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Record value.
+    pub value: Vec<u8>,
+}
+
+impl In {
+    /// A record with its IoT topic in the `iot-topic` header.
+    pub fn iot(topic: &str, value: impl Into<Vec<u8>>) -> In {
+        In { key: None, headers: vec![("iot-topic".into(), topic.as_bytes().to_vec())], value: value.into() }
+    }
+}
+
+struct CountFailures(Arc<AtomicUsize>);
+impl ClientContext for CountFailures {}
+impl ProducerContext for CountFailures {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = r {
+            eprintln!("test producer: delivery failed: {e}");
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Produces records to a topic and waits until the broker acknowledged them all.
+pub fn produce(bootstrap: &str, topic: &str, records: impl IntoIterator<Item = In>) -> usize {
+    let failures = Arc::new(AtomicUsize::new(0));
+    let p: BaseProducer<CountFailures> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "5000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("compression.type", "lz4")
+        .create_with_context(CountFailures(failures.clone()))
+        .expect("producer");
+    let mut n = 0;
+    for r in records {
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (k, v) in &r.headers {
+            headers = headers.insert(rdkafka::message::Header { key: k, value: Some(v) });
+        }
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(&r.value[..]).headers(headers);
+        if let Some(k) = &r.key {
+            rec = rec.key(&k[..]);
+        }
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((e, back)) => {
+                    assert!(matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)), "produce: {e}");
+                    rec = back;
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        p.poll(Duration::ZERO);
+        n += 1;
+    }
+    p.flush(Duration::from_secs(120)).expect("flush the test producer");
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "test producer: some records were not delivered");
+    n
+}
+
+/// An output record seen by a [`Collector`].
+#[derive(Clone, Debug)]
+pub struct Rec {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key (UTF-8).
+    pub key: Option<String>,
+    /// Headers (UTF-8), in order.
+    pub headers: Vec<(String, String)>,
+    /// Value.
+    pub value: Vec<u8>,
+}
+
+impl Rec {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The value as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.value).unwrap_or_else(|e| panic!("record value is not JSON ({e}): {}", String::from_utf8_lossy(&self.value)))
+    }
+}
+
+/// Reads every record of some topics from the beginning, in the background (no consumer
+/// group: partitions assigned by hand).
+pub struct Collector {
+    recs: Arc<Mutex<Vec<Rec>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Collector {
+    /// Starts reading `topics` (which must exist).
+    pub fn start(bootstrap: &str, topics: &[&str]) -> Collector {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "sluice-test-collector")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .expect("collector consumer");
+        let mut tpl = TopicPartitionList::new();
+        for t in topics {
+            let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10)).expect("metadata");
+            let n = md.topics().first().map_or(0, |t| t.partitions().len());
+            assert!(n > 0, "collector: topic {t} has no partitions");
+            for p in 0..n as i32 {
+                tpl.add_partition_offset(t, p, Offset::Beginning).expect("offset");
+            }
+        }
+        consumer.assign(&tpl).expect("assign");
+        let recs = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (recs, stop) = (recs.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                        let headers = m.headers().map(|hs| hs.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect()).unwrap_or_default();
+                        let rec = Rec {
+                            topic: m.topic().to_string(),
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                            headers,
+                            value: m.payload().unwrap_or_default().to_vec(),
+                        };
+                        recs.lock().unwrap().push(rec);
+                    }
+                }
+            })
+        };
+        Collector { recs, stop, thread: Some(thread) }
+    }
+
+    /// Waits until `done` holds for the records read so far; false on timeout.
+    pub fn wait_for(&self, timeout: Duration, mut done: impl FnMut(&[Rec]) -> bool) -> bool {
+        let started = Instant::now();
+        loop {
+            if done(&self.recs.lock().unwrap()) {
+                return true;
+            }
+            if started.elapsed() >= timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The records read so far.
+    pub fn records(&self) -> Vec<Rec> {
+        self.recs.lock().unwrap().clone()
+    }
+
+    /// How many records were read so far.
+    pub fn len(&self) -> usize {
+        self.recs.lock().unwrap().len()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The `sluice` binary running `sluice run --config …`, its stderr in a log file.
+pub struct Sluice {
+    child: Option<Child>,
+    /// The log file (appended to by every start).
+    pub log: PathBuf,
+}
+
+impl Sluice {
+    /// Starts `sluice run --config config`.
+    pub fn start(config: &Path, log: &Path) -> Sluice {
+        let mut f = fs::OpenOptions::new().create(true).append(true).open(log).expect("sluice log");
+        writeln!(f, "---- sluice start ----").expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("log"))
+            .stderr(f)
+            .spawn()
+            .expect("start sluice");
+        Sluice { child: Some(child), log: log.to_path_buf() }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Kills it at once (SIGKILL): no drain, no commit.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let ok = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill -TERM");
+        assert!(ok.success(), "kill -TERM failed");
+        let started = Instant::now();
+        loop {
+            if let Some(s) = c.try_wait().expect("wait") {
+                return s;
+            }
+            if started.elapsed() > timeout {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("sluice did not exit within {timeout:?} of SIGTERM; log:\n{}", tail(&self.log, 60));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The last `n` lines of a file.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Writes a file, creating its folder.
+pub fn write(path: &Path, text: &str) {
+    if let Some(d) = path.parent() {
+        fs::create_dir_all(d).expect("create dir");
+    }
+    fs::write(path, text).expect("write file");
+}
+
+/// A `sluice run` configuration: a Kafka source (group `group`, topics `inputs`) and a Kafka
+/// sink on `bootstrap`, rules from `rules`, with timings suited to tests. `extra_source` and
+/// `extra_sink` are appended to the source's and the sink's tables.
+pub fn kafka_config(bootstrap: &str, group: &str, inputs: &[&str], rules: &Path, extra_source: &str, extra_sink: &str) -> String {
+    let topics: Vec<String> = inputs.iter().map(|t| format!("{t:?}")).collect();
+    format!(
+        r#"[rules]
+paths = [{rules:?}]
+
+[engine]
+default_error_topic = "sluice-errors"
+shutdown_timeout_ms = 20000
+workers = 2
+
+[[sources]]
+type = "kafka"
+brokers = "{bootstrap}"
+topics = [{topics}]
+group_id = "{group}"
+commit_interval_ms = 200
+{extra_source}
+[sources.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+"topic.metadata.refresh.interval.ms" = "2000"
+
+[sink]
+type = "kafka"
+brokers = "{bootstrap}"
+unknown_topic_timeout_ms = 3000
+retry_backoff_max_ms = 2000
+{extra_sink}
+"#,
+        rules = rules.display().to_string(),
+        topics = topics.join(", "),
+    )
+}
+
+/// Counts of distinct values and duplicates.
+pub fn count_distinct<T: std::hash::Hash + Eq>(items: impl IntoIterator<Item = T>) -> (usize, usize) {
+    let mut seen: HashMap<T, usize> = HashMap::new();
+    let mut total = 0;
+    for i in items {
+        *seen.entry(i).or_default() += 1;
+        total += 1;
+    }
+    (seen.len(), total - seen.len())
+}
