@@ -463,4 +463,12 @@ mod tests {
         assert_eq!(parse_timezone("-05:30").unwrap().local_minus_utc(), -(5 * 3600 + 1800));
         assert!(parse_timezone("CET").is_err());
     }
+
+    #[test]
+    fn shipped_sample_configs_load() {
+        for f in ["deploy/sluice.toml", "deploy/kafka.toml", "deploy/quickstart.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            Config::load(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
 }
