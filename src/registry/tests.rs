@@ -495,3 +495,21 @@ fn load_errors() {
     assert!(e.contains("missing"), "{e}");
     assert_eq!(shipped().len().0, 7);
 }
+
+#[test]
+fn shipped_models_accept_every_quickstart_integration_request() {
+    let r = shipped();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.jsonl")).unwrap();
+    let mut checked = 0;
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Json>(line) else { continue };
+        let (Some(topic), Some(payload)) = (v.get("topic").and_then(Json::as_str), v.get("payload")) else { continue };
+        let info = TopicInfo::parse(topic);
+        if crate::message::is_batch(&info) {
+            let verdicts = entries(r.validate(info.kind, info.product_key.unwrap(), payload));
+            assert!(verdicts.iter().all(|e| *e == Accepted), "{topic}: {verdicts:?}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5);
+}
