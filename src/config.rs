@@ -23,6 +23,26 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// The sink receiving every output record.
     pub sink: SinkConfig,
+    /// The device registry and thing models (optional: without it, integration entries are
+    /// not validated against models and device lookups in rules are NULL).
+    #[serde(default)]
+    pub registry: Option<RegistryConfig>,
+}
+
+/// `[registry]`: product thing models and the device registry (format: `models/README.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Folder of thing models, one `<productKey>.toml` per product.
+    #[serde(default = "default_models_dir")]
+    pub models: PathBuf,
+    /// The devices file (`[[devices]]` tables); default `<models>/devices.toml` when it exists.
+    #[serde(default)]
+    pub devices: Option<PathBuf>,
+}
+
+fn default_models_dir() -> PathBuf {
+    PathBuf::from("models")
 }
 
 /// `[rules]`
@@ -455,6 +475,18 @@ mod tests {
         assert!(e.to_string().contains("`enable.auto.commit` is set by Sluice"), "{e}");
         let e = parse("topicz = []\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `topicz`"), "{e}");
+    }
+
+    #[test]
+    fn registry_section() {
+        let base = "[[sources]]\ntype = \"file\"\npath = \"in.jsonl\"\n[sink]\ntype = \"file\"\ndir = \"out\"\n";
+        assert!(Config::parse(Path::new("c.toml"), base).unwrap().registry.is_none());
+        let c = Config::parse(Path::new("c.toml"), &format!("{base}[registry]\n")).unwrap();
+        let r = c.registry.unwrap();
+        assert_eq!((r.models, r.devices), (PathBuf::from("models"), None));
+        let c = Config::parse(Path::new("c.toml"), &format!("{base}[registry]\nmodels = \"m\"\ndevices = \"d.toml\"\n")).unwrap();
+        assert_eq!(c.registry.unwrap().devices, Some(PathBuf::from("d.toml")));
+        assert!(Config::parse(Path::new("c.toml"), &format!("{base}[registry]\nmodel = \"m\"\n")).is_err());
     }
 
     #[test]

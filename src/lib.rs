@@ -14,6 +14,7 @@
 //! - [`value`]: the runtime value type and its coercion rules.
 //! - [`rule`]: rule files and the SQL compiler (parse → plan → expr → functions → registry).
 //! - [`integration`]: the integration channel's contract: return codes, verdicts, validation.
+//! - [`registry`]: the device registry and product thing models (validation, device facts).
 //! - [`engine`]: evaluation of a rule set on a message, and the running pipeline.
 //! - [`source`]: where messages come from (one file per source).
 //! - [`sink`]: where output records go (one file per sink).
@@ -29,6 +30,7 @@ pub mod engine;
 pub mod error;
 pub mod integration;
 pub mod message;
+pub mod registry;
 pub mod rule;
 pub mod shutdown;
 pub mod sink;

@@ -12,6 +12,7 @@ use sluice::config::{parse_timezone, Config, SinkConfig, SourceConfig};
 use sluice::engine::pipeline::{Clock, Pipeline};
 use sluice::engine::{Engine, EngineOptions, RuleSet, Scratch};
 use sluice::message::{Message, Metadata};
+use sluice::registry::Registry;
 use sluice::rule::expr::Env;
 use sluice::shutdown::Shutdown;
 use sluice::sink::file::FileSink;
@@ -161,7 +162,20 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{} rule error(s); nothing was run", errors.len());
     }
     tracing::info!(rules = rules.len(), enabled = rules.iter().filter(|r| r.enabled).count(), "rules compiled");
-    let env = Env { tz: parse_timezone(&cfg.engine.timezone).map_err(anyhow::Error::msg)?, ..Env::default() };
+    let tz = parse_timezone(&cfg.engine.timezone).map_err(anyhow::Error::msg)?;
+    let registry = match &cfg.registry {
+        None => None,
+        Some(r) => {
+            let reg = Registry::load(&r.models, r.devices.as_deref()).context("loading the device registry")?.with_timezone(tz);
+            let (models, devices) = reg.len();
+            tracing::info!(models, devices, "device registry loaded");
+            Some(Arc::new(reg))
+        }
+    };
+    let mut env = Env { tz, ..Env::default() };
+    if let Some(r) = &registry {
+        env.devices = Box::new(r.clone());
+    }
     let opts = EngineOptions { default_error_topic: cfg.engine.default_error_topic.clone(), max_payload_bytes: cfg.engine.max_payload_bytes };
     let engine = Arc::new(Engine::new(RuleSet::new(rules), env, opts));
     let shutdown_timeout = std::time::Duration::from_millis(cfg.engine.shutdown_timeout_ms);
@@ -181,7 +195,7 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     let report = rt.block_on(async {
         let shutdown = Shutdown::new();
         shutdown.on_signals();
-        let pipeline = Pipeline { engine, sources, sink, capacity: engine_cfg.channel_capacity, workers: engine_cfg.workers, clock: Clock::System };
+        let pipeline = Pipeline { engine, sources, sink, capacity: engine_cfg.channel_capacity, workers: engine_cfg.workers, clock: Clock::System, registry };
         // After a signal, the pipeline has `shutdown_timeout` to drain, flush and commit.
         let deadline = async {
             shutdown.wait().await;

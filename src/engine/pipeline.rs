@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Engine, Scratch};
 use crate::error::{SinkError, SourceError};
+use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::sink::{Batch, Sink, SinkReport};
 use crate::source::{Envelope, Source, SourceReport};
@@ -72,6 +73,9 @@ pub struct Pipeline {
     pub workers: usize,
     /// The clock.
     pub clock: Clock,
+    /// The device registry, kept current from data-flow messages (lifecycle, topology, status)
+    /// before the rules see them.
+    pub registry: Option<Arc<Registry>>,
 }
 
 impl Pipeline {
@@ -91,7 +95,7 @@ impl Pipeline {
         for w in 0..workers {
             let (tx, rx) = mpsc::channel::<Envelope>(cap);
             worker_txs.push(tx);
-            worker_tasks.push(tokio::spawn(worker(w, self.engine.clone(), rx, sink_tx.clone(), self.clock)));
+            worker_tasks.push(tokio::spawn(worker(w, self.engine.clone(), self.registry.clone(), rx, sink_tx.clone(), self.clock)));
         }
         drop(sink_tx);
         let router = tokio::spawn(async move {
@@ -146,7 +150,7 @@ fn topic_shard(topic: &str, n: usize) -> usize {
     (h % n as u64) as usize
 }
 
-async fn worker(id: usize, engine: Arc<Engine>, mut rx: mpsc::Receiver<Envelope>, tx: mpsc::Sender<Batch>, clock: Clock) {
+async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>, mut rx: mpsc::Receiver<Envelope>, tx: mpsc::Sender<Batch>, clock: Clock) {
     let mut scratch = Scratch::default();
     let hist = metrics::PROCESS_SECONDS.with_label_values(&[&id.to_string()]);
     while let Some(env) = rx.recv().await {
@@ -157,6 +161,9 @@ async fn worker(id: usize, engine: Arc<Engine>, mut rx: mpsc::Receiver<Envelope>
             metrics::MESSAGES_REJECTED.with_label_values(&[&source]).inc();
             records.push(engine.dead_letter(&env.msg, reason));
         } else {
+            if let Some(r) = &registry {
+                r.observe(&env.msg);
+            }
             let started = std::time::Instant::now();
             let outcome = engine.process(&env.msg, clock.now_ms(), &mut scratch, &mut records);
             hist.observe(started.elapsed().as_secs_f64());

@@ -35,6 +35,13 @@ pub static PROCESS_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     h
 });
 
+/// Device registry updates from data-flow messages, by topic kind (`lifecycle`,
+/// `topo_lifecycle`, `status`) and result (`applied`, `stale` — an older `lastTime` —,
+/// `unknown_device`, `malformed`).
+pub static REGISTRY_UPDATES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter("sluice_registry_updates_total", "Device registry updates from data-flow messages, by topic kind and result: applied, stale, unknown_device or malformed.", &["kind", "result"])
+});
+
 fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     REGISTRY.register(Box::new(g.clone())).expect("unique metric");

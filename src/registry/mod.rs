@@ -1,0 +1,540 @@
+//! The device registry and the product thing models (issue 4, part 1).
+//!
+//! - Thing models: one TOML file per product in a folder (`models/*.toml`, format in
+//!   `models/README.md`), see [`model`].
+//! - Devices: a TOML file (`models/devices.toml` by default) of `[[devices]]`, held in
+//!   concurrent maps by `(productKey, deviceKey)`, by `(productKey, deviceName)` and by
+//!   `assetId`.
+//! - Kept current from the data-flow topics (seed 004) by [`Registry::observe`]: device
+//!   lifecycle, topology lifecycle and online/offline status (the status with the latest
+//!   `lastTime` wins, whatever the arrival order).
+//! - Read by rules through [`DeviceLookup`] (`attribute()`, `deviceStatus()`, `gateway()`), and
+//!   used by the integration channel through [`Validator`].
+
+pub mod model;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::FixedOffset;
+use dashmap::DashMap;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::integration::{codes, EntryVerdict, Validation, Validator};
+use crate::message::Message;
+use crate::rule::expr::DeviceLookup;
+use crate::telemetry::metrics;
+use crate::topic::{TopicInfo, TopicKind};
+
+pub use model::{DataType, ThingModel};
+
+/// A registered device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// The product key.
+    pub product_key: String,
+    /// The device key (unique within the product).
+    pub device_key: String,
+    /// The device name used by data-flow topics (defaults to the device key).
+    pub device_name: String,
+    /// The asset id (HTTP uploads name devices by it).
+    pub asset_id: Option<String>,
+    /// Tags, read by `attribute(key)`.
+    pub tags: BTreeMap<String, String>,
+    /// Disabled devices are "not found" for the integration channel.
+    pub enabled: bool,
+    /// The gateway, as `(productKey, deviceName)`.
+    pub gateway: Option<(String, String)>,
+}
+
+/// The devices file: `[[devices]]` tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesFile {
+    /// The devices.
+    #[serde(default)]
+    pub devices: Vec<DeviceEntry>,
+}
+
+/// One `[[devices]]` table of the devices file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceEntry {
+    /// The product key.
+    pub product_key: String,
+    /// The device key.
+    pub device_key: String,
+    /// The device name (defaults to the device key).
+    #[serde(default)]
+    pub device_name: Option<String>,
+    /// The asset id.
+    #[serde(default)]
+    pub asset_id: Option<String>,
+    /// Tags (string values), read by `attribute(key)`.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Whether the device is enabled.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+    /// The gateway.
+    #[serde(default)]
+    pub gateway: Option<GatewayRef>,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+/// `gateway = { product_key = "…", device_name = "…" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRef {
+    /// The gateway's product key.
+    pub product_key: String,
+    /// The gateway's device name.
+    pub device_name: String,
+}
+
+impl From<DeviceEntry> for Device {
+    fn from(e: DeviceEntry) -> Device {
+        Device {
+            device_name: e.device_name.unwrap_or_else(|| e.device_key.clone()),
+            product_key: e.product_key,
+            device_key: e.device_key,
+            asset_id: e.asset_id,
+            tags: e.tags,
+            enabled: e.enabled,
+            gateway: e.gateway.map(|g| (g.product_key, g.device_name)),
+        }
+    }
+}
+
+type Key = (String, String);
+
+/// The last known online/offline status of a device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Status {
+    status: String,
+    last_ms: i64,
+}
+
+/// The device registry and thing models, shared (`Arc`) by the engine, the pipeline and the
+/// integration channel.
+#[derive(Default)]
+pub struct Registry {
+    models: DashMap<String, Arc<ThingModel>>,
+    devices: DashMap<Key, Device>,
+    by_name: DashMap<Key, String>,
+    by_asset: DashMap<String, Key>,
+    /// Status by `(productKey, deviceName)`: devices need not be registered to have one.
+    status: DashMap<Key, Status>,
+    /// Time zone of the status messages' `lastTime` (used when `utcLastTime` is absent).
+    tz: Option<FixedOffset>,
+}
+
+/// Why the registry could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A file is not valid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Sets the time zone of status messages' `lastTime` (`yyyy-MM-dd HH:mm:ss.SSS`, local time
+    /// of the platform); `utcLastTime` is preferred when present. Default UTC.
+    pub fn with_timezone(mut self, tz: FixedOffset) -> Registry {
+        self.tz = Some(tz);
+        self
+    }
+
+    /// Loads every `*.toml` model in `models_dir` (except the devices file, `devices.toml`) and
+    /// the devices of `devices_file` (default: `models_dir/devices.toml` when it exists).
+    pub fn load(models_dir: &Path, devices_file: Option<&Path>) -> Result<Registry, RegistryError> {
+        let reg = Registry::new();
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RegistryError::Io { path, source }
+        };
+        let default_devices = models_dir.join("devices.toml");
+        let devices_path = devices_file.map(Path::to_path_buf).or_else(|| default_devices.is_file().then(|| default_devices.clone()));
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(models_dir)
+            .map_err(io(models_dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.file_name().is_some_and(|n| n != "devices.toml"))
+            .filter(|p| devices_path.as_deref() != Some(p.as_path()))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let m = ThingModel::load(&p).map_err(RegistryError::Invalid)?;
+            if reg.models.contains_key(&m.product_key) {
+                return Err(RegistryError::Invalid(format!("{}: a second model for product `{}`", p.display(), m.product_key)));
+            }
+            reg.add_model(m);
+        }
+        if let Some(path) = devices_path {
+            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            let file: DevicesFile = toml::from_str(&text).map_err(|e| RegistryError::Invalid(format!("{}: {}", path.display(), e.to_string().trim())))?;
+            for d in file.devices {
+                if reg.devices.contains_key(&(d.product_key.clone(), d.device_key.clone())) {
+                    return Err(RegistryError::Invalid(format!("{}: device `{}/{}` is listed twice", path.display(), d.product_key, d.device_key)));
+                }
+                reg.upsert(d.into());
+            }
+        }
+        Ok(reg)
+    }
+
+    /// Adds (or replaces) a product's model.
+    pub fn add_model(&self, model: ThingModel) {
+        self.models.insert(model.product_key.clone(), Arc::new(model));
+    }
+
+    /// The model of a product.
+    pub fn model(&self, product_key: &str) -> Option<Arc<ThingModel>> {
+        self.models.get(product_key).map(|m| m.clone())
+    }
+
+    /// Number of models and of devices.
+    pub fn len(&self) -> (usize, usize) {
+        (self.models.len(), self.devices.len())
+    }
+
+    /// True when there is no model and no device.
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty() && self.devices.is_empty()
+    }
+
+    /// Adds or replaces a device (and its name and asset indexes).
+    pub fn upsert(&self, device: Device) {
+        let key = (device.product_key.clone(), device.device_key.clone());
+        self.remove(&key.0, &key.1);
+        self.by_name.insert((device.product_key.clone(), device.device_name.clone()), device.device_key.clone());
+        if let Some(a) = &device.asset_id {
+            self.by_asset.insert(a.clone(), key.clone());
+        }
+        self.devices.insert(key, device);
+    }
+
+    /// Removes a device by key; returns it.
+    pub fn remove(&self, product_key: &str, device_key: &str) -> Option<Device> {
+        let (_, old) = self.devices.remove(&(product_key.to_string(), device_key.to_string()))?;
+        self.by_name.remove_if(&(old.product_key.clone(), old.device_name.clone()), |_, k| *k == old.device_key);
+        if let Some(a) = &old.asset_id {
+            self.by_asset.remove_if(a, |_, k| k.0 == old.product_key && k.1 == old.device_key);
+        }
+        Some(old)
+    }
+
+    /// A device by product key and device key.
+    pub fn device(&self, product_key: &str, device_key: &str) -> Option<Device> {
+        self.devices.get(&(product_key.to_string(), device_key.to_string())).map(|d| d.clone())
+    }
+
+    /// A device by asset id.
+    pub fn device_by_asset(&self, asset_id: &str) -> Option<Device> {
+        let key = self.by_asset.get(asset_id)?.clone();
+        self.devices.get(&key).map(|d| d.clone())
+    }
+
+    /// The key of a device named by data-flow topics (`deviceName`), or by its device key.
+    fn resolve(&self, product_key: &str, device: &str) -> Option<Key> {
+        let name_key = (product_key.to_string(), device.to_string());
+        if let Some(dk) = self.by_name.get(&name_key) {
+            return Some((product_key.to_string(), dk.clone()));
+        }
+        self.devices.contains_key(&name_key).then_some(name_key)
+    }
+
+    /// A device by its device name (data-flow topics) or device key.
+    pub fn device_by_name(&self, product_key: &str, device: &str) -> Option<Device> {
+        let key = self.resolve(product_key, device)?;
+        self.devices.get(&key).map(|d| d.clone())
+    }
+
+    fn with_device<T>(&self, product_key: &str, device: &str, f: impl FnOnce(&mut Device) -> T) -> Option<T> {
+        let key = self.resolve(product_key, device)?;
+        self.devices.get_mut(&key).map(|mut d| f(&mut d))
+    }
+
+    /// Applies a data-flow message (seed 004) to the registry: device lifecycle
+    /// (`/sys/{pk}/{dn}/thing/lifecycle`), topology lifecycle (`/sys/{pk}/{dn}/thing/topo/lifecycle`)
+    /// and status (`/as/mqtt/status/{pk}/{dn}`). Other topics are ignored. Malformed payloads
+    /// are counted (`sluice_registry_updates_total{result="malformed"}`) and logged.
+    pub fn observe(&self, msg: &Message) {
+        let info = TopicInfo::parse(&msg.topic);
+        let kind = match info.kind {
+            TopicKind::Lifecycle | TopicKind::TopoLifecycle | TopicKind::Status => info.kind,
+            _ => return,
+        };
+        let (Some(pk), Some(dn)) = (info.product_key, info.device_name) else {
+            return;
+        };
+        let result = match serde_json::from_slice::<Json>(&msg.payload) {
+            Err(e) => Err(format!("payload is not JSON: {e}")),
+            Ok(payload) => match kind {
+                TopicKind::Lifecycle => self.lifecycle(pk, dn, &payload),
+                TopicKind::TopoLifecycle => self.topo(pk, dn, &payload),
+                _ => self.apply_status(pk, dn, &payload),
+            },
+        };
+        let outcome = match result {
+            Ok(o) => o,
+            Err(reason) => {
+                tracing::warn!(topic = %msg.topic, %reason, "registry: malformed data-flow message ignored");
+                "malformed"
+            }
+        };
+        metrics::REGISTRY_UPDATES.with_label_values(&[kind.name(), outcome]).inc();
+    }
+
+    fn lifecycle(&self, pk: &str, dn: &str, p: &Json) -> Result<&'static str, String> {
+        let action = p.get("action").and_then(Json::as_str).ok_or("`action` must be a string")?;
+        match action {
+            "create" => {
+                match self.resolve(pk, dn) {
+                    Some(_) => {
+                        self.with_device(pk, dn, |d| d.enabled = true);
+                    }
+                    None => self.upsert(Device {
+                        product_key: pk.to_string(),
+                        device_key: dn.to_string(),
+                        device_name: dn.to_string(),
+                        asset_id: None,
+                        tags: BTreeMap::new(),
+                        enabled: true,
+                        gateway: None,
+                    }),
+                }
+                Ok("applied")
+            }
+            "delete" => {
+                self.status.remove(&(pk.to_string(), dn.to_string()));
+                match self.resolve(pk, dn) {
+                    Some((pk, dk)) => {
+                        self.remove(&pk, &dk);
+                        Ok("applied")
+                    }
+                    None => Ok("unknown_device"),
+                }
+            }
+            "enable" | "disable" => Ok(self.with_device(pk, dn, |d| d.enabled = action == "enable").map_or("unknown_device", |()| "applied")),
+            other => Err(format!("unknown lifecycle action `{other}`")),
+        }
+    }
+
+    fn topo(&self, pk: &str, dn: &str, p: &Json) -> Result<&'static str, String> {
+        let action = p.get("action").and_then(Json::as_str).ok_or("`action` must be a string")?;
+        if !matches!(action, "add" | "remove" | "enable" | "disable") {
+            return Err(format!("unknown topology action `{action}`"));
+        }
+        let gw_pk = p.get("gwProductKey").and_then(Json::as_str).unwrap_or(pk);
+        let gw_dn = p.get("gwDeviceName").and_then(Json::as_str).unwrap_or(dn);
+        let devices = p.get("devices").and_then(Json::as_array).ok_or("`devices` must be an array")?;
+        let mut subs = Vec::with_capacity(devices.len());
+        for (i, d) in devices.iter().enumerate() {
+            match (d.get("productKey").and_then(Json::as_str), d.get("deviceName").and_then(Json::as_str)) {
+                (Some(spk), Some(sdn)) => subs.push((spk, sdn)),
+                _ => return Err(format!("devices[{i}] needs string `productKey` and `deviceName`")),
+            }
+        }
+        let mut outcome = "applied";
+        for (spk, sdn) in subs {
+            let found = self.with_device(spk, sdn, |d| match action {
+                "add" => d.gateway = Some((gw_pk.to_string(), gw_dn.to_string())),
+                "remove" => {
+                    if d.gateway.as_ref().is_none_or(|(p, n)| p == gw_pk && n == gw_dn) {
+                        d.gateway = None;
+                    }
+                }
+                _ => d.enabled = action == "enable",
+            });
+            if found.is_none() {
+                tracing::debug!(product_key = spk, device_name = sdn, action, "registry: topology change for an unregistered sub-device");
+                outcome = "unknown_device";
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn apply_status(&self, pk: &str, dn: &str, p: &Json) -> Result<&'static str, String> {
+        let status = p.get("status").and_then(Json::as_str).ok_or("`status` must be a string")?;
+        if status != "online" && status != "offline" {
+            return Err(format!("`status` `{status}` must be online or offline"));
+        }
+        let last_ms = self.last_time_ms(p).ok_or("needs `utcLastTime` (RFC 3339) or `lastTime` (yyyy-MM-dd HH:mm:ss.SSS)")?;
+        let key = (pk.to_string(), dn.to_string());
+        let mut applied = false;
+        self.status
+            .entry(key)
+            .and_modify(|s| {
+                if last_ms >= s.last_ms {
+                    *s = Status { status: status.to_string(), last_ms };
+                    applied = true;
+                }
+            })
+            .or_insert_with(|| {
+                applied = true;
+                Status { status: status.to_string(), last_ms }
+            });
+        Ok(if applied { "applied" } else { "stale" })
+    }
+
+    fn last_time_ms(&self, p: &Json) -> Option<i64> {
+        if let Some(t) = p.get("utcLastTime").and_then(Json::as_str).and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok()) {
+            return Some(t.timestamp_millis());
+        }
+        match p.get("lastTime")? {
+            Json::Number(n) => n.as_i64(),
+            Json::String(s) => {
+                let naive = chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S%.f").ok()?;
+                let offset = self.tz.map_or(0, |tz| i64::from(tz.local_minus_utc()));
+                Some(naive.and_utc().timestamp_millis() - offset * 1000)
+            }
+            _ => None,
+        }
+    }
+
+    /// Validates one `params` entry (see [`Validator`]).
+    fn validate_entry(&self, kind: TopicKind, topic_pk: &str, entry: &Json) -> EntryVerdict {
+        let reject = |code, message: String| EntryVerdict::Rejected { code, message };
+        if !entry.is_object() {
+            return reject(codes::BAD_REQUEST, "entry must be an object".into());
+        }
+        let device = match (entry.get("assetId"), entry.get("deviceKey")) {
+            (Some(Json::String(asset)), _) => match self.device_by_asset(asset) {
+                Some(d) => d,
+                None => return reject(codes::DEVICE_NOT_FOUND, format!("asset `{asset}` not found")),
+            },
+            (Some(other), _) if !other.is_null() => return reject(codes::BAD_REQUEST, "`assetId` must be a string".into()),
+            (_, Some(Json::String(dk))) => {
+                let pk = match entry.get("productKey") {
+                    None | Some(Json::Null) => topic_pk,
+                    Some(Json::String(pk)) => pk.as_str(),
+                    Some(_) => return reject(codes::BAD_REQUEST, "`productKey` must be a string".into()),
+                };
+                match self.device(pk, dk) {
+                    Some(d) => d,
+                    None => return reject(codes::DEVICE_NOT_FOUND, format!("device `{dk}` of product `{pk}` not found")),
+                }
+            }
+            (_, Some(_)) => return reject(codes::BAD_REQUEST, "`deviceKey` must be a string".into()),
+            (_, None) => return reject(codes::BAD_REQUEST, "missing `deviceKey` (or `assetId`)".into()),
+        };
+        if !device.enabled {
+            return reject(codes::DEVICE_NOT_FOUND, format!("device `{}` of product `{}` is disabled", device.device_key, device.product_key));
+        }
+        let Some(field) = kind.batch_field() else {
+            return EntryVerdict::Accepted;
+        };
+        let data = match entry.get(field) {
+            Some(Json::Object(data)) => data,
+            Some(_) => return reject(codes::BAD_REQUEST, format!("`{field}` must be an object")),
+            None => return reject(codes::BAD_REQUEST, format!("missing `{field}`")),
+        };
+        let Some(model) = self.model(&device.product_key) else {
+            return reject(codes::MODEL_VALIDATE_FAILED, format!("no thing model for product {}", device.product_key));
+        };
+        let (defs, what) = match kind {
+            TopicKind::IntegrationMeasurepoint => (&model.measurepoints, "measure point"),
+            TopicKind::IntegrationAttributes => (&model.attributes, "attribute"),
+            _ => (&model.events, "event"),
+        };
+        for (id, value) in data {
+            let Some(t) = defs.get(id) else {
+                return reject(codes::MODEL_VALIDATE_FAILED, format!("unknown {what} `{id}` in the model of product {}", device.product_key));
+            };
+            let value = if kind == TopicKind::IntegrationMeasurepoint { measurepoint_value(t, value) } else { Ok(value) };
+            if let Err(problem) = value.and_then(|v| t.check(v)) {
+                return reject(codes::MODEL_VALIDATE_FAILED, format!("{what} `{id}`: {problem}"));
+            }
+        }
+        EntryVerdict::Accepted
+    }
+}
+
+/// A measure point's value: plain, or `{value, quality}` (quality an integer, optional).
+fn measurepoint_value<'v>(t: &DataType, v: &'v Json) -> Result<&'v Json, String> {
+    let Json::Object(obj) = v else {
+        return Ok(v);
+    };
+    let struct_with_value = matches!(t, DataType::Struct { members } if members.contains_key("value"));
+    if struct_with_value || !obj.contains_key("value") || obj.keys().any(|k| k != "value" && k != "quality") {
+        return Ok(v);
+    }
+    if let Some(q) = obj.get("quality") {
+        if !q.is_i64() && !q.is_u64() {
+            return Err(format!("quality must be an integer, got {}", model::describe(q)));
+        }
+    }
+    Ok(&obj["value"])
+}
+
+impl Validator for Registry {
+    /// Per `params` entry: a missing or non-string `deviceKey` (or `assetId`) is
+    /// [`codes::BAD_REQUEST`]; an unknown or disabled device [`codes::DEVICE_NOT_FOUND`]; a value
+    /// that does not fit the product's model [`codes::MODEL_VALIDATE_FAILED`]. A request that is
+    /// not an object with a `params` array is a request-level [`codes::BAD_REQUEST`].
+    fn validate(&self, kind: TopicKind, product_key: &str, request: &Json) -> Validation {
+        let Json::Object(_) = request else {
+            return Validation::Request { code: codes::BAD_REQUEST, message: "request must be a JSON object".into() };
+        };
+        match request.get("params").and_then(Json::as_array) {
+            Some(params) => Validation::Entries(params.iter().map(|e| self.validate_entry(kind, product_key, e)).collect()),
+            None => Validation::Request { code: codes::BAD_REQUEST, message: "`params` must be an array of entries".into() },
+        }
+    }
+}
+
+impl DeviceLookup for Registry {
+    fn attribute(&self, product_key: &str, device: &str, key: &str) -> Option<String> {
+        let k = self.resolve(product_key, device)?;
+        self.devices.get(&k)?.tags.get(key).cloned()
+    }
+
+    fn status(&self, product_key: &str, device: &str) -> Option<String> {
+        let direct = (product_key.to_string(), device.to_string());
+        if let Some(s) = self.status.get(&direct) {
+            return Some(s.status.clone());
+        }
+        // `device` may be a device key whose device name differs.
+        let name = self.devices.get(&direct).map(|d| d.device_name.clone())?;
+        self.status.get(&(product_key.to_string(), name)).map(|s| s.status.clone())
+    }
+
+    fn gateway(&self, product_key: &str, device: &str) -> Option<(String, String)> {
+        let k = self.resolve(product_key, device)?;
+        self.devices.get(&k)?.gateway.clone()
+    }
+}
+
+/// Lets the engine's `Env.devices` share the registry with the pipeline.
+impl DeviceLookup for Arc<Registry> {
+    fn attribute(&self, product_key: &str, device: &str, key: &str) -> Option<String> {
+        self.as_ref().attribute(product_key, device, key)
+    }
+    fn status(&self, product_key: &str, device: &str) -> Option<String> {
+        self.as_ref().status(product_key, device)
+    }
+    fn gateway(&self, product_key: &str, device: &str) -> Option<(String, String)> {
+        self.as_ref().gateway(product_key, device)
+    }
+}
+
+#[cfg(test)]
+mod tests;
