@@ -19,6 +19,7 @@ use sluice::sink::kafka::KafkaSink;
 use sluice::sink::{OutputRecord, Sink};
 use sluice::source::file::FileSource;
 use sluice::source::kafka::KafkaSource;
+use sluice::source::mqtt::MqttSource;
 use sluice::source::Source;
 
 #[derive(Parser)]
@@ -171,6 +172,8 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
         .map(|s| match s {
             SourceConfig::File { path } => Box::new(FileSource::new(path)) as Box<dyn Source>,
             SourceConfig::Kafka(k) => Box::new(KafkaSource::new(k, shutdown_timeout)),
+            // The device registry's validator replaces AcceptAll once it is merged.
+            SourceConfig::Mqtt(m) => Box::new(MqttSource::new(m, Arc::new(sluice::integration::AcceptAll), shutdown_timeout)),
         })
         .collect();
     let sink: Box<dyn Sink> = match sink {
