@@ -81,15 +81,21 @@ struct World {
 }
 
 fn world(validator: Arc<dyn Validator>, decoders: &Path) -> World {
+    eprintln!("world: starting tansu");
     let broker = Broker::start();
+    eprintln!("world: tansu on {}", broker.port);
     let mut topics: Vec<(&str, i32)> = OUT_TOPICS.iter().map(|t| (*t, 1)).collect();
     topics.push(("sluice-errors", 1));
     broker.create_topics(&topics);
     let mosquitto = Mosquitto::start();
+    eprintln!("world: mosquitto on {}", mosquitto.port);
     let collector = Collector::start(&broker.bootstrap(), &OUT_TOPICS);
     let sluice = InProcess::start(&mosquitto.url(), "sluice-test", &broker.bootstrap(), decoders, validator);
+    eprintln!("world: sluice started");
     let publisher = Publisher::connect(mosquitto.port, "third-party");
+    eprintln!("world: publisher connected");
     publisher.wait_for_sluice(WAIT);
+    eprintln!("world: sluice answers");
     World { _broker: broker, mosquitto, collector, _sluice: sluice, publisher }
 }
 

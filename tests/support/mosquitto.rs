@@ -170,9 +170,8 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        let _ = self.client.disconnect();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // The connection thread ends with the process (joining could wait on a reconnect).
+        let _ = self.client.try_disconnect();
+        drop(self.thread.take());
     }
 }
