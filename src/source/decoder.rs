@@ -123,6 +123,7 @@ impl Decoders {
                 if Instant::now() >= deadline {
                     return DecodeError::Timeout(timeout_ms);
                 }
+                let oom = matches!(e, rquickjs::Error::Allocation);
                 let msg = match e {
                     rquickjs::Error::Exception => {
                         let v = ctx.catch();
@@ -133,7 +134,7 @@ impl Decoders {
                     }
                     other => other.to_string(),
                 };
-                if msg.contains("out of memory") || matches!(e_kind(&msg), Some(true)) {
+                if oom || msg.contains("out of memory") {
                     DecodeError::Memory(memory)
                 } else {
                     DecodeError::Threw(msg)
@@ -153,10 +154,6 @@ impl Decoders {
             }
         })
     }
-}
-
-fn e_kind(msg: &str) -> Option<bool> {
-    msg.contains("Allocation").then_some(true)
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeReasonCode, TlsConfiguration, Transport};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -367,10 +367,8 @@ impl MqttSource {
                     connected_gauge.set(1);
                     metrics::MQTT_CONNECTION_EVENTS.with_label_values(&[name, "connect"]).inc();
                     tracing::info!(target: "sluice::channel", source = %name, session_present = ack.session_present, "connected");
-                    for s in &subs {
-                        if let Err(e) = client.try_subscribe(s.clone(), QoS::AtLeastOnce) {
-                            tracing::error!(source = %name, topic = %s, error = %e, "subscribe failed");
-                        }
+                    if let Err(e) = client.try_subscribe_many(subs.iter().map(|s| SubscribeFilter::new(s.clone(), QoS::AtLeastOnce))) {
+                        tracing::error!(source = %name, error = %e, "subscribe failed");
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
