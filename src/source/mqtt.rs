@@ -504,6 +504,27 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_are_read_into_the_transport() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "c.pem", "c.key"] {
+            std::fs::write(dir.path().join(f), "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n").unwrap();
+        }
+        let d = dir.path().display();
+        let cfg = |ca: &str| -> MqttSourceConfig {
+            toml::from_str(&format!(
+                "url = \"mqtts://h:8883\"\nclient_id = \"c\"\nusername = \"u\"\npassword = \"p\"\n[tls]\nca_file = \"{d}/{ca}\"\nclient_cert_file = \"{d}/c.pem\"\nclient_key_file = \"{d}/c.key\"\n"
+            ))
+            .unwrap()
+        };
+        let o = MqttSource::new(cfg("ca.pem"), Arc::new(AcceptAll), Duration::from_secs(1)).options().unwrap();
+        assert!(matches!(o.transport(), Transport::Tls(TlsConfiguration::Simple { client_auth: Some(_), .. })));
+        assert!(!o.clean_session());
+        assert_eq!(o.broker_address(), ("h".to_string(), 8883));
+        let e = MqttSource::new(cfg("missing.pem"), Arc::new(AcceptAll), Duration::from_secs(1)).options().unwrap_err();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+    }
+
+    #[test]
     fn shared_subscriptions() {
         let mut cfg: MqttSourceConfig = toml::from_str("url = \"mqtt://h:1\"\nclient_id = \"c\"\nshared_group = \"g\"").unwrap();
         assert_eq!(MqttSource::subscriptions(&cfg), vec!["$share/g/sys/+/integration/+/post", "$share/g/sys/+/integration/up_raw"]);
