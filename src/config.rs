@@ -136,6 +136,146 @@ pub enum SourceConfig {
     },
     /// Kafka topics, read by a consumer group (see [`KafkaSourceConfig`]).
     Kafka(KafkaSourceConfig),
+    /// The MQTT integration channel (see [`MqttSourceConfig`]).
+    Mqtt(MqttSourceConfig),
+}
+
+/// `[[sources]] type = "mqtt"`: the integration channel (seed 003). Subscribes with QoS 1 to
+/// `sys/+/integration/+/post` and `sys/+/integration/up_raw`, validates each request, sends its
+/// accepted entries to the rules and answers on `<request topic>_reply`. A request is
+/// acknowledged to the broker only after its reply is sent, which is after its outputs are
+/// delivered: with a persistent session (`clean_session = false`, fixed `client_id`) a request
+/// in flight when Sluice dies is delivered again.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSourceConfig {
+    /// The broker: `mqtt://host:port` (plain TCP) or `mqtts://host:port` (TLS, needs `[tls]`).
+    pub url: String,
+    /// The client id; keep it fixed so the broker keeps the session (and its unacknowledged
+    /// requests) across restarts.
+    pub client_id: String,
+    /// User name, if the broker wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password, if the broker wants one.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// TLS settings (used with `mqtts://`).
+    #[serde(default)]
+    pub tls: Option<MqttTlsConfig>,
+    /// Subscribe as `$share/<group>/…` so several instances split the requests.
+    #[serde(default)]
+    pub shared_group: Option<String>,
+    /// MQTT clean session; `false` (default) keeps unacknowledged requests for redelivery.
+    #[serde(default)]
+    pub clean_session: bool,
+    /// Keep-alive interval (seconds).
+    #[serde(default = "default_mqtt_keep_alive_secs")]
+    pub keep_alive_secs: u64,
+    /// First delay (ms) before reconnecting after a connection failure; doubles on each
+    /// consecutive failure up to `reconnect_backoff_max_ms`.
+    #[serde(default = "default_mqtt_reconnect_backoff_ms")]
+    pub reconnect_backoff_ms: u64,
+    /// Longest delay (ms) between two connection attempts.
+    #[serde(default = "default_mqtt_reconnect_backoff_max_ms")]
+    pub reconnect_backoff_max_ms: u64,
+    /// Requests larger than this are answered with code 1413 and not imported.
+    #[serde(default = "default_mqtt_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// Folder of the up_raw decoder scripts, one `<productKey>.js` per product.
+    #[serde(default = "default_mqtt_decoders_dir")]
+    pub decoders_dir: PathBuf,
+    /// Time limit (ms) of one decoder call.
+    #[serde(default = "default_mqtt_decoder_timeout_ms")]
+    pub decoder_timeout_ms: u64,
+    /// Memory limit (bytes) of one decoder call.
+    #[serde(default = "default_mqtt_decoder_memory_bytes")]
+    pub decoder_memory_bytes: usize,
+}
+
+/// `[sources.tls]` of an MQTT source: PEM files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTlsConfig {
+    /// CA certificate(s) the broker's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// Client certificate, for brokers that authenticate clients by certificate.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// The client certificate's private key.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+}
+
+fn default_mqtt_keep_alive_secs() -> u64 {
+    30
+}
+fn default_mqtt_reconnect_backoff_ms() -> u64 {
+    200
+}
+fn default_mqtt_reconnect_backoff_max_ms() -> u64 {
+    30_000
+}
+fn default_mqtt_max_request_bytes() -> usize {
+    1024 * 1024
+}
+fn default_mqtt_decoders_dir() -> PathBuf {
+    PathBuf::from("decoders")
+}
+fn default_mqtt_decoder_timeout_ms() -> u64 {
+    50
+}
+fn default_mqtt_decoder_memory_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
+impl MqttSourceConfig {
+    /// `(host, port, tls)` of `url`.
+    pub fn endpoint(&self) -> Result<(String, u16, bool), String> {
+        let (tls, rest) = if let Some(r) = self.url.strip_prefix("mqtt://").or_else(|| self.url.strip_prefix("tcp://")) {
+            (false, r)
+        } else if let Some(r) = self.url.strip_prefix("mqtts://").or_else(|| self.url.strip_prefix("ssl://")) {
+            (true, r)
+        } else {
+            return Err(format!("`url` `{}` must be mqtt://host:port or mqtts://host:port", self.url));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("`url` `{}`: bad port", self.url))?),
+            None => (rest, if tls { 8883 } else { 1883 }),
+        };
+        if host.is_empty() {
+            return Err(format!("`url` `{}` has no host", self.url));
+        }
+        Ok((host.to_string(), port, tls))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let (_, _, tls) = self.endpoint()?;
+        if tls && self.tls.is_none() {
+            return Err("an mqtts:// `url` needs a [tls] table with `ca_file`".into());
+        }
+        if self.client_id.trim().is_empty() {
+            return Err("`client_id` is empty".into());
+        }
+        if let Some(g) = &self.shared_group {
+            if g.is_empty() || g.contains(['/', '+', '#']) {
+                return Err(format!("`shared_group` `{g}` must be non-empty without `/`, `+` or `#`"));
+            }
+        }
+        if let Some(t) = &self.tls {
+            if t.client_cert_file.is_some() != t.client_key_file.is_some() {
+                return Err("`tls.client_cert_file` and `tls.client_key_file` go together".into());
+            }
+        }
+        if self.reconnect_backoff_ms == 0 || self.reconnect_backoff_max_ms < self.reconnect_backoff_ms {
+            return Err("`reconnect_backoff_ms` must be at least 1 and at most `reconnect_backoff_max_ms`".into());
+        }
+        if self.decoder_timeout_ms == 0 || self.decoder_memory_bytes < 1024 * 1024 {
+            return Err("`decoder_timeout_ms` must be at least 1 and `decoder_memory_bytes` at least 1 MiB".into());
+        }
+        Ok(())
+    }
 }
 
 /// `[[sources]] type = "kafka"`: a consumer in a consumer group. Instances with the same
@@ -338,8 +478,10 @@ impl Config {
         }
         parse_timezone(&self.engine.timezone).map_err(ConfigError::Value)?;
         for (i, s) in self.sources.iter().enumerate() {
-            if let SourceConfig::Kafka(k) = s {
-                k.validate().map_err(|e| ConfigError::Value(format!("sources[{i}]: {e}")))?;
+            match s {
+                SourceConfig::Kafka(k) => k.validate().map_err(|e| ConfigError::Value(format!("sources[{i}]: {e}")))?,
+                SourceConfig::Mqtt(m) => m.validate().map_err(|e| ConfigError::Value(format!("sources[{i}]: {e}")))?,
+                SourceConfig::File { .. } => {}
             }
         }
         if let SinkConfig::Kafka(k) = &self.sink {
@@ -487,6 +629,18 @@ mod tests {
         let c = Config::parse(Path::new("c.toml"), &format!("{base}[registry]\nmodels = \"m\"\ndevices = \"d.toml\"\n")).unwrap();
         assert_eq!(c.registry.unwrap().devices, Some(PathBuf::from("d.toml")));
         assert!(Config::parse(Path::new("c.toml"), &format!("{base}[registry]\nmodel = \"m\"\n")).is_err());
+    }
+
+    #[test]
+    fn mqtt_source_gets_defaults() {
+        let c = Config::parse(Path::new("c.toml"), "[[sources]]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\nclient_id = \"sluice-1\"\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap();
+        let SourceConfig::Mqtt(m) = &c.sources[0] else { panic!("mqtt source") };
+        assert_eq!(m.endpoint().unwrap(), ("127.0.0.1".to_string(), 1883, false));
+        assert!(!m.clean_session);
+        assert_eq!(m.decoder_timeout_ms, 50);
+        assert_eq!(m.decoders_dir, PathBuf::from("decoders"));
+        let e = Config::parse(Path::new("c.toml"), "[[sources]]\ntype = \"mqtt\"\nurl = \"mqtts://h:8883\"\nclient_id = \"s\"\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap_err();
+        assert!(e.to_string().contains("needs a [tls] table"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use sluice::sink::kafka::KafkaSink;
 use sluice::sink::{OutputRecord, Sink};
 use sluice::source::file::FileSource;
 use sluice::source::kafka::KafkaSource;
+use sluice::source::mqtt::MqttSource;
 use sluice::source::Source;
 
 #[derive(Parser)]
@@ -180,11 +181,17 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     let engine = Arc::new(Engine::new(RuleSet::new(rules), env, opts));
     let shutdown_timeout = std::time::Duration::from_millis(cfg.engine.shutdown_timeout_ms);
     let Config { sources, sink, engine: engine_cfg, .. } = cfg;
+    // Integration requests are validated by the device registry when one is configured.
+    let validator: Arc<dyn sluice::integration::Validator> = match &registry {
+        Some(r) => r.clone(),
+        None => Arc::new(sluice::integration::AcceptAll),
+    };
     let sources: Vec<Box<dyn Source>> = sources
         .into_iter()
         .map(|s| match s {
             SourceConfig::File { path } => Box::new(FileSource::new(path)) as Box<dyn Source>,
             SourceConfig::Kafka(k) => Box::new(KafkaSource::new(k, shutdown_timeout)),
+            SourceConfig::Mqtt(m) => Box::new(MqttSource::new(m, validator.clone(), shutdown_timeout)),
         })
         .collect();
     let sink: Box<dyn Sink> = match sink {

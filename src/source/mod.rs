@@ -1,8 +1,11 @@
 //! Sources: where messages come from. A source sends [`Envelope`]s into a bounded channel
 //! (backpressure blocks it) until its input ends or shutdown is requested.
 
+pub mod channel_log;
+pub mod decoder;
 pub mod file;
 pub mod kafka;
+pub mod mqtt;
 pub mod offsets;
 
 use std::fmt;

@@ -84,6 +84,21 @@ pub static KAFKA_DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static KAFKA_SINK_IN_FLIGHT: LazyLock<IntGaugeVec> =
     LazyLock::new(|| gauge("sluice_kafka_sink_in_flight_records", "Records handed to the Kafka producer and not yet acknowledged by the broker.", &[]));
 
+/// Integration channel: requests answered, by reply code (`200`, `1203`, `1204`, …).
+pub static INTEGRATION_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_integration_requests_total", "Integration requests answered, by reply code.", &["code"]));
+/// Integration channel: `params` entries by verdict (`accepted`, `rejected`).
+pub static INTEGRATION_ENTRIES: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_integration_entries_total", "Integration request entries, by verdict: accepted or rejected.", &["verdict"]));
+/// Integration channel: decoder script failures, by reason (`missing`, `threw`, `timeout`, `memory`, `bad_output`).
+pub static INTEGRATION_DECODER_ERRORS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_integration_decoder_errors_total", "up_raw decoder script failures, by reason: missing, threw, timeout, memory, bad_output.", &["reason"]));
+/// MQTT source: 1 while connected to the broker, by source.
+pub static MQTT_CONNECTED: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_mqtt_connected", "1 while an MQTT source is connected to its broker.", &["source"]));
+/// MQTT source: connection events (`connect`, `disconnect`), by source.
+pub static MQTT_CONNECTION_EVENTS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_mqtt_connection_events_total", "MQTT source connection events, by kind: connect or disconnect.", &["source", "event"]));
+/// MQTT source: requests received and not yet answered, by source.
+pub static MQTT_IN_FLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_mqtt_in_flight_requests", "Integration requests received and not yet answered.", &["source"]));
+
 /// Renders the registry in the Prometheus text format.
 pub fn render() -> String {
     use prometheus::Encoder;

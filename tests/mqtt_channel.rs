@@ -1,0 +1,109 @@
+//! The MQTT integration channel against a real Mosquitto, with in-process sinks (no Kafka):
+//! delivery failures and shared subscriptions.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use sluice::config::MqttSourceConfig;
+use sluice::engine::pipeline::{Clock, Pipeline, PipelineReport};
+use sluice::engine::{Engine, EngineOptions, RuleSet};
+use sluice::error::SinkError;
+use sluice::integration::AcceptAll;
+use sluice::rule::expr::Env;
+use sluice::shutdown::Shutdown;
+use sluice::sink::{Batch, BoxFuture, Sink, SinkReport};
+use sluice::source::mqtt::MqttSource;
+use sluice::source::{Delivery, Source};
+use support::mosquitto::{Mosquitto, Publisher};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Acknowledges every batch with a fixed delivery.
+struct FixedSink(Delivery);
+
+impl Sink for FixedSink {
+    fn run(self: Box<Self>, mut rx: mpsc::Receiver<Batch>) -> BoxFuture<Result<SinkReport, SinkError>> {
+        Box::pin(async move {
+            while let Some(b) = rx.recv().await {
+                b.ack.done(self.0.clone());
+            }
+            Ok(SinkReport::default())
+        })
+    }
+}
+
+fn source(m: &Mosquitto, client_id: &str, extra: &str) -> Box<dyn Source> {
+    let cfg: MqttSourceConfig = toml::from_str(&format!("url = {:?}\nclient_id = {client_id:?}\nreconnect_backoff_ms = 100\n{extra}", m.url())).expect("config");
+    Box::new(MqttSource::new(cfg, Arc::new(AcceptAll), Duration::from_secs(5)))
+}
+
+/// Runs a pipeline without rules on its own runtime; `stop` ends it and returns its report.
+struct Running {
+    rt: tokio::runtime::Runtime,
+    shutdown: Shutdown,
+    handle: tokio::task::JoinHandle<PipelineReport>,
+}
+
+impl Running {
+    fn start(sources: Vec<Box<dyn Source>>, sink: Box<dyn Sink>) -> Running {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let engine = Arc::new(Engine::new(RuleSet::new(Vec::new()), Env::default(), EngineOptions::default()));
+        let shutdown = Shutdown::new();
+        let pipeline = Pipeline { engine, sources, sink, capacity: 16, workers: 1, clock: Clock::System };
+        let sd = shutdown.clone();
+        let handle = rt.spawn(async move { pipeline.run(sd).await.expect("pipeline") });
+        Running { rt, shutdown, handle }
+    }
+
+    fn stop(self) -> PipelineReport {
+        self.shutdown.trigger();
+        let r = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), self.handle).await }).expect("pipeline stops").expect("pipeline task");
+        self.rt.shutdown_timeout(Duration::from_secs(1));
+        r
+    }
+}
+
+const REQUEST: &str = r#"{"id":"7","version":"1.0","params":[{"deviceKey":"device1","events":{"e":{"a":1}}}],"method":"integration.event.post"}"#;
+
+#[test]
+fn failed_delivery_is_answered_500_and_the_channel_goes_on() {
+    let m = Mosquitto::start();
+    let running = Running::start(vec![source(&m, "sluice-fail", "")], Box::new(FixedSink(Delivery::Failed("the sink refused it".into()))));
+    let p = Publisher::connect(m.port, "third-party");
+    p.wait_for_sluice(WAIT);
+    for _ in 0..3 {
+        let r = p.request("sys/pk/integration/event/post", REQUEST, WAIT).expect("reply");
+        assert_eq!(r.body, json!({"id": "7", "code": 500, "data": {"error": "the sink refused it"}, "message": "Internal error"}));
+    }
+    let errors = sluice::source::channel_log::recent_errors();
+    assert!(errors.iter().any(|e| e.stage == "delivery" && e.code == 500 && e.request_id == Some(json!("7"))), "{errors:?}");
+    running.stop();
+}
+
+#[test]
+fn shared_subscriptions_split_the_requests() {
+    let m = Mosquitto::start();
+    let extra = "shared_group = \"sluice\"\n";
+    let running = Running::start(vec![source(&m, "sluice-a", extra), source(&m, "sluice-b", extra)], Box::new(FixedSink(Delivery::Delivered)));
+    let p = Publisher::connect(m.port, "third-party");
+    p.wait_for_sluice(WAIT);
+    std::thread::sleep(Duration::from_millis(500)); // both instances subscribed
+    let before = p.replies().len();
+    for i in 0..20 {
+        p.publish("sys/pk/integration/event/post", REQUEST.replace("\"7\"", &format!("\"{i}\"")));
+    }
+    assert!(p.wait_reply(before + 19, WAIT).is_some(), "{} replies", p.replies().len() - before);
+    std::thread::sleep(Duration::from_millis(200));
+    let replies = &p.replies()[before..];
+    assert_eq!(replies.len(), 20, "one reply per request");
+    assert!(replies.iter().all(|r| r.body["code"] == json!(200)));
+    let report = running.stop();
+    let counts: Vec<u64> = report.sources.iter().map(|(_, r)| r.messages).collect();
+    assert_eq!(counts.len(), 2);
+    assert!(counts.iter().all(|&n| n > 0), "both instances got requests: {counts:?}");
+    assert!(counts.iter().sum::<u64>() >= 20, "{counts:?}");
+}

@@ -1,0 +1,238 @@
+//! The MQTT integration channel end to end: a real Mosquitto, a real Kafka-compatible broker
+//! (tansu), Sluice's pipeline in process (so tests can plug in their own validators), and a
+//! real MQTT client playing the third-party system.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice::config::{KafkaSinkConfig, MqttSourceConfig};
+use sluice::engine::pipeline::{Clock, Pipeline};
+use sluice::engine::{Engine, EngineOptions, RuleSet};
+use sluice::integration::{codes, AcceptAll, EntryVerdict, Validation, Validator};
+use sluice::rule::expr::Env;
+use sluice::shutdown::Shutdown;
+use sluice::sink::kafka::KafkaSink;
+use sluice::source::mqtt::MqttSource;
+use sluice::topic::TopicKind;
+use support::mosquitto::{Mosquitto, Publisher};
+use support::{Broker, Collector};
+
+const OUT_TOPICS: [&str; 3] = ["iot-integration-measurepoint", "iot-integration-event", "iot-integration-attributes"];
+const WAIT: Duration = Duration::from_secs(20);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Sluice's pipeline (MQTT source → integration rules → Kafka sink) on a runtime of its own.
+struct InProcess {
+    rt: Option<tokio::runtime::Runtime>,
+    shutdown: Shutdown,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl InProcess {
+    fn start(mqtt_url: &str, client_id: &str, bootstrap: &str, decoders: &Path, validator: Arc<dyn Validator>) -> InProcess {
+        let rules: Vec<PathBuf> = ["integration_measurepoint.toml", "integration_event.toml", "integration_attributes.toml"].iter().map(|f| repo().join("rules").join(f)).collect();
+        let (rules, errors) = sluice::rule::compile_paths(&rules);
+        assert!(errors.is_empty(), "rules: {:?}", errors.iter().map(|e| e.render()).collect::<Vec<_>>());
+        let engine = Arc::new(Engine::new(RuleSet::new(rules), Env::default(), EngineOptions::default()));
+        let src: MqttSourceConfig =
+            toml::from_str(&format!("url = {mqtt_url:?}\nclient_id = {client_id:?}\ndecoders_dir = {:?}\nreconnect_backoff_ms = 100\n", decoders.display().to_string())).expect("mqtt config");
+        let sink: KafkaSinkConfig = toml::from_str(&format!("brokers = {bootstrap:?}\nlinger_ms = 1\n")).expect("sink config");
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let shutdown = Shutdown::new();
+        let pipeline = Pipeline {
+            engine,
+            sources: vec![Box::new(MqttSource::new(src, validator, Duration::from_secs(10)))],
+            sink: Box::new(KafkaSink::new(sink, "sluice-errors")),
+            capacity: 64,
+            workers: 1,
+            clock: Clock::System,
+            registry: None,
+        };
+        let sd = shutdown.clone();
+        let handle = rt.spawn(async move {
+            pipeline.run(sd).await.expect("pipeline");
+        });
+        InProcess { rt: Some(rt), shutdown, handle: Some(handle) }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let (Some(rt), Some(h)) = (self.rt.take(), self.handle.take()) {
+            let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), h).await });
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+struct World {
+    _broker: Broker,
+    mosquitto: Mosquitto,
+    collector: Collector,
+    _sluice: InProcess,
+    publisher: Publisher,
+}
+
+fn world(validator: Arc<dyn Validator>, decoders: &Path) -> World {
+    eprintln!("world: starting tansu");
+    let broker = Broker::start();
+    eprintln!("world: tansu on {}", broker.port);
+    let mut topics: Vec<(&str, i32)> = OUT_TOPICS.iter().map(|t| (*t, 1)).collect();
+    topics.push(("sluice-errors", 1));
+    broker.create_topics(&topics);
+    let mosquitto = Mosquitto::start();
+    eprintln!("world: mosquitto on {}", mosquitto.port);
+    let collector = Collector::start(&broker.bootstrap(), &OUT_TOPICS);
+    let sluice = InProcess::start(&mosquitto.url(), "sluice-test", &broker.bootstrap(), decoders, validator);
+    eprintln!("world: sluice started");
+    let publisher = Publisher::connect(mosquitto.port, "third-party");
+    eprintln!("world: publisher connected");
+    publisher.wait_for_sluice(WAIT);
+    eprintln!("world: sluice answers");
+    World { _broker: broker, mosquitto, collector, _sluice: sluice, publisher }
+}
+
+/// The records of `topic`, as (deviceKey or device, value).
+fn records_of(c: &Collector, topic: &str) -> Vec<Value> {
+    c.records().into_iter().filter(|r| r.topic == topic).map(|r| r.json()).collect()
+}
+
+fn keys(values: &[Value], field: &str) -> Vec<String> {
+    let mut k: Vec<String> = values.iter().map(|v| v[field].as_str().unwrap_or_default().to_string()).collect();
+    k.sort();
+    k
+}
+
+// The seed samples (000: event; 003: attributes — its trailing comma removed —, measure points,
+// events).
+const SEED_000_EVENT: &str = r#"{"id":"123","version":"1.0","params":[{"deviceKey":"device1","events":{"eventId1":{"alarm":9,"level":3}},"time":123456},{"deviceKey":"device2","events":{"eventId2":{"result":"ok"}},"time":123456}],"method":"integration.event.post"}"#;
+const SEED_003_ATTRIBUTES: &str = r#"{"id":"123","version":"1.0","params":[{"deviceKey":"device1","attributes":{"attr1":{"key1":"val1","key2":"val2"}}},{"deviceKey":"device2","attributes":{"attr2":2.3}}],"method":"integration.attribute.post"}"#;
+const SEED_003_MEASUREPOINTS: &str = r#"{"id":"123","version":"1.0","params":[{"deviceKey":"device1","measurepoints":{"Power":{"value":1,"quality":9},"temp":1.02,"branchCurr":["1.02","2.02","7.93"]},"time":123456},{"deviceKey":"device1","measurepoints":{"Power":{"value":2,"quality":9},"temp":2.02,"branchCurr":["2.02","3.02","9.93"]},"time":123567},{"deviceKey":"device2","measurepoints":{"Power":{"value":1,"quality":9},"temp":1.02,"branchCurr":["1.02","2.02","7.93"]},"time":123456}],"method":"integration.measurepoint.post"}"#;
+const SEED_003_EVENT: &str = r#"{"id":"123","version":"1.0","params":[{"deviceKey":"device1","events":{"eventId1":{"alarm":9,"level":3}},"time":123456},{"deviceKey":"device2","events":{"eventId2":{"result":"ok"}},"time":123456}],"method":"integration.event.post"}"#;
+
+#[test]
+fn seed_requests_are_answered_200_and_imported() {
+    let w = world(Arc::new(AcceptAll), &repo().join("decoders"));
+    let p = &w.publisher;
+    for (topic, body) in [
+        ("sys/pk1/integration/event/post", SEED_000_EVENT),
+        ("sys/pk1/integration/attributes/post", SEED_003_ATTRIBUTES),
+        ("sys/pk1/integration/measurepoint/post", SEED_003_MEASUREPOINTS),
+        ("sys/pk2/integration/event/post", SEED_003_EVENT),
+    ] {
+        let r = p.request(topic, body, WAIT).unwrap_or_else(|| panic!("no reply to {topic}; mosquitto log:\n{}", w.mosquitto.log()));
+        assert_eq!(r.topic, format!("{topic}_reply"));
+        assert_eq!(r.body, json!({"id": "123", "code": 200, "data": {}, "message": "OK"}), "{topic}");
+    }
+    let c = &w.collector;
+    assert!(c.wait_for(WAIT, |r| r.len() >= 9), "{} of 9 records: {:?}", c.len(), c.records());
+    assert_eq!(keys(&records_of(c, "iot-integration-event"), "device"), ["device1", "device1", "device2", "device2"]);
+    assert_eq!(keys(&records_of(c, "iot-integration-attributes"), "deviceKey"), ["device1", "device2"]);
+    let mp = records_of(c, "iot-integration-measurepoint");
+    assert_eq!(keys(&mp, "deviceKey"), ["device1", "device1", "device2"]);
+    assert!(mp.iter().any(|v| v["power"] == json!(2) && v["time"] == json!(123567)), "{mp:?}");
+}
+
+/// Rejects device2 (1257) and a `temp` that is not a number (1204).
+struct TestValidator;
+
+impl Validator for TestValidator {
+    fn validate(&self, _: TopicKind, _: &str, request: &Value) -> Validation {
+        let Some(params) = request["params"].as_array() else {
+            return Validation::Request { code: codes::BAD_REQUEST, message: "no params".into() };
+        };
+        Validation::Entries(
+            params
+                .iter()
+                .map(|e| {
+                    if e["deviceKey"] == "device2" {
+                        EntryVerdict::Rejected { code: codes::DEVICE_NOT_FOUND, message: "device `device2` is not registered".into() }
+                    } else if e["measurepoints"]["temp"].is_string() {
+                        EntryVerdict::Rejected { code: codes::MODEL_VALIDATE_FAILED, message: "measure point `temp` must be a float".into() }
+                    } else {
+                        EntryVerdict::Accepted
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+#[test]
+fn partial_failures_import_only_valid_entries() {
+    let w = world(Arc::new(TestValidator), &repo().join("decoders"));
+    let p = &w.publisher;
+    let topic = "sys/pk1/integration/measurepoint/post";
+    let req = json!({"id": "42", "version": "1.0", "method": "integration.measurepoint.post", "params": [
+        {"deviceKey": "device1", "measurepoints": {"temp": 1.5}, "time": 1},
+        {"deviceKey": "device2", "measurepoints": {"temp": 2.5}, "time": 2},
+        {"deviceKey": "device3", "measurepoints": {"temp": "hot"}, "time": 3},
+        {"deviceKey": "device4", "measurepoints": {"temp": 4.5}, "time": 4},
+    ]});
+    let r = p.request(topic, req.to_string(), WAIT).expect("reply");
+    assert_eq!(
+        r.body,
+        json!({"id": "42", "code": 1257, "data": {"accepted": 2, "failed": [
+            {"index": 1, "deviceKey": "device2", "code": 1257, "message": "device `device2` is not registered"},
+            {"index": 2, "deviceKey": "device3", "code": 1204, "message": "measure point `temp` must be a float"},
+        ]}, "message": "Device not found"})
+    );
+    // Nothing accepted: answered at once, nothing imported.
+    let req = json!({"id": 43, "version": "1.0", "params": [{"deviceKey": "device3", "measurepoints": {"temp": "x"}}]});
+    let r = p.request(topic, req.to_string(), WAIT).expect("reply");
+    assert_eq!((r.body["id"].clone(), r.body["code"].clone(), r.body["data"]["accepted"].clone()), (json!(43), json!(1204), json!(0)));
+    // Malformed JSON.
+    let r = p.request(topic, "{\"id\": \"44\", params: [", WAIT).expect("reply");
+    assert_eq!((r.body["id"].clone(), r.body["code"].clone(), r.body["message"].clone()), (Value::Null, json!(1203), json!("Invalid request")));
+    assert!(r.body["data"]["error"].as_str().unwrap().starts_with("malformed JSON"), "{:?}", r.body);
+    // A final valid request: once its record is in, every earlier one would be too.
+    let r = p.request(topic, json!({"id": "45", "version": "1.0", "params": [{"deviceKey": "device5", "measurepoints": {"temp": 5.5}}]}).to_string(), WAIT).expect("reply");
+    assert_eq!(r.body["code"], json!(200));
+    let c = &w.collector;
+    assert!(c.wait_for(WAIT, |r| r.iter().any(|r| r.key.as_deref() == Some("device5"))), "{:?}", c.records());
+    let mp = records_of(c, "iot-integration-measurepoint");
+    assert_eq!(keys(&mp, "deviceKey"), ["device1", "device4", "device5"]);
+    let errors = sluice::source::channel_log::recent_errors();
+    assert!(errors.iter().any(|e| e.stage == "validation" && e.code == 1257 && e.request_id == Some(json!("42"))), "{errors:?}");
+    assert!(errors.iter().any(|e| e.stage == "bad_request" && e.code == 1203), "{errors:?}");
+}
+
+#[test]
+fn up_raw_is_decoded_by_the_product_script() {
+    let dir = support::temp_dir("sluice-decoders-");
+    std::fs::copy(repo().join("decoders/productKey1.js"), dir.path().join("productKey1.js")).expect("sample decoder");
+    std::fs::write(dir.path().join("pkThrow.js"), "function rawDataToProtocol(b) { throw new Error('checksum mismatch'); }").unwrap();
+    std::fs::write(dir.path().join("pkLoop.js"), "function rawDataToProtocol(b) { while (true) {} }").unwrap();
+    std::fs::write(dir.path().join("pkBad.js"), "function rawDataToProtocol(b) { return [1, 2, 3]; }").unwrap();
+    let w = world(Arc::new(AcceptAll), dir.path());
+    let p = &w.publisher;
+    let frame: &[u8] = &[0x01, 0x03, 0x04, 0x00, 0x0A, 0x01, 0x02, 0xFF, 0x7E];
+    let r = p.request("sys/productKey1/integration/up_raw", frame, WAIT).expect("reply");
+    assert_eq!(r.topic, "sys/productKey1/integration/up_raw_reply");
+    assert_eq!(r.body, json!({"id": null, "code": 200, "data": {}, "message": "OK"}));
+    for (pk, reason) in [("pkThrow", "checksum mismatch"), ("pkLoop", "ran longer than 50 ms"), ("pkBad", "an array instead of a request object"), ("pkNone", "no decoder script")] {
+        let r = p.request(&format!("sys/{pk}/integration/up_raw"), frame, WAIT).expect("reply");
+        assert_eq!(r.body["code"], json!(1270), "{pk}: {:?}", r.body);
+        assert_eq!(r.body["message"], json!("Decoder script failed"));
+        assert!(r.body["data"]["error"].as_str().unwrap().contains(reason), "{pk}: {:?}", r.body);
+    }
+    // Still serving.
+    let r = p.request("sys/productKey1/integration/up_raw", [0x07, 0x03, 0x04, 0x01, 0x00, 0x00, 0x05, 0x00, 0x00], WAIT).expect("reply");
+    assert_eq!(r.body["code"], json!(200));
+    let c = &w.collector;
+    assert!(c.wait_for(WAIT, |r| r.len() >= 2), "{:?}", c.records());
+    let mp = records_of(c, "iot-integration-measurepoint");
+    assert_eq!(keys(&mp, "deviceKey"), ["device1", "device7"]);
+    let d1 = mp.iter().find(|v| v["deviceKey"] == "device1").unwrap();
+    assert_eq!((d1["temp"].clone(), d1["power"].clone()), (json!(1), json!(258)));
+    let errors = sluice::source::channel_log::recent_errors();
+    assert_eq!(errors.iter().filter(|e| e.stage == "decoder" && e.code == 1270).count(), 4, "{errors:?}");
+}

@@ -1,0 +1,177 @@
+//! A Mosquitto broker on a free loopback port, and a test MQTT client that publishes
+//! integration requests and collects their replies. Stopped on drop.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+/// The broker binary: `$SLUICE_MOSQUITTO`, or `mosquitto` on `PATH` or in `/usr/sbin`.
+pub fn mosquitto_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SLUICE_MOSQUITTO") {
+        return PathBuf::from(p);
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.push("/usr/sbin".into());
+    dirs.into_iter().map(|d| d.join("mosquitto")).find(|p| p.is_file()).expect("`mosquitto` not found: run scripts/test-deps.sh, which installs it")
+}
+
+/// A running Mosquitto.
+pub struct Mosquitto {
+    child: Option<Child>,
+    /// Its folder (configuration and log).
+    pub dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Mosquitto {
+    /// Starts a broker (anonymous, no persistence) and waits until it accepts connections.
+    pub fn start() -> Mosquitto {
+        let dir = super::temp_dir("sluice-mosquitto-");
+        let port = super::free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).expect("mosquitto.conf");
+        let log = std::fs::File::create(dir.path().join("mosquitto.log")).expect("log");
+        let child = Command::new(mosquitto_bin()).arg("-c").arg(&conf).stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log).spawn().expect("start mosquitto");
+        let m = Mosquitto { child: Some(child), dir, port };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "mosquitto not listening on {port}: {}", m.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        m
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// The broker's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A reply received by a [`Publisher`].
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// Its topic.
+    pub topic: String,
+    /// Its body.
+    pub body: serde_json::Value,
+}
+
+/// A third-party system: publishes requests (QoS 1) and collects every reply.
+pub struct Publisher {
+    client: Client,
+    replies: Arc<Mutex<Vec<Reply>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Publisher {
+    /// Connects to `port` and subscribes to every reply topic.
+    pub fn connect(port: u16, client_id: &str) -> Publisher {
+        let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut conn) = Client::new(o, 100);
+        let replies = Arc::new(Mutex::new(Vec::new()));
+        let (sub_tx, sub_rx) = std::sync::mpsc::channel();
+        client.subscribe("sys/+/integration/+/post_reply", QoS::AtLeastOnce).expect("subscribe");
+        client.subscribe("sys/+/integration/up_raw_reply", QoS::AtLeastOnce).expect("subscribe");
+        let thread = {
+            let replies = replies.clone();
+            std::thread::spawn(move || {
+                let mut subacks = 0;
+                for ev in conn.iter() {
+                    match ev {
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            subacks += 1;
+                            if subacks == 2 {
+                                let _ = sub_tx.send(());
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            let body = serde_json::from_slice(&p.payload).unwrap_or_else(|e| serde_json::Value::String(format!("reply is not JSON: {e}")));
+                            replies.lock().unwrap().push(Reply { topic: p.topic.clone(), body });
+                        }
+                        Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                        Ok(_) => {}
+                        Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                    }
+                }
+            })
+        };
+        sub_rx.recv_timeout(Duration::from_secs(10)).expect("test client subscribed");
+        Publisher { client, replies, thread: Some(thread) }
+    }
+
+    /// Publishes a request (QoS 1).
+    pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).expect("publish");
+    }
+
+    /// Every reply so far.
+    pub fn replies(&self) -> Vec<Reply> {
+        self.replies.lock().unwrap().clone()
+    }
+
+    /// Publishes a request and waits for the next reply.
+    pub fn request(&self, topic: &str, payload: impl Into<Vec<u8>>, timeout: Duration) -> Option<Reply> {
+        let n = self.replies.lock().unwrap().len();
+        self.publish(topic, payload);
+        self.wait_reply(n, timeout)
+    }
+
+    /// Waits for reply number `n` (0-based).
+    pub fn wait_reply(&self, n: usize, timeout: Duration) -> Option<Reply> {
+        let started = Instant::now();
+        loop {
+            if let Some(r) = self.replies.lock().unwrap().get(n) {
+                return Some(r.clone());
+            }
+            if started.elapsed() >= timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends an empty request until Sluice answers it: its subscription is in place.
+    pub fn wait_for_sluice(&self, timeout: Duration) {
+        let started = Instant::now();
+        let ping = r#"{"id":"ping","version":"1.0","params":[],"method":"integration.event.post"}"#;
+        loop {
+            let n = self.replies.lock().unwrap().len();
+            self.publish("sys/ping/integration/event/post", ping);
+            if self.wait_reply(n, Duration::from_millis(500)).is_some() {
+                // Late answers to earlier pings may still come: let them arrive.
+                std::thread::sleep(Duration::from_millis(300));
+                return;
+            }
+            assert!(started.elapsed() < timeout, "sluice did not answer within {timeout:?}");
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        // The connection thread ends with the process (joining could wait on a reconnect).
+        let _ = self.client.try_disconnect();
+        drop(self.thread.take());
+    }
+}
