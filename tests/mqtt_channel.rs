@@ -53,7 +53,7 @@ impl Running {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let engine = Arc::new(Engine::new(RuleSet::new(Vec::new()), Env::default(), EngineOptions::default()));
         let shutdown = Shutdown::new();
-        let pipeline = Pipeline { engine, sources, sink, capacity: 16, workers: 1, clock: Clock::System };
+        let pipeline = Pipeline { engine, sources, sink, capacity: 16, workers: 1, clock: Clock::System, registry: None };
         let sd = shutdown.clone();
         let handle = rt.spawn(async move { pipeline.run(sd).await.expect("pipeline") });
         Running { rt, shutdown, handle }
