@@ -236,3 +236,40 @@ fn up_raw_is_decoded_by_the_product_script() {
     let errors = sluice::source::channel_log::recent_errors();
     assert_eq!(errors.iter().filter(|e| e.stage == "decoder" && e.code == 1270).count(), 4, "{errors:?}");
 }
+
+/// The channel with the real device registry and thing models of `models/` as its validator:
+/// the seed samples are accepted, an unknown device is 1257 and a value that does not fit the
+/// model is 1204, each with the entry that failed; only accepted entries reach Kafka.
+#[test]
+fn registry_validates_requests_with_the_documented_codes() {
+    let registry = sluice::registry::Registry::load(&repo().join("models"), None).expect("models/ loads");
+    let w = world(Arc::new(registry), &repo().join("decoders"));
+    let p = &w.publisher;
+    for (topic, body) in [
+        ("sys/productKey1/integration/event/post", SEED_000_EVENT),
+        ("sys/productKey1/integration/attributes/post", SEED_003_ATTRIBUTES),
+        ("sys/productKey1/integration/measurepoint/post", SEED_003_MEASUREPOINTS),
+    ] {
+        let r = p.request(topic, body, WAIT).unwrap_or_else(|| panic!("no reply to {topic}"));
+        assert_eq!(r.body, json!({"id": "123", "code": 200, "data": {}, "message": "OK"}), "{topic}");
+    }
+    let unknown = r#"{"id":"7","version":"1.0","params":[{"deviceKey":"device1","measurepoints":{"temp":3.5},"time":1},{"deviceKey":"nosuchdevice","measurepoints":{"temp":1.0},"time":1}],"method":"integration.measurepoint.post"}"#;
+    let r = p.request("sys/productKey1/integration/measurepoint/post", unknown, WAIT).expect("reply");
+    assert_eq!(r.body["code"], json!(1257), "{}", r.body);
+    assert_eq!(r.body["message"], json!("Device not found"));
+    assert_eq!(r.body["data"]["accepted"], json!(1));
+    assert_eq!(r.body["data"]["failed"][0]["index"], json!(1));
+    assert_eq!(r.body["data"]["failed"][0]["deviceKey"], json!("nosuchdevice"));
+    let mismatch = r#"{"id":"8","version":"1.0","params":[{"deviceKey":"device2","measurepoints":{"temp":"hot"},"time":2}],"method":"integration.measurepoint.post"}"#;
+    let r = p.request("sys/productKey1/integration/measurepoint/post", mismatch, WAIT).expect("reply");
+    assert_eq!(r.body["code"], json!(1204), "{}", r.body);
+    assert_eq!(r.body["message"], json!("Model validate failed"));
+    assert!(r.body["data"]["failed"][0]["message"].as_str().unwrap_or_default().contains("temp"), "{}", r.body);
+
+    // 2 event + 2 attribute + 3 measure point records from the seeds, plus device1's temp 3.5.
+    let c = &w.collector;
+    assert!(c.wait_for(WAIT, |r| r.len() >= 8), "{} of 8 records: {:?}", c.len(), c.records());
+    std::thread::sleep(Duration::from_millis(500));
+    let mp = records_of(c, "iot-integration-measurepoint");
+    assert_eq!(keys(&mp, "deviceKey"), ["device1", "device1", "device1", "device2"], "no record of the unknown device or the rejected entry");
+}
