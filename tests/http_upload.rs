@@ -65,7 +65,9 @@ impl Running {
     fn start(extra: &str) -> Running {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let files = tempfile::tempdir().unwrap();
-        let cfg: HttpSourceConfig = toml::from_str(&format!("listen = \"127.0.0.1:0\"\ntokens = {{ {ORG} = [\"other\", {TOKEN:?}], org2 = [\"t2\"] }}\nfiles_dir = {:?}\n{extra}", files.path().display().to_string())).unwrap();
+        let cfg: HttpSourceConfig =
+            toml::from_str(&format!("listen = \"127.0.0.1:0\"\ntokens = {{ {ORG} = [\"other\", {TOKEN:?}], org2 = [\"t2\"] }}\nfiles_dir = {:?}\n{extra}", files.path().display().to_string()))
+                .unwrap();
         let registry = Arc::new(Registry::load(&root.join("models"), None).unwrap());
         let source = HttpSource::bind(cfg, registry, Duration::from_secs(5)).unwrap();
         let url = format!("http://{}/connect-service/v2.1/integration?action=postEvent&orgId={ORG}", source.local_addr());
@@ -346,7 +348,12 @@ fn traversal_file_names_stay_under_the_root() {
     let (status, body) = r.post(form(&m, &[("filename1", FILE1), ("../../../x/evil", FILE2)]));
     assert_eq!((status, &body["code"]), (200, &json!(200)), "{body}");
     let records = r.records.lock().unwrap().clone();
-    let uris: Vec<String> = records.iter().flat_map(|(_, v)| v["events"].as_object().unwrap().values().flat_map(|e| e.as_object().unwrap().values().filter_map(|x| x.as_str().map(str::to_string)).collect::<Vec<_>>()).collect::<Vec<_>>()).collect();
+    let uris: Vec<String> = records
+        .iter()
+        .flat_map(|(_, v)| {
+            v["events"].as_object().unwrap().values().flat_map(|e| e.as_object().unwrap().values().filter_map(|x| x.as_str().map(str::to_string)).collect::<Vec<_>>()).collect::<Vec<_>>()
+        })
+        .collect();
     assert_eq!(uris.len(), 2, "{uris:?}");
     for u in &uris {
         let p = stored_path(u, r.files.path());

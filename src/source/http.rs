@@ -146,17 +146,8 @@ impl Source for HttpSource {
             let root = std::fs::canonicalize(&cfg.files_dir).map_err(io)?;
             let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| SourceError::Other { source_name: name.clone(), message: format!("object store: {e}") })?;
             let max_body = cfg.max_body_bytes;
-            let st = Arc::new(St {
-                name: Arc::from(name.as_str()),
-                cfg,
-                validator,
-                store: Arc::new(store),
-                root,
-                tx,
-                seq: AtomicU64::new(0),
-                forwarded: AtomicU64::new(0),
-                rejected: AtomicU64::new(0),
-            });
+            let st =
+                Arc::new(St { name: Arc::from(name.as_str()), cfg, validator, store: Arc::new(store), root, tx, seq: AtomicU64::new(0), forwarded: AtomicU64::new(0), rejected: AtomicU64::new(0) });
             let app = Router::new().route(PATH, post(post_event)).layer(DefaultBodyLimit::max(max_body)).with_state(st.clone());
             tracing::info!(target: "sluice::channel", source = %name, addr = ?listener.local_addr().ok(), "HTTP event upload listening");
             let sd = shutdown.clone();
