@@ -269,6 +269,15 @@ fn unreferenced_or_missing_files_are_1203() {
     let mut m = seed_message();
     m["files"]["ghost"] = json!({"featureId": "eventId1"});
     assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1203, "`files` describes `ghost`");
+    let mut m = seed_message();
+    m["files"]["filename1"]["featureId"] = json!("eventId2");
+    assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1203, "`files.filename1.featureId` is `eventId2`");
+    let mut m = seed_message();
+    m["files"]["filename1"]["produckKey"] = json!("productKey9");
+    assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1203, "`files.filename1.produckKey` is `productKey9`");
+    let mut m = seed_message();
+    m["files"]["filename2"]["assetId"] = json!("assetId9");
+    assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1203, "`files.filename2.assetId` is `assetId9`");
     let dup = form(&seed_message(), &[("filename1", FILE1), ("filename2", FILE2), ("filename1", FILE1)]);
     assert_code(r.post(dup), 1203, "two `enos-file` parts named `filename1`");
     assert!(r.records.lock().unwrap().is_empty());
@@ -280,6 +289,7 @@ fn unknown_device_is_1257_and_the_other_entry_goes_on() {
     let r = Running::start("");
     let mut m = seed_message();
     m["params"][1]["assetId"] = json!("assetNope");
+    m["files"]["filename2"]["assetId"] = json!("assetNope");
     let (status, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));
     assert_eq!(status, 200);
     assert_eq!(body["code"], 1257, "{body}");
@@ -295,6 +305,7 @@ fn unknown_device_is_1257_and_the_other_entry_goes_on() {
     assert_eq!(std::fs::read_dir(org_dir).unwrap().count(), 1);
     // Nothing accepted: answered at once, nothing forwarded.
     m["params"][0]["deviceKey"] = json!("deviceNope");
+    m["files"]["filename1"]["deviceKey"] = json!("deviceNope");
     let (_, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));
     assert_eq!((&body["code"], &body["data"]["accepted"]), (&json!(1257), &json!(0)), "{body}");
     assert_eq!(r.records.lock().unwrap().len(), 1);

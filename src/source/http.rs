@@ -346,10 +346,19 @@ fn multipart_error(st: &St, e: MultipartError) -> Reply {
 }
 
 /// Every `local://name` must have its part, every part must be referred to, every `files` entry
-/// must have its part and match it (`md5`, `fileLength`).
+/// must have its part and match it (`md5`, `fileLength`: 1204) and the entries referring to it
+/// (`featureId` = the event, `productKey`/`produckKey`, `deviceKey`, `assetId` when both sides
+/// give them: 1203).
 fn check_files(params: &[Value], uploads: &[Upload], meta: &Map<String, Value>) -> Result<(), Reply> {
     let mut referred = BTreeSet::new();
+    // (file name, entry, event id) of every reference.
+    let mut refs = Vec::new();
     for e in params {
+        for (event, v) in e.get("events").and_then(Value::as_object).into_iter().flatten() {
+            let mut names = BTreeSet::new();
+            local_refs(&json!({"events": v}), &mut names);
+            refs.extend(names.into_iter().map(|n| (n, e, event.as_str())));
+        }
         local_refs(e, &mut referred);
     }
     let part = |name: &str| uploads.iter().find(|u| u.name == name);
@@ -366,6 +375,18 @@ fn check_files(params: &[Value], uploads: &[Upload], meta: &Map<String, Value>) 
         let Value::Object(m) = m else {
             return Err(Reply::bad(format!("`files.{name}` must be an object")));
         };
+        for (entry, event) in refs.iter().filter(|(n, ..)| n == name).map(|(_, e, ev)| (e, ev)) {
+            if let Some(f) = m.get("featureId").and_then(Value::as_str).filter(|f| f != event) {
+                return Err(Reply::bad(format!("`files.{name}.featureId` is `{f}` but `local://{name}` is in event `{event}`")));
+            }
+            for (meta_key, entry_key) in [("productKey", "productKey"), ("produckKey", "productKey"), ("deviceKey", "deviceKey"), ("assetId", "assetId")] {
+                if let (Some(a), Some(b)) = (m.get(meta_key).and_then(Value::as_str), entry.get(entry_key).and_then(Value::as_str)) {
+                    if a != b {
+                        return Err(Reply::bad(format!("`files.{name}.{meta_key}` is `{a}` but the entry referring to it has {entry_key} `{b}`")));
+                    }
+                }
+            }
+        }
         match m.get("md5") {
             None | Some(Value::Null) => {}
             Some(Value::String(md5)) if md5.eq_ignore_ascii_case(&u.md5) => {}
