@@ -385,3 +385,51 @@ fn failed_delivery_is_answered_500() {
     assert_code(r.post(seed_form()), 200, "OK");
     r.stop();
 }
+
+#[test]
+fn asset_only_request_goes_to_the_assets_product_topic() {
+    let r = Running::start("");
+    let mut m = seed_message();
+    m["params"].as_array_mut().unwrap().remove(0);
+    m["files"].as_object_mut().unwrap().remove("filename1");
+    assert_code(r.post(form(&m, &[("filename2", FILE2)])), 200, "OK");
+    let records = r.records.lock().unwrap().clone();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].0, "sys/productKey1/integration/event/post");
+    assert_eq!(records[0].1["device"], "assetId2");
+    r.stop();
+}
+
+#[test]
+fn chunked_body_over_the_limit_is_413() {
+    use std::io::{Read, Write};
+    let r = Running::start("max_body_bytes = 2048\nmax_file_bytes = 100000");
+    let addr = r.url.split('/').nth(2).unwrap().to_string();
+    let path = &r.url[r.url.find("/connect-service").unwrap()..];
+    let boundary = "XyZ";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"enos-message\"\r\n\r\n{}\r\n", seed_message()).into_bytes();
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"enos-file\"; filename=\"filename1\"\r\n\r\n").as_bytes());
+    body.extend_from_slice(&[b'a'; 2000]);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\napim-accesstoken: {TOKEN}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    // The whole request in one write, small enough for the server to read at once: it answers
+    // before reading the body to its end, and unread bytes would make its close a reset.
+    let mut req = head.into_bytes();
+    for chunk in body.chunks(1000) {
+        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend_from_slice(chunk);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    s.write_all(&req).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    assert!(resp.contains("\"code\":1413"), "{resp}");
+    assert!(r.records.lock().unwrap().is_empty());
+    r.stop();
+}
