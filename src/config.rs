@@ -138,6 +138,72 @@ pub enum SourceConfig {
     Kafka(KafkaSourceConfig),
     /// The MQTT integration channel (see [`MqttSourceConfig`]).
     Mqtt(MqttSourceConfig),
+    /// The HTTP event upload of the integration channel (seed 002, see [`HttpSourceConfig`]).
+    Http(HttpSourceConfig),
+}
+
+/// `[[sources]] type = "http"`: the HTTP "Upload Events" API of seed 002,
+/// `POST /connect-service/v2.1/integration?action=postEvent&orgId=…` with a multipart body (one
+/// `enos-message` part, zero or more `enos-file` parts). Files are stored in `files_dir`; the
+/// accepted entries go to the rules with `local://name` replaced by the stored file's URI, and
+/// the request is answered once they are delivered (at-least-once).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSourceConfig {
+    /// Address to listen on, `host:port` (port 0: any free port).
+    #[serde(default = "default_http_listen")]
+    pub listen: String,
+    /// Access tokens accepted in the `apim-accesstoken` header, per orgId:
+    /// `tokens = { "yourOrgId" = ["token1", "token2"] }`. An orgId not listed is refused (401).
+    pub tokens: BTreeMap<String, Vec<String>>,
+    /// Root folder of the local object store where uploaded files are kept (created if
+    /// missing), as `<orgId>/<uuid>/<sanitized file name>`.
+    #[serde(default = "default_http_files_dir")]
+    pub files_dir: PathBuf,
+    /// Largest request body (bytes); larger requests are refused with HTTP 413, code 1413.
+    #[serde(default = "default_http_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Largest `enos-message` part (bytes).
+    #[serde(default = "default_http_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Largest `enos-file` part (bytes).
+    #[serde(default = "default_http_max_file_bytes")]
+    pub max_file_bytes: usize,
+    /// Most `enos-file` parts in one request.
+    #[serde(default = "default_http_max_files")]
+    pub max_files: usize,
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_http_files_dir() -> PathBuf {
+    PathBuf::from("uploads")
+}
+fn default_http_max_body_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_http_max_message_bytes() -> usize {
+    1024 * 1024
+}
+fn default_http_max_file_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_http_max_files() -> usize {
+    16
+}
+
+impl HttpSourceConfig {
+    fn validate(&self) -> Result<(), String> {
+        self.listen.parse::<std::net::SocketAddr>().map_err(|e| format!("`listen` `{}`: {e}", self.listen))?;
+        if self.tokens.is_empty() || self.tokens.values().any(|t| t.is_empty() || t.iter().any(String::is_empty)) {
+            return Err("`tokens` needs at least one orgId, each with at least one non-empty token".into());
+        }
+        if self.max_body_bytes == 0 || self.max_message_bytes == 0 || self.max_file_bytes == 0 {
+            return Err("`max_body_bytes`, `max_message_bytes` and `max_file_bytes` must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// `[[sources]] type = "mqtt"`: the integration channel (seed 003). Subscribes with QoS 1 to
@@ -481,6 +547,7 @@ impl Config {
             match s {
                 SourceConfig::Kafka(k) => k.validate().map_err(|e| ConfigError::Value(format!("sources[{i}]: {e}")))?,
                 SourceConfig::Mqtt(m) => m.validate().map_err(|e| ConfigError::Value(format!("sources[{i}]: {e}")))?,
+                SourceConfig::Http(h) => h.validate().map_err(|e| ConfigError::Value(format!("sources[{i}]: {e}")))?,
                 SourceConfig::File { .. } => {}
             }
         }
@@ -641,6 +708,16 @@ mod tests {
         assert_eq!(m.decoders_dir, PathBuf::from("decoders"));
         let e = Config::parse(Path::new("c.toml"), "[[sources]]\ntype = \"mqtt\"\nurl = \"mqtts://h:8883\"\nclient_id = \"s\"\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap_err();
         assert!(e.to_string().contains("needs a [tls] table"), "{e}");
+    }
+
+    #[test]
+    fn http_source_gets_defaults() {
+        let c = Config::parse(Path::new("c.toml"), "[[sources]]\ntype = \"http\"\ntokens = { org1 = [\"t1\"] }\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap();
+        let SourceConfig::Http(h) = &c.sources[0] else { panic!("http source") };
+        assert_eq!((h.listen.as_str(), h.files_dir.as_path(), h.max_files), ("127.0.0.1:8080", Path::new("uploads"), 16));
+        let e = Config::parse(Path::new("c.toml"), "[[sources]]\ntype = \"http\"\ntokens = {}\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap_err();
+        assert!(e.to_string().contains("`tokens`"), "{e}");
+        assert!(Config::parse(Path::new("c.toml"), "[[sources]]\ntype = \"http\"\ntokens = { o = [\"t\"] }\nport = 1\n[sink]\ntype = \"file\"\ndir = \"o\"\n").is_err());
     }
 
     #[test]

@@ -74,6 +74,12 @@ pub enum Validation {
 pub trait Validator: Send + Sync + 'static {
     /// Validates a parsed request on an integration topic of `kind` for product `product_key`.
     fn validate(&self, kind: TopicKind, product_key: &str, request: &serde_json::Value) -> Validation;
+
+    /// The product key of the device a `params` entry names (its `productKey`, or the product
+    /// of its `assetId`), when known. The HTTP upload uses it to pick the message's topic.
+    fn product_key_of(&self, entry: &serde_json::Value) -> Option<String> {
+        entry.get("productKey").and_then(|p| p.as_str()).map(str::to_string)
+    }
 }
 
 /// A validator that accepts every well-formed entry (no registry configured).

@@ -19,6 +19,7 @@ use sluice::sink::file::FileSink;
 use sluice::sink::kafka::KafkaSink;
 use sluice::sink::{OutputRecord, Sink};
 use sluice::source::file::FileSource;
+use sluice::source::http::HttpSource;
 use sluice::source::kafka::KafkaSource;
 use sluice::source::mqtt::MqttSource;
 use sluice::source::Source;
@@ -188,12 +189,15 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     };
     let sources: Vec<Box<dyn Source>> = sources
         .into_iter()
-        .map(|s| match s {
-            SourceConfig::File { path } => Box::new(FileSource::new(path)) as Box<dyn Source>,
-            SourceConfig::Kafka(k) => Box::new(KafkaSource::new(k, shutdown_timeout)),
-            SourceConfig::Mqtt(m) => Box::new(MqttSource::new(m, validator.clone(), shutdown_timeout)),
+        .map(|s| -> anyhow::Result<Box<dyn Source>> {
+            Ok(match s {
+                SourceConfig::File { path } => Box::new(FileSource::new(path)),
+                SourceConfig::Kafka(k) => Box::new(KafkaSource::new(k, shutdown_timeout)),
+                SourceConfig::Mqtt(m) => Box::new(MqttSource::new(m, validator.clone(), shutdown_timeout)),
+                SourceConfig::Http(h) => Box::new(HttpSource::bind(h, validator.clone(), shutdown_timeout)?),
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let sink: Box<dyn Sink> = match sink {
         SinkConfig::File { dir } => Box::new(FileSink::new(dir)),
         SinkConfig::Kafka(k) => Box::new(KafkaSink::new(k, engine_cfg.default_error_topic.clone())),

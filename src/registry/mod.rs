@@ -499,6 +499,13 @@ impl Validator for Registry {
             None => Validation::Request { code: codes::BAD_REQUEST, message: "`params` must be an array of entries".into() },
         }
     }
+
+    fn product_key_of(&self, entry: &Json) -> Option<String> {
+        match entry.get("assetId").and_then(Json::as_str) {
+            Some(asset) => self.device_by_asset(asset).map(|d| d.product_key),
+            None => entry.get("productKey").and_then(Json::as_str).map(str::to_string),
+        }
+    }
 }
 
 impl DeviceLookup for Registry {

@@ -4,6 +4,7 @@
 pub mod channel_log;
 pub mod decoder;
 pub mod file;
+pub mod http;
 pub mod kafka;
 pub mod mqtt;
 pub mod offsets;

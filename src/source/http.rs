@@ -1,0 +1,482 @@
+//! The HTTP event upload of the integration channel (seed 002, "Upload Events"):
+//! `POST /connect-service/v2.1/integration?action=postEvent&orgId=…` with the header
+//! `apim-accesstoken` and a multipart/form-data body of exactly one `enos-message` part (the JSON
+//! request) and zero or more `enos-file` parts (`filename` in Content-Disposition).
+//!
+//! For each request:
+//!
+//! 1. The orgId must be configured and the token one of its tokens (else HTTP 401, code 401).
+//! 2. The parts are read within the limits (body, message part, file size, file count; else
+//!    HTTP 413, code 1413), each file's MD5 computed on the way.
+//! 3. Request checks (code 1203 unless said): one `enos-message` part of JSON with a `params`
+//!    array; every `local://name` in the params has an `enos-file` part named `name`, every part
+//!    is referred to, every `files` entry has its part; a `files` entry's `md5` and `fileLength`,
+//!    when given, match the part (else 1204, naming the file).
+//! 4. The [`Validator`] judges each entry (1257 device not found, 1204 model validate failed).
+//! 5. The files referred to by accepted entries are stored in the object store as
+//!    `<orgId>/<uuid>/<sanitized name>` (the client's name is never used as a path), and one
+//!    message goes to the rules on `sys/{productKey}/integration/event/post` (the product of the
+//!    first accepted entry) with the accepted entries, each `local://name` replaced by the stored
+//!    file's URI, and `files` mapping each stored name to its metadata plus `uri`.
+//! 6. The HTTP response is sent once the message's outputs are delivered (at-least-once):
+//!    `{"code": 200, "msg": "OK", "requestId": "<uuid>", "data": {}}`; a delivery failure is
+//!    HTTP 500, code 500 (retry). Partial failure: the code of the first rejected entry, data
+//!    `{"accepted": N, "failed": [{"index", "code", "message"}]}`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
+use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use md5::{Digest, Md5};
+use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::HttpSourceConfig;
+use crate::error::SourceError;
+use crate::integration::{codes, EntryVerdict, Validation, Validator};
+use crate::message::{Message, Metadata};
+use crate::shutdown::Shutdown;
+use crate::sink::BoxFuture;
+use crate::source::channel_log::{self, ErrorRecord};
+use crate::source::{Ack, Delivery, Envelope, Source, SourceReport};
+use crate::telemetry::metrics;
+use crate::topic::TopicKind;
+
+/// The request path of seed 002.
+pub const PATH: &str = "/connect-service/v2.1/integration";
+
+/// Code of an authentication failure (bad or missing token, unknown orgId).
+pub const UNAUTHORIZED: u32 = 401;
+
+/// The HTTP event upload server.
+pub struct HttpSource {
+    cfg: HttpSourceConfig,
+    validator: Arc<dyn Validator>,
+    name: String,
+    shutdown_timeout: Duration,
+    listener: std::net::TcpListener,
+}
+
+impl HttpSource {
+    /// Binds `cfg.listen` at once (so the address is known before the pipeline runs); requests
+    /// are judged by `validator`; `shutdown_timeout` bounds the wait for in-flight requests.
+    pub fn bind(cfg: HttpSourceConfig, validator: Arc<dyn Validator>, shutdown_timeout: Duration) -> Result<HttpSource, SourceError> {
+        let name = format!("http:{}", cfg.listen);
+        let io = |error| SourceError::Io { source_name: name.clone(), error };
+        let listener = std::net::TcpListener::bind(&cfg.listen).map_err(io)?;
+        listener.set_nonblocking(true).map_err(io)?;
+        Ok(HttpSource { cfg, validator, name, shutdown_timeout, listener })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+}
+
+/// What the handlers share.
+struct St {
+    name: Arc<str>,
+    cfg: HttpSourceConfig,
+    validator: Arc<dyn Validator>,
+    store: Arc<dyn ObjectStore>,
+    /// Canonical root of the local store, for the stored files' URIs.
+    root: PathBuf,
+    tx: mpsc::Sender<Envelope>,
+    seq: AtomicU64,
+    forwarded: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// An answer: HTTP status, code, message, data.
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    code: u32,
+    msg: String,
+    data: Value,
+}
+
+impl Reply {
+    fn new(code: u32, msg: impl Into<String>) -> Reply {
+        let status = match code {
+            UNAUTHORIZED => StatusCode::UNAUTHORIZED,
+            codes::TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            codes::INTERNAL => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::OK,
+        };
+        Reply { status, code, msg: msg.into(), data: json!({}) }
+    }
+
+    fn bad(msg: impl Into<String>) -> Reply {
+        Reply::new(codes::BAD_REQUEST, msg)
+    }
+}
+
+/// A file part.
+struct Upload {
+    name: String,
+    bytes: Vec<u8>,
+    md5: String,
+}
+
+impl Source for HttpSource {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn run(self: Box<Self>, tx: mpsc::Sender<Envelope>, shutdown: Shutdown) -> BoxFuture<Result<SourceReport, SourceError>> {
+        Box::pin(async move {
+            let HttpSource { cfg, validator, name, shutdown_timeout, listener } = *self;
+            let io = |error| SourceError::Io { source_name: name.clone(), error };
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
+            std::fs::create_dir_all(&cfg.files_dir).map_err(io)?;
+            let root = std::fs::canonicalize(&cfg.files_dir).map_err(io)?;
+            let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| SourceError::Other { source_name: name.clone(), message: format!("object store: {e}") })?;
+            let max_body = cfg.max_body_bytes;
+            let st =
+                Arc::new(St { name: Arc::from(name.as_str()), cfg, validator, store: Arc::new(store), root, tx, seq: AtomicU64::new(0), forwarded: AtomicU64::new(0), rejected: AtomicU64::new(0) });
+            let app = Router::new().route(PATH, post(post_event)).layer(DefaultBodyLimit::max(max_body)).with_state(st.clone());
+            tracing::info!(target: "sluice::channel", source = %name, addr = ?listener.local_addr().ok(), "HTTP event upload listening");
+            let sd = shutdown.clone();
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move { sd.wait().await }).into_future();
+            let deadline = async {
+                shutdown.wait().await;
+                tokio::time::sleep(shutdown_timeout).await;
+            };
+            tokio::select! {
+                r = serve => r.map_err(io)?,
+                () = deadline => tracing::warn!(source = %name, "shutdown: HTTP requests still in flight are dropped (clients retry)"),
+            }
+            Ok(SourceReport { messages: st.forwarded.load(Ordering::Relaxed), rejected: st.rejected.load(Ordering::Relaxed) })
+        })
+    }
+}
+
+async fn post_event(State(st): State<Arc<St>>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap, mp: Result<Multipart, MultipartRejection>) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let org = q.get("orgId").cloned().unwrap_or_default();
+    let reply = match handle(&st, &q, &headers, mp).await {
+        Ok(r) | Err(r) => r,
+    };
+    metrics::INTEGRATION_REQUESTS.with_label_values(&[&reply.code.to_string()]).inc();
+    tracing::info!(target: "sluice::channel", source = %st.name, org = %org, request_id = %request_id, code = reply.code, "HTTP upload answered");
+    if reply.code != codes::OK {
+        channel_log::error(ErrorRecord {
+            time_ms: chrono::Utc::now().timestamp_millis(),
+            source: st.name.to_string(),
+            topic: format!("{PATH}?orgId={org}"),
+            request_id: Some(Value::String(request_id.clone())),
+            stage: "http".into(),
+            code: reply.code,
+            message: reply.msg.clone(),
+        });
+    }
+    (reply.status, Json(json!({"code": reply.code, "msg": reply.msg, "requestId": request_id, "data": reply.data}))).into_response()
+}
+
+async fn handle(st: &St, q: &HashMap<String, String>, headers: &HeaderMap, mp: Result<Multipart, MultipartRejection>) -> Result<Reply, Reply> {
+    let Some(org) = q.get("orgId").filter(|o| !o.is_empty()) else {
+        return Err(Reply::bad("missing the `orgId` query parameter"));
+    };
+    // Unknown orgIds are answered like bad tokens: the answer does not tell which orgs exist.
+    let token = headers.get("apim-accesstoken").and_then(|t| t.to_str().ok()).unwrap_or_default();
+    if !st.cfg.tokens.get(org).is_some_and(|ts| ts.iter().any(|t| t == token)) {
+        let why = if st.cfg.tokens.contains_key(org) { "missing or invalid `apim-accesstoken`" } else { "unknown orgId or invalid `apim-accesstoken`" };
+        return Err(Reply::new(UNAUTHORIZED, why));
+    }
+    match q.get("action").map(String::as_str) {
+        Some("postEvent") => {}
+        other => return Err(Reply::bad(format!("`action` must be postEvent, got {other:?}"))),
+    }
+    let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if let Some(n) = declared.filter(|&n| n > st.cfg.max_body_bytes) {
+        return Err(Reply::new(codes::TOO_LARGE, format!("request body of {n} bytes is larger than {}", st.cfg.max_body_bytes)));
+    }
+    let mp = mp.map_err(|e| Reply::bad(format!("the body must be multipart/form-data: {e}")))?;
+    let (message, uploads) = read_parts(st, mp).await?;
+    let message = message.ok_or_else(|| Reply::bad("missing the `enos-message` part"))?;
+    let mut request: Value = serde_json::from_slice(&message).map_err(|e| Reply::bad(format!("malformed JSON in the `enos-message` part: {e}")))?;
+    if !request.is_object() {
+        return Err(Reply::bad("the `enos-message` part must be a JSON object"));
+    }
+    let Some(params) = request.get("params").and_then(Value::as_array).cloned() else {
+        return Err(Reply::bad("`params` must be an array of entries"));
+    };
+    let files_meta = match request.get("files") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err(Reply::bad("`files` must be an object")),
+    };
+    check_files(&params, &uploads, &files_meta)?;
+
+    let verdicts = match st.validator.validate(TopicKind::IntegrationEvent, "", &request) {
+        Validation::Request { code, message } => return Err(Reply::new(code, message)),
+        Validation::Entries(v) if v.len() != params.len() => return Err(Reply::new(codes::INTERNAL, format!("the validator judged {} of {} entries", v.len(), params.len()))),
+        Validation::Entries(v) => v,
+    };
+    let mut accepted = Vec::new();
+    let mut failed = Vec::new();
+    for (i, (entry, verdict)) in params.into_iter().zip(verdicts).enumerate() {
+        match verdict {
+            EntryVerdict::Accepted => accepted.push(entry),
+            EntryVerdict::Rejected { code, message } => failed.push(json!({"index": i, "code": code, "message": message})),
+        }
+    }
+    metrics::INTEGRATION_ENTRIES.with_label_values(&["accepted"]).inc_by(accepted.len() as u64);
+    metrics::INTEGRATION_ENTRIES.with_label_values(&["rejected"]).inc_by(failed.len() as u64);
+    let outcome = match failed.first() {
+        None => Reply::new(codes::OK, "OK"),
+        Some(first) => {
+            let code = first["code"].as_u64().map_or(codes::INTERNAL, |c| c as u32);
+            let msg = format!("{} of {} entries rejected; first: params[{}]: {}", failed.len(), failed.len() + accepted.len(), first["index"], first["message"].as_str().unwrap_or_default());
+            Reply { data: json!({"accepted": accepted.len(), "failed": failed}), ..Reply::new(code, msg) }
+        }
+    };
+    if accepted.is_empty() {
+        st.rejected.fetch_add(1, Ordering::Relaxed);
+        return Ok(outcome);
+    }
+
+    // Store the files the accepted entries refer to, then point the entries at them.
+    let mut referred = BTreeSet::new();
+    for e in &accepted {
+        local_refs(e, &mut referred);
+    }
+    let mut uris = BTreeMap::new();
+    let mut files_out = Map::new();
+    for u in uploads.iter().filter(|u| referred.contains(&u.name)) {
+        let meta = files_meta.get(&u.name).and_then(Value::as_object).cloned().unwrap_or_default();
+        let original = meta.get("originalFilename").and_then(Value::as_str).unwrap_or(&u.name);
+        let path = object_store::path::Path::from_iter([safe_name(org), uuid::Uuid::new_v4().to_string(), safe_name(original)]);
+        st.store.put(&path, PutPayload::from(u.bytes.clone())).await.map_err(|e| Reply::new(codes::INTERNAL, format!("storing file `{}`: {e}", u.name)))?;
+        let uri = format!("file://{}/{path}", st.root.display());
+        let mut m = meta;
+        m.insert("md5".into(), json!(u.md5));
+        m.insert("fileLength".into(), json!(u.bytes.len()));
+        m.insert("uri".into(), json!(uri));
+        files_out.insert(u.name.clone(), Value::Object(m));
+        uris.insert(u.name.clone(), uri);
+    }
+    for e in &mut accepted {
+        rewrite_refs(e, &uris);
+    }
+    let pk = accepted.iter().find_map(|e| st.validator.product_key_of(e)).map_or_else(|| "_".to_string(), |p| p.replace(['/', '+', '#'], "_"));
+    request["params"] = Value::Array(accepted);
+    request["files"] = Value::Object(files_out);
+    let topic = format!("sys/{pk}/integration/event/post");
+    let meta = Metadata { source: Arc::from(&*st.name), received_ms: chrono::Utc::now().timestamp_millis(), id: st.seq.fetch_add(1, Ordering::Relaxed), ..Metadata::default() };
+    let msg = Message { topic, payload: serde_json::to_vec(&request).unwrap_or_default().into(), meta };
+    let (done_tx, done_rx) = oneshot::channel();
+    let ack = Ack::new(move |d| {
+        let _ = done_tx.send(d);
+    });
+    if st.tx.send(Envelope::new(msg, ack)).await.is_err() {
+        return Err(Reply::new(codes::INTERNAL, "the pipeline is stopping; retry later"));
+    }
+    st.forwarded.fetch_add(1, Ordering::Relaxed);
+    match done_rx.await {
+        Ok(Delivery::Delivered) => Ok(outcome),
+        Ok(Delivery::Failed(reason)) => Err(Reply { data: json!({"error": reason}), ..Reply::new(codes::INTERNAL, format!("accepted entries not delivered: {reason}")) }),
+        Err(_) => Err(Reply::new(codes::INTERNAL, "accepted entries not delivered: the pipeline dropped them")),
+    }
+}
+
+/// Reads the parts: the `enos-message` bytes (if any) and the file parts.
+async fn read_parts(st: &St, mut mp: Multipart) -> Result<(Option<Vec<u8>>, Vec<Upload>), Reply> {
+    let mut message = None;
+    let mut uploads: Vec<Upload> = Vec::new();
+    while let Some(field) = mp.next_field().await.map_err(|e| multipart_error(st, e))? {
+        match field.name() {
+            Some("enos-message") => {
+                if message.is_some() {
+                    return Err(Reply::bad("more than one `enos-message` part"));
+                }
+                message = Some(read_limited(st, field, st.cfg.max_message_bytes, "the `enos-message` part").await?);
+            }
+            Some("enos-file") => {
+                let Some(name) = field.file_name().filter(|n| !n.is_empty()).map(str::to_string) else {
+                    return Err(Reply::bad("an `enos-file` part has no filename in its Content-Disposition"));
+                };
+                if uploads.len() >= st.cfg.max_files {
+                    return Err(Reply::new(codes::TOO_LARGE, format!("more than {} `enos-file` parts", st.cfg.max_files)));
+                }
+                if uploads.iter().any(|u| u.name == name) {
+                    return Err(Reply::bad(format!("two `enos-file` parts named `{name}`")));
+                }
+                let bytes = read_limited(st, field, st.cfg.max_file_bytes, &format!("file `{name}`")).await?;
+                let md5 = hex::encode(Md5::digest(&bytes));
+                uploads.push(Upload { name, bytes, md5 });
+            }
+            other => return Err(Reply::bad(format!("unexpected part {other:?}: only `enos-message` and `enos-file` parts are allowed"))),
+        }
+    }
+    Ok((message, uploads))
+}
+
+async fn read_limited(st: &St, mut field: Field<'_>, limit: usize, what: &str) -> Result<Vec<u8>, Reply> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(st, e))? {
+        if buf.len() + chunk.len() > limit {
+            return Err(Reply::new(codes::TOO_LARGE, format!("{what} is larger than {limit} bytes")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+fn multipart_error(st: &St, e: MultipartError) -> Reply {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Reply::new(codes::TOO_LARGE, format!("request body is larger than {} bytes", st.cfg.max_body_bytes))
+    } else {
+        Reply::bad(format!("malformed multipart body: {e}"))
+    }
+}
+
+/// Every `local://name` must have its part, every part must be referred to, every `files` entry
+/// must have its part and match it (`md5`, `fileLength`: 1204) and the entries referring to it
+/// (`featureId` = the event, `productKey`/`produckKey`, `deviceKey`, `assetId` when both sides
+/// give them: 1203).
+fn check_files(params: &[Value], uploads: &[Upload], meta: &Map<String, Value>) -> Result<(), Reply> {
+    let mut referred = BTreeSet::new();
+    // (file name, entry, event id) of every reference.
+    let mut refs = Vec::new();
+    for e in params {
+        for (event, v) in e.get("events").and_then(Value::as_object).into_iter().flatten() {
+            let mut names = BTreeSet::new();
+            local_refs(&json!({"events": v}), &mut names);
+            refs.extend(names.into_iter().map(|n| (n, e, event.as_str())));
+        }
+        local_refs(e, &mut referred);
+    }
+    let part = |name: &str| uploads.iter().find(|u| u.name == name);
+    if let Some(r) = referred.iter().find(|r| part(r).is_none()) {
+        return Err(Reply::bad(format!("`local://{r}` refers to no `enos-file` part")));
+    }
+    if let Some(u) = uploads.iter().find(|u| !referred.contains(&u.name)) {
+        return Err(Reply::bad(format!("file part `{}` is not referred to by any `local://` parameter", u.name)));
+    }
+    for (name, m) in meta {
+        let Some(u) = part(name) else {
+            return Err(Reply::bad(format!("`files` describes `{name}` but there is no `enos-file` part of that name")));
+        };
+        let Value::Object(m) = m else {
+            return Err(Reply::bad(format!("`files.{name}` must be an object")));
+        };
+        for (entry, event) in refs.iter().filter(|(n, ..)| n == name).map(|(_, e, ev)| (e, ev)) {
+            if let Some(f) = m.get("featureId").and_then(Value::as_str).filter(|f| f != event) {
+                return Err(Reply::bad(format!("`files.{name}.featureId` is `{f}` but `local://{name}` is in event `{event}`")));
+            }
+            for (meta_key, entry_key) in [("productKey", "productKey"), ("produckKey", "productKey"), ("deviceKey", "deviceKey"), ("assetId", "assetId")] {
+                if let (Some(a), Some(b)) = (m.get(meta_key).and_then(Value::as_str), entry.get(entry_key).and_then(Value::as_str)) {
+                    if a != b {
+                        return Err(Reply::bad(format!("`files.{name}.{meta_key}` is `{a}` but the entry referring to it has {entry_key} `{b}`")));
+                    }
+                }
+            }
+        }
+        match m.get("md5") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(md5)) if md5.eq_ignore_ascii_case(&u.md5) => {}
+            Some(other) => return Err(Reply::new(codes::MODEL_VALIDATE_FAILED, format!("md5 mismatch for file `{name}`: `files` says {other}, the part's is \"{}\"", u.md5))),
+        }
+        match m.get("fileLength") {
+            None | Some(Value::Null) => {}
+            Some(n) if n.as_u64() == Some(u.bytes.len() as u64) => {}
+            Some(other) => return Err(Reply::new(codes::MODEL_VALIDATE_FAILED, format!("fileLength mismatch for file `{name}`: `files` says {other}, the part has {} bytes", u.bytes.len()))),
+        }
+    }
+    Ok(())
+}
+
+/// The names of the `local://name` strings in an entry's `events`.
+fn local_refs(entry: &Value, out: &mut BTreeSet<String>) {
+    fn walk(v: &Value, out: &mut BTreeSet<String>) {
+        match v {
+            Value::String(s) => {
+                if let Some(n) = s.strip_prefix("local://") {
+                    out.insert(n.to_string());
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            Value::Object(o) => o.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    if let Some(events) = entry.get("events") {
+        walk(events, out);
+    }
+}
+
+/// Replaces each `local://name` of an entry's `events` by the stored file's URI.
+fn rewrite_refs(entry: &mut Value, uris: &BTreeMap<String, String>) {
+    fn walk(v: &mut Value, uris: &BTreeMap<String, String>) {
+        match v {
+            Value::String(s) => {
+                if let Some(uri) = s.strip_prefix("local://").and_then(|n| uris.get(n)) {
+                    *s = uri.clone();
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|v| walk(v, uris)),
+            Value::Object(o) => o.values_mut().for_each(|v| walk(v, uris)),
+            _ => {}
+        }
+    }
+    if let Some(events) = entry.get_mut("events") {
+        walk(events, uris);
+    }
+}
+
+/// A name safe as one path segment: the last component of `name` (after `/` or `\`), only
+/// ASCII letters, digits, `.`, `-`, `_` (others become `_`), no leading dot, at most 100
+/// characters; `file` when nothing is left.
+pub fn safe_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let s: String = base.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).take(100).collect();
+    let s = s.trim_start_matches('.');
+    if s.is_empty() {
+        "file".into()
+    } else {
+        s.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_names_stay_one_segment() {
+        assert_eq!(safe_name("../../etc/passwd"), "passwd");
+        assert_eq!(safe_name("..\\..\\win.ini"), "win.ini");
+        assert_eq!(safe_name(".."), "file");
+        assert_eq!(safe_name("a b/c?.txt"), "c_.txt");
+        assert_eq!(safe_name(".hidden"), "hidden");
+        assert_eq!(safe_name("test.txt"), "test.txt");
+    }
+
+    #[test]
+    fn local_refs_are_found_and_rewritten() {
+        let mut e = json!({"events": {"eventId1": {"intParam1": 1, "fileParam1": "local://f1", "nested": ["local://f2"]}}, "deviceKey": "local://no"});
+        let mut refs = BTreeSet::new();
+        local_refs(&e, &mut refs);
+        assert_eq!(refs.into_iter().collect::<Vec<_>>(), vec!["f1", "f2"]);
+        let uris = BTreeMap::from([("f1".to_string(), "file:///r/a".to_string()), ("f2".to_string(), "file:///r/b".to_string())]);
+        rewrite_refs(&mut e, &uris);
+        assert_eq!(e["events"]["eventId1"]["fileParam1"], "file:///r/a");
+        assert_eq!(e["events"]["eventId1"]["nested"][0], "file:///r/b");
+        assert_eq!(e["deviceKey"], "local://no");
+    }
+}

@@ -1,0 +1,435 @@
+//! The HTTP event upload (seed 002) end to end, in-process: a pipeline with the shipped
+//! `integration-event` rule, the registry of `models/`, the HTTP source on a free port, a sink
+//! that keeps the records, and a real HTTP client sending real multipart bodies.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
+use sluice::config::HttpSourceConfig;
+use sluice::engine::pipeline::{Clock, Pipeline, PipelineReport};
+use sluice::engine::{Engine, EngineOptions, RuleSet};
+use sluice::error::SinkError;
+use sluice::registry::Registry;
+use sluice::rule::expr::Env;
+use sluice::shutdown::Shutdown;
+use sluice::sink::{Batch, BoxFuture, Sink, SinkReport};
+use sluice::source::http::HttpSource;
+use sluice::source::Delivery;
+use sluice::telemetry::metrics;
+use tokio::sync::mpsc;
+
+const ORG: &str = "yourOrgId";
+const TOKEN: &str = "yourAccessToken";
+
+/// Keeps every record's value; fails every batch while `fail` is set.
+struct KeepSink {
+    records: Arc<Mutex<Vec<(String, Value)>>>,
+    fail: Arc<AtomicBool>,
+}
+
+impl Sink for KeepSink {
+    fn run(self: Box<Self>, mut rx: mpsc::Receiver<Batch>) -> BoxFuture<Result<SinkReport, SinkError>> {
+        Box::pin(async move {
+            while let Some(b) = rx.recv().await {
+                if self.fail.load(Ordering::Relaxed) {
+                    b.ack.done(Delivery::Failed("the sink refused it".into()));
+                    continue;
+                }
+                for r in &b.records {
+                    self.records.lock().unwrap().push((b.iot_topic.clone(), serde_json::from_slice(&r.value).unwrap()));
+                }
+                b.ack.done(Delivery::Delivered);
+            }
+            Ok(SinkReport::default())
+        })
+    }
+}
+
+struct Running {
+    rt: tokio::runtime::Runtime,
+    shutdown: Shutdown,
+    handle: tokio::task::JoinHandle<PipelineReport>,
+    url: String,
+    files: tempfile::TempDir,
+    records: Arc<Mutex<Vec<(String, Value)>>>,
+    fail: Arc<AtomicBool>,
+    client: reqwest::Client,
+}
+
+impl Running {
+    fn start(extra: &str) -> Running {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let files = tempfile::tempdir().unwrap();
+        let cfg: HttpSourceConfig =
+            toml::from_str(&format!("listen = \"127.0.0.1:0\"\ntokens = {{ {ORG} = [\"other\", {TOKEN:?}], org2 = [\"t2\"] }}\nfiles_dir = {:?}\n{extra}", files.path().display().to_string()))
+                .unwrap();
+        let registry = Arc::new(Registry::load(&root.join("models"), None).unwrap());
+        let source = HttpSource::bind(cfg, registry, Duration::from_secs(5)).unwrap();
+        let url = format!("http://{}/connect-service/v2.1/integration?action=postEvent&orgId={ORG}", source.local_addr());
+        let rule = sluice::rule::compile_file(&root.join("rules/integration_event.toml")).unwrap();
+        let engine = Arc::new(Engine::new(RuleSet::new(vec![rule]), Env::default(), EngineOptions::default()));
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let fail = Arc::new(AtomicBool::new(false));
+        let sink = KeepSink { records: records.clone(), fail: fail.clone() };
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let shutdown = Shutdown::new();
+        let pipeline = Pipeline { engine, sources: vec![Box::new(source)], sink: Box::new(sink), capacity: 16, workers: 1, clock: Clock::System, registry: None };
+        let sd = shutdown.clone();
+        let handle = rt.spawn(async move { pipeline.run(sd).await.expect("pipeline") });
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        Running { rt, shutdown, handle, url, files, records, fail, client }
+    }
+
+    /// Posts `form` with `token` to `url`; returns the HTTP status and the JSON body.
+    fn post_to(&self, url: &str, token: Option<&str>, form: Form) -> (u16, Value) {
+        self.rt.block_on(async {
+            let mut req = self.client.post(url).multipart(form);
+            if let Some(t) = token {
+                req = req.header("apim-accesstoken", t);
+            }
+            let resp = req.send().await.expect("response");
+            let status = resp.status().as_u16();
+            (status, resp.json().await.expect("JSON body"))
+        })
+    }
+
+    fn post(&self, form: Form) -> (u16, Value) {
+        self.post_to(&self.url.clone(), Some(TOKEN), form)
+    }
+
+    fn stop(self) -> PipelineReport {
+        self.shutdown.trigger();
+        let r = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), self.handle).await }).expect("pipeline stops").expect("pipeline task");
+        self.rt.shutdown_timeout(Duration::from_secs(1));
+        r
+    }
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    hex::encode(Md5::digest(b))
+}
+
+const FILE1: &[u8] = b"content of filename1\n";
+const FILE2: &[u8] = b"\x00\x01binary content of filename2\xff";
+
+/// Seed 002's request message, with md5 and fileLength fitting FILE1 and FILE2.
+fn seed_message() -> Value {
+    json!({
+      "method": "integration.event.post",
+      "id": "123",
+      "version": "1.1",
+      "params": [
+        {"productKey": "productKey1", "deviceKey": "deviceKey1", "time": 1579580182824_i64,
+         "events": {"eventId1": {"intParam1": 123, "fileParam1": "local://filename1"}}},
+        {"assetId": "assetId2", "time": 1579580182824_i64,
+         "events": {"eventId2": {"intParam2": 123, "fileParam2": "local://filename2"}}}
+      ],
+      "files": {
+        "filename1": {"featureId": "eventId1", "produckKey": "productKey1", "deviceKey": "deviceKey1",
+                      "originalFilename": "test.txt", "fileExt": ".txt", "md5": md5_hex(FILE1)},
+        "filename2": {"featureId": "eventId2", "assetId": "assetId2", "md5": md5_hex(FILE2), "fileLength": FILE2.len()}
+      }
+    })
+}
+
+fn file_part(name: &str, bytes: &[u8]) -> Part {
+    Part::bytes(bytes.to_vec()).file_name(name.to_string()).mime_str("application/octet-stream").unwrap()
+}
+
+fn form(message: &Value, files: &[(&str, &[u8])]) -> Form {
+    let mut f = Form::new().text("enos-message", message.to_string());
+    for (name, bytes) in files {
+        f = f.part("enos-file", file_part(name, bytes));
+    }
+    f
+}
+
+fn seed_form() -> Form {
+    form(&seed_message(), &[("filename1", FILE1), ("filename2", FILE2)])
+}
+
+/// The local path of a stored file's `file://` URI, checked to be under `root`.
+fn stored_path(uri: &str, root: &Path) -> PathBuf {
+    let p = PathBuf::from(uri.strip_prefix("file://").unwrap_or_else(|| panic!("{uri} is not a file:// URI")));
+    let root = std::fs::canonicalize(root).unwrap();
+    let canon = std::fs::canonicalize(&p).unwrap();
+    assert!(canon.starts_with(&root), "{} is outside {}", canon.display(), root.display());
+    canon
+}
+
+#[test]
+fn seed_sample_is_stored_and_forwarded_after_delivery() {
+    let r = Running::start("");
+    let (status, body) = r.post(seed_form());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["code"], &body["msg"], &body["data"]), (&json!(200), &json!("OK"), &json!({})), "{body}");
+    assert_eq!(body["requestId"].as_str().unwrap().len(), 36, "{body}");
+    // Answered after delivery: the records are already there.
+    let records = r.records.lock().unwrap().clone();
+    assert_eq!(records.len(), 2, "{records:?}");
+    // assetId2 is a device of productKey1: one message on productKey1's topic.
+    assert!(records.iter().all(|(t, _)| t == "sys/productKey1/integration/event/post"), "{records:?}");
+    let e1 = &records.iter().find(|(_, v)| v["device"] == "deviceKey1").expect("deviceKey1 record").1;
+    let e2 = &records.iter().find(|(_, v)| v["device"] == "assetId2").expect("assetId2 record").1;
+    assert_eq!(e1["events"]["eventId1"]["intParam1"], 123);
+    assert_eq!(e1["requestId"], "123");
+    let uri1 = e1["events"]["eventId1"]["fileParam1"].as_str().unwrap();
+    let uri2 = e2["events"]["eventId2"]["fileParam2"].as_str().unwrap();
+    let p1 = stored_path(uri1, r.files.path());
+    let p2 = stored_path(uri2, r.files.path());
+    assert_eq!(std::fs::read(&p1).unwrap(), FILE1);
+    assert_eq!(std::fs::read(&p2).unwrap(), FILE2);
+    // <root>/<orgId>/<uuid>/<name>: the original name when given, else the part's name.
+    assert_eq!(p1.file_name().unwrap(), "test.txt");
+    assert_eq!(p2.file_name().unwrap(), "filename2");
+    assert_eq!(p1.parent().unwrap().parent().unwrap().file_name().unwrap(), ORG);
+    let report = r.stop();
+    assert_eq!((report.sources[0].1.messages, report.sources[0].1.rejected), (1, 0));
+}
+
+#[test]
+fn bad_token_and_unknown_org_are_401() {
+    let r = Running::start("");
+    let before = metrics::INTEGRATION_REQUESTS.with_label_values(&["401"]).get();
+    let (status, body) = r.post_to(&r.url.clone(), Some("wrong"), seed_form());
+    assert_eq!((status, &body["code"]), (401, &json!(401)), "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("apim-accesstoken"), "{body}");
+    let (status, body) = r.post_to(&r.url.clone(), None, seed_form());
+    assert_eq!((status, &body["code"]), (401, &json!(401)), "{body}");
+    // A token of another org does not open this one; an org not configured is refused alike.
+    let (status, body) = r.post_to(&r.url.replace(ORG, "org2"), Some(TOKEN), seed_form());
+    assert_eq!((status, &body["code"]), (401, &json!(401)), "{body}");
+    let (status, body) = r.post_to(&r.url.replace(ORG, "nobody"), Some(TOKEN), seed_form());
+    assert_eq!((status, &body["code"]), (401, &json!(401)), "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("unknown orgId"), "{body}");
+    assert!(metrics::INTEGRATION_REQUESTS.with_label_values(&["401"]).get() >= before + 4);
+    assert!(r.records.lock().unwrap().is_empty());
+    assert_eq!(std::fs::read_dir(r.files.path()).unwrap().count(), 0, "nothing stored");
+    r.stop();
+}
+
+fn assert_code(resp: (u16, Value), code: u32, msg_has: &str) {
+    let (status, body) = resp;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["code"], json!(code), "{body}");
+    assert!(body["msg"].as_str().unwrap().contains(msg_has), "`{msg_has}` not in {body}");
+}
+
+#[test]
+fn message_part_missing_twice_or_malformed_is_1203() {
+    let r = Running::start("");
+    let files = Form::new().part("enos-file", file_part("filename1", FILE1));
+    assert_code(r.post(files), 1203, "missing the `enos-message` part");
+    let twice = seed_form().text("enos-message", seed_message().to_string());
+    assert_code(r.post(twice), 1203, "more than one `enos-message` part");
+    assert_code(r.post(Form::new().text("enos-message", "{not json")), 1203, "malformed JSON");
+    assert_code(r.post(Form::new().text("enos-message", "[1]")), 1203, "must be a JSON object");
+    assert_code(r.post(Form::new().text("enos-message", r#"{"id":"1"}"#)), 1203, "`params`");
+    assert_code(r.post(seed_form().text("other", "x")), 1203, "unexpected part");
+    let no_name = seed_form().part("enos-file", Part::bytes(b"x".to_vec()));
+    assert_code(r.post(no_name), 1203, "no filename");
+    // Not multipart at all.
+    let (status, body) = r.rt.block_on(async {
+        let resp = r.client.post(&r.url).header("apim-accesstoken", TOKEN).body("{}").send().await.unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    });
+    assert_eq!((status, &body["code"]), (200, &json!(1203)), "{body}");
+    assert!(r.records.lock().unwrap().is_empty());
+    r.stop();
+}
+
+#[test]
+fn md5_or_length_mismatch_is_1204_naming_the_file() {
+    let r = Running::start("");
+    let mut m = seed_message();
+    m["files"]["filename2"]["md5"] = json!("0e202f9b67323d11df8a79b319a3d4f6");
+    assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1204, "md5 mismatch for file `filename2`");
+    let mut m = seed_message();
+    m["files"]["filename2"]["fileLength"] = json!(1024000);
+    assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1204, "fileLength mismatch for file `filename2`");
+    // Upper-case hex is the same digest.
+    let mut m = seed_message();
+    m["files"]["filename1"]["md5"] = json!(md5_hex(FILE1).to_uppercase());
+    assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 200, "OK");
+    r.stop();
+}
+
+#[test]
+fn unreferenced_or_missing_files_are_1203() {
+    let r = Running::start("");
+    let extra = form(&seed_message(), &[("filename1", FILE1), ("filename2", FILE2), ("filename3", b"x")]);
+    assert_code(r.post(extra), 1203, "file part `filename3` is not referred to");
+    let missing = form(&seed_message(), &[("filename1", FILE1)]);
+    assert_code(r.post(missing), 1203, "`local://filename2` refers to no `enos-file` part");
+    let mut m = seed_message();
+    m["files"]["ghost"] = json!({"featureId": "eventId1"});
+    assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1203, "`files` describes `ghost`");
+    let mut m = seed_message();
+    m["files"]["filename1"]["featureId"] = json!("eventId2");
+    assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1203, "`files.filename1.featureId` is `eventId2`");
+    let mut m = seed_message();
+    m["files"]["filename1"]["produckKey"] = json!("productKey9");
+    assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1203, "`files.filename1.produckKey` is `productKey9`");
+    let mut m = seed_message();
+    m["files"]["filename2"]["assetId"] = json!("assetId9");
+    assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1203, "`files.filename2.assetId` is `assetId9`");
+    let dup = form(&seed_message(), &[("filename1", FILE1), ("filename2", FILE2), ("filename1", FILE1)]);
+    assert_code(r.post(dup), 1203, "two `enos-file` parts named `filename1`");
+    assert!(r.records.lock().unwrap().is_empty());
+    r.stop();
+}
+
+#[test]
+fn unknown_device_is_1257_and_the_other_entry_goes_on() {
+    let r = Running::start("");
+    let mut m = seed_message();
+    m["params"][1]["assetId"] = json!("assetNope");
+    m["files"]["filename2"]["assetId"] = json!("assetNope");
+    let (status, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));
+    assert_eq!(status, 200);
+    assert_eq!(body["code"], 1257, "{body}");
+    assert_eq!(body["data"]["accepted"], 1, "{body}");
+    assert_eq!(body["data"]["failed"][0]["index"], 1, "{body}");
+    assert_eq!(body["data"]["failed"][0]["code"], 1257, "{body}");
+    assert!(body["data"]["failed"][0]["message"].as_str().unwrap().contains("assetNope"), "{body}");
+    let records = r.records.lock().unwrap().clone();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].1["events"]["eventId1"]["fileParam1"].as_str().unwrap().starts_with("file://"));
+    // Only the accepted entry's file is stored.
+    let org_dir = r.files.path().join(ORG);
+    assert_eq!(std::fs::read_dir(org_dir).unwrap().count(), 1);
+    // Nothing accepted: answered at once, nothing forwarded.
+    m["params"][0]["deviceKey"] = json!("deviceNope");
+    m["files"]["filename1"]["deviceKey"] = json!("deviceNope");
+    let (_, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));
+    assert_eq!((&body["code"], &body["data"]["accepted"]), (&json!(1257), &json!(0)), "{body}");
+    assert_eq!(r.records.lock().unwrap().len(), 1);
+    r.stop();
+}
+
+#[test]
+fn model_mismatch_is_1204() {
+    let r = Running::start("");
+    let mut m = seed_message();
+    m["params"][0]["events"]["eventId1"]["intParam1"] = json!("not a number");
+    let (_, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));
+    assert_eq!(body["code"], 1204, "{body}");
+    assert!(body["data"]["failed"][0]["message"].as_str().unwrap().contains("intParam1"), "{body}");
+    let mut m = seed_message();
+    m["params"][1]["events"]["eventNope"] = json!({"x": 1});
+    let (_, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));
+    assert_eq!((&body["code"], &body["data"]["failed"][0]["index"]), (&json!(1204), &json!(1)), "{body}");
+    r.stop();
+}
+
+#[test]
+fn too_large_is_413() {
+    let r = Running::start("max_body_bytes = 4096\nmax_file_bytes = 1024\nmax_files = 2\nmax_message_bytes = 2048");
+    let before = metrics::INTEGRATION_REQUESTS.with_label_values(&["1413"]).get();
+    let check = |resp: (u16, Value), has: &str| {
+        let (status, body) = resp;
+        assert_eq!((status, &body["code"]), (413, &json!(1413)), "{body}");
+        assert!(body["msg"].as_str().unwrap().contains(has), "`{has}` not in {body}");
+    };
+    let mut m = seed_message();
+    m["files"]["filename1"]["md5"] = json!(md5_hex(&[b'a'; 2000]));
+    check(r.post(form(&m, &[("filename1", &[b'a'; 2000]), ("filename2", FILE2)])), "file `filename1` is larger than 1024 bytes");
+    check(r.post(form(&seed_message(), &[("filename1", FILE1), ("filename2", FILE2), ("filename3", b"x")])), "more than 2 `enos-file` parts");
+    check(r.post(Form::new().text("enos-message", " ".repeat(3000))), "`enos-message` part is larger than 2048");
+    check(r.post(form(&seed_message(), &[("filename1", &[b'a'; 1000]), ("filename2", &[b'b'; 1000]), ("x", &[b'c'; 1000]), ("y", &[b'c'; 1000]), ("z", &[b'c'; 1000])])), "larger than 4096");
+    assert!(metrics::INTEGRATION_REQUESTS.with_label_values(&["1413"]).get() >= before + 4);
+    // Within the limits: fine.
+    assert_code(r.post(seed_form()), 200, "OK");
+    r.stop();
+}
+
+#[test]
+fn traversal_file_names_stay_under_the_root() {
+    let r = Running::start("");
+    let mut m = seed_message();
+    m["files"]["filename1"]["originalFilename"] = json!("../../etc/passwd");
+    m["params"][1]["events"]["eventId2"]["fileParam2"] = json!("local://../../../x/evil");
+    m["files"]["../../../x/evil"] = m["files"]["filename2"].take();
+    m["files"].as_object_mut().unwrap().remove("filename2");
+    let (status, body) = r.post(form(&m, &[("filename1", FILE1), ("../../../x/evil", FILE2)]));
+    assert_eq!((status, &body["code"]), (200, &json!(200)), "{body}");
+    let records = r.records.lock().unwrap().clone();
+    let uris: Vec<String> = records
+        .iter()
+        .flat_map(|(_, v)| {
+            v["events"].as_object().unwrap().values().flat_map(|e| e.as_object().unwrap().values().filter_map(|x| x.as_str().map(str::to_string)).collect::<Vec<_>>()).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(uris.len(), 2, "{uris:?}");
+    for u in &uris {
+        let p = stored_path(u, r.files.path());
+        assert!(["passwd", "evil"].contains(&p.file_name().unwrap().to_str().unwrap()), "{}", p.display());
+        assert!(!u.contains(".."), "{u}");
+    }
+    r.stop();
+}
+
+#[test]
+fn failed_delivery_is_answered_500() {
+    let r = Running::start("");
+    r.fail.store(true, Ordering::Relaxed);
+    let (status, body) = r.post(seed_form());
+    assert_eq!((status, &body["code"]), (500, &json!(500)), "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("the sink refused it"), "{body}");
+    r.fail.store(false, Ordering::Relaxed);
+    assert_code(r.post(seed_form()), 200, "OK");
+    r.stop();
+}
+
+#[test]
+fn asset_only_request_goes_to_the_assets_product_topic() {
+    let r = Running::start("");
+    let mut m = seed_message();
+    m["params"].as_array_mut().unwrap().remove(0);
+    m["files"].as_object_mut().unwrap().remove("filename1");
+    assert_code(r.post(form(&m, &[("filename2", FILE2)])), 200, "OK");
+    let records = r.records.lock().unwrap().clone();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].0, "sys/productKey1/integration/event/post");
+    assert_eq!(records[0].1["device"], "assetId2");
+    r.stop();
+}
+
+#[test]
+fn chunked_body_over_the_limit_is_413() {
+    use std::io::{Read, Write};
+    let r = Running::start("max_body_bytes = 2048\nmax_file_bytes = 100000");
+    let addr = r.url.split('/').nth(2).unwrap().to_string();
+    let path = &r.url[r.url.find("/connect-service").unwrap()..];
+    let boundary = "XyZ";
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"enos-message\"\r\n\r\n{}\r\n", seed_message()).into_bytes();
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"enos-file\"; filename=\"filename1\"\r\n\r\n").as_bytes());
+    body.extend_from_slice(&[b'a'; 2000]);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\napim-accesstoken: {TOKEN}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    // The whole request in one write, small enough for the server to read at once: it answers
+    // before reading the body to its end, and unread bytes would make its close a reset.
+    let mut req = head.into_bytes();
+    for chunk in body.chunks(1000) {
+        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend_from_slice(chunk);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    s.write_all(&req).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    assert!(resp.contains("\"code\":1413"), "{resp}");
+    assert!(r.records.lock().unwrap().is_empty());
+    r.stop();
+}
