@@ -4,7 +4,9 @@
 //!   `/sys/{pk}/{dn}/thing/event/property/post` in the `iot-topic` header (seed 004's format).
 //! - `copy BROKERS FROM TO GROUP COUNT`: the plain consume-and-produce copy: a consumer in a
 //!   group and an idempotent lz4 producer (Sluice's sink defaults), headers kept, offsets
-//!   committed once delivered; stops after COUNT records are delivered.
+//!   committed every second; stops after COUNT records are delivered. With
+//!   `COPY_EXTRA_HEADERS` set, each copy also gets the two more headers Sluice's benchmark
+//!   outputs carry (`sluice-rule`, and the rule's own `band`).
 //! - `wait BROKERS TOPIC COUNT TIMEOUT_S`: waits until TOPIC holds COUNT records (sum of its
 //!   end offsets) and prints the seconds it took.
 //! - `create BROKERS TOPIC:PARTITIONS…`: waits for the broker, then creates the topics.
@@ -110,6 +112,7 @@ fn copy(brokers: &str, from: &str, to: &str, group: &str, count: u64) {
         .expect("consumer");
     consumer.subscribe(&[from]).expect("subscribe");
     let (p, ok, failed) = producer(brokers);
+    let extra_headers = std::env::var_os("COPY_EXTRA_HEADERS").is_some();
     let started = Instant::now();
     let mut consumed = 0u64;
     let mut next: std::collections::HashMap<i32, i64> = Default::default();
@@ -131,6 +134,10 @@ fn copy(brokers: &str, from: &str, to: &str, group: &str, count: u64) {
                     for h in hs.iter() {
                         headers = headers.insert(Header { key: h.key, value: h.value });
                     }
+                }
+                if extra_headers {
+                    // As many headers as Sluice's outputs in the benchmark carry.
+                    headers = headers.insert(Header { key: "sluice-rule", value: Some("copy") }).insert(Header { key: "band", value: Some("0") });
                 }
                 let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to).headers(headers);
                 if let Some(v) = m.payload() {

@@ -365,7 +365,9 @@ pub struct KafkaSourceConfig {
     /// pauses (backpressure) and memory stays bounded.
     #[serde(default = "default_kafka_max_in_flight")]
     pub max_in_flight: usize,
-    /// How often (ms) acknowledged watermarks are committed.
+    /// How often (ms) offsets are committed (librdkafka's `auto.commit.interval.ms`). Sluice
+    /// stores an offset for commit only once it is acknowledged: every output of its record and
+    /// of every earlier record of the partition was delivered.
     #[serde(default = "default_kafka_commit_interval_ms")]
     pub commit_interval_ms: u64,
     /// On a rebalance, how long (ms) to wait for the in-flight records of revoked partitions
@@ -374,7 +376,8 @@ pub struct KafkaSourceConfig {
     #[serde(default = "default_kafka_revoke_timeout_ms")]
     pub revoke_timeout_ms: u64,
     /// Any librdkafka consumer property (`session.timeout.ms`, `security.protocol`, …), passed
-    /// through as is. Sluice sets `enable.auto.commit` and `enable.auto.offset.store` itself;
+    /// through as is. Sluice sets `enable.auto.commit`, `enable.auto.offset.store` and
+    /// `auto.commit.interval.ms` itself;
     /// `auto.offset.reset` defaults to `earliest` and `partition.assignment.strategy` to
     /// `cooperative-sticky` (incremental rebalances).
     #[serde(default)]
@@ -508,7 +511,7 @@ fn default_kafka_unknown_topic_timeout_ms() -> u64 {
 }
 
 /// Consumer properties Sluice sets itself; `properties` may not override them.
-pub const KAFKA_SOURCE_RESERVED: &[&str] = &["bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store"];
+pub const KAFKA_SOURCE_RESERVED: &[&str] = &["bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store", "auto.commit.interval.ms"];
 /// Producer properties Sluice sets itself (they have their own fields).
 pub const KAFKA_SINK_RESERVED: &[&str] = &["bootstrap.servers"];
 

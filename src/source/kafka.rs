@@ -3,7 +3,9 @@
 //! Every record is tracked in its partition's [`OffsetTracker`] when consumed; its [`Ack`]
 //! (called by the sink once all the record's outputs are acknowledged by the broker, including
 //! records no rule matched) marks it done. Only the contiguous acknowledged watermark of each
-//! partition is committed, periodically, on revocation and at shutdown.
+//! partition is stored for commit (`enable.auto.offset.store = false`); librdkafka commits what
+//! is stored every `commit_interval_ms` (retrying failed commits), and Sluice commits
+//! synchronously on revocation and at shutdown.
 //!
 //! The consumer runs on a blocking thread and is always polled (so it stays in its group),
 //! but it stops taking records when the pipeline does not keep up: it first waits for room in
@@ -33,6 +35,8 @@ use crate::telemetry::metrics;
 
 /// How long the consumer may be blocked on a full channel before it pauses its partitions.
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
+/// How often acknowledged watermarks are stored for the next automatic commit.
+const STORE_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one wait for room in the channel lasts (the consumer is polled in between).
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 
@@ -58,7 +62,12 @@ impl KafkaSource {
         for (k, v) in &cfg.properties {
             c.set(k, v);
         }
-        c.set("bootstrap.servers", &cfg.brokers).set("group.id", &cfg.group_id).set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
+        // Offsets are stored by Sluice (only acknowledged watermarks), committed by librdkafka.
+        c.set("bootstrap.servers", &cfg.brokers)
+            .set("group.id", &cfg.group_id)
+            .set("enable.auto.offset.store", "false")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", cfg.commit_interval_ms.to_string());
         c
     }
 }
@@ -77,7 +86,6 @@ struct Shared {
     held: Mutex<VecDeque<Held>>,
     assignment_changed: AtomicBool,
     closing: AtomicBool,
-    async_pending: AtomicBool,
     revoke_timeout: Duration,
 }
 
@@ -107,45 +115,46 @@ impl Shared {
         }
     }
 
-    /// Commits the moved watermarks of `tps` (all if `None`). One asynchronous commit at a time:
-    /// a broker may apply concurrent commits out of order, and an older offset must not win.
-    fn commit<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tps: Option<&[TopicPartition]>, mode: CommitMode) {
-        if matches!(mode, CommitMode::Async) && self.async_pending.load(Ordering::Acquire) {
-            return;
-        }
-        let commits = {
+    /// Stores the moved watermarks of `tps` (all if `None`) for librdkafka's next automatic
+    /// commit. Only acknowledged watermarks are ever stored.
+    fn store<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tps: Option<&[TopicPartition]>) -> Vec<(TopicPartition, i64)> {
+        let offsets = {
             let mut tr = self.tracker();
             match tps {
                 Some(tps) => tr.take_commits_of(tps),
                 None => tr.take_commits(),
             }
         };
-        self.commit_offsets(consumer, commits, mode);
-    }
-
-    /// Commits every watermark, moved or not (the last word at shutdown).
-    fn commit_all<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
-        let commits = self.tracker().watermarks();
-        self.commit_offsets(consumer, commits, CommitMode::Sync);
-    }
-
-    fn commit_offsets<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, commits: Vec<(TopicPartition, i64)>, mode: CommitMode) {
-        if commits.is_empty() {
-            return;
-        }
-        let mut tpl = TopicPartitionList::with_capacity(commits.len());
-        for ((topic, partition), offset) in &commits {
-            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
-                tracing::warn!(source = %self.name, error = %e, "bad commit offset");
+        if !offsets.is_empty() {
+            if let Err(e) = consumer.store_offsets(&tpl_of(&offsets)) {
+                // Partitions no longer assigned refuse stores; the others are stored.
+                tracing::debug!(source = %self.name, error = %e, "storing offsets");
             }
         }
-        match consumer.commit(&tpl, mode) {
-            Ok(()) if matches!(mode, CommitMode::Sync) => self.committed(&commits),
-            Ok(()) => self.async_pending.store(true, Ordering::Release),
+        offsets
+    }
+
+    /// Stores every watermark (moved or not) and commits them now, synchronously: the last word
+    /// before partitions go (revocation, shutdown), so that errors are seen.
+    fn commit_now<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tps: Option<&[TopicPartition]>) {
+        let offsets: Vec<(TopicPartition, i64)> = {
+            let mut tr = self.tracker();
+            let all = tr.watermarks();
+            match tps {
+                Some(tps) => all.into_iter().filter(|(tp, _)| tps.contains(tp)).collect(),
+                None => all,
+            }
+        };
+        if offsets.is_empty() {
+            return;
+        }
+        let tpl = tpl_of(&offsets);
+        let _ = consumer.store_offsets(&tpl);
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => self.committed(&offsets),
             Err(e) => {
                 metrics::KAFKA_COMMITS.with_label_values(&[&*self.name, "error"]).inc();
-                tracing::warn!(source = %self.name, error = %e, "offset commit failed; will retry");
-                self.tracker().retry_commits(commits.iter().map(|(tp, _)| tp));
+                tracing::warn!(source = %self.name, error = %e, "offset commit failed (what is not committed is read again)");
             }
         }
     }
@@ -177,7 +186,7 @@ impl Shared {
                     tracing::warn!(source = %self.name, in_flight = left - dropped, "revoke timeout: giving up in-flight records (the next owner reads them again)");
                 }
             }
-            self.commit(consumer, Some(&tps), CommitMode::Sync);
+            self.commit_now(consumer, Some(&tps));
         }
         let abandoned = self.tracker().revoke(&tps);
         if abandoned > 0 {
@@ -235,19 +244,28 @@ impl ConsumerContext for Ctx {
         }
     }
 
+    /// Results of librdkafka's automatic commits of the stored offsets (a failed one is
+    /// retried by the next, as the stored offsets stay ahead of the committed ones).
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        self.0.async_pending.store(false, Ordering::Release);
         let commits: Vec<(TopicPartition, i64)> = offsets.elements().iter().filter_map(|e| e.offset().to_raw().map(|o| ((Arc::from(e.topic()), e.partition()), o))).collect();
         match result {
             Ok(()) => self.0.committed(&commits),
             Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
                 metrics::KAFKA_COMMITS.with_label_values(&[&*self.0.name, "error"]).inc();
-                tracing::warn!(source = %self.0.name, error = %e, "offset commit failed; will retry");
-                self.0.tracker().retry_commits(commits.iter().map(|(tp, _)| tp));
+                tracing::warn!(source = %self.0.name, error = %e, "offset commit failed; the next one retries");
             }
         }
     }
+}
+
+/// A partition list with offsets.
+fn tpl_of(offsets: &[(TopicPartition, i64)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+    for ((topic, partition), offset) in offsets {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+    }
+    tpl
 }
 
 /// `topic[partition],…` for logs.
@@ -311,7 +329,6 @@ impl KafkaSource {
             held: Mutex::new(VecDeque::new()),
             assignment_changed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
-            async_pending: AtomicBool::new(false),
             revoke_timeout: Duration::from_millis(self.cfg.revoke_timeout_ms),
         });
         let consumer: BaseConsumer<Ctx> = Self::client_config(&self.cfg).create_with_context(Ctx(shared.clone())).map_err(|e| err(format!("cannot create the consumer: {e}")))?;
@@ -323,12 +340,11 @@ impl KafkaSource {
         let paused_gauge = metrics::KAFKA_SOURCE_PAUSED.with_label_values(&[&*name]);
         let max_in_flight = self.cfg.max_in_flight;
         let resume_below = (max_in_flight * 3 / 4).max(1);
-        let commit_interval = Duration::from_millis(self.cfg.commit_interval_ms);
         let mut report = SourceReport::default();
         let mut paused = false;
         let mut blocked_since: Option<Instant> = None;
         let mut over_since: Option<Instant> = None;
-        let mut last_commit = Instant::now();
+        let mut last_store = Instant::now();
         let mut failure: Option<String> = None;
 
         // Pauses or resumes the whole current assignment; returns the new state (the old one if
@@ -368,9 +384,9 @@ impl KafkaSource {
                 failure = Some(format!("the outputs of {}[{}] offset {offset} could not be delivered; stopping so that a restart reads it again from the last commit", tp.0, tp.1));
                 break;
             }
-            if last_commit.elapsed() >= commit_interval {
-                shared.commit(&consumer, None, CommitMode::Async);
-                last_commit = Instant::now();
+            if last_store.elapsed() >= STORE_INTERVAL {
+                shared.store(&consumer, None);
+                last_store = Instant::now();
             }
             let in_flight = shared.tracker().in_flight();
             in_flight_gauge.set(in_flight as i64);
@@ -501,17 +517,7 @@ impl KafkaSource {
                 tracing::warn!(source = %name, in_flight = left - held, "shutdown timeout: committing what was delivered; the rest is read again on restart");
             }
         }
-        // Take no more records, and let an asynchronous commit in flight land before the last
-        // one (polling serves its callback; records polled now are not tracked, so not
-        // committed: they are read again on restart).
-        if let Ok(assignment) = consumer.assignment() {
-            let _ = consumer.pause(&assignment);
-        }
-        let until = Instant::now() + Duration::from_secs(2);
-        while shared.async_pending.load(Ordering::Acquire) && Instant::now() < until {
-            let _ = consumer.poll(Duration::from_millis(50));
-        }
-        shared.commit_all(&consumer);
+        shared.commit_now(&consumer, None);
         let abandoned = shared.tracker().in_flight();
         if abandoned > 0 {
             metrics::KAFKA_ABANDONED.with_label_values(&[&*name]).inc_by(abandoned as u64);
@@ -547,7 +553,7 @@ mod tests {
     }
 
     #[test]
-    fn consumer_properties_pass_through_but_commits_stay_manual() {
+    fn consumer_properties_pass_through_but_offset_stores_stay_manual() {
         let mut props = std::collections::BTreeMap::new();
         props.insert("session.timeout.ms".to_string(), "6000".to_string());
         props.insert("auto.offset.reset".to_string(), "latest".to_string());
@@ -565,8 +571,9 @@ mod tests {
         assert_eq!(c.get("session.timeout.ms"), Some("6000"));
         assert_eq!(c.get("auto.offset.reset"), Some("latest"));
         assert_eq!(c.get("partition.assignment.strategy"), Some("cooperative-sticky"));
-        assert_eq!(c.get("enable.auto.commit"), Some("false"));
-        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("enable.auto.commit"), Some("true"));
+        assert_eq!(c.get("auto.commit.interval.ms"), Some("1000"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"), "only acknowledged offsets are stored");
         assert_eq!(c.get("group.id"), Some("g"));
         assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
     }

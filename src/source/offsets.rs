@@ -130,6 +130,7 @@ pub struct OffsetTracker {
     partitions: HashMap<TopicPartition, (u64, PartitionTracker)>,
     generation: u64,
     in_flight: usize,
+    any_failed: bool,
 }
 
 impl OffsetTracker {
@@ -158,6 +159,7 @@ impl OffsetTracker {
             Some((g, t)) if *g == generation => {
                 let moved = t.ack(offset, ok)?;
                 self.in_flight -= 1;
+                self.any_failed |= !ok;
                 Ok(moved)
             }
             _ => Err(AckError::Unknown),
@@ -239,6 +241,9 @@ impl OffsetTracker {
 
     /// The first partition with a failed record, and the failed offset.
     pub fn failed(&self) -> Option<(TopicPartition, i64)> {
+        if !self.any_failed {
+            return None;
+        }
         self.partitions.iter().find_map(|(tp, (_, t))| t.failed().map(|o| (tp.clone(), o)))
     }
 }
