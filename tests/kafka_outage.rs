@@ -72,7 +72,8 @@ fn broker_outage_and_restart_lose_nothing() {
     assert_eq!(seen, (0..N).collect::<HashSet<u64>>());
     let status = sluice.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit status {status}; log:\n{}", tail(&log, 40));
-    assert_eq!(broker.committed("outage", "iot-in", 2), broker.end_offsets("iot-in", 2));
+    let (committed, end) = (broker.committed("outage", "iot-in", 2), broker.end_offsets("iot-in", 2));
+    assert_eq!(committed, end, "committed offsets after a graceful stop; log:\n{}", tail(&log, 60));
     eprintln!("outage: {N} inputs, {} outputs ({} duplicates), total {:.1}s", records.len(), records.len() - seen.len(), started.elapsed().as_secs_f64());
 }
 
