@@ -27,6 +27,22 @@ pub struct Config {
     /// not validated against models and device lookups in rules are NULL).
     #[serde(default)]
     pub registry: Option<RegistryConfig>,
+    /// The admin HTTP server (`/metrics`, `/healthz`, `/integration/errors`); off without it.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`: the admin HTTP server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9898".into()
 }
 
 /// `[registry]`: product thing models and the device registry (format: `models/README.md`).

@@ -181,7 +181,7 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     let opts = EngineOptions { default_error_topic: cfg.engine.default_error_topic.clone(), max_payload_bytes: cfg.engine.max_payload_bytes };
     let engine = Arc::new(Engine::new(RuleSet::new(rules), env, opts));
     let shutdown_timeout = std::time::Duration::from_millis(cfg.engine.shutdown_timeout_ms);
-    let Config { sources, sink, engine: engine_cfg, .. } = cfg;
+    let Config { sources, sink, engine: engine_cfg, admin, .. } = cfg;
     // Integration requests are validated by the device registry when one is configured.
     let validator: Arc<dyn sluice::integration::Validator> = match &registry {
         Some(r) => r.clone(),
@@ -203,6 +203,17 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
         SinkConfig::Kafka(k) => Box::new(KafkaSink::new(k, engine_cfg.default_error_topic.clone())),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // The admin server stays up while the pipeline drains, and stops with it.
+    let admin_stop = Shutdown::new();
+    if let Some(a) = &admin {
+        let listener = rt.block_on(tokio::net::TcpListener::bind(&a.listen)).with_context(|| format!("admin server: cannot listen on {}", a.listen))?;
+        let stop = admin_stop.clone();
+        rt.spawn(async move {
+            if let Err(e) = sluice::telemetry::http::serve(listener, stop).await {
+                tracing::error!(error = %e, "admin HTTP server failed");
+            }
+        });
+    }
     let report = rt.block_on(async {
         let shutdown = Shutdown::new();
         shutdown.on_signals();
@@ -217,6 +228,7 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
             () = deadline => None,
         }
     });
+    admin_stop.trigger();
     let Some(report) = report else {
         tracing::warn!(timeout_ms = engine_cfg.shutdown_timeout_ms, "shutdown timeout: exiting with work in flight (not committed: it is read again on restart)");
         rt.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -1,5 +1,7 @@
-//! Telemetry: logging setup and Prometheus metrics (all names in [`metrics`]).
+//! Telemetry: logging setup, Prometheus metrics (all names in [`metrics`]) and the admin HTTP
+//! server ([`http`]).
 
+pub mod http;
 pub mod metrics;
 
 /// Installs the `tracing` subscriber (key/value text to stderr; `RUST_LOG` filters, default info).

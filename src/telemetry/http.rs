@@ -1,0 +1,30 @@
+//! The admin HTTP server: `GET /metrics` (Prometheus text format), `GET /healthz` (alive) and
+//! `GET /integration/errors` (the integration channel's most recent error records, newest last,
+//! as JSON). Enabled by an `[admin]` section in the configuration.
+
+use std::net::SocketAddr;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+
+use crate::shutdown::Shutdown;
+use crate::source::channel_log;
+use crate::telemetry::metrics;
+
+/// The admin routes.
+pub fn router() -> Router {
+    Router::new()
+        .route("/metrics", get(|| async { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render()) }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/integration/errors", get(|| async { Json(channel_log::recent_errors()).into_response() }))
+}
+
+/// Serves the admin routes on `listener` until `shutdown` fires.
+pub async fn serve(listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(addr = ?addr, "admin HTTP server listening");
+    axum::serve(listener, router()).with_graceful_shutdown(async move { shutdown.wait().await }).await
+}

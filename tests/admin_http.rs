@@ -1,0 +1,75 @@
+//! The admin HTTP server: `/healthz`, `/metrics` in the Prometheus text format, and the
+//! integration channel's recent errors, served by the real binary's `[admin]` section.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice::shutdown::Shutdown;
+use sluice::source::channel_log::{self, ErrorRecord};
+
+#[test]
+fn serves_health_metrics_and_recent_integration_errors() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Shutdown::new();
+    let server = rt.spawn(sluice::telemetry::http::serve(listener, stop.clone()));
+
+    sluice::telemetry::metrics::MESSAGES_RECEIVED.with_label_values(&["admin-test"]).inc_by(3);
+    channel_log::error(ErrorRecord {
+        time_ms: 1,
+        source: "mqtt:test".into(),
+        topic: "sys/pk/integration/event/post".into(),
+        request_id: Some(serde_json::json!("123")),
+        stage: "validation".into(),
+        code: 1257,
+        message: "device `nosuch` not found".into(),
+    });
+
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let base = format!("http://{addr}");
+    assert_eq!(client.get(format!("{base}/healthz")).send().unwrap().text().unwrap(), "ok\n");
+
+    let metrics = client.get(format!("{base}/metrics")).send().unwrap();
+    assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = metrics.text().unwrap();
+    assert!(text.contains("sluice_messages_received_total{source=\"admin-test\"} 3"), "{text}");
+
+    let errors: serde_json::Value = client.get(format!("{base}/integration/errors")).send().unwrap().json().unwrap();
+    let last = errors.as_array().and_then(|a| a.last()).cloned().unwrap_or_default();
+    assert_eq!(last["code"], 1257, "{errors}");
+    assert_eq!(last["requestId"], "123");
+    assert_eq!(last["stage"], "validation");
+
+    assert_eq!(client.get(format!("{base}/nothing")).send().unwrap().status(), 404);
+    stop.trigger();
+    rt.block_on(server).unwrap().unwrap();
+}
+
+/// `sluice run` with `[admin]` serves while it runs and refuses a config whose admin address is
+/// taken, naming it.
+#[test]
+fn the_binary_refuses_an_admin_address_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::File::create(&input).unwrap().write_all(b"").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[rules]\npaths = []\n[admin]\nlisten = \"{addr}\"\n[[sources]]\ntype = \"file\"\npath = {:?}\n[sink]\ntype = \"file\"\ndir = {:?}\n",
+            input.display().to_string(),
+            dir.path().join("out").display().to_string()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).args(["run", "--config"]).arg(&config).stdin(Stdio::null()).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("admin server: cannot listen on {addr}")), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
