@@ -136,7 +136,8 @@ impl Shared {
 
     /// Stores every watermark (moved or not) and commits them now, synchronously: the last word
     /// before partitions go (revocation, shutdown), so that errors are seen.
-    fn commit_now<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tps: Option<&[TopicPartition]>) {
+    /// Returns whether the commit went through (true when there was nothing to commit).
+    fn commit_now<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tps: Option<&[TopicPartition]>) -> bool {
         let offsets: Vec<(TopicPartition, i64)> = {
             let mut tr = self.tracker();
             let all = tr.watermarks();
@@ -146,15 +147,19 @@ impl Shared {
             }
         };
         if offsets.is_empty() {
-            return;
+            return true;
         }
         let tpl = tpl_of(&offsets);
         let _ = consumer.store_offsets(&tpl);
         match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => self.committed(&offsets),
+            Ok(()) => {
+                self.committed(&offsets);
+                true
+            }
             Err(e) => {
                 metrics::KAFKA_COMMITS.with_label_values(&[&*self.name, "error"]).inc();
                 tracing::warn!(source = %self.name, error = %e, "offset commit failed (what is not committed is read again)");
+                false
             }
         }
     }
@@ -517,7 +522,12 @@ impl KafkaSource {
                 tracing::warn!(source = %name, in_flight = left - held, "shutdown timeout: committing what was delivered; the rest is read again on restart");
             }
         }
-        shared.commit_now(&consumer, None);
+        // The last commit is retried until the shutdown deadline: after a broker outage the
+        // group coordinator may still be being looked up.
+        let commit_deadline = Instant::now() + self.shutdown_timeout.mul_f64(0.15);
+        while !shared.commit_now(&consumer, None) && Instant::now() < commit_deadline {
+            std::thread::sleep(Duration::from_millis(250));
+        }
         let abandoned = shared.tracker().in_flight();
         if abandoned > 0 {
             metrics::KAFKA_ABANDONED.with_label_values(&[&*name]).inc_by(abandoned as u64);
