@@ -3,7 +3,8 @@
 # - tansu, the Kafka-compatible broker the Kafka tests start (from crates.io, into
 #   $HOME/.cache/sluice/tools; the first build takes 15-20 minutes);
 # - Mosquitto (Debian's packages), the MQTT broker;
-# - sqlite3 (Debian's packages), with which the test harness indexes tansu's database.
+# - sqlite3 (Debian's packages), with which the test harness indexes tansu's database;
+# - moto (PyPI), an S3-compatible server for the HTTP upload's S3 store test.
 set -euo pipefail
 
 TOOLS="$HOME/.cache/sluice/tools"
@@ -29,4 +30,8 @@ fi
 if ! command -v sqlite3 >/dev/null 2>&1; then
     echo "test-deps: installing sqlite3"
     apt_install sqlite3
+fi
+if ! command -v moto_server >/dev/null 2>&1; then
+    echo "test-deps: installing moto (an S3-compatible server for the object-store test)"
+    python3 -m pip install --quiet "moto[server]"
 fi

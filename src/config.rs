@@ -176,6 +176,9 @@ pub struct HttpSourceConfig {
     /// missing), as `<orgId>/<uuid>/<sanitized file name>`.
     #[serde(default = "default_http_files_dir")]
     pub files_dir: PathBuf,
+    /// Store uploaded files in an S3-compatible bucket instead of `files_dir`.
+    #[serde(default)]
+    pub s3: Option<S3StoreConfig>,
     /// Largest request body (bytes); larger requests are refused with HTTP 413, code 1413.
     #[serde(default = "default_http_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -193,6 +196,34 @@ pub struct HttpSourceConfig {
 fn default_http_listen() -> String {
     "127.0.0.1:8080".into()
 }
+/// `s3 = { … }` of an HTTP source: an S3-compatible object store for uploaded files, which are
+/// then referred to as `s3://<bucket>/<orgId>/<uuid>/<name>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3StoreConfig {
+    /// The bucket (it must exist).
+    pub bucket: String,
+    /// The region.
+    #[serde(default = "default_s3_region")]
+    pub region: String,
+    /// The endpoint of an S3-compatible service (e.g. `http://127.0.0.1:9000`); AWS when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Access key id; when absent, taken from `AWS_ACCESS_KEY_ID`.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret access key; when absent, taken from `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Allow a plain-HTTP endpoint.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+fn default_s3_region() -> String {
+    "us-east-1".into()
+}
+
 fn default_http_files_dir() -> PathBuf {
     PathBuf::from("uploads")
 }

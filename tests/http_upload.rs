@@ -433,3 +433,73 @@ fn chunked_body_over_the_limit_is_413() {
     assert!(r.records.lock().unwrap().is_empty());
     r.stop();
 }
+
+/// A local S3-compatible server (moto, installed by scripts/test-deps.sh) on a free port, killed
+/// on drop.
+struct S3Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl S3Server {
+    fn start() -> S3Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server (an S3-compatible server) must be installed: run scripts/test-deps.sh");
+        let server = S3Server { child, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn files_go_to_an_s3_compatible_store_when_configured() {
+    let s3 = S3Server::start();
+    let http = reqwest::blocking::Client::new();
+    assert!(http.put(format!("{}/uploads", s3.url())).send().unwrap().status().is_success(), "create bucket");
+    let r = Running::start(&format!("s3 = {{ bucket = \"uploads\", endpoint = {:?}, access_key_id = \"test\", secret_access_key = \"test\", allow_http = true }}\n", s3.url()));
+    let (status, body) = r.post(seed_form());
+    assert_eq!((status, &body["code"]), (200, &json!(200)), "{body}");
+    let records = r.records.lock().unwrap().clone();
+    let e1 = &records.iter().find(|(_, v)| v["device"] == "deviceKey1").expect("deviceKey1 record").1;
+    let uri = e1["events"]["eventId1"]["fileParam1"].as_str().unwrap().to_string();
+    let key = uri.strip_prefix("s3://uploads/").unwrap_or_else(|| panic!("{uri} is not in the bucket"));
+    assert!(key.starts_with(&format!("{ORG}/")) && key.ends_with("/test.txt"), "{key}");
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name("uploads")
+        .with_region("us-east-1")
+        .with_endpoint(s3.url())
+        .with_allow_http(true)
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .unwrap();
+    let stored = r.rt.block_on(async {
+        use object_store::ObjectStoreExt;
+        let got = store.get(&object_store::path::Path::from(key)).await.expect("object stored in the bucket");
+        got.bytes().await.unwrap()
+    });
+    assert_eq!(stored.as_ref(), FILE1);
+    // Nothing was written to the local folder.
+    assert_eq!(std::fs::read_dir(r.files.path()).map(|d| d.count()).unwrap_or(0), 0);
+    r.stop();
+}

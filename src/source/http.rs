@@ -26,7 +26,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use md5::{Digest, Md5};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{json, Map, Value};
@@ -92,8 +92,8 @@ struct St {
     cfg: HttpSourceConfig,
     validator: Arc<dyn Validator>,
     store: Arc<dyn ObjectStore>,
-    /// Canonical root of the local store, for the stored files' URIs.
-    root: PathBuf,
+    /// The URI prefix of stored files: `file://<canonical root>` or `s3://<bucket>`.
+    root: String,
     tx: mpsc::Sender<Envelope>,
     seq: AtomicU64,
     forwarded: AtomicU64,
@@ -142,12 +142,29 @@ impl Source for HttpSource {
             let HttpSource { cfg, validator, name, shutdown_timeout, listener } = *self;
             let io = |error| SourceError::Io { source_name: name.clone(), error };
             let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
-            std::fs::create_dir_all(&cfg.files_dir).map_err(io)?;
-            let root = std::fs::canonicalize(&cfg.files_dir).map_err(io)?;
-            let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| SourceError::Other { source_name: name.clone(), message: format!("object store: {e}") })?;
+            let store_err = |e: object_store::Error| SourceError::Other { source_name: name.clone(), message: format!("object store: {e}") };
+            let (store, root): (Arc<dyn ObjectStore>, String) = match &cfg.s3 {
+                None => {
+                    std::fs::create_dir_all(&cfg.files_dir).map_err(io)?;
+                    let root = std::fs::canonicalize(&cfg.files_dir).map_err(io)?;
+                    (Arc::new(LocalFileSystem::new_with_prefix(&root).map_err(store_err)?), format!("file://{}", root.display()))
+                }
+                Some(s3) => {
+                    let mut b = AmazonS3Builder::from_env().with_bucket_name(&s3.bucket).with_region(&s3.region).with_allow_http(s3.allow_http);
+                    if let Some(e) = &s3.endpoint {
+                        b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+                    }
+                    if let Some(k) = &s3.access_key_id {
+                        b = b.with_access_key_id(k);
+                    }
+                    if let Some(k) = &s3.secret_access_key {
+                        b = b.with_secret_access_key(k);
+                    }
+                    (Arc::new(b.build().map_err(store_err)?), format!("s3://{}", s3.bucket))
+                }
+            };
             let max_body = cfg.max_body_bytes;
-            let st =
-                Arc::new(St { name: Arc::from(name.as_str()), cfg, validator, store: Arc::new(store), root, tx, seq: AtomicU64::new(0), forwarded: AtomicU64::new(0), rejected: AtomicU64::new(0) });
+            let st = Arc::new(St { name: Arc::from(name.as_str()), cfg, validator, store, root, tx, seq: AtomicU64::new(0), forwarded: AtomicU64::new(0), rejected: AtomicU64::new(0) });
             let app = Router::new().route(PATH, post(post_event)).layer(DefaultBodyLimit::max(max_body)).with_state(st.clone());
             tracing::info!(target: "sluice::channel", source = %name, addr = ?listener.local_addr().ok(), "HTTP event upload listening");
             let sd = shutdown.clone();
@@ -262,7 +279,7 @@ async fn handle(st: &St, q: &HashMap<String, String>, headers: &HeaderMap, mp: R
         let original = meta.get("originalFilename").and_then(Value::as_str).unwrap_or(&u.name);
         let path = object_store::path::Path::from_iter([safe_name(org), uuid::Uuid::new_v4().to_string(), safe_name(original)]);
         st.store.put(&path, PutPayload::from(u.bytes.clone())).await.map_err(|e| Reply::new(codes::INTERNAL, format!("storing file `{}`: {e}", u.name)))?;
-        let uri = format!("file://{}/{path}", st.root.display());
+        let uri = format!("{}/{path}", st.root);
         let mut m = meta;
         m.insert("md5".into(), json!(u.md5));
         m.insert("fileLength".into(), json!(u.bytes.len()));
