@@ -183,7 +183,10 @@ impl Broker {
         }
     }
 
-    /// The committed offsets of a consumer group on a topic, by partition.
+    /// The committed offsets of a consumer group on a topic, by partition. A partition the group
+    /// never committed counts as 0: that is where the group starts reading it
+    /// (`auto.offset.reset = earliest`), so an empty partition with no commit is as done as one
+    /// committed at 0, and a non-empty one with no commit still shows as not done.
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
         let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).set("group.id", group).create().expect("consumer");
         let mut tpl = TopicPartitionList::new();
@@ -191,7 +194,7 @@ impl Broker {
             tpl.add_partition(topic, p);
         }
         let got = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
-        (0..partitions).map(|p| got.find_partition(topic, p).and_then(|e| e.offset().to_raw()).unwrap_or(-1)).collect()
+        (0..partitions).map(|p| got.find_partition(topic, p).and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0).unwrap_or(0)).collect()
     }
 
     /// The high watermarks (end offsets) of a topic, by partition.
