@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
 use crate::engine::{Engine, Scratch};
@@ -150,15 +151,39 @@ fn topic_shard(topic: &str, n: usize) -> usize {
     (h % n as u64) as usize
 }
 
+/// A source's counters, resolved once (label lookups hash and lock; not per message).
+struct SourceCounters {
+    source: Arc<str>,
+    received: IntCounter,
+    rejected: IntCounter,
+    unmatched: IntCounter,
+}
+
 async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>, mut rx: mpsc::Receiver<Envelope>, tx: mpsc::Sender<Batch>, clock: Clock) {
     let mut scratch = Scratch::default();
     let hist = metrics::PROCESS_SECONDS.with_label_values(&[&id.to_string()]);
+    let evaluations = ["passed", "filtered", "failed"].map(|r| metrics::RULE_EVALUATIONS.with_label_values(&[r]));
+    let (data_records, error_records) = (metrics::OUTPUT_RECORDS.with_label_values(&["data"]), metrics::OUTPUT_RECORDS.with_label_values(&["error"]));
+    let mut sources: Vec<SourceCounters> = Vec::new();
     while let Some(env) = rx.recv().await {
-        let source = env.msg.meta.source.clone();
-        metrics::MESSAGES_RECEIVED.with_label_values(&[&source]).inc();
+        let i = match sources.iter().position(|c| c.source == env.msg.meta.source) {
+            Some(i) => i,
+            None => {
+                let s = env.msg.meta.source.clone();
+                sources.push(SourceCounters {
+                    received: metrics::MESSAGES_RECEIVED.with_label_values(&[&*s]),
+                    rejected: metrics::MESSAGES_REJECTED.with_label_values(&[&*s]),
+                    unmatched: metrics::MESSAGES_UNMATCHED.with_label_values(&[&*s]),
+                    source: s,
+                });
+                sources.len() - 1
+            }
+        };
+        let counters = &sources[i];
+        counters.received.inc();
         let mut records = Vec::new();
         if let Some(reason) = &env.reject {
-            metrics::MESSAGES_REJECTED.with_label_values(&[&source]).inc();
+            counters.rejected.inc();
             records.push(engine.dead_letter(&env.msg, reason));
         } else {
             if let Some(r) = &registry {
@@ -168,20 +193,20 @@ async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>,
             let outcome = engine.process(&env.msg, clock.now_ms(), &mut scratch, &mut records);
             hist.observe(started.elapsed().as_secs_f64());
             if outcome.matched == 0 {
-                metrics::MESSAGES_UNMATCHED.with_label_values(&[&source]).inc();
+                counters.unmatched.inc();
             }
-            for (result, n) in [("passed", outcome.passed), ("filtered", outcome.filtered), ("failed", outcome.failed)] {
+            for (counter, n) in evaluations.iter().zip([outcome.passed, outcome.filtered, outcome.failed]) {
                 if n > 0 {
-                    metrics::RULE_EVALUATIONS.with_label_values(&[result]).inc_by(u64::from(n));
+                    counter.inc_by(u64::from(n));
                 }
             }
         }
         let errors = records.iter().filter(|r| r.is_error).count() as u64;
         if errors > 0 {
-            metrics::OUTPUT_RECORDS.with_label_values(&["error"]).inc_by(errors);
+            error_records.inc_by(errors);
         }
         if records.len() as u64 > errors {
-            metrics::OUTPUT_RECORDS.with_label_values(&["data"]).inc_by(records.len() as u64 - errors);
+            data_records.inc_by(records.len() as u64 - errors);
         }
         let batch = Batch { iot_topic: env.msg.topic, records, ack: env.ack };
         if tx.send(batch).await.is_err() {
