@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use crate::doc::Node;
 
-use crate::topic::{TopicInfo, TopicKind};
+use crate::topic::TopicInfo;
 
 /// Where a message came from, and when.
 #[derive(Clone, Debug, Default)]
@@ -101,7 +101,7 @@ pub fn split_integration_batch<'a>(root: &Node<'a>, received_ms: i64) -> Result<
 
 /// Whether the topic's payload is an integration batch that rules see entry by entry.
 pub fn is_batch(info: &TopicInfo<'_>) -> bool {
-    info.kind.batch_field().is_some() && info.kind != TopicKind::IntegrationUpRaw
+    info.kind.batch_field().is_some()
 }
 
 #[cfg(test)]
