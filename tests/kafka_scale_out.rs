@@ -74,6 +74,10 @@ fn two_instances_share_partitions_and_one_takes_over() {
     let seen = seqs(&records);
     assert!(complete, "{} of {N} inputs have their output; a:\n{}", seen.len(), tail(&log_a, 40));
     assert_eq!(seen, (0..N).collect::<HashSet<u64>>());
+    // The survivor also commits what it took over, by itself, before it is stopped.
+    let end = broker.end_offsets("iot-in", PARTITIONS);
+    let caught_up = wait_until(Duration::from_secs(120), || broker.committed("scale", "iot-in", PARTITIONS) == end);
+    assert!(caught_up, "committed offsets never caught up after the takeover; a:\n{}", tail(&log_a, 40));
     let status = instances[0].0.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit status {status}; log:\n{}", tail(&log_a, 40));
     assert_eq!(broker.committed("scale", "iot-in", PARTITIONS), broker.end_offsets("iot-in", PARTITIONS));
