@@ -31,7 +31,12 @@ pub struct RuleSet {
 impl RuleSet {
     /// Indexes the enabled rules (disabled ones are kept for listing).
     pub fn new(rules: Vec<Rule>) -> RuleSet {
-        let rules: Vec<Arc<Rule>> = rules.into_iter().map(Arc::new).collect();
+        RuleSet::from_shared(rules.into_iter().map(Arc::new).collect())
+    }
+
+    /// Indexes already shared rules: a reload keeps the compiled rules whose files did not
+    /// change (or no longer compile) and swaps the set.
+    pub fn from_shared(rules: Vec<Arc<Rule>>) -> RuleSet {
         let mut index = TopicIndex::new();
         for (i, r) in rules.iter().enumerate() {
             if r.enabled {
