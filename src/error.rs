@@ -173,3 +173,31 @@ mod tests {
         assert_eq!(line_text(t, 2).as_deref(), Some("cdé"));
     }
 }
+
+/// Errors of the rule store (rules managed through the API or reloaded from the folder).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No rule has this name.
+    #[error("no rule named `{0}`")]
+    NotFound(String),
+    /// A rule with this name exists already.
+    #[error("a rule named `{0}` exists already (in {1})")]
+    Conflict(String, PathBuf),
+    /// The rule does not compile; nothing was changed.
+    #[error("the rule does not compile ({} error(s)); nothing was changed", .0.len())]
+    Invalid(Vec<CompileError>),
+    /// The request itself is wrong (bad name, name mismatch…).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No rules folder is configured, so rules cannot be written.
+    #[error("no rules folder is configured (rules.paths names files only), so rules cannot be created")]
+    NoFolder,
+    /// Reading or writing a rule file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}

@@ -18,12 +18,14 @@
 //! - [`engine`]: evaluation of a rule set on a message, and the running pipeline.
 //! - [`source`]: where messages come from (one file per source).
 //! - [`sink`]: where output records go (one file per sink).
-//! - [`telemetry`]: logging and Prometheus metrics.
+//! - [`telemetry`]: logging, Prometheus metrics, and the admin HTTP server.
+//! - [`api`]: the token-protected rules REST API (hot reload through the rules folder).
 //! - [`config`]: the `sluice run` configuration.
 //! - [`error`]: error types per layer.
 //! - [`shutdown`]: graceful shutdown.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod config;
 pub mod doc;
 pub mod engine;

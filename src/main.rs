@@ -10,14 +10,14 @@ use clap::{Parser, Subcommand};
 
 use sluice::config::{parse_timezone, Config, SinkConfig, SourceConfig};
 use sluice::engine::pipeline::{Clock, Pipeline};
-use sluice::engine::{Engine, EngineOptions, RuleSet, Scratch};
+use sluice::engine::{Engine, EngineOptions, RuleSet};
 use sluice::message::{Message, Metadata};
 use sluice::registry::Registry;
 use sluice::rule::expr::Env;
 use sluice::shutdown::Shutdown;
 use sluice::sink::file::FileSink;
 use sluice::sink::kafka::KafkaSink;
-use sluice::sink::{OutputRecord, Sink};
+use sluice::sink::Sink;
 use sluice::source::file::FileSource;
 use sluice::source::http::HttpSource;
 use sluice::source::kafka::KafkaSource;
@@ -64,6 +64,83 @@ enum Cmd {
     },
     /// Print the function reference (Markdown).
     Functions,
+    /// Manage the rules of a running instance through its rules API.
+    Rules(RulesCli),
+}
+
+#[derive(clap::Args)]
+struct RulesCli {
+    /// The instance's admin server.
+    #[arg(long, env = "SLUICE_URL", default_value = "http://127.0.0.1:9898", global = true)]
+    url: String,
+    /// The rules API token.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    cmd: RulesCmd,
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// List the rules: name, status, topic filter, file.
+    List,
+    /// Show one rule (JSON), with its file's text.
+    Get {
+        /// The rule's name.
+        name: String,
+    },
+    /// Create a rule from a rule file (refused, with its errors, if it does not compile).
+    Create {
+        /// The rule file.
+        file: PathBuf,
+        /// The rule's name (default: the file's `name` key).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Replace a rule's text with a rule file.
+    Update {
+        /// The rule's name.
+        name: String,
+        /// The rule file.
+        file: PathBuf,
+    },
+    /// Delete a rule (its file in the instance's rules folder).
+    Delete {
+        /// The rule's name.
+        name: String,
+    },
+    /// Enable a rule.
+    Enable {
+        /// The rule's name.
+        name: String,
+    },
+    /// Disable a rule.
+    Disable {
+        /// The rule's name.
+        name: String,
+    },
+    /// Run a rule of the instance on a sample message; print each output record as a JSON
+    /// line (like `sluice test`).
+    Test {
+        /// The rule's name.
+        name: String,
+        /// The message's IoT topic.
+        #[arg(long)]
+        topic: String,
+        /// The payload file, or `-` for standard input (default: empty payload).
+        #[arg(long)]
+        payload: Option<String>,
+        /// Fix the clock, ms since the epoch.
+        #[arg(long)]
+        now: Option<i64>,
+    },
+    /// Show a rule's compile errors and its recent evaluation failures.
+    Errors {
+        /// The rule's name.
+        name: String,
+    },
+    /// Rescan the instance's rules folder now.
+    Reload,
 }
 
 fn main() -> ExitCode {
@@ -82,6 +159,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Check { paths } => Ok(check(paths)),
         Cmd::Test { rule, topic, payload, now, timezone } => test(rule, topic, payload, now, &timezone),
         Cmd::Run { config } => run(config),
+        Cmd::Rules(r) => rules_cli(r),
         Cmd::Functions => {
             print!("{}", sluice::rule::registry::markdown_reference());
             Ok(ExitCode::SUCCESS)
@@ -105,7 +183,7 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
 }
 
 fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<i64>, timezone: &str) -> anyhow::Result<ExitCode> {
-    let mut rule = match sluice::rule::compile_file(&rule_path) {
+    let rule = match sluice::rule::compile_file(&rule_path) {
         Ok(r) => r,
         Err(errors) => {
             for e in &errors {
@@ -114,11 +192,24 @@ fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<
             return Ok(ExitCode::from(2));
         }
     };
-    rule.enabled = true;
     if !rule.filter.matches(&topic) {
         eprintln!("note: topic `{topic}` does not match the rule's filter `{}`", rule.filter.as_str());
     }
-    let bytes = match payload.as_deref() {
+    let bytes = read_payload(payload.as_deref())?;
+    let clock = now.map_or(Clock::System, Clock::Fixed);
+    let env = Env { tz: parse_timezone(timezone).map_err(anyhow::Error::msg)?, ..Env::default() };
+    let engine = Engine::new(RuleSet::new(Vec::new()), env, EngineOptions::default());
+    let now_ms = clock.now_ms();
+    let msg = Message { topic, payload: bytes.into(), meta: Metadata { source: Arc::from("sluice-test"), received_ms: now_ms, id: 1, ..Metadata::default() } };
+    for rec in engine.test_rule(rule, &msg, now_ms) {
+        println!("{}", rec.test_line());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A payload file, `-` for standard input, or nothing (empty).
+fn read_payload(payload: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    Ok(match payload {
         None => Vec::new(),
         Some("-") => {
             let mut b = Vec::new();
@@ -126,31 +217,77 @@ fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<
             b
         }
         Some(path) => std::fs::read(path).with_context(|| format!("reading payload file {path}"))?,
-    };
-    let clock = now.map_or(Clock::System, Clock::Fixed);
-    let env = Env { tz: parse_timezone(timezone).map_err(anyhow::Error::msg)?, ..Env::default() };
-    let engine = Engine::new(RuleSet::new(vec![rule]), env, EngineOptions::default());
-    let now_ms = clock.now_ms();
-    let msg = Message { topic, payload: bytes.into(), meta: Metadata { source: Arc::from("sluice-test"), received_ms: now_ms, id: 1, ..Metadata::default() } };
-    let mut out = Vec::new();
-    engine.process(&msg, now_ms, &mut Scratch::default(), &mut out);
-    for rec in &out {
-        println!("{}", record_line(rec)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
-/// `{"rule", "topic", "key", "headers", "value"}` — the `sluice test` output contract.
-fn record_line(rec: &OutputRecord) -> anyhow::Result<String> {
-    let value: &serde_json::value::RawValue = serde_json::from_slice(&rec.value)?;
-    let headers: serde_json::Map<String, serde_json::Value> = rec.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-    Ok(serde_json::to_string(&serde_json::json!({
-        "rule": &*rec.rule,
-        "topic": rec.topic,
-        "key": rec.key,
-        "headers": headers,
-        "value": value,
-    }))?)
+/// `sluice rules …`: one API request; prints the answer. Exit 0 on success, 2 when the rule
+/// does not compile (its `path:line:col` errors on stderr), 1 on any other failure.
+fn rules_cli(r: RulesCli) -> anyhow::Result<ExitCode> {
+    use reqwest::blocking::Client;
+    use reqwest::Method;
+    let base = r.url.trim_end_matches('/').to_string();
+    let client = Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+    let enc = |name: &str| -> String { name.bytes().map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') { (b as char).to_string() } else { format!("%{b:02X}") }).collect() };
+    let read = |f: &PathBuf| std::fs::read_to_string(f).with_context(|| format!("reading rule file {}", f.display()));
+    let (method, path, body): (Method, String, Option<String>) = match &r.cmd {
+        RulesCmd::List => (Method::GET, "/api/v1/rules".into(), None),
+        RulesCmd::Get { name } => (Method::GET, format!("/api/v1/rules/{}", enc(name)), None),
+        RulesCmd::Create { file, name } => (Method::POST, format!("/api/v1/rules{}", name.as_ref().map(|n| format!("?name={}", enc(n))).unwrap_or_default()), Some(read(file)?)),
+        RulesCmd::Update { name, file } => (Method::PUT, format!("/api/v1/rules/{}", enc(name)), Some(read(file)?)),
+        RulesCmd::Delete { name } => (Method::DELETE, format!("/api/v1/rules/{}", enc(name)), None),
+        RulesCmd::Enable { name } => (Method::POST, format!("/api/v1/rules/{}/enable", enc(name)), None),
+        RulesCmd::Disable { name } => (Method::POST, format!("/api/v1/rules/{}/disable", enc(name)), None),
+        RulesCmd::Test { name, topic, payload, now } => {
+            use base64::Engine as _;
+            let bytes = read_payload(payload.as_deref())?;
+            let req = serde_json::json!({ "topic": topic, "payload_base64": base64::engine::general_purpose::STANDARD.encode(bytes), "now": now });
+            (Method::POST, format!("/api/v1/rules/{}/test", enc(name)), Some(req.to_string()))
+        }
+        RulesCmd::Errors { name } => (Method::GET, format!("/api/v1/rules/{}/errors", enc(name)), None),
+        RulesCmd::Reload => (Method::POST, "/api/v1/reload".into(), None),
+    };
+    let mut req = client.request(method, format!("{base}{path}"));
+    if let Some(t) = &r.token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    let resp = req.send().with_context(|| format!("cannot reach {base}"))?;
+    let status = resp.status();
+    let text = resp.text()?;
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    if !status.is_success() {
+        eprintln!("error: {} ({status})", json.get("error").and_then(|e| e.as_str()).unwrap_or("request failed"));
+        for e in json.get("errors").and_then(|e| e.as_array()).into_iter().flatten() {
+            eprintln!("{}", e.get("text").and_then(|t| t.as_str()).unwrap_or_default());
+        }
+        return Ok(ExitCode::from(if status.as_u16() == 422 { 2 } else { 1 }));
+    }
+    match &r.cmd {
+        RulesCmd::List => {
+            let rules = json["rules"].as_array().cloned().unwrap_or_default();
+            let width = rules.iter().filter_map(|r| r["name"].as_str()).map(str::len).max().unwrap_or(4).max(4);
+            println!("{:width$}  {:9}  {:40}  FILE", "NAME", "STATUS", "FROM");
+            for r in &rules {
+                let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+                println!("{:width$}  {:9}  {:40}  {}", s("name"), s("status"), s("from"), s("path"));
+                for e in r["errors"].as_array().into_iter().flatten() {
+                    println!("    {}", e["text"].as_str().unwrap_or_default());
+                }
+            }
+        }
+        RulesCmd::Test { .. } => {
+            if json["topic_matches"] == serde_json::Value::Bool(false) {
+                eprintln!("note: the topic does not match the rule's filter");
+            }
+            for rec in json["records"].as_array().into_iter().flatten() {
+                println!("{}", serde_json::to_string(rec)?);
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(&json)?),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
@@ -179,7 +316,16 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
         env.devices = Box::new(r.clone());
     }
     let opts = EngineOptions { default_error_topic: cfg.engine.default_error_topic.clone(), max_payload_bytes: cfg.engine.max_payload_bytes };
-    let engine = Arc::new(Engine::new(RuleSet::new(rules), env, opts));
+    // The rule store owns the rules from here on: it loads the same files into the engine and
+    // reloads them when they change.
+    drop(rules);
+    let engine = Arc::new(Engine::new(RuleSet::new(Vec::new()), env, opts));
+    let store = Arc::new(sluice::rule::store::RuleStore::new(cfg.rules.paths.clone(), engine.clone()));
+    let loaded = store.reload();
+    if let Some(e) = loaded.errors.first() {
+        anyhow::bail!("rules changed while loading: {}", e.text);
+    }
+    let (watch, debounce) = (cfg.rules.watch, std::time::Duration::from_millis(cfg.rules.debounce_ms));
     let shutdown_timeout = std::time::Duration::from_millis(cfg.engine.shutdown_timeout_ms);
     let Config { sources, sink, engine: engine_cfg, admin, .. } = cfg;
     // Integration requests are validated by the device registry when one is configured.
@@ -206,10 +352,15 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     // The admin server stays up while the pipeline drains, and stops with it.
     let admin_stop = Shutdown::new();
     if let Some(a) = &admin {
+        let token = a.resolve_token().map_err(anyhow::Error::msg)?;
+        if token.is_none() {
+            tracing::warn!("no admin token: the rules API is disabled (set [admin] token_file, token or SLUICE_ADMIN_TOKEN)");
+        }
+        let api = sluice::api::router(store.clone(), token);
         let listener = rt.block_on(tokio::net::TcpListener::bind(&a.listen)).with_context(|| format!("admin server: cannot listen on {}", a.listen))?;
         let stop = admin_stop.clone();
         rt.spawn(async move {
-            if let Err(e) = sluice::telemetry::http::serve(listener, stop).await {
+            if let Err(e) = sluice::telemetry::http::serve_with(listener, stop, api).await {
                 tracing::error!(error = %e, "admin HTTP server failed");
             }
         });
@@ -217,6 +368,7 @@ fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     let report = rt.block_on(async {
         let shutdown = Shutdown::new();
         shutdown.on_signals();
+        let _reloader = sluice::rule::store::spawn_reloader(store.clone(), watch, debounce, shutdown.clone());
         let pipeline = Pipeline { engine, sources, sink, capacity: engine_cfg.channel_capacity, workers: engine_cfg.workers, clock: Clock::System, registry };
         // After a signal, the pipeline has `shutdown_timeout` to drain, flush and commit.
         let deadline = async {

@@ -114,17 +114,58 @@ impl Stage {
     }
 }
 
+/// How many recent error records the engine keeps per rule (for the rules API).
+pub const RECENT_ERRORS_PER_RULE: usize = 20;
+
+/// A recent evaluation failure of a rule, as the rules API shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RecentError {
+    /// When the message was received (ms since the epoch).
+    pub received_ms: i64,
+    /// The message's IoT topic.
+    pub topic: String,
+    /// The source it came from.
+    pub source: String,
+    /// The failing stage: decode, where, select or action.
+    pub stage: &'static str,
+    /// What went wrong.
+    pub reason: String,
+}
+
 /// The rule engine.
 pub struct Engine {
     rules: ArcSwap<RuleSet>,
     env: Env,
     opts: EngineOptions,
+    /// The last few failures of each rule (touched only when a rule fails).
+    recent: dashmap::DashMap<Arc<str>, std::collections::VecDeque<RecentError>>,
 }
 
 impl Engine {
     /// An engine over a rule set.
     pub fn new(rules: RuleSet, env: Env, opts: EngineOptions) -> Engine {
-        Engine { rules: ArcSwap::from_pointee(rules), env, opts }
+        Engine { rules: ArcSwap::from_pointee(rules), env, opts, recent: dashmap::DashMap::new() }
+    }
+
+    /// The most recent failures of the rule named `rule`, oldest first.
+    pub fn recent_errors(&self, rule: &str) -> Vec<RecentError> {
+        self.recent.get(rule).map(|q| q.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Forgets what the engine keeps about a rule that no longer exists.
+    pub fn forget_rule(&self, rule: &str) {
+        self.recent.remove(rule);
+    }
+
+    /// Evaluates `rule` (forced enabled) alone on one message, exactly as the running engine
+    /// would, with this engine's environment (time zone, device registry): the code path of
+    /// `sluice test` and of the rules API's test.
+    pub fn test_rule(&self, mut rule: Rule, msg: &Message, now_ms: i64) -> Vec<OutputRecord> {
+        rule.enabled = true;
+        let set = RuleSet::from_shared(vec![Arc::new(rule)]);
+        let mut out = Vec::new();
+        self.process_with(&set, msg, now_ms, &mut Scratch::default(), &mut out, false);
+        out
     }
 
     /// Swaps in a new rule set; messages being processed finish with the old one.
@@ -146,6 +187,12 @@ impl Engine {
     /// Never fails: bad input becomes error records.
     pub fn process(&self, msg: &Message, now_ms: i64, scratch: &mut Scratch, out: &mut Vec<OutputRecord>) -> Outcome {
         let set = self.rules.load();
+        self.process_with(&set, msg, now_ms, scratch, out, true)
+    }
+
+    /// [`process`](Self::process) with a given rule set; `live` records failures for the
+    /// rules API (a test run does not).
+    fn process_with(&self, set: &RuleSet, msg: &Message, now_ms: i64, scratch: &mut Scratch, out: &mut Vec<OutputRecord>, live: bool) -> Outcome {
         set.index.matches(&msg.topic, &mut scratch.ids);
         let mut outcome = Outcome { matched: scratch.ids.len() as u32, ..Outcome::default() };
         if scratch.ids.is_empty() {
@@ -191,7 +238,7 @@ impl Engine {
             if let Some(e) = &failure {
                 if rule.reads_record || oversized {
                     outcome.failed += 1;
-                    out.push(self.error_record(rule, msg, Stage::Decode, e));
+                    out.push(self.rule_failed(rule, msg, Stage::Decode, e, live));
                     continue;
                 }
             }
@@ -200,7 +247,7 @@ impl Engine {
                     Ok(r) => *r,
                     Err(e) if rule.reads_record => {
                         outcome.failed += 1;
-                        out.push(self.error_record(rule, msg, Stage::Decode, e));
+                        out.push(self.rule_failed(rule, msg, Stage::Decode, e, live));
                         continue;
                     }
                     Err(_) => None,
@@ -211,12 +258,24 @@ impl Engine {
                     Ok(false) => outcome.filtered += 1,
                     Err((stage, e)) => {
                         outcome.failed += 1;
-                        out.push(self.error_record(rule, msg, stage, &e.0));
+                        out.push(self.rule_failed(rule, msg, stage, &e.0, live));
                     }
                 }
             }
         }
         outcome
+    }
+
+    /// The error record of a failed evaluation, remembered (when `live`) for the rules API.
+    fn rule_failed(&self, rule: &Rule, msg: &Message, stage: Stage, reason: &str, live: bool) -> OutputRecord {
+        if live {
+            let mut q = self.recent.entry(rule.name.clone()).or_default();
+            if q.len() >= RECENT_ERRORS_PER_RULE {
+                q.pop_front();
+            }
+            q.push_back(RecentError { received_ms: msg.meta.received_ms, topic: msg.topic.clone(), source: msg.meta.source.to_string(), stage: stage.name(), reason: reason.to_string() });
+        }
+        self.error_record(rule, msg, stage, reason)
     }
 
     /// A dead-letter record for an input that a source could not decode (no rule ran).

@@ -13,6 +13,7 @@ pub mod expr;
 pub mod functions;
 pub mod plan;
 pub mod registry;
+pub mod store;
 pub mod template;
 
 use std::collections::BTreeMap;
@@ -315,19 +316,7 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
 /// Compiles every `*.toml` rule under the given files or folders (sorted by path). Returns the
 /// rules and every error; duplicate names are errors.
 pub fn compile_paths(paths: &[PathBuf]) -> (Vec<Rule>, Vec<CompileError>) {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            match std::fs::read_dir(p) {
-                Ok(rd) => files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.extension().is_some_and(|x| x == "toml"))),
-                Err(e) => errors.push(CompileError { path: p.clone(), pos: Pos { line: 1, col: 1 }, message: format!("cannot read rules folder: {e}"), hint: None, source_line: None }),
-            }
-        } else {
-            files.push(p.clone());
-        }
-    }
-    files.sort();
+    let (files, mut errors) = store::rule_files(paths);
     let mut rules: Vec<Rule> = Vec::new();
     for f in files {
         match compile_file(&f) {

@@ -33,6 +33,25 @@ pub struct OutputRecord {
     pub is_error: bool,
 }
 
+impl OutputRecord {
+    /// `{"rule", "topic", "key", "headers", "value"}` as one JSON line: the output contract of
+    /// `sluice test` and of the rules API's test. The value is embedded as written (numbers
+    /// keep their exact text); a value that is not JSON (never produced by the engine) is
+    /// shown as a string.
+    pub fn test_line(&self) -> String {
+        let headers: serde_json::Map<String, serde_json::Value> = self.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let fallback;
+        let value: &serde_json::value::RawValue = match serde_json::from_slice(&self.value) {
+            Ok(v) => v,
+            Err(_) => {
+                fallback = serde_json::value::to_raw_value(&String::from_utf8_lossy(&self.value)).unwrap_or_default();
+                &fallback
+            }
+        };
+        serde_json::json!({ "rule": &*self.rule, "topic": self.topic, "key": self.key, "headers": headers, "value": value }).to_string()
+    }
+}
+
 /// The outputs of one input message, acknowledged together.
 pub struct Batch {
     /// The IoT topic of the input (sinks put it in a header).

@@ -24,7 +24,12 @@ pub fn router() -> Router {
 
 /// Serves the admin routes on `listener` until `shutdown` fires.
 pub async fn serve(listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
+    serve_with(listener, shutdown, Router::new()).await
+}
+
+/// Serves the admin routes plus `extra` (the rules API) on `listener` until `shutdown` fires.
+pub async fn serve_with(listener: TcpListener, shutdown: Shutdown, extra: Router) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(addr = ?addr, "admin HTTP server listening");
-    axum::serve(listener, router()).with_graceful_shutdown(async move { shutdown.wait().await }).await
+    axum::serve(listener, router().merge(extra)).with_graceful_shutdown(async move { shutdown.wait().await }).await
 }

@@ -99,6 +99,16 @@ pub static MQTT_CONNECTION_EVENTS: LazyLock<IntCounterVec> =
 /// MQTT source: requests received and not yet answered, by source.
 pub static MQTT_IN_FLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_mqtt_in_flight_requests", "Integration requests received and not yet answered.", &["source"]));
 
+/// Rules running, by state (`enabled`, `disabled`).
+pub static RULES_LOADED: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_rules_loaded", "Rules loaded in the engine, by state: enabled or disabled.", &["state"]));
+/// Rule files whose current text does not compile (their previous version keeps running).
+pub static RULE_FILES_INVALID: LazyLock<IntGaugeVec> =
+    LazyLock::new(|| gauge("sluice_rule_files_invalid", "Rule files whose current text does not compile or whose name is taken (the previous version keeps running).", &[]));
+/// Rule reloads (folder rescans), by result (`ok`, `error` — some file does not compile).
+pub static RULE_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_rule_reloads_total", "Rule folder rescans, by result: ok, or error when some file does not compile.", &["result"]));
+/// Rules API requests, by operation and HTTP status class.
+pub static API_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_api_requests_total", "Rules API requests, by operation and status code.", &["op", "status"]));
+
 /// Renders the registry in the Prometheus text format.
 pub fn render() -> String {
     use prometheus::Encoder;

@@ -1,0 +1,259 @@
+//! The rules REST API, served by the admin server under `/api/v1`, behind a bearer token.
+//!
+//! | method & path | does |
+//! | --- | --- |
+//! | `GET /api/v1/rules` | list every rule file: name, status, errors |
+//! | `POST /api/v1/rules[?name=N]` | create a rule from a rule file's text (the body) |
+//! | `GET /api/v1/rules/{name}` | one rule, with its file's text |
+//! | `PUT /api/v1/rules/{name}` | replace a rule's text |
+//! | `DELETE /api/v1/rules/{name}` | delete a rule (its file) |
+//! | `POST /api/v1/rules/{name}/enable`, `…/disable` | set `enabled` in its file |
+//! | `POST /api/v1/rules/{name}/test` | run the rule on a sample message (`sluice test`'s path) |
+//! | `GET /api/v1/rules/{name}/errors` | compile errors and recent evaluation failures |
+//! | `POST /api/v1/test` | test an unsaved rule text on a sample message |
+//! | `POST /api/v1/reload` | rescan the rules folder now (as SIGHUP does) |
+//!
+//! Writes go to the rules folder (the source of truth) and are reloaded at once; a rule that
+//! does not compile is refused with 422 and its `path:line:col` errors, and nothing changes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::StoreError;
+use crate::message::{Message, Metadata};
+use crate::rule::store::{ErrorView, RuleStore};
+use crate::telemetry::metrics;
+use crate::value::base64_decode;
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    store: Arc<RuleStore>,
+    token: Option<Arc<str>>,
+}
+
+/// The `/api/v1` routes over `store`, protected by `token` (without one, every API request is
+/// refused with 403: the API is off).
+pub fn router(store: Arc<RuleStore>, token: Option<String>) -> Router {
+    let state = ApiState { store, token: token.map(Arc::from) };
+    Router::new()
+        .route("/api/v1/rules", get(list).post(create))
+        .route("/api/v1/rules/{name}", get(get_rule).put(update).delete(delete))
+        .route("/api/v1/rules/{name}/enable", post(enable))
+        .route("/api/v1/rules/{name}/disable", post(disable))
+        .route("/api/v1/rules/{name}/test", post(test_saved))
+        .route("/api/v1/rules/{name}/errors", get(errors))
+        .route("/api/v1/test", post(test_text))
+        .route("/api/v1/reload", post(reload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+/// Compares in time independent of where the strings differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(st): State<ApiState>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    let Some(token) = &st.token else {
+        metrics::API_REQUESTS.with_label_values(&["auth", "403"]).inc();
+        return (StatusCode::FORBIDDEN, Json(json!({"error": "the rules API is disabled: set [admin] token or token_file, or SLUICE_ADMIN_TOKEN"}))).into_response();
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    match given {
+        Some(g) if same_secret(g.as_bytes(), token.as_bytes()) => next.run(req).await,
+        other => {
+            metrics::API_REQUESTS.with_label_values(&["auth", "401"]).inc();
+            let msg = if other.is_none() { "missing bearer token (Authorization: Bearer <token>)" } else { "invalid bearer token" };
+            (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer realm=\"sluice\"")], Json(json!({ "error": msg }))).into_response()
+        }
+    }
+}
+
+/// An API failure, as a status code and a JSON body.
+struct ApiError(StatusCode, serde_json::Value);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::Conflict(..) => StatusCode::CONFLICT,
+            StoreError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            StoreError::BadRequest(_) | StoreError::NoFolder => StatusCode::BAD_REQUEST,
+            StoreError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut body = json!({ "error": e.to_string() });
+        if let StoreError::Invalid(errs) = &e {
+            body["errors"] = json!(errs.iter().map(ErrorView::from).collect::<Vec<_>>());
+        }
+        ApiError(status, body)
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Runs blocking store work (file I/O, compiling) off the async threads, counting the request.
+async fn blocking<T: Send + 'static>(op: &'static str, f: impl FnOnce() -> Result<T, StoreError> + Send + 'static, ok: impl FnOnce(T) -> Response) -> ApiResult {
+    let r = tokio::task::spawn_blocking(f).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": format!("task failed: {e}") })));
+    let r = match r {
+        Ok(Ok(v)) => Ok(ok(v)),
+        Ok(Err(e)) => Err(ApiError::from(e)),
+        Err(e) => Err(e),
+    };
+    let status = match &r {
+        Ok(resp) => resp.status(),
+        Err(e) => e.0,
+    };
+    metrics::API_REQUESTS.with_label_values(&[op, status.as_str()]).inc();
+    r
+}
+
+fn text_body(body: &Bytes) -> Result<String, ApiError> {
+    String::from_utf8(body.to_vec()).map_err(|_| ApiError(StatusCode::BAD_REQUEST, json!({"error": "the body must be a UTF-8 rule file (TOML)"})))
+}
+
+async fn list(State(st): State<ApiState>) -> ApiResult {
+    blocking("list", move || Ok(st.store.list()), |rules| Json(json!({ "rules": rules })).into_response()).await
+}
+
+async fn get_rule(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    blocking("get", move || st.store.get(&name), |r| Json(r).into_response()).await
+}
+
+#[derive(Deserialize)]
+struct CreateQuery {
+    name: Option<String>,
+}
+
+async fn create(State(st): State<ApiState>, Query(q): Query<CreateQuery>, body: Bytes) -> ApiResult {
+    let text = text_body(&body)?;
+    blocking("create", move || st.store.create(q.name.as_deref(), &text), |(rule, report)| (StatusCode::CREATED, Json(json!({ "rule": rule, "reload": report }))).into_response()).await
+}
+
+async fn update(State(st): State<ApiState>, UrlPath(name): UrlPath<String>, body: Bytes) -> ApiResult {
+    let text = text_body(&body)?;
+    blocking("update", move || st.store.update(&name, &text), |(rule, report)| Json(json!({ "rule": rule, "reload": report })).into_response()).await
+}
+
+async fn delete(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    blocking("delete", move || st.store.delete(&name), |report| Json(json!({ "reload": report })).into_response()).await
+}
+
+async fn enable(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    blocking("enable", move || st.store.set_enabled(&name, true), |(rule, report)| Json(json!({ "rule": rule, "reload": report })).into_response()).await
+}
+
+async fn disable(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    blocking("disable", move || st.store.set_enabled(&name, false), |(rule, report)| Json(json!({ "rule": rule, "reload": report })).into_response()).await
+}
+
+async fn reload(State(st): State<ApiState>) -> ApiResult {
+    blocking("reload", move || Ok(st.store.reload()), |report| Json(report).into_response()).await
+}
+
+async fn errors(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    blocking(
+        "errors",
+        move || {
+            let rule = st.store.get(&name)?;
+            Ok(json!({ "rule": name, "compile": rule.errors, "recent": st.store.engine().recent_errors(&name) }))
+        },
+        |v| Json(v).into_response(),
+    )
+    .await
+}
+
+/// A sample message to test a rule on. The payload is given as text (`payload`), as any JSON
+/// value (`payload_json`, sent as its JSON text) or as bytes (`payload_base64`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestRequest {
+    /// The message's IoT topic.
+    topic: String,
+    #[serde(default)]
+    payload: Option<String>,
+    #[serde(default)]
+    payload_json: Option<serde_json::Value>,
+    #[serde(default)]
+    payload_base64: Option<String>,
+    /// The clock (ms since the epoch); default: now.
+    #[serde(default)]
+    now: Option<i64>,
+    /// `POST /api/v1/test` only: the rule file's text.
+    #[serde(default)]
+    rule: Option<String>,
+}
+
+impl TestRequest {
+    fn message(&self) -> Result<(Message, i64), StoreError> {
+        let payload: Vec<u8> = match (&self.payload, &self.payload_json, &self.payload_base64) {
+            (Some(p), None, None) => p.clone().into_bytes(),
+            (None, Some(j), None) => j.to_string().into_bytes(),
+            (None, None, Some(b)) => base64_decode(b).map_err(|e| StoreError::BadRequest(format!("payload_base64: {e}")))?,
+            (None, None, None) => Vec::new(),
+            _ => return Err(StoreError::BadRequest("give at most one of payload, payload_json and payload_base64".into())),
+        };
+        let now = self.now.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        let meta = Metadata { source: Arc::from("sluice-api-test"), received_ms: now, id: 1, ..Metadata::default() };
+        Ok((Message { topic: self.topic.clone(), payload: payload.into(), meta }, now))
+    }
+}
+
+fn test_response(lines: Vec<String>, matches: bool) -> Response {
+    let records: Vec<Box<serde_json::value::RawValue>> = lines.into_iter().filter_map(|l| serde_json::value::RawValue::from_string(l).ok()).collect();
+    Json(json!({ "topic_matches": matches, "records": records })).into_response()
+}
+
+fn parse_test(body: &Bytes) -> Result<TestRequest, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, json!({ "error": format!("invalid test request: {e}") })))
+}
+
+async fn test_saved(State(st): State<ApiState>, UrlPath(name): UrlPath<String>, body: Bytes) -> ApiResult {
+    let req = parse_test(&body)?;
+    blocking(
+        "test",
+        move || {
+            if req.rule.is_some() {
+                return Err(StoreError::BadRequest("`rule` is for POST /api/v1/test; this endpoint tests the saved rule".into()));
+            }
+            let rule = st.store.compile_for_test(&name)?;
+            let (msg, now) = req.message()?;
+            let matches = rule.filter.matches(&msg.topic);
+            Ok((st.store.engine().test_rule(rule, &msg, now).iter().map(|r| r.test_line()).collect(), matches))
+        },
+        |(lines, m)| test_response(lines, m),
+    )
+    .await
+}
+
+async fn test_text(State(st): State<ApiState>, body: Bytes) -> ApiResult {
+    let req = parse_test(&body)?;
+    blocking(
+        "test",
+        move || {
+            let text = req.rule.clone().ok_or_else(|| StoreError::BadRequest("`rule` (the rule file's text) is required".into()))?;
+            let rule = crate::rule::compile_str(Path::new("<request>"), &text).map_err(StoreError::Invalid)?;
+            let (msg, now) = req.message()?;
+            let matches = rule.filter.matches(&msg.topic);
+            Ok((st.store.engine().test_rule(rule, &msg, now).iter().map(|r| r.test_line()).collect(), matches))
+        },
+        |(lines, m)| test_response(lines, m),
+    )
+    .await
+}
