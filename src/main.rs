@@ -259,8 +259,16 @@ fn rules_cli(r: RulesCli) -> anyhow::Result<ExitCode> {
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     if !status.is_success() {
         eprintln!("error: {} ({status})", json.get("error").and_then(|e| e.as_str()).unwrap_or("request failed"));
+        // Errors in a rule file sent from here point at the local file.
+        let local = match &r.cmd {
+            RulesCmd::Create { file, .. } | RulesCmd::Update { file, .. } => Some(file.display().to_string()),
+            _ => None,
+        };
         for e in json.get("errors").and_then(|e| e.as_array()).into_iter().flatten() {
-            eprintln!("{}", e.get("text").and_then(|t| t.as_str()).unwrap_or_default());
+            match (&local, e["line"].as_u64(), e["col"].as_u64(), e["message"].as_str()) {
+                (Some(f), Some(line), Some(col), Some(msg)) => eprintln!("{f}:{line}:{col}: {msg}{}", e["hint"].as_str().map(|h| format!("; {h}")).unwrap_or_default()),
+                _ => eprintln!("{}", e["text"].as_str().unwrap_or_default()),
+            }
         }
         return Ok(ExitCode::from(if status.as_u16() == 422 { 2 } else { 1 }));
     }

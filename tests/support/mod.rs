@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod admin;
 pub mod mosquitto;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

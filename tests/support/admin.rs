@@ -1,0 +1,124 @@
+//! A client of Sluice's admin server (rules API, `/metrics`), and a configuration running the
+//! integration channel (MQTT) into the file sink with the admin server on a free port: a
+//! long-running Sluice that needs no Kafka.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use reqwest::Method;
+use serde_json::Value;
+
+/// Calls the admin server at `base` with a bearer token.
+pub struct Admin {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The token sent (None: no `Authorization` header).
+    pub token: Option<String>,
+    client: Client,
+}
+
+impl Admin {
+    /// A client of `base`.
+    pub fn new(base: &str, token: Option<&str>) -> Admin {
+        Admin { base: base.trim_end_matches('/').to_string(), token: token.map(str::to_string), client: Client::builder().timeout(Duration::from_secs(30)).build().expect("http client") }
+    }
+
+    /// One request; the status and the JSON body (a string when the body is not JSON).
+    pub fn call(&self, method: Method, path: &str, body: Option<&str>) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        let resp = req.send().expect("admin request");
+        let status = resp.status().as_u16();
+        let text = resp.text().expect("admin body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.call(Method::GET, path, None)
+    }
+
+    /// `POST path` with a body.
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        self.call(Method::POST, path, Some(body))
+    }
+
+    /// The rule `name` in `GET /api/v1/rules`, if listed.
+    pub fn rule(&self, name: &str) -> Option<Value> {
+        let (s, v) = self.get("/api/v1/rules");
+        assert_eq!(s, 200, "{v}");
+        v["rules"].as_array().and_then(|a| a.iter().find(|r| r["name"] == name).cloned())
+    }
+
+    /// `GET /metrics` as text.
+    pub fn metrics(&self) -> String {
+        self.client.get(format!("{}/metrics", self.base)).send().expect("metrics").text().expect("metrics body")
+    }
+
+    /// Waits until the admin server answers `/healthz`.
+    pub fn wait_up(&self, timeout: Duration) {
+        let started = Instant::now();
+        while self.client.get(format!("{}/healthz", self.base)).send().is_err() {
+            assert!(started.elapsed() < timeout, "admin server not up at {}", self.base);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Polls `f` every 20 ms until it holds; false after `timeout`.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if started.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `sluice run` configuration: rules from `rules` (watched unless `watch` is false), the
+/// integration channel on `mqtt_url`, the file sink into `out`, the admin server on
+/// `admin_port` with `token`.
+pub fn mqtt_file_config(rules: &Path, mqtt_url: &str, out: &Path, admin_port: u16, token: &str, watch: bool) -> String {
+    format!(
+        r#"[rules]
+paths = [{rules:?}]
+watch = {watch}
+debounce_ms = 100
+
+[engine]
+shutdown_timeout_ms = 10000
+
+[[sources]]
+type = "mqtt"
+url = "{mqtt_url}"
+client_id = "sluice-under-test"
+clean_session = true
+reconnect_backoff_ms = 100
+
+[sink]
+type = "file"
+dir = {out:?}
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+token = "{token}"
+"#,
+        rules = rules.display().to_string(),
+        out = out.display().to_string(),
+    )
+}
+
+/// The records of a file-sink output topic (`<out>/<topic>.jsonl`), in order.
+pub fn file_records(out: &Path, topic: &str) -> Vec<Value> {
+    std::fs::read_to_string(out.join(format!("{topic}.jsonl"))).unwrap_or_default().lines().map(|l| serde_json::from_str(l).expect("output line is JSON")).collect()
+}
