@@ -1,0 +1,171 @@
+//! Hot reload under load (real binary, real Mosquitto): rules are edited by hand, through the
+//! API and by SIGHUP while requests flow, and the outputs are counted exactly. A reload swaps the
+//! whole rule set between two messages: each message is evaluated by the old set or by the new
+//! one, never both and never neither; a rule that does not compile never replaces a running one.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use support::admin::{file_records, mqtt_file_config, wait_until, Admin};
+use support::mosquitto::{Mosquitto, Publisher};
+use support::{tail, write, Sluice};
+
+const TOKEN: &str = "reload-token";
+const N: usize = 3000;
+
+fn rule(name: &str, where_: &str, topic: &str) -> String {
+    format!("name = \"{name}\"\nsql = \"\"\"\nSELECT deviceKey, measurepoints.seq AS seq\nFROM \"sys/+/integration/measurepoint/post\"\n{where_}\n\"\"\"\n[[actions]]\ntopic = \"{topic}\"\n")
+}
+
+/// The `seq` values of a file-sink output topic, in order.
+fn seqs(out: &std::path::Path, topic: &str) -> Vec<u64> {
+    file_records(out, topic).iter().map(|r| r["value"]["seq"].as_u64().expect("seq")).collect()
+}
+
+/// Asserts `got` is exactly the values of `want` (ascending, each once).
+fn exactly(what: &str, got: &[u64], want: impl Iterator<Item = u64>) {
+    let want: Vec<u64> = want.collect();
+    let mut sorted = got.to_vec();
+    sorted.sort_unstable();
+    let distinct: BTreeSet<u64> = got.iter().copied().collect();
+    assert_eq!(distinct.len(), got.len(), "{what}: {} duplicate(s)", got.len() - distinct.len());
+    assert_eq!(sorted.len(), want.len(), "{what}: {} records, expected {}", sorted.len(), want.len());
+    assert_eq!(sorted, want, "{what}: wrong records");
+}
+
+#[test]
+fn rules_change_under_load_without_loss_or_duplicates() {
+    let mosquitto = Mosquitto::start();
+    let dir = support::temp_dir("sluice-reload-");
+    let rules = dir.path().join("rules");
+    let out = dir.path().join("out");
+    write(&rules.join("a.toml"), &rule("a", "", "out-a"));
+    write(&rules.join("b.toml"), &rule("b", "WHERE measurepoints.seq % 2 = 0", "out-b"));
+    let port = support::free_port();
+    let config = dir.path().join("sluice.toml");
+    write(&config, &mqtt_file_config(&rules, &mosquitto.url(), &out, port, TOKEN, true));
+    let log = dir.path().join("sluice.log");
+    let mut sluice = Sluice::start(&config, &log);
+    let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN));
+    admin.wait_up(Duration::from_secs(30));
+    let publisher = Publisher::connect(mosquitto.port, "loader");
+    publisher.wait_for_sluice(Duration::from_secs(30));
+    let pings = publisher.replies().len();
+
+    let published = AtomicUsize::new(0);
+    // Each mark is `published` read right after a change was seen in effect: every request
+    // numbered from there on was sent after the swap.
+    let marks = std::thread::scope(|s| {
+        s.spawn(|| {
+            for seq in 0..N {
+                let req = json!({"id": format!("s{seq}"), "version": "1.0", "method": "integration.measurepoint.post", "params": [{"deviceKey": format!("d{}", seq % 7), "measurepoints": {"seq": seq}, "time": 1700000000000_i64}]});
+                publisher.publish("sys/pkR/integration/measurepoint/post", req.to_string());
+                published.store(seq + 1, Ordering::SeqCst);
+                if seq % 10 == 9 {
+                    std::thread::sleep(Duration::from_millis(8));
+                }
+            }
+        });
+        let at = |n: usize| assert!(wait_until(Duration::from_secs(60), || published.load(Ordering::SeqCst) >= n), "publisher stalled");
+        let timeout = Duration::from_secs(20);
+
+        // 1. A broken hand edit of `a`: refused, `a` keeps running.
+        at(N / 6);
+        write(&rules.join("a.toml"), "name = \"a\"\nsql = \"SELECT seq FROM \\\"sys/+/integration/measurepoint/post\\\" WHERE\"\n[[actions]]\ntopic = \"out-a\"\n");
+        assert!(wait_until(timeout, || admin.rule("a").is_some_and(|r| r["status"] == "invalid")), "broken edit not seen; log:\n{}", tail(&log, 20));
+        // 2. A hand edit of `b` that sends its output elsewhere.
+        at(N / 3);
+        write(&rules.join("b.toml"), &rule("b", "WHERE measurepoints.seq % 2 = 0", "out-b2"));
+        assert!(wait_until(timeout, || admin.rule("b").is_some_and(|r| r["actions"] == json!(["out-b2"]))), "edit of b not seen");
+        let b_edited = published.load(Ordering::SeqCst);
+        // 3. A new rule through the API.
+        at(N / 2);
+        let (st, v) = admin.post("/api/v1/rules", &rule("c", "", "out-c"));
+        assert_eq!(st, 201, "{v}");
+        let c_created = published.load(Ordering::SeqCst);
+        // 4. Disabled through the API.
+        at(2 * N / 3);
+        let (st, v) = admin.post("/api/v1/rules/c/disable", "");
+        assert_eq!(st, 200, "{v}");
+        let c_disabled = published.load(Ordering::SeqCst);
+        (b_edited, c_created, c_disabled)
+    });
+    let (b_edited, c_created, c_disabled) = marks;
+
+    // Every request answered 200: the channel replies once its outputs are written.
+    assert!(wait_until(Duration::from_secs(120), || publisher.replies().len() >= pings + N), "{} of {N} replies; log:\n{}", publisher.replies().len() - pings, tail(&log, 30));
+    let replies = publisher.replies();
+    let codes: BTreeSet<String> = replies[pings..].iter().map(|r| r.body["code"].to_string()).collect();
+    assert_eq!(codes, BTreeSet::from(["200".to_string()]), "reply codes");
+    let metrics = admin.metrics();
+    let status = sluice.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status}; log:\n{}", tail(&log, 30));
+
+    // `a` ran on every message, through the refused edit.
+    exactly("out-a", &seqs(&out, "out-a"), 0..N as u64);
+    // `b`'s even numbers: each exactly once, all before the edit in out-b, all after in out-b2.
+    let (b1, b2) = (seqs(&out, "out-b"), seqs(&out, "out-b2"));
+    let mut b_all = b1.clone();
+    b_all.extend(&b2);
+    exactly("out-b + out-b2", &b_all, (0..N as u64).filter(|s| s % 2 == 0));
+    let cut = *b2.first().expect("out-b2 has records");
+    assert!(b1.iter().all(|&s| s < cut), "out-b has records after the cut at {cut}");
+    assert!(cut as usize <= b_edited + 1, "the edit took effect at {cut}, after it was seen at {b_edited}");
+    // `c`: a contiguous run, from no later than its creation was answered to before its
+    // disabling was answered (requests still in flight at either swap may fall either side).
+    let c = seqs(&out, "out-c");
+    let (first, last) = (*c.first().expect("out-c has records"), *c.last().unwrap());
+    exactly("out-c", &c, first..last + 1);
+    assert!(first as usize <= c_created, "c started at {first}, after its creation was answered at {c_created}");
+    assert!((last as usize) < c_disabled, "c ran on {last}, after its disabling was answered at {c_disabled}");
+    eprintln!("hot reload: {N} messages; b switched at {cut}; c ran on {first}..={last}; out-a {}, out-b {}, out-b2 {}, out-c {}", N, b1.len(), b2.len(), c.len());
+
+    // The refused edit was counted and logged with its position.
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("a.toml:2:"), "the refused edit is logged with path:line:col");
+    assert!(metrics.lines().any(|l| l.starts_with("sluice_rule_reloads_total{result=\"error\"}")), "{metrics}");
+    assert!(metrics.contains("sluice_rule_files_invalid 1"), "{metrics}");
+}
+
+/// With `watch = false`, edits wait for SIGHUP (or the API's reload).
+#[test]
+fn sighup_reloads_when_watching_is_off() {
+    let mosquitto = Mosquitto::start();
+    let dir = support::temp_dir("sluice-hup-");
+    let rules = dir.path().join("rules");
+    let out = dir.path().join("out");
+    write(&rules.join("a.toml"), &rule("a", "", "out-a"));
+    let port = support::free_port();
+    let config = dir.path().join("sluice.toml");
+    write(&config, &mqtt_file_config(&rules, &mosquitto.url(), &out, port, TOKEN, false));
+    let log = dir.path().join("sluice.log");
+    let mut sluice = Sluice::start(&config, &log);
+    let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN));
+    admin.wait_up(Duration::from_secs(30));
+
+    write(&rules.join("a.toml"), &rule("a", "", "out-a2"));
+    write(&rules.join("new.toml"), &rule("new", "", "out-new"));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(admin.rule("a").unwrap()["actions"], json!(["out-a"]), "not watching: no reload yet");
+    assert!(admin.rule("new").is_none());
+    let ok = Command::new("kill").args(["-HUP", &sluice.pid().to_string()]).status().unwrap();
+    assert!(ok.success());
+    assert!(wait_until(Duration::from_secs(10), || admin.rule("new").is_some_and(|r| r["status"] == "running")), "SIGHUP did not reload; log:\n{}", tail(&log, 20));
+    assert_eq!(admin.rule("a").unwrap()["actions"], json!(["out-a2"]));
+    assert!(sluice.running(), "SIGHUP does not stop sluice");
+    let publisher = Publisher::connect(mosquitto.port, "hup");
+    publisher.wait_for_sluice(Duration::from_secs(30));
+    let n = publisher.replies().len();
+    publisher.publish("sys/pkH/integration/measurepoint/post", json!({"id": "h1", "version": "1.0", "params": [{"deviceKey": "d", "measurepoints": {"seq": 1}, "time": 1}]}).to_string());
+    assert!(publisher.wait_reply(n, Duration::from_secs(20)).is_some());
+    let status = sluice.terminate(Duration::from_secs(20));
+    assert!(status.success());
+    assert_eq!(seqs(&out, "out-a2"), vec![1]);
+    assert_eq!(seqs(&out, "out-new"), vec![1]);
+    assert!(file_records(&out, "out-a").is_empty());
+}
