@@ -4,8 +4,10 @@
 pub mod http;
 pub mod metrics;
 
-/// Installs the `tracing` subscriber (key/value text to stderr; `RUST_LOG` filters, default info).
+/// Installs the `tracing` subscriber (key/value text to stderr, colored only on a terminal;
+/// `RUST_LOG` filters, default info).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).try_init();
 }
