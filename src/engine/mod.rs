@@ -6,6 +6,7 @@ pub mod pipeline;
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use serde_json::Value as Json;
@@ -18,6 +19,7 @@ use crate::rule::plan::SelectItem;
 use crate::rule::template::{valid_kafka_topic, Template};
 use crate::rule::Rule;
 use crate::sink::OutputRecord;
+use crate::telemetry::metrics::{LocalRuleMetrics, RuleMetrics};
 use crate::topic::{TopicIndex, TopicInfo};
 use crate::value::{base64_encode, Fields, Value};
 use smallvec::{smallvec, SmallVec};
@@ -25,6 +27,9 @@ use smallvec::{smallvec, SmallVec};
 /// An immutable set of compiled rules with its topic index.
 pub struct RuleSet {
     rules: Vec<Arc<Rule>>,
+    /// Each enabled rule's metric handles, parallel to `rules` (resolved once here, never per
+    /// message).
+    metrics: Vec<Option<RuleMetrics>>,
     index: TopicIndex,
 }
 
@@ -35,7 +40,8 @@ impl RuleSet {
     }
 
     /// Indexes already shared rules: a reload keeps the compiled rules whose files did not
-    /// change (or no longer compile) and swaps the set.
+    /// change (or no longer compile) and swaps the set. A rule keeps its metric series across
+    /// sets (they are found by its name).
     pub fn from_shared(rules: Vec<Arc<Rule>>) -> RuleSet {
         let mut index = TopicIndex::new();
         for (i, r) in rules.iter().enumerate() {
@@ -43,7 +49,8 @@ impl RuleSet {
                 index.insert(&r.filter, i);
             }
         }
-        RuleSet { rules, index }
+        let metrics = rules.iter().map(|r| r.enabled.then(|| RuleMetrics::new(&r.name))).collect();
+        RuleSet { rules, metrics, index }
     }
 
     /// The rules, in load order.
@@ -80,10 +87,89 @@ pub struct Outcome {
     pub failed: u32,
 }
 
-/// Per-worker scratch space, reused across messages.
+/// Per-worker scratch space, reused across messages. It also holds the worker's per-rule counts
+/// ([`LocalRuleMetrics`]), which reach the shared metrics every [`FLUSH_EVERY`] messages, on
+/// [`Scratch::flush_metrics`] (the pipeline calls it when its worker is idle), when the rule
+/// set changes, and when the scratch is dropped.
 #[derive(Default)]
 pub struct Scratch {
     ids: Vec<usize>,
+    stats: RuleStats,
+}
+
+/// Messages a worker processes between two flushes of its per-rule counts.
+pub const FLUSH_EVERY: u32 = 256;
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// A worker's per-rule counts for the rule set it last used.
+#[derive(Default)]
+struct RuleStats {
+    /// The set the counts belong to.
+    set: Option<Arc<RuleSet>>,
+    /// Rule index → position in `locals` (`NO_SLOT` until the rule first matches).
+    slots: Vec<u32>,
+    /// Local metrics of the rules that matched since the set was bound.
+    locals: Vec<LocalRuleMetrics>,
+    /// Positions in `locals` counted since the last flush.
+    dirty: Vec<u32>,
+    dirty_flags: Vec<bool>,
+    since_flush: u32,
+}
+
+impl RuleStats {
+    /// Makes `set` the current set, flushing the counts of the previous one.
+    fn bind(&mut self, set: &Arc<RuleSet>) {
+        if self.set.as_ref().is_some_and(|s| Arc::ptr_eq(s, set)) {
+            return;
+        }
+        self.flush();
+        self.slots.clear();
+        self.slots.resize(set.rules.len(), NO_SLOT);
+        self.locals.clear();
+        self.dirty_flags.clear();
+        self.set = Some(set.clone());
+    }
+
+    /// The local metrics of rule `i` of the bound set (`None` for a disabled rule).
+    fn rule(&mut self, i: usize) -> Option<&LocalRuleMetrics> {
+        let mut slot = *self.slots.get(i)?;
+        if slot == NO_SLOT {
+            let shared = self.set.as_ref()?.metrics.get(i)?.as_ref()?;
+            slot = self.locals.len() as u32;
+            self.locals.push(shared.local());
+            self.dirty_flags.push(false);
+            self.slots[i] = slot;
+        }
+        let s = slot as usize;
+        if !self.dirty_flags[s] {
+            self.dirty_flags[s] = true;
+            self.dirty.push(slot);
+        }
+        self.locals.get(s)
+    }
+
+    fn flush(&mut self) {
+        for slot in self.dirty.drain(..) {
+            let s = slot as usize;
+            self.locals[s].flush();
+            self.dirty_flags[s] = false;
+        }
+        self.since_flush = 0;
+    }
+}
+
+impl Scratch {
+    /// Adds this worker's pending per-rule counts to the shared metrics.
+    pub fn flush_metrics(&mut self) {
+        self.stats.flush();
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.stats.flush();
+    }
 }
 
 /// Processing stages named in error records.
@@ -102,6 +188,17 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The index of a rule failure at this stage in [`LocalRuleMetrics::failed`] (a source
+    /// failure is not a rule's).
+    fn failure_index(self) -> usize {
+        match self {
+            Stage::Source | Stage::Decode => 0,
+            Stage::Where => 1,
+            Stage::Select => 2,
+            Stage::Action => 3,
+        }
+    }
+
     /// Lower-case name.
     pub fn name(self) -> &'static str {
         match self {
@@ -186,35 +283,74 @@ impl Engine {
             (Err(_), None) => smallvec![Ok(None)],
         };
 
-        for &i in &scratch.ids {
+        let Scratch { ids, stats } = scratch;
+        stats.bind(&set);
+        // One clock read per rule: each rule's time runs from the end of the previous one.
+        let mut last = Instant::now();
+        for &i in ids.iter() {
             let rule = &set.rules[i];
-            if let Some(e) = &failure {
-                if rule.reads_record || oversized {
-                    outcome.failed += 1;
-                    out.push(self.error_record(rule, msg, Stage::Decode, e));
-                    continue;
-                }
+            let m = stats.rule(i);
+            if let Some(m) = m {
+                m.matched.inc();
             }
-            for record in &records {
-                let record = match record {
-                    Ok(r) => *r,
-                    Err(e) if rule.reads_record => {
+            let fail = |stage: Stage| {
+                if let Some(m) = m {
+                    m.failed[stage.failure_index()].inc();
+                }
+            };
+            'rule: {
+                if let Some(e) = &failure {
+                    if rule.reads_record || oversized {
                         outcome.failed += 1;
+                        fail(Stage::Decode);
                         out.push(self.error_record(rule, msg, Stage::Decode, e));
-                        continue;
+                        break 'rule;
                     }
-                    Err(_) => None,
-                };
-                let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
-                match eval_rule(rule, &ctx, out) {
-                    Ok(true) => outcome.passed += 1,
-                    Ok(false) => outcome.filtered += 1,
-                    Err((stage, e)) => {
-                        outcome.failed += 1;
-                        out.push(self.error_record(rule, msg, stage, &e.0));
+                }
+                for record in &records {
+                    let record = match record {
+                        Ok(r) => *r,
+                        Err(e) if rule.reads_record => {
+                            outcome.failed += 1;
+                            fail(Stage::Decode);
+                            out.push(self.error_record(rule, msg, Stage::Decode, e));
+                            continue;
+                        }
+                        Err(_) => None,
+                    };
+                    let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
+                    let before = out.len();
+                    match eval_rule(rule, &ctx, out) {
+                        Ok(true) => {
+                            outcome.passed += 1;
+                            if let Some(m) = m {
+                                m.passed.inc();
+                                m.outputs.inc_by((out.len() - before) as u64);
+                            }
+                        }
+                        Ok(false) => {
+                            outcome.filtered += 1;
+                            if let Some(m) = m {
+                                m.no_result.inc();
+                            }
+                        }
+                        Err((stage, e)) => {
+                            outcome.failed += 1;
+                            fail(stage);
+                            out.push(self.error_record(rule, msg, stage, &e.0));
+                        }
                     }
                 }
             }
+            let now = Instant::now();
+            if let Some(m) = m {
+                m.eval.observe(now.duration_since(last).as_secs_f64());
+            }
+            last = now;
+        }
+        stats.since_flush += 1;
+        if stats.since_flush >= FLUSH_EVERY {
+            stats.flush();
         }
         outcome
     }
