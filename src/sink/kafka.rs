@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -149,6 +149,9 @@ struct Shared {
     retries_unlogged: AtomicU64,
     /// Set when the sink stops: statistics no longer update its readiness.
     stopped: AtomicBool,
+    /// Permits in all (the bound on records in flight), and the gauge of those taken.
+    max_in_flight: usize,
+    in_flight: IntGauge,
 }
 
 /// How a produce error is handled.
@@ -188,6 +191,7 @@ impl BatchState {
                 ack.done(failure.map_or(Delivery::Delivered, Delivery::Failed));
             }
             shared.permits.add_permits(self.permits as usize);
+            shared.update_in_flight();
             shared.batches.fetch_sub(1, Ordering::AcqRel);
             shared.idle.notify_one();
         }
@@ -195,6 +199,11 @@ impl BatchState {
 }
 
 impl Shared {
+    /// Sets the in-flight gauge from the permits taken.
+    fn update_in_flight(&self) {
+        self.in_flight.set(self.max_in_flight.saturating_sub(self.permits.available_permits()) as i64);
+    }
+
     fn delivered(&self, p: &Pending) {
         self.stats.records.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes.fetch_add(p.rec.value.len() as u64, Ordering::Relaxed);
@@ -379,6 +388,8 @@ impl Sink for KafkaSink {
                 last_retry_log_ms: AtomicU64::new(0),
                 retries_unlogged: AtomicU64::new(0),
                 stopped: AtomicBool::new(false),
+                max_in_flight,
+                in_flight: metrics::SINK_IN_FLIGHT.with_label_values(&[SINK]),
             });
             let client_config = Self::client_config(&self.cfg);
             if client_config.get("statistics.interval.ms").is_some_and(|v| v.trim() == "0") {
@@ -387,14 +398,13 @@ impl Sink for KafkaSink {
                 health::set(HEALTH_CHECK, false, "connecting");
             }
             let producer: KafkaProducer = client_config.create_with_context(Ctx(shared.clone())).map_err(|e| err(format!("cannot create the producer: {e}")))?;
-            let in_flight_gauge = metrics::SINK_IN_FLIGHT.with_label_values(&[SINK]);
             let mut open = true;
             let mut next: Option<Batch> = None;
             loop {
                 if let Some(f) = shared.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone() {
                     return Err(err(format!("producer failed: {f}")));
                 }
-                in_flight_gauge.set((max_in_flight - shared.permits.available_permits()) as i64);
+                shared.update_in_flight();
                 if !open && next.is_none() && shared.batches.load(Ordering::Acquire) == 0 {
                     break;
                 }
@@ -427,7 +437,7 @@ impl Sink for KafkaSink {
             shared.stopped.store(true, Ordering::Relaxed);
             health::set(HEALTH_CHECK, false, "stopped");
             producer.flush(Duration::from_secs(10)).map_err(|e| err(format!("flush failed: {e}")))?;
-            in_flight_gauge.set(0);
+            shared.in_flight.set(0);
             Ok(SinkReport {
                 records: shared.stats.records.load(Ordering::Relaxed),
                 error_records: shared.stats.error_records.load(Ordering::Relaxed),
