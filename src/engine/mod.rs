@@ -502,3 +502,66 @@ fn set_field<'a>(fields: &mut Vec<(Cow<'a, str>, Value<'a>)>, name: Cow<'a, str>
     }
     fields.push((name, v));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Metadata;
+    use crate::rule::compile_str;
+    use crate::telemetry::metrics::{forget_rule, RULE_EVAL_SECONDS, RULE_FAILED, RULE_MATCHED, RULE_NO_RESULT, RULE_OUTPUT_RECORDS, RULE_PASSED};
+    use std::path::Path;
+
+    fn rule(name: &str, sql: &str) -> Rule {
+        compile_str(Path::new("t.toml"), &format!("name = \"{name}\"\nsql = \"\"\"\n{sql}\n\"\"\"\n[[actions]]\ntopic = \"out\"\n[[actions]]\ntopic = \"copy\"\n")).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn msg(topic: &str, payload: &str) -> Message {
+        Message { topic: topic.into(), payload: payload.as_bytes().to_vec().into(), meta: Metadata { source: Arc::from("t"), received_ms: 1, id: 1, ..Metadata::default() } }
+    }
+
+    #[test]
+    fn per_rule_metrics_count_records_and_reach_the_registry_on_flush() {
+        let name = "engine-unit-batch";
+        let engine =
+            Engine::new(RuleSet::new(vec![rule(name, "SELECT deviceKey FROM \"sys/+/integration/measurepoint/post\" WHERE measurepoints.temp + 0 > 10")]), Env::default(), EngineOptions::default());
+        let batch = r#"{"id":"1","version":"1.0","method":"integration.measurepoint.post","params":[
+            {"deviceKey":"d1","measurepoints":{"temp":20},"time":1},
+            {"deviceKey":"d2","measurepoints":{"temp":5},"time":1},
+            {"deviceKey":"d3","measurepoints":{"temp":"warm"},"time":1},
+            7]}"#;
+        let get = |v: &prometheus::IntCounterVec, labels: &[&str]| v.with_label_values(labels).get();
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        let outcome = engine.process(&msg("sys/pk/integration/measurepoint/post", batch), 1, &mut scratch, &mut out);
+        assert_eq!(outcome, Outcome { matched: 1, passed: 1, filtered: 1, failed: 2 });
+        assert_eq!(get(&RULE_MATCHED, &[name]), 0, "counted locally until a flush");
+        scratch.flush_metrics();
+        assert_eq!((get(&RULE_MATCHED, &[name]), get(&RULE_PASSED, &[name]), get(&RULE_NO_RESULT, &[name])), (1, 1, 1));
+        assert_eq!(get(&RULE_OUTPUT_RECORDS, &[name]), 2, "two actions");
+        assert_eq!((get(&RULE_FAILED, &[name, "decode"]), get(&RULE_FAILED, &[name, "where"]), get(&RULE_FAILED, &[name, "select"])), (1, 1, 0));
+        assert_eq!(RULE_EVAL_SECONDS.with_label_values(&[name]).get_sample_count(), 1, "one evaluation time per message");
+
+        // A message that is not JSON fails the rule once; a new rule set flushes the old one's
+        // counts, and the rule keeps its series.
+        engine.process(&msg("sys/pk/integration/measurepoint/post", "{"), 1, &mut scratch, &mut out);
+        engine.reload(RuleSet::new(vec![rule(name, "SELECT deviceKey FROM \"sys/+/integration/measurepoint/post\"")]));
+        engine.process(&msg("/no/rule", "{}"), 1, &mut scratch, &mut out);
+        assert_eq!(get(&RULE_FAILED, &[name, "decode"]), 1, "no rule matched: nothing bound, nothing flushed");
+        engine.process(&msg("sys/pk/integration/measurepoint/post", batch), 1, &mut scratch, &mut out);
+        assert_eq!(get(&RULE_FAILED, &[name, "decode"]), 2, "flushed when the new set was bound");
+        drop(scratch);
+        assert_eq!(get(&RULE_MATCHED, &[name]), 3, "flushed on drop");
+        assert_eq!(get(&RULE_PASSED, &[name]), 4, "1, then 3 entries of the second set's SELECT");
+        forget_rule(name);
+        assert!(!crate::telemetry::metrics::render().contains(name));
+    }
+
+    #[test]
+    fn disabled_rules_have_no_series() {
+        let mut r = rule("engine-unit-disabled", "SELECT a FROM \"/a\"");
+        r.enabled = false;
+        let set = RuleSet::new(vec![r]);
+        assert!(set.metrics[0].is_none());
+        assert!(!crate::telemetry::metrics::render().contains("engine-unit-disabled"));
+    }
+}
