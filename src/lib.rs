@@ -18,7 +18,7 @@
 //! - [`engine`]: evaluation of a rule set on a message, and the running pipeline.
 //! - [`source`]: where messages come from (one file per source).
 //! - [`sink`]: where output records go (one file per sink).
-//! - [`telemetry`]: logging, Prometheus metrics, and the admin HTTP server.
+//! - [`telemetry`]: logging, Prometheus metrics, readiness checks and the admin HTTP server.
 //! - [`api`]: the token-protected rules REST API (hot reload through the rules folder).
 //! - [`config`]: the `sluice run` configuration.
 //! - [`error`]: error types per layer.

@@ -1,5 +1,6 @@
-//! The admin HTTP server: `/healthz`, `/metrics` in the Prometheus text format, and the
-//! integration channel's recent errors, served by the real binary's `[admin]` section.
+//! The admin HTTP server: `/healthz`, `/readyz`, `/metrics` in the Prometheus text format, and
+//! the integration channel's recent errors, served by the real binary's `[admin]` section.
+//! (`tests/metrics.rs` checks the binary's metrics and readiness against real brokers.)
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use sluice::shutdown::Shutdown;
 use sluice::source::channel_log::{self, ErrorRecord};
+use sluice::telemetry::health;
 
 #[test]
 fn serves_health_metrics_and_recent_integration_errors() {
@@ -16,7 +18,7 @@ fn serves_health_metrics_and_recent_integration_errors() {
     let stop = Shutdown::new();
     let server = rt.spawn(sluice::telemetry::http::serve(listener, stop.clone()));
 
-    sluice::telemetry::metrics::MESSAGES_RECEIVED.with_label_values(&["admin-test"]).inc_by(3);
+    sluice::telemetry::metrics::SOURCE_RECEIVED_RECORDS.with_label_values(&["admin-test"]).inc_by(3);
     channel_log::error(ErrorRecord {
         time_ms: 1,
         source: "mqtt:test".into(),
@@ -34,7 +36,22 @@ fn serves_health_metrics_and_recent_integration_errors() {
     let metrics = client.get(format!("{base}/metrics")).send().unwrap();
     assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = metrics.text().unwrap();
-    assert!(text.contains("sluice_messages_received_total{source=\"admin-test\"} 3"), "{text}");
+    assert!(text.contains("sluice_source_received_records_total{source=\"admin-test\"} 3"), "{text}");
+    assert!(text.contains(&format!("sluice_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))), "{text}");
+
+    // Readiness: 503 with no check or a failing one, 200 when all pass; the body names them.
+    let ready = |expected: u16| -> serde_json::Value {
+        let r = client.get(format!("{base}/readyz")).send().unwrap();
+        assert_eq!(r.status().as_u16(), expected);
+        r.json().unwrap()
+    };
+    assert_eq!(ready(503)["checks"], serde_json::json!([]));
+    health::set("admin-test", false, "connecting");
+    let body = ready(503);
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["checks"], serde_json::json!([{"name": "admin-test", "ok": false, "detail": "connecting"}]));
+    health::set("admin-test", true, "connected");
+    assert_eq!(ready(200)["checks"][0]["detail"], "connected");
 
     let errors: serde_json::Value = client.get(format!("{base}/integration/errors")).send().unwrap().json().unwrap();
     let last = errors.as_array().and_then(|a| a.last()).cloned().unwrap_or_default();

@@ -1,5 +1,6 @@
-//! The files of `deploy/` stay true to the code: the Grafana dashboard is valid JSON and queries
-//! only metrics Sluice defines, the Kubernetes ConfigMap holds a configuration Sluice accepts, and
+//! The files of `deploy/` stay true to the code: the Grafana dashboard is valid JSON, queries
+//! only metrics Sluice defines and shows the main ones, the Kubernetes ConfigMap holds a
+//! configuration Sluice accepts and probes `/healthz` (liveness) and `/readyz` (readiness), and
 //! the Prometheus scrape target is the admin server's default address.
 
 use std::path::Path;
@@ -42,8 +43,31 @@ fn grafana_dashboard_queries_only_defined_metrics() {
         }
     }
     assert!(queried >= 10);
-    for needed in ["sluice_rule_evaluations_total", "sluice_kafka_dead_letters_total", "sluice_integration_requests_total", "sluice_kafka_committed_offset"] {
+    // The main panels: throughput per rule, errors, consumer lag, dead letters, integration codes.
+    for needed in [
+        "sluice_rule_passed_records_total",
+        "sluice_rule_output_records_total",
+        "sluice_rule_failed_records_total",
+        "sluice_source_decode_errors_total",
+        "sluice_sink_errors_total",
+        "sluice_kafka_consumer_lag_records",
+        "sluice_sink_dead_letters_total",
+        "sluice_integration_requests_total",
+        "sluice_kafka_committed_offset",
+    ] {
         assert!(panels.iter().any(|p| p.to_string().contains(needed)), "no panel shows {needed}");
+    }
+    // Panels do not overlap.
+    let mut cells = std::collections::HashSet::new();
+    for p in panels {
+        let g = &p["gridPos"];
+        let (x, y, w, h) = (g["x"].as_u64().unwrap(), g["y"].as_u64().unwrap(), g["w"].as_u64().unwrap(), g["h"].as_u64().unwrap());
+        assert!(x + w <= 24, "panel {} is wider than the grid", p["title"]);
+        for cx in x..x + w {
+            for cy in y..y + h {
+                assert!(cells.insert((cx, cy)), "panel {} overlaps another", p["title"]);
+            }
+        }
     }
 }
 
@@ -55,8 +79,8 @@ fn kubernetes_configmap_holds_a_valid_configuration() {
     let toml = toml.replace("@POD_NAME@", "sluice-0");
     let cfg = sluice::config::Config::parse(Path::new("deploy/k8s/sluice.yaml#sluice.toml"), &toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
     assert_eq!(cfg.admin.expect("admin server for the probes").listen, "0.0.0.0:9898");
-    for probe in ["livenessProbe", "readinessProbe"] {
-        assert!(yaml.contains(&format!("{probe}:\n            httpGet: {{ path: /healthz, port: metrics }}")), "{probe} on /healthz");
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert!(yaml.contains(&format!("{probe}:\n            httpGet: {{ path: {path}, port: metrics }}")), "{probe} on {path}");
     }
 }
 

@@ -165,6 +165,9 @@ fn stored_path(uri: &str, root: &Path) -> PathBuf {
 #[test]
 fn seed_sample_is_stored_and_forwarded_after_delivery() {
     let r = Running::start("");
+    // Every test's source is `http:127.0.0.1:0` and they run in parallel: counts only grow.
+    let stored = || (metrics::INTEGRATION_STORED_FILES.with_label_values(&["http:127.0.0.1:0"]).get(), metrics::INTEGRATION_STORED_BYTES.with_label_values(&["http:127.0.0.1:0"]).get());
+    let before = stored();
     let (status, body) = r.post(seed_form());
     assert_eq!(status, 200, "{body}");
     assert_eq!((&body["code"], &body["msg"], &body["data"]), (&json!(200), &json!("OK"), &json!({})), "{body}");
@@ -188,6 +191,8 @@ fn seed_sample_is_stored_and_forwarded_after_delivery() {
     assert_eq!(p1.file_name().unwrap(), "test.txt");
     assert_eq!(p2.file_name().unwrap(), "filename2");
     assert_eq!(p1.parent().unwrap().parent().unwrap().file_name().unwrap(), ORG);
+    let after = stored();
+    assert!(after.0 >= before.0 + 2 && after.1 >= before.1 + (FILE1.len() + FILE2.len()) as u64, "stored files counted: {before:?} → {after:?}");
     let report = r.stop();
     assert_eq!((report.sources[0].1.messages, report.sources[0].1.rejected), (1, 0));
 }

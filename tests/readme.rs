@@ -24,3 +24,24 @@ fn readme_commands_are_the_ones_ci_runs() {
     let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).expect(".ci/run");
     assert!(ci.contains("scripts/test.sh"), ".ci/run must call README's test command");
 }
+
+/// Every metric defined in `src/telemetry/metrics.rs` has a row in README's metrics table.
+#[test]
+fn readme_documents_every_metric() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/telemetry/metrics.rs")).expect("metrics.rs");
+    let mut names = Vec::new();
+    let mut rest = source.as_str();
+    while let Some(i) = rest.find("\"sluice_") {
+        let name: String = rest[i + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        rest = &rest[i + 1 + name.len()..];
+        // A metric's name is a whole literal (test strings add labels or suffixes).
+        if rest.starts_with('"') {
+            names.push(name);
+        }
+    }
+    assert!(names.len() >= 40, "found only {names:?}");
+    for n in names {
+        assert!(readme.contains(&format!("| `{n}` |")), "metric {n} has no row in README's metrics table");
+    }
+}

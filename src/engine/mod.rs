@@ -6,6 +6,7 @@ pub mod pipeline;
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use serde_json::Value as Json;
@@ -18,6 +19,7 @@ use crate::rule::plan::SelectItem;
 use crate::rule::template::{valid_kafka_topic, Template};
 use crate::rule::Rule;
 use crate::sink::OutputRecord;
+use crate::telemetry::metrics::{LocalRuleMetrics, RuleMetrics};
 use crate::topic::{TopicIndex, TopicInfo};
 use crate::value::{base64_encode, Fields, Value};
 use smallvec::{smallvec, SmallVec};
@@ -25,6 +27,9 @@ use smallvec::{smallvec, SmallVec};
 /// An immutable set of compiled rules with its topic index.
 pub struct RuleSet {
     rules: Vec<Arc<Rule>>,
+    /// Each enabled rule's metric handles, parallel to `rules` (resolved once here, never per
+    /// message).
+    metrics: Vec<Option<RuleMetrics>>,
     index: TopicIndex,
 }
 
@@ -35,7 +40,8 @@ impl RuleSet {
     }
 
     /// Indexes already shared rules: a reload keeps the compiled rules whose files did not
-    /// change (or no longer compile) and swaps the set.
+    /// change (or no longer compile) and swaps the set. A rule keeps its metric series across
+    /// sets (they are found by its name).
     pub fn from_shared(rules: Vec<Arc<Rule>>) -> RuleSet {
         let mut index = TopicIndex::new();
         for (i, r) in rules.iter().enumerate() {
@@ -43,7 +49,21 @@ impl RuleSet {
                 index.insert(&r.filter, i);
             }
         }
-        RuleSet { rules, index }
+        let metrics = rules.iter().map(|r| r.enabled.then(|| RuleMetrics::new(&r.name))).collect();
+        RuleSet { rules, metrics, index }
+    }
+
+    /// A set whose evaluations count in no metric (a test run of a rule).
+    fn unmetered(rules: Vec<Arc<Rule>>) -> RuleSet {
+        let mut set = RuleSet::from_shared(Vec::new());
+        for (i, r) in rules.iter().enumerate() {
+            if r.enabled {
+                set.index.insert(&r.filter, i);
+            }
+        }
+        set.metrics = rules.iter().map(|_| None).collect();
+        set.rules = rules;
+        set
     }
 
     /// The rules, in load order.
@@ -80,10 +100,89 @@ pub struct Outcome {
     pub failed: u32,
 }
 
-/// Per-worker scratch space, reused across messages.
+/// Per-worker scratch space, reused across messages. It also holds the worker's per-rule counts
+/// ([`LocalRuleMetrics`]), which reach the shared metrics every [`FLUSH_EVERY`] messages, on
+/// [`Scratch::flush_metrics`] (the pipeline calls it when its worker is idle), when the rule
+/// set changes, and when the scratch is dropped.
 #[derive(Default)]
 pub struct Scratch {
     ids: Vec<usize>,
+    stats: RuleStats,
+}
+
+/// Messages a worker processes between two flushes of its per-rule counts.
+pub const FLUSH_EVERY: u32 = 256;
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// A worker's per-rule counts for the rule set it last used.
+#[derive(Default)]
+struct RuleStats {
+    /// The set the counts belong to.
+    set: Option<Arc<RuleSet>>,
+    /// Rule index → position in `locals` (`NO_SLOT` until the rule first matches).
+    slots: Vec<u32>,
+    /// Local metrics of the rules that matched since the set was bound.
+    locals: Vec<LocalRuleMetrics>,
+    /// Positions in `locals` counted since the last flush.
+    dirty: Vec<u32>,
+    dirty_flags: Vec<bool>,
+    since_flush: u32,
+}
+
+impl RuleStats {
+    /// Makes `set` the current set, flushing the counts of the previous one.
+    fn bind(&mut self, set: &Arc<RuleSet>) {
+        if self.set.as_ref().is_some_and(|s| Arc::ptr_eq(s, set)) {
+            return;
+        }
+        self.flush();
+        self.slots.clear();
+        self.slots.resize(set.rules.len(), NO_SLOT);
+        self.locals.clear();
+        self.dirty_flags.clear();
+        self.set = Some(set.clone());
+    }
+
+    /// The local metrics of rule `i` of the bound set (`None` for a disabled rule).
+    fn rule(&mut self, i: usize) -> Option<&LocalRuleMetrics> {
+        let mut slot = *self.slots.get(i)?;
+        if slot == NO_SLOT {
+            let shared = self.set.as_ref()?.metrics.get(i)?.as_ref()?;
+            slot = self.locals.len() as u32;
+            self.locals.push(shared.local());
+            self.dirty_flags.push(false);
+            self.slots[i] = slot;
+        }
+        let s = slot as usize;
+        if !self.dirty_flags[s] {
+            self.dirty_flags[s] = true;
+            self.dirty.push(slot);
+        }
+        self.locals.get(s)
+    }
+
+    fn flush(&mut self) {
+        for slot in self.dirty.drain(..) {
+            let s = slot as usize;
+            self.locals[s].flush();
+            self.dirty_flags[s] = false;
+        }
+        self.since_flush = 0;
+    }
+}
+
+impl Scratch {
+    /// Adds this worker's pending per-rule counts to the shared metrics.
+    pub fn flush_metrics(&mut self) {
+        self.stats.flush();
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.stats.flush();
+    }
 }
 
 /// Processing stages named in error records.
@@ -102,6 +201,17 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The index of a rule failure at this stage in [`LocalRuleMetrics::failed`] (a source
+    /// failure is not a rule's).
+    fn failure_index(self) -> usize {
+        match self {
+            Stage::Source | Stage::Decode => 0,
+            Stage::Where => 1,
+            Stage::Select => 2,
+            Stage::Action => 3,
+        }
+    }
+
     /// Lower-case name.
     pub fn name(self) -> &'static str {
         match self {
@@ -155,6 +265,7 @@ impl Engine {
     /// Forgets what the engine keeps about a rule that no longer exists.
     pub fn forget_rule(&self, rule: &str) {
         self.recent.remove(rule);
+        crate::telemetry::metrics::forget_rule(rule);
     }
 
     /// Evaluates `rule` (forced enabled) alone on one message, exactly as the running engine
@@ -162,7 +273,7 @@ impl Engine {
     /// `sluice test` and of the rules API's test.
     pub fn test_rule(&self, mut rule: Rule, msg: &Message, now_ms: i64) -> Vec<OutputRecord> {
         rule.enabled = true;
-        let set = RuleSet::from_shared(vec![Arc::new(rule)]);
+        let set = Arc::new(RuleSet::unmetered(vec![Arc::new(rule)]));
         let mut out = Vec::new();
         self.process_with(&set, msg, now_ms, &mut Scratch::default(), &mut out, false);
         out
@@ -192,7 +303,7 @@ impl Engine {
 
     /// [`process`](Self::process) with a given rule set; `live` records failures for the
     /// rules API (a test run does not).
-    fn process_with(&self, set: &RuleSet, msg: &Message, now_ms: i64, scratch: &mut Scratch, out: &mut Vec<OutputRecord>, live: bool) -> Outcome {
+    fn process_with(&self, set: &Arc<RuleSet>, msg: &Message, now_ms: i64, scratch: &mut Scratch, out: &mut Vec<OutputRecord>, live: bool) -> Outcome {
         set.index.matches(&msg.topic, &mut scratch.ids);
         let mut outcome = Outcome { matched: scratch.ids.len() as u32, ..Outcome::default() };
         if scratch.ids.is_empty() {
@@ -233,35 +344,74 @@ impl Engine {
             (Err(_), None) => smallvec![Ok(None)],
         };
 
-        for &i in &scratch.ids {
+        let Scratch { ids, stats } = scratch;
+        stats.bind(&set);
+        // One clock read per rule: each rule's time runs from the end of the previous one.
+        let mut last = Instant::now();
+        for &i in ids.iter() {
             let rule = &set.rules[i];
-            if let Some(e) = &failure {
-                if rule.reads_record || oversized {
-                    outcome.failed += 1;
-                    out.push(self.rule_failed(rule, msg, Stage::Decode, e, live));
-                    continue;
-                }
+            let m = stats.rule(i);
+            if let Some(m) = m {
+                m.matched.inc();
             }
-            for record in &records {
-                let record = match record {
-                    Ok(r) => *r,
-                    Err(e) if rule.reads_record => {
+            let fail = |stage: Stage| {
+                if let Some(m) = m {
+                    m.failed[stage.failure_index()].inc();
+                }
+            };
+            'rule: {
+                if let Some(e) = &failure {
+                    if rule.reads_record || oversized {
                         outcome.failed += 1;
+                        fail(Stage::Decode);
                         out.push(self.rule_failed(rule, msg, Stage::Decode, e, live));
-                        continue;
+                        break 'rule;
                     }
-                    Err(_) => None,
-                };
-                let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
-                match eval_rule(rule, &ctx, out) {
-                    Ok(true) => outcome.passed += 1,
-                    Ok(false) => outcome.filtered += 1,
-                    Err((stage, e)) => {
-                        outcome.failed += 1;
-                        out.push(self.rule_failed(rule, msg, stage, &e.0, live));
+                }
+                for record in &records {
+                    let record = match record {
+                        Ok(r) => *r,
+                        Err(e) if rule.reads_record => {
+                            outcome.failed += 1;
+                            fail(Stage::Decode);
+                            out.push(self.rule_failed(rule, msg, Stage::Decode, e, live));
+                            continue;
+                        }
+                        Err(_) => None,
+                    };
+                    let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
+                    let before = out.len();
+                    match eval_rule(rule, &ctx, out) {
+                        Ok(true) => {
+                            outcome.passed += 1;
+                            if let Some(m) = m {
+                                m.passed.inc();
+                                m.outputs.inc_by((out.len() - before) as u64);
+                            }
+                        }
+                        Ok(false) => {
+                            outcome.filtered += 1;
+                            if let Some(m) = m {
+                                m.no_result.inc();
+                            }
+                        }
+                        Err((stage, e)) => {
+                            outcome.failed += 1;
+                            fail(stage);
+                            out.push(self.rule_failed(rule, msg, stage, &e.0, live));
+                        }
                     }
                 }
             }
+            let now = Instant::now();
+            if let Some(m) = m {
+                m.eval.observe(now.duration_since(last).as_secs_f64());
+            }
+            last = now;
+        }
+        stats.since_flush += 1;
+        if stats.since_flush >= FLUSH_EVERY {
+            stats.flush();
         }
         outcome
     }
@@ -424,4 +574,67 @@ fn set_field<'a>(fields: &mut Vec<(Cow<'a, str>, Value<'a>)>, name: Cow<'a, str>
         }
     }
     fields.push((name, v));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Metadata;
+    use crate::rule::compile_str;
+    use crate::telemetry::metrics::{forget_rule, RULE_EVAL_SECONDS, RULE_FAILED, RULE_MATCHED, RULE_NO_RESULT, RULE_OUTPUT_RECORDS, RULE_PASSED};
+    use std::path::Path;
+
+    fn rule(name: &str, sql: &str) -> Rule {
+        compile_str(Path::new("t.toml"), &format!("name = \"{name}\"\nsql = \"\"\"\n{sql}\n\"\"\"\n[[actions]]\ntopic = \"out\"\n[[actions]]\ntopic = \"copy\"\n")).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn msg(topic: &str, payload: &str) -> Message {
+        Message { topic: topic.into(), payload: payload.as_bytes().to_vec().into(), meta: Metadata { source: Arc::from("t"), received_ms: 1, id: 1, ..Metadata::default() } }
+    }
+
+    #[test]
+    fn per_rule_metrics_count_records_and_reach_the_registry_on_flush() {
+        let name = "engine-unit-batch";
+        let engine =
+            Engine::new(RuleSet::new(vec![rule(name, "SELECT deviceKey FROM \"sys/+/integration/measurepoint/post\" WHERE measurepoints.temp + 0 > 10")]), Env::default(), EngineOptions::default());
+        let batch = r#"{"id":"1","version":"1.0","method":"integration.measurepoint.post","params":[
+            {"deviceKey":"d1","measurepoints":{"temp":20},"time":1},
+            {"deviceKey":"d2","measurepoints":{"temp":5},"time":1},
+            {"deviceKey":"d3","measurepoints":{"temp":"warm"},"time":1},
+            7]}"#;
+        let get = |v: &prometheus::IntCounterVec, labels: &[&str]| v.with_label_values(labels).get();
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        let outcome = engine.process(&msg("sys/pk/integration/measurepoint/post", batch), 1, &mut scratch, &mut out);
+        assert_eq!(outcome, Outcome { matched: 1, passed: 1, filtered: 1, failed: 2 });
+        assert_eq!(get(&RULE_MATCHED, &[name]), 0, "counted locally until a flush");
+        scratch.flush_metrics();
+        assert_eq!((get(&RULE_MATCHED, &[name]), get(&RULE_PASSED, &[name]), get(&RULE_NO_RESULT, &[name])), (1, 1, 1));
+        assert_eq!(get(&RULE_OUTPUT_RECORDS, &[name]), 2, "two actions");
+        assert_eq!((get(&RULE_FAILED, &[name, "decode"]), get(&RULE_FAILED, &[name, "where"]), get(&RULE_FAILED, &[name, "select"])), (1, 1, 0));
+        assert_eq!(RULE_EVAL_SECONDS.with_label_values(&[name]).get_sample_count(), 1, "one evaluation time per message");
+
+        // A message that is not JSON fails the rule once; a new rule set flushes the old one's
+        // counts, and the rule keeps its series.
+        engine.process(&msg("sys/pk/integration/measurepoint/post", "{"), 1, &mut scratch, &mut out);
+        engine.reload(RuleSet::new(vec![rule(name, "SELECT deviceKey FROM \"sys/+/integration/measurepoint/post\"")]));
+        engine.process(&msg("/no/rule", "{}"), 1, &mut scratch, &mut out);
+        assert_eq!(get(&RULE_FAILED, &[name, "decode"]), 1, "no rule matched: nothing bound, nothing flushed");
+        engine.process(&msg("sys/pk/integration/measurepoint/post", batch), 1, &mut scratch, &mut out);
+        assert_eq!(get(&RULE_FAILED, &[name, "decode"]), 2, "flushed when the new set was bound");
+        drop(scratch);
+        assert_eq!(get(&RULE_MATCHED, &[name]), 3, "flushed on drop");
+        assert_eq!(get(&RULE_PASSED, &[name]), 4, "1, then 3 entries of the second set's SELECT");
+        forget_rule(name);
+        assert!(!crate::telemetry::metrics::render().contains(name));
+    }
+
+    #[test]
+    fn disabled_rules_have_no_series() {
+        let mut r = rule("engine-unit-disabled", "SELECT a FROM \"/a\"");
+        r.enabled = false;
+        let set = RuleSet::new(vec![r]);
+        assert!(set.metrics[0].is_none());
+        assert!(!crate::telemetry::metrics::render().contains("engine-unit-disabled"));
+    }
 }

@@ -15,7 +15,7 @@ use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::sink::{Batch, Sink, SinkReport};
 use crate::source::{Envelope, Source, SourceReport};
-use crate::telemetry::metrics;
+use crate::telemetry::{health, metrics};
 
 /// The clock of the engine.
 #[derive(Clone, Copy, Debug, Default)]
@@ -82,6 +82,18 @@ pub struct Pipeline {
 impl Pipeline {
     /// Runs until every source ends (or shutdown stops them), then drains and flushes.
     pub async fn run(self, shutdown: Shutdown) -> Result<PipelineReport, PipelineError> {
+        let set = self.engine.rules();
+        let enabled = set.rules().iter().filter(|r| r.enabled).count();
+        health::set("rules", true, format!("{} rules loaded, {enabled} enabled", set.rules().len()));
+        drop(set);
+        health::set("pipeline", true, "running");
+        let stopping = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.wait().await;
+                health::set("pipeline", false, "shutting down");
+            })
+        };
         let cap = self.capacity.max(1);
         let (src_tx, mut src_rx) = mpsc::channel::<Envelope>(cap);
         let (sink_tx, sink_rx) = mpsc::channel::<Batch>(cap);
@@ -134,6 +146,8 @@ impl Pipeline {
             t.await.map_err(|e| PipelineError::Task(e.to_string()))?;
         }
         report.sink = sink_task.await.map_err(|e| PipelineError::Task(e.to_string()))??;
+        stopping.abort();
+        health::set("pipeline", false, "stopped");
         match first_err {
             Some(e) => Err(e),
             None => Ok(report),
@@ -154,36 +168,30 @@ fn topic_shard(topic: &str, n: usize) -> usize {
 /// A source's counters, resolved once (label lookups hash and lock; not per message).
 struct SourceCounters {
     source: Arc<str>,
-    received: IntCounter,
-    rejected: IntCounter,
     unmatched: IntCounter,
 }
 
 async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>, mut rx: mpsc::Receiver<Envelope>, tx: mpsc::Sender<Batch>, clock: Clock) {
     let mut scratch = Scratch::default();
     let hist = metrics::PROCESS_SECONDS.with_label_values(&[&id.to_string()]);
-    let evaluations = ["passed", "filtered", "failed"].map(|r| metrics::RULE_EVALUATIONS.with_label_values(&[r]));
     let (data_records, error_records) = (metrics::OUTPUT_RECORDS.with_label_values(&["data"]), metrics::OUTPUT_RECORDS.with_label_values(&["error"]));
     let mut sources: Vec<SourceCounters> = Vec::new();
-    while let Some(env) = rx.recv().await {
-        let i = match sources.iter().position(|c| c.source == env.msg.meta.source) {
-            Some(i) => i,
-            None => {
-                let s = env.msg.meta.source.clone();
-                sources.push(SourceCounters {
-                    received: metrics::MESSAGES_RECEIVED.with_label_values(&[&*s]),
-                    rejected: metrics::MESSAGES_REJECTED.with_label_values(&[&*s]),
-                    unmatched: metrics::MESSAGES_UNMATCHED.with_label_values(&[&*s]),
-                    source: s,
-                });
-                sources.len() - 1
+    loop {
+        // The per-rule counts reach the shared metrics whenever the worker runs out of work.
+        let env = match rx.try_recv() {
+            Ok(env) => env,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                scratch.flush_metrics();
+                match rx.recv().await {
+                    Some(env) => env,
+                    None => break,
+                }
             }
         };
-        let counters = &sources[i];
-        counters.received.inc();
         let mut records = Vec::new();
         if let Some(reason) = &env.reject {
-            counters.rejected.inc();
+            // Counted by the source (sluice_source_decode_errors_total).
             records.push(engine.dead_letter(&env.msg, reason));
         } else {
             if let Some(r) = &registry {
@@ -193,12 +201,15 @@ async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>,
             let outcome = engine.process(&env.msg, clock.now_ms(), &mut scratch, &mut records);
             hist.observe(started.elapsed().as_secs_f64());
             if outcome.matched == 0 {
-                counters.unmatched.inc();
-            }
-            for (counter, n) in evaluations.iter().zip([outcome.passed, outcome.filtered, outcome.failed]) {
-                if n > 0 {
-                    counter.inc_by(u64::from(n));
-                }
+                let i = match sources.iter().position(|c| c.source == env.msg.meta.source) {
+                    Some(i) => i,
+                    None => {
+                        let s = env.msg.meta.source.clone();
+                        sources.push(SourceCounters { unmatched: metrics::SOURCE_UNMATCHED_RECORDS.with_label_values(&[&*s]), source: s });
+                        sources.len() - 1
+                    }
+                };
+                sources[i].unmatched.inc();
             }
         }
         let errors = records.iter().filter(|r| r.is_error).count() as u64;
@@ -214,4 +225,5 @@ async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>,
             break;
         }
     }
+    scratch.flush_metrics();
 }

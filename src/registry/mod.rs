@@ -15,6 +15,7 @@ pub mod model;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use chrono::FixedOffset;
@@ -132,6 +133,8 @@ pub struct Registry {
     status: DashMap<Key, Status>,
     /// Time zone of the status messages' `lastTime` (used when `utcLastTime` is absent).
     tz: Option<FixedOffset>,
+    /// How many entries of `status` say online (`sluice_registry_online_devices`).
+    online: AtomicI64,
 }
 
 /// Why the registry could not be loaded.
@@ -229,11 +232,13 @@ impl Registry {
             self.by_asset.insert(a.clone(), key.clone());
         }
         self.devices.insert(key, device);
+        metrics::REGISTRY_KNOWN_DEVICES.set(self.devices.len() as i64);
     }
 
     /// Removes a device by key; returns it.
     pub fn remove(&self, product_key: &str, device_key: &str) -> Option<Device> {
         let (_, old) = self.devices.remove(&(product_key.to_string(), device_key.to_string()))?;
+        metrics::REGISTRY_KNOWN_DEVICES.set(self.devices.len() as i64);
         self.by_name.remove_if(&(old.product_key.clone(), old.device_name.clone()), |_, k| *k == old.device_key);
         if let Some(a) = &old.asset_id {
             self.by_asset.remove_if(a, |_, k| k.0 == old.product_key && k.1 == old.device_key);
@@ -272,7 +277,8 @@ impl Registry {
         self.devices.get_mut(&key).map(|mut d| f(&mut d))
     }
 
-    /// Applies a data-flow message (seed 004) to the registry: device lifecycle
+    /// Applies a data-flow message (seed 004) to the registry (and keeps the gauges
+    /// `sluice_registry_known_devices` and `sluice_registry_online_devices` current): device lifecycle
     /// (`/sys/{pk}/{dn}/thing/lifecycle`), topology lifecycle (`/sys/{pk}/{dn}/thing/topo/lifecycle`)
     /// and status (`/as/mqtt/status/{pk}/{dn}`). Other topics are ignored. Malformed payloads
     /// are counted (`sluice_registry_updates_total{result="malformed"}`) and logged.
@@ -324,7 +330,9 @@ impl Registry {
                 Ok("applied")
             }
             "delete" => {
-                self.status.remove(&(pk.to_string(), dn.to_string()));
+                if let Some((_, s)) = self.status.remove(&(pk.to_string(), dn.to_string())) {
+                    self.count_online(i64::from(s.status == "online"), 0);
+                }
                 match self.resolve(pk, dn) {
                     Some((pk, dk)) => {
                         self.remove(&pk, &dk);
@@ -380,10 +388,12 @@ impl Registry {
         let last_ms = self.last_time_ms(p).ok_or("needs `utcLastTime` (RFC 3339) or `lastTime` (yyyy-MM-dd HH:mm:ss.SSS)")?;
         let key = (pk.to_string(), dn.to_string());
         let mut applied = false;
+        let mut was_online = false;
         self.status
             .entry(key)
             .and_modify(|s| {
                 if last_ms >= s.last_ms {
+                    was_online = s.status == "online";
                     *s = Status { status: status.to_string(), last_ms };
                     applied = true;
                 }
@@ -392,7 +402,23 @@ impl Registry {
                 applied = true;
                 Status { status: status.to_string(), last_ms }
             });
+        if applied {
+            self.count_online(i64::from(was_online), i64::from(status == "online"));
+        }
         Ok(if applied { "applied" } else { "stale" })
+    }
+
+    /// A status went from online (`was` 1) or not to online (`now` 1) or not.
+    fn count_online(&self, was: i64, now: i64) {
+        if was != now {
+            let n = self.online.fetch_add(now - was, Ordering::AcqRel) + now - was;
+            metrics::REGISTRY_ONLINE_DEVICES.set(n);
+        }
+    }
+
+    /// Devices whose last status said online.
+    pub fn online(&self) -> usize {
+        self.online.load(Ordering::Acquire).max(0) as usize
     }
 
     fn last_time_ms(&self, p: &Json) -> Option<i64> {

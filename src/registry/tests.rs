@@ -342,6 +342,24 @@ fn status_keeps_the_latest_last_time() {
 }
 
 #[test]
+fn online_devices_are_counted_on_transitions() {
+    let r = Registry::new();
+    let a = "/as/mqtt/status/pk/a";
+    r.observe(&msg(a, status("online", "2018-08-31 15:32:28.195")));
+    r.observe(&msg(a, status("online", "2018-08-31 15:33:28.195")));
+    r.observe(&msg("/as/mqtt/status/pk/b", status("offline", "2018-08-31 15:32:28.195")));
+    assert_eq!(r.online(), 1, "a twice online is one; b is offline");
+    r.observe(&msg("/as/mqtt/status/pk/b", status("online", "2018-08-31 15:34:28.195")));
+    assert_eq!(r.online(), 2);
+    r.observe(&msg(a, status("offline", "2018-08-31 15:30:00.000")));
+    assert_eq!(r.online(), 2, "a stale offline changes nothing");
+    r.observe(&msg(a, status("offline", "2018-08-31 15:40:00.000")));
+    assert_eq!(r.online(), 1);
+    r.observe(&msg("/sys/pk/b/thing/lifecycle", json!({"action": "delete"})));
+    assert_eq!(r.online(), 0, "a deleted device's status goes with it");
+}
+
+#[test]
 fn status_last_time_is_read_in_the_configured_zone() {
     let r = Registry::new().with_timezone(FixedOffset::east_opt(8 * 3600).unwrap());
     let t = "/as/mqtt/status/12345565569/deviceName1234";

@@ -285,6 +285,9 @@ impl RuleStore {
         metrics::RULES_LOADED.with_label_values(&["enabled"]).set(st.files.values().filter(|f| f.running.as_ref().is_some_and(|r| r.enabled)).count() as i64);
         metrics::RULES_LOADED.with_label_values(&["disabled"]).set(st.files.values().filter(|f| f.running.as_ref().is_some_and(|r| !r.enabled)).count() as i64);
         metrics::RULE_FILES_INVALID.with_label_values::<&str>(&[]).set(st.files.values().filter(|f| !f.errors.is_empty() || f.conflict.is_some()).count() as i64);
+        let enabled = st.files.values().filter(|f| f.running.as_ref().is_some_and(|r| r.enabled)).count();
+        let invalid = st.files.values().filter(|f| !f.errors.is_empty() || f.conflict.is_some()).count();
+        crate::telemetry::health::set("rules", true, format!("{} rules loaded, {enabled} enabled, {invalid} file(s) not compiling", report.rules));
         metrics::RULE_RELOADS.with_label_values(&[if report.errors.is_empty() { "ok" } else { "error" }]).inc();
         if report.swapped {
             tracing::info!(rules = report.rules, added = ?report.added, changed = ?report.changed, removed = ?report.removed, "rule set reloaded");

@@ -1,6 +1,8 @@
 //! The file sink: one JSON-lines file per target topic under an output folder. A run replaces
 //! the files it writes (a topic's file is truncated when the run first writes to it). Each line is
-//! `{"rule": …, "key": …, "headers": {…}, "iot_topic": …, "value": {…}}`.
+//! `{"rule": …, "key": …, "headers": {…}, "iot_topic": …, "value": {…}}`. Metrics: records and
+//! bytes written (`sluice_sink_sent_*{sink="file"}`), records refused and I/O errors
+//! (`sluice_sink_errors_total{sink="file"}`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +16,10 @@ use crate::error::SinkError;
 use crate::rule::template::valid_kafka_topic;
 use crate::sink::{Batch, BoxFuture, Sink, SinkReport};
 use crate::source::Delivery;
+use crate::telemetry::metrics;
+
+/// The `sink` label of this sink's metrics.
+const SINK: &str = "file";
 
 /// Writes `<dir>/<topic>.jsonl`.
 pub struct FileSink {
@@ -39,7 +45,12 @@ struct Line<'a> {
 impl Sink for FileSink {
     fn run(self: Box<Self>, mut rx: mpsc::Receiver<Batch>) -> BoxFuture<Result<SinkReport, SinkError>> {
         Box::pin(async move {
-            let io = |error| SinkError::Io { sink: "file".into(), error };
+            let io = |error| {
+                metrics::SINK_ERRORS.with_label_values(&[SINK, "io"]).inc();
+                SinkError::Io { sink: "file".into(), error }
+            };
+            let (sent_data, sent_error, sent_bytes) =
+                (metrics::SINK_SENT_RECORDS.with_label_values(&[SINK, "data"]), metrics::SINK_SENT_RECORDS.with_label_values(&[SINK, "error"]), metrics::SINK_SENT_BYTES.with_label_values(&[SINK]));
             tokio::fs::create_dir_all(&self.dir).await.map_err(io)?;
             let mut files: HashMap<String, tokio::io::BufWriter<tokio::fs::File>> = HashMap::new();
             let mut report = SinkReport::default();
@@ -49,12 +60,14 @@ impl Sink for FileSink {
                 for rec in &batch.records {
                     // Topics are validated by the engine; this keeps file names safe regardless.
                     if !valid_kafka_topic(&rec.topic) {
+                        metrics::SINK_ERRORS.with_label_values(&[SINK, "invalid_topic"]).inc();
                         failure = Some(format!("invalid topic name `{}`", rec.topic));
                         continue;
                     }
                     let value: &RawValue = match serde_json::from_slice(&rec.value) {
                         Ok(v) => v,
                         Err(e) => {
+                            metrics::SINK_ERRORS.with_label_values(&[SINK, "invalid_value"]).inc();
                             failure = Some(format!("record value is not JSON: {e}"));
                             continue;
                         }
@@ -73,8 +86,12 @@ impl Sink for FileSink {
                     w.write_all(&buf).await.map_err(io)?;
                     report.records += 1;
                     report.bytes += rec.value.len() as u64;
+                    sent_bytes.inc_by(rec.value.len() as u64);
                     if rec.is_error {
                         report.error_records += 1;
+                        sent_error.inc();
+                    } else {
+                        sent_data.inc();
                     }
                 }
                 batch.ack.done(match failure {

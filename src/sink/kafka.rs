@@ -12,15 +12,21 @@
 //!   sources: backpressure, nothing dropped.
 //! - permanent (unknown or unauthorised topic, record too large, invalid): a dead-letter record
 //!   with the reason goes to the dead-letter topic (the engine's default error topic) through
-//!   the same producer, counted in `sluice_kafka_dead_letters_total`. If the dead letter fails
-//!   for good too, the batch is acknowledged as failed and its source stops before committing
-//!   it.
+//!   the same producer, counted in `sluice_sink_dead_letters_total{sink="kafka"}`. If the dead
+//!   letter fails for good too, the batch is acknowledged as failed and its source stops before
+//!   committing it.
 //! - fatal (the producer is unusable): the sink stops with an error.
+//!
+//! Readiness: the check `sink:kafka` passes while librdkafka's statistics (every
+//! `statistics.interval.ms`, default [`STATISTICS_INTERVAL_MS`]) show at least one broker
+//! connection up. An idle producer still keeps one (librdkafka maintains at least one
+//! connection to the cluster even with sparse connections), so none up means unreachable.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus::{IntCounter, IntGauge};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -33,7 +39,8 @@ use crate::config::KafkaSinkConfig;
 use crate::error::SinkError;
 use crate::sink::{Batch, BoxFuture, OutputRecord, Sink, SinkReport};
 use crate::source::{Ack, Delivery};
-use crate::telemetry::metrics;
+use crate::telemetry::kafka_stats::Stats as ClientStats;
+use crate::telemetry::{health, metrics};
 use crate::value::base64_encode;
 
 /// Header carrying the input's IoT topic.
@@ -44,6 +51,11 @@ pub const RULE_HEADER: &str = "sluice-rule";
 const DEAD_LETTER_VALUE_MAX: usize = 64 * 1024;
 /// Pause before producing again when the producer's queue is full.
 const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
+/// Default `statistics.interval.ms` of the producer (readiness); a `properties` entry overrides
+/// it (`0` turns statistics off, and the readiness check always passes).
+pub const STATISTICS_INTERVAL_MS: u64 = 1000;
+/// The readiness check of the Kafka sink.
+pub const HEALTH_CHECK: &str = "sink:kafka";
 
 /// Produces output records to Kafka.
 pub struct KafkaSink {
@@ -66,7 +78,8 @@ impl KafkaSink {
             .set("batch.size", cfg.batch_bytes.to_string())
             .set("batch.num.messages", cfg.batch_records.to_string())
             .set("topic.metadata.propagation.max.ms", cfg.unknown_topic_timeout_ms.to_string())
-            .set("queue.buffering.max.messages", cfg.max_in_flight.clamp(1, 10_000_000).to_string());
+            .set("queue.buffering.max.messages", cfg.max_in_flight.clamp(1, 10_000_000).to_string())
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string());
         for (k, v) in &cfg.properties {
             c.set(k, v);
         }
@@ -93,13 +106,31 @@ struct Pending {
     dead_letter: bool,
 }
 
-/// What the sink counts.
-#[derive(Default)]
+/// What the sink counts, for its report and its metrics (handles resolved once).
 struct Stats {
     records: AtomicU64,
     error_records: AtomicU64,
     bytes: AtomicU64,
+    sent_data: IntCounter,
+    sent_error: IntCounter,
+    sent_bytes: IntCounter,
 }
+
+impl Stats {
+    fn new() -> Stats {
+        Stats {
+            records: AtomicU64::new(0),
+            error_records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            sent_data: metrics::SINK_SENT_RECORDS.with_label_values(&[SINK, "data"]),
+            sent_error: metrics::SINK_SENT_RECORDS.with_label_values(&[SINK, "error"]),
+            sent_bytes: metrics::SINK_SENT_BYTES.with_label_values(&[SINK]),
+        }
+    }
+}
+
+/// The `sink` label of this sink's metrics.
+const SINK: &str = "kafka";
 
 /// State shared by the sink loop and the delivery callbacks.
 struct Shared {
@@ -116,6 +147,11 @@ struct Shared {
     started: std::time::Instant,
     last_retry_log_ms: AtomicU64,
     retries_unlogged: AtomicU64,
+    /// Set when the sink stops: statistics no longer update its readiness.
+    stopped: AtomicBool,
+    /// Permits in all (the bound on records in flight), and the gauge of those taken.
+    max_in_flight: usize,
+    in_flight: IntGauge,
 }
 
 /// How a produce error is handled.
@@ -155,6 +191,7 @@ impl BatchState {
                 ack.done(failure.map_or(Delivery::Delivered, Delivery::Failed));
             }
             shared.permits.add_permits(self.permits as usize);
+            shared.update_in_flight();
             shared.batches.fetch_sub(1, Ordering::AcqRel);
             shared.idle.notify_one();
         }
@@ -162,13 +199,20 @@ impl BatchState {
 }
 
 impl Shared {
+    /// Sets the in-flight gauge from the permits taken.
+    fn update_in_flight(&self) {
+        self.in_flight.set(self.max_in_flight.saturating_sub(self.permits.available_permits()) as i64);
+    }
+
     fn delivered(&self, p: &Pending) {
-        let kind = if p.rec.is_error { "error" } else { "data" };
-        metrics::KAFKA_PRODUCED.with_label_values(&[kind]).inc();
         self.stats.records.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes.fetch_add(p.rec.value.len() as u64, Ordering::Relaxed);
+        self.stats.sent_bytes.inc_by(p.rec.value.len() as u64);
         if p.rec.is_error {
             self.stats.error_records.fetch_add(1, Ordering::Relaxed);
+            self.stats.sent_error.inc();
+        } else {
+            self.stats.sent_data.inc();
         }
         p.batch.finish_one(self, None);
     }
@@ -177,7 +221,7 @@ impl Shared {
     fn failed(&self, err: &KafkaError, mut p: Box<Pending>) {
         match classify(err) {
             Class::Retry(reason) => {
-                metrics::KAFKA_PRODUCE_RETRIES.with_label_values(&[reason]).inc();
+                metrics::SINK_RETRIES.with_label_values(&[SINK, reason]).inc();
                 let delay = self.backoff.saturating_mul(1u32 << p.attempt.min(20)).min(self.backoff_max);
                 // One line per second at most: an outage fails every record in flight.
                 let retries = self.retries_unlogged.fetch_add(1, Ordering::Relaxed) + 1;
@@ -196,16 +240,18 @@ impl Shared {
             }
             Class::DeadLetter(reason) => {
                 if p.dead_letter || p.rec.topic == self.dead_letter_topic {
+                    metrics::SINK_ERRORS.with_label_values(&[SINK, "dead_letter_refused"]).inc();
                     tracing::error!(topic = %p.rec.topic, error = %err, "the dead-letter topic refused a record");
                     p.batch.finish_one(self, Some(format!("dead-letter topic `{}` refused a record: {err}", p.rec.topic)));
                     return;
                 }
-                metrics::KAFKA_DEAD_LETTERS.with_label_values(&[reason]).inc();
+                metrics::SINK_DEAD_LETTERS.with_label_values(&[SINK, reason]).inc();
                 tracing::warn!(rule = %p.rec.rule, topic = %p.rec.topic, error = %err, dead_letter_topic = %self.dead_letter_topic, "record refused; dead-lettered");
                 let dl = dead_letter(&p, reason, &format!("kafka refused the record for topic `{}`: {err}", p.rec.topic), &self.dead_letter_topic);
                 let _ = self.resend.send(Box::new(Pending { batch: p.batch.clone(), rec: Arc::new(dl), iot_topic: p.iot_topic.clone(), attempt: 0, dead_letter: true }));
             }
             Class::Fatal => {
+                metrics::SINK_ERRORS.with_label_values(&[SINK, "fatal"]).inc();
                 tracing::error!(error = %err, "kafka producer failed fatally");
                 self.fatal.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| err.to_string());
                 p.batch.finish_one(self, Some(format!("kafka producer failed: {err}")));
@@ -250,6 +296,20 @@ impl ClientContext for Ctx {
             RDKafkaLogLevel::Warning => tracing::warn!(sink = "kafka", fac, "librdkafka: {message}"),
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(sink = "kafka", fac, "librdkafka: {message}"),
             RDKafkaLogLevel::Debug => tracing::debug!(sink = "kafka", fac, "librdkafka: {message}"),
+        }
+    }
+
+    /// librdkafka's statistics: broker connection states (readiness).
+    fn stats_raw(&self, json: &[u8]) {
+        if self.0.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        match ClientStats::parse(json) {
+            Ok(stats) => {
+                let (up, known) = stats.brokers_up();
+                health::set(HEALTH_CHECK, up > 0, format!("{up} of {known} broker connections up"));
+            }
+            Err(e) => tracing::debug!(sink = "kafka", error = %e, "unreadable librdkafka statistics"),
         }
     }
 
@@ -319,7 +379,7 @@ impl Sink for KafkaSink {
                 permits: Arc::new(Semaphore::new(max_in_flight)),
                 batches: AtomicUsize::new(0),
                 idle: Notify::new(),
-                stats: Stats::default(),
+                stats: Stats::new(),
                 fatal: Mutex::new(None),
                 backoff: Duration::from_millis(self.cfg.retry_backoff_ms),
                 backoff_max: Duration::from_millis(self.cfg.retry_backoff_max_ms),
@@ -327,16 +387,24 @@ impl Sink for KafkaSink {
                 started: std::time::Instant::now(),
                 last_retry_log_ms: AtomicU64::new(0),
                 retries_unlogged: AtomicU64::new(0),
+                stopped: AtomicBool::new(false),
+                max_in_flight,
+                in_flight: metrics::SINK_IN_FLIGHT.with_label_values(&[SINK]),
             });
-            let producer: KafkaProducer = Self::client_config(&self.cfg).create_with_context(Ctx(shared.clone())).map_err(|e| err(format!("cannot create the producer: {e}")))?;
-            let in_flight_gauge = metrics::KAFKA_SINK_IN_FLIGHT.with_label_values::<&str>(&[]);
+            let client_config = Self::client_config(&self.cfg);
+            if client_config.get("statistics.interval.ms").is_some_and(|v| v.trim() == "0") {
+                health::set(HEALTH_CHECK, true, "not checked: statistics.interval.ms = 0");
+            } else {
+                health::set(HEALTH_CHECK, false, "connecting");
+            }
+            let producer: KafkaProducer = client_config.create_with_context(Ctx(shared.clone())).map_err(|e| err(format!("cannot create the producer: {e}")))?;
             let mut open = true;
             let mut next: Option<Batch> = None;
             loop {
                 if let Some(f) = shared.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone() {
                     return Err(err(format!("producer failed: {f}")));
                 }
-                in_flight_gauge.set((max_in_flight - shared.permits.available_permits()) as i64);
+                shared.update_in_flight();
                 if !open && next.is_none() && shared.batches.load(Ordering::Acquire) == 0 {
                     break;
                 }
@@ -366,8 +434,10 @@ impl Sink for KafkaSink {
                     _ = shared.idle.notified(), if !open && next.is_none() => {}
                 }
             }
+            shared.stopped.store(true, Ordering::Relaxed);
+            health::set(HEALTH_CHECK, false, "stopped");
             producer.flush(Duration::from_secs(10)).map_err(|e| err(format!("flush failed: {e}")))?;
-            in_flight_gauge.set(0);
+            shared.in_flight.set(0);
             Ok(SinkReport {
                 records: shared.stats.records.load(Ordering::Relaxed),
                 error_records: shared.stats.error_records.load(Ordering::Relaxed),
@@ -421,6 +491,7 @@ mod tests {
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("linger.ms"), Some("50"), "properties win over fields");
         assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
+        assert_eq!(c.get("statistics.interval.ms"), Some("1000"), "statistics for readiness");
     }
 
     #[test]

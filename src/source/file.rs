@@ -17,6 +17,7 @@ use crate::message::{Message, Metadata};
 use crate::shutdown::Shutdown;
 use crate::sink::BoxFuture;
 use crate::source::{Ack, Envelope, Source, SourceReport};
+use crate::telemetry::metrics;
 
 /// Reads messages from a JSON-lines file.
 pub struct FileSource {
@@ -68,6 +69,9 @@ impl Source for FileSource {
             let mut lines = BufReader::with_capacity(1 << 16, file).lines();
             let mut report = SourceReport::default();
             let mut line_no: u64 = 0;
+            let received_records = metrics::SOURCE_RECEIVED_RECORDS.with_label_values(&[&*name]);
+            let received_bytes = metrics::SOURCE_RECEIVED_BYTES.with_label_values(&[&*name]);
+            let decode_errors = metrics::SOURCE_DECODE_ERRORS.with_label_values(&[&*name]);
             while let Some(line) = lines.next_line().await.map_err(io)? {
                 line_no += 1;
                 if shutdown.is_triggered() {
@@ -76,6 +80,8 @@ impl Source for FileSource {
                 if line.trim().is_empty() {
                     continue;
                 }
+                received_records.inc();
+                received_bytes.inc_by(line.len() as u64);
                 let now = chrono::Utc::now().timestamp_millis();
                 let env = match parse_line(&line) {
                     Ok((topic, payload, received)) => {
@@ -85,6 +91,7 @@ impl Source for FileSource {
                     }
                     Err(reason) => {
                         report.rejected += 1;
+                        decode_errors.inc();
                         let reason = format!("{}:{line_no}: {reason}", self.path.display());
                         tracing::warn!(source = %name, line = line_no, %reason, "rejected input line");
                         let meta = Metadata { source: name.clone(), received_ms: now, id: line_no, ..Metadata::default() };

@@ -40,6 +40,7 @@ use md5::{Digest, Md5};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use prometheus::IntCounter;
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -98,6 +99,11 @@ struct St {
     seq: AtomicU64,
     forwarded: AtomicU64,
     rejected: AtomicU64,
+    received_records: IntCounter,
+    received_bytes: IntCounter,
+    decode_errors: IntCounter,
+    stored_files: IntCounter,
+    stored_bytes: IntCounter,
 }
 
 /// An answer: HTTP status, code, message, data.
@@ -164,7 +170,23 @@ impl Source for HttpSource {
                 }
             };
             let max_body = cfg.max_body_bytes;
-            let st = Arc::new(St { name: Arc::from(name.as_str()), cfg, validator, store, root, tx, seq: AtomicU64::new(0), forwarded: AtomicU64::new(0), rejected: AtomicU64::new(0) });
+            let counter = |vec: &prometheus::IntCounterVec| vec.with_label_values(&[name.as_str()]);
+            let st = Arc::new(St {
+                name: Arc::from(name.as_str()),
+                cfg,
+                validator,
+                store,
+                root,
+                tx,
+                seq: AtomicU64::new(0),
+                forwarded: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+                received_records: counter(&metrics::SOURCE_RECEIVED_RECORDS),
+                received_bytes: counter(&metrics::SOURCE_RECEIVED_BYTES),
+                decode_errors: counter(&metrics::SOURCE_DECODE_ERRORS),
+                stored_files: counter(&metrics::INTEGRATION_STORED_FILES),
+                stored_bytes: counter(&metrics::INTEGRATION_STORED_BYTES),
+            });
             let app = Router::new().route(PATH, post(post_event)).layer(DefaultBodyLimit::max(max_body)).with_state(st.clone());
             tracing::info!(target: "sluice::channel", source = %name, addr = ?listener.local_addr().ok(), "HTTP event upload listening");
             let sd = shutdown.clone();
@@ -189,6 +211,10 @@ async fn post_event(State(st): State<Arc<St>>, Query(q): Query<HashMap<String, S
         Ok(r) | Err(r) => r,
     };
     metrics::INTEGRATION_REQUESTS.with_label_values(&[&reply.code.to_string()]).inc();
+    st.received_records.inc();
+    if matches!(reply.code, codes::BAD_REQUEST | codes::TOO_LARGE) {
+        st.decode_errors.inc();
+    }
     tracing::info!(target: "sluice::channel", source = %st.name, org = %org, request_id = %request_id, code = reply.code, "HTTP upload answered");
     if reply.code != codes::OK {
         channel_log::error(ErrorRecord {
@@ -279,6 +305,8 @@ async fn handle(st: &St, q: &HashMap<String, String>, headers: &HeaderMap, mp: R
         let original = meta.get("originalFilename").and_then(Value::as_str).unwrap_or(&u.name);
         let path = object_store::path::Path::from_iter([safe_name(org), uuid::Uuid::new_v4().to_string(), safe_name(original)]);
         st.store.put(&path, PutPayload::from(u.bytes.clone())).await.map_err(|e| Reply::new(codes::INTERNAL, format!("storing file `{}`: {e}", u.name)))?;
+        st.stored_files.inc();
+        st.stored_bytes.inc_by(u.bytes.len() as u64);
         let uri = format!("{}/{path}", st.root);
         let mut m = meta;
         m.insert("md5".into(), json!(u.md5));
@@ -346,6 +374,7 @@ async fn read_parts(st: &St, mut mp: Multipart) -> Result<(Option<Vec<u8>>, Vec<
 async fn read_limited(st: &St, mut field: Field<'_>, limit: usize, what: &str) -> Result<Vec<u8>, Reply> {
     let mut buf = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(st, e))? {
+        st.received_bytes.inc_by(chunk.len() as u64);
         if buf.len() + chunk.len() > limit {
             return Err(Reply::new(codes::TOO_LARGE, format!("{what} is larger than {limit} bytes")));
         }

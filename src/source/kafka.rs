@@ -11,6 +11,11 @@
 //! but it stops taking records when the pipeline does not keep up: it first waits for room in
 //! the channel, then pauses its partitions (backpressure with bounded memory). Records the
 //! source cannot turn into messages (no IoT topic) go to the dead-letter topic.
+//!
+//! librdkafka's statistics (every `statistics.interval.ms`, default [`STATISTICS_INTERVAL_MS`])
+//! give the lag of each assigned partition (`sluice_kafka_consumer_lag_records`) and the broker
+//! connection states behind the source's readiness check (`source:<name>`: ready while at least
+//! one broker connection is up).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +36,8 @@ use crate::shutdown::Shutdown;
 use crate::sink::BoxFuture;
 use crate::source::offsets::{OffsetTracker, TopicPartition};
 use crate::source::{Ack, Delivery, Envelope, Source, SourceReport};
-use crate::telemetry::metrics;
+use crate::telemetry::kafka_stats::Stats;
+use crate::telemetry::{health, metrics};
 
 /// How long the consumer may be blocked on a full channel before it pauses its partitions.
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
@@ -39,6 +45,9 @@ const PAUSE_AFTER: Duration = Duration::from_millis(500);
 const STORE_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one wait for room in the channel lasts (the consumer is polled in between).
 const WAIT_SLICE: Duration = Duration::from_millis(100);
+/// Default `statistics.interval.ms` of the consumer (lag and readiness); a `properties` entry
+/// overrides it (`0` turns statistics off: no lag metric, and the readiness check always passes).
+pub const STATISTICS_INTERVAL_MS: u64 = 1000;
 
 /// Reads records from Kafka topics in a consumer group.
 pub struct KafkaSource {
@@ -58,7 +67,10 @@ impl KafkaSource {
     pub fn client_config(cfg: &KafkaSourceConfig) -> ClientConfig {
         let mut c = ClientConfig::new();
         // Incremental rebalances: partitions that stay with an instance keep flowing.
-        c.set("auto.offset.reset", "earliest").set("enable.partition.eof", "false").set("partition.assignment.strategy", "cooperative-sticky");
+        c.set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string());
         for (k, v) in &cfg.properties {
             c.set(k, v);
         }
@@ -81,6 +93,8 @@ struct Held {
 /// State shared by the consumer thread, its rebalance callbacks and the acks.
 struct Shared {
     name: Arc<str>,
+    /// The readiness check's name.
+    check: String,
     tracker: Mutex<OffsetTracker>,
     acked: Condvar,
     held: Mutex<VecDeque<Held>>,
@@ -197,6 +211,9 @@ impl Shared {
         if abandoned > 0 {
             metrics::KAFKA_ABANDONED.with_label_values(&[&*self.name]).inc_by(abandoned as u64);
         }
+        for (topic, partition) in &tps {
+            let _ = metrics::KAFKA_CONSUMER_LAG.remove_label_values(&[&*self.name, &**topic, &partition.to_string()]);
+        }
         tracing::info!(source = %self.name, partitions = tps.len(), abandoned, lost, "partitions revoked");
     }
 }
@@ -212,6 +229,25 @@ impl ClientContext for Ctx {
             RDKafkaLogLevel::Warning => tracing::warn!(source = %name, fac, "librdkafka: {message}"),
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(source = %name, fac, "librdkafka: {message}"),
             RDKafkaLogLevel::Debug => tracing::debug!(source = %name, fac, "librdkafka: {message}"),
+        }
+    }
+
+    /// librdkafka's statistics: partition lags and broker connection states.
+    fn stats_raw(&self, json: &[u8]) {
+        if self.0.closing.load(Ordering::Relaxed) {
+            return;
+        }
+        let stats = match Stats::parse(json) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(source = %self.0.name, error = %e, "unreadable librdkafka statistics");
+                return;
+            }
+        };
+        let (up, known) = stats.brokers_up();
+        health::set(&self.0.check, up > 0, format!("{up} of {known} broker connections up"));
+        for (topic, partition, lag) in stats.consumer_lags() {
+            metrics::KAFKA_CONSUMER_LAG.with_label_values(&[&*self.0.name, topic, &partition.to_string()]).set(lag);
         }
     }
 
@@ -327,8 +363,16 @@ impl KafkaSource {
     fn consume(self, tx: mpsc::Sender<Envelope>, shutdown: Shutdown, rt: tokio::runtime::Handle) -> Result<SourceReport, SourceError> {
         let name: Arc<str> = Arc::from(self.name.as_str());
         let err = |message: String| SourceError::Other { source_name: name.to_string(), message };
+        let check = format!("source:{name}");
+        let client_config = Self::client_config(&self.cfg);
+        if client_config.get("statistics.interval.ms").is_some_and(|v| v.trim() == "0") {
+            health::set(&check, true, "not checked: statistics.interval.ms = 0");
+        } else {
+            health::set(&check, false, "connecting");
+        }
         let shared = Arc::new(Shared {
             name: name.clone(),
+            check,
             tracker: Mutex::new(OffsetTracker::new()),
             acked: Condvar::new(),
             held: Mutex::new(VecDeque::new()),
@@ -336,12 +380,15 @@ impl KafkaSource {
             closing: AtomicBool::new(false),
             revoke_timeout: Duration::from_millis(self.cfg.revoke_timeout_ms),
         });
-        let consumer: BaseConsumer<Ctx> = Self::client_config(&self.cfg).create_with_context(Ctx(shared.clone())).map_err(|e| err(format!("cannot create the consumer: {e}")))?;
+        let consumer: BaseConsumer<Ctx> = client_config.create_with_context(Ctx(shared.clone())).map_err(|e| err(format!("cannot create the consumer: {e}")))?;
         let topics: Vec<&str> = self.cfg.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(|e| err(format!("cannot subscribe to {topics:?}: {e}")))?;
         tracing::info!(source = %name, topics = ?topics, group = %self.cfg.group_id, "kafka source subscribed");
 
         let in_flight_gauge = metrics::KAFKA_SOURCE_IN_FLIGHT.with_label_values(&[&*name]);
+        let received_records = metrics::SOURCE_RECEIVED_RECORDS.with_label_values(&[&*name]);
+        let received_bytes = metrics::SOURCE_RECEIVED_BYTES.with_label_values(&[&*name]);
+        let decode_errors = metrics::SOURCE_DECODE_ERRORS.with_label_values(&[&*name]);
         let paused_gauge = metrics::KAFKA_SOURCE_PAUSED.with_label_values(&[&*name]);
         let max_in_flight = self.cfg.max_in_flight;
         let resume_below = (max_in_flight * 3 / 4).max(1);
@@ -470,6 +517,8 @@ impl KafkaSource {
                     let received_ms = m.timestamp().to_millis().unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
                     let meta = Metadata { source: name.clone(), received_ms, id: offset as u64, kafka: Some((tp.1, offset)), ..Metadata::default() };
                     let payload = bytes::Bytes::copy_from_slice(m.payload().unwrap_or_default());
+                    received_records.inc();
+                    received_bytes.inc_by(payload.len() as u64);
                     let ack = {
                         let shared = shared.clone();
                         let tp = tp.clone();
@@ -492,6 +541,7 @@ impl KafkaSource {
                         }
                         Err(reason) => {
                             report.rejected += 1;
+                            decode_errors.inc();
                             let reason = format!("{}[{}] offset {offset}: {reason}", tp.0, tp.1);
                             tracing::warn!(source = %name, %reason, "rejected record");
                             Envelope::rejected(Message { topic: String::new(), payload, meta }, ack, reason)
@@ -535,6 +585,7 @@ impl KafkaSource {
         in_flight_gauge.set(0);
         paused_gauge.set(0);
         shared.closing.store(true, Ordering::Relaxed);
+        health::set(&shared.check, false, "stopped");
         drop(consumer); // leaves the group (the revoke callback commits nothing new)
         tracing::info!(source = %name, messages = report.messages, rejected = report.rejected, abandoned, "kafka source stopped");
         match failure {
@@ -585,6 +636,7 @@ mod tests {
         assert_eq!(c.get("auto.commit.interval.ms"), Some("1000"));
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"), "only acknowledged offsets are stored");
         assert_eq!(c.get("group.id"), Some("g"));
+        assert_eq!(c.get("statistics.interval.ms"), Some("1000"), "statistics for lag and readiness");
         assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
     }
 }

@@ -41,7 +41,7 @@ use crate::sink::BoxFuture;
 use crate::source::channel_log::{self, ErrorRecord};
 use crate::source::decoder::{topic_level, Decoders};
 use crate::source::{Ack, Delivery, Envelope, Source, SourceReport};
-use crate::telemetry::metrics;
+use crate::telemetry::{health, metrics};
 use crate::topic::{TopicInfo, TopicKind};
 
 /// The integration channel's MQTT client.
@@ -255,6 +255,9 @@ async fn process(
         tracing::info!(target: "sluice::channel", source = %shared.name, topic = %publish.topic, bytes = publish.payload.len(), pkid = publish.pkid, dup = publish.dup, request_id = %h.id, accepted = h.accepted, rejected = h.rejected, code = h.code, "payload received");
         metrics::INTEGRATION_ENTRIES.with_label_values(&["accepted"]).inc_by(h.accepted as u64);
         metrics::INTEGRATION_ENTRIES.with_label_values(&["rejected"]).inc_by(h.rejected as u64);
+        if let Some(("bad_request" | "too_large" | "decoder", _)) = &h.error {
+            metrics::SOURCE_DECODE_ERRORS.with_label_values(&[&*shared.name]).inc();
+        }
         if let Some((stage, message)) = &h.error {
             shared.record_error(&publish.topic, &h.id, stage, h.code, message.clone());
         }
@@ -332,6 +335,10 @@ impl MqttSource {
     async fn event_loop(&self, mut ev: EventLoop, client: &AsyncClient, shared: &Shared, req_tx: mpsc::UnboundedSender<Publish>, shutdown: &Shutdown) -> u64 {
         let name = &*shared.name;
         let connected_gauge = metrics::MQTT_CONNECTED.with_label_values(&[name]);
+        let received_records = metrics::SOURCE_RECEIVED_RECORDS.with_label_values(&[name]);
+        let received_bytes = metrics::SOURCE_RECEIVED_BYTES.with_label_values(&[name]);
+        let check = format!("source:{name}");
+        health::set(&check, false, "connecting");
         let subs = Self::subscriptions(&self.cfg);
         let min_backoff = Duration::from_millis(self.cfg.reconnect_backoff_ms);
         let max_backoff = Duration::from_millis(self.cfg.reconnect_backoff_max_ms);
@@ -365,6 +372,7 @@ impl MqttSource {
                     connected = true;
                     backoff = min_backoff;
                     connected_gauge.set(1);
+                    health::set(&check, true, "connected");
                     metrics::MQTT_CONNECTION_EVENTS.with_label_values(&[name, "connect"]).inc();
                     tracing::info!(target: "sluice::channel", source = %name, session_present = ack.session_present, "connected");
                     if let Err(e) = client.try_subscribe_many(subs.iter().map(|s| SubscribeFilter::new(s.clone(), QoS::AtLeastOnce))) {
@@ -382,6 +390,8 @@ impl MqttSource {
                     // While stopping, new requests stay unacknowledged: the broker keeps them.
                     Some(tx) => {
                         received += 1;
+                        received_records.inc();
+                        received_bytes.inc_by(p.payload.len() as u64);
                         shared.in_flight(1);
                         if tx.send(p).is_err() {
                             shared.in_flight(-1);
@@ -392,6 +402,7 @@ impl MqttSource {
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(e) => {
+                    health::set(&check, false, format!("not connected: {e}"));
                     if connected {
                         connected = false;
                         connected_gauge.set(0);
@@ -412,6 +423,7 @@ impl MqttSource {
             }
         }
         drop(req_tx);
+        health::set(&check, false, "stopped");
         if connected {
             // Flush the last replies and acks, then say goodbye.
             let _ = client.try_disconnect();

@@ -1,10 +1,12 @@
-//! The admin HTTP server: `GET /metrics` (Prometheus text format), `GET /healthz` (alive) and
+//! The admin HTTP server: `GET /metrics` (Prometheus text format), `GET /healthz` (alive),
+//! `GET /readyz` (ready: 200, else 503, with every check as JSON, see [`health`]) and
 //! `GET /integration/errors` (the integration channel's most recent error records, newest last,
 //! as JSON). Enabled by an `[admin]` section in the configuration.
 
 use std::net::SocketAddr;
 
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,14 +14,22 @@ use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
 use crate::source::channel_log;
-use crate::telemetry::metrics;
+use crate::telemetry::{health, metrics};
 
 /// The admin routes.
 pub fn router() -> Router {
     Router::new()
         .route("/metrics", get(|| async { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render()) }))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/integration/errors", get(|| async { Json(channel_log::recent_errors()).into_response() }))
+}
+
+/// 200 when every readiness check passes, else 503; the body lists the checks.
+async fn readyz() -> axum::response::Response {
+    let report = health::report();
+    let status = if report.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(report)).into_response()
 }
 
 /// Serves the admin routes on `listener` until `shutdown` fires.

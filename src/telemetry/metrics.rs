@@ -1,9 +1,17 @@
 //! Every metric of Sluice, in one place. Names are `sluice_<name>_<unit>`; counters end in
-//! `_total`; labels are bounded (rule names, source names, stages — never device ids).
+//! `_total`; labels are bounded (rule names, source names, the topics and partitions of
+//! configured inputs, reason classes — never device ids).
+//!
+//! Hot paths never look labels up per message: per-rule metrics are resolved once per rule set
+//! ([`RuleMetrics`], built by `RuleSet::from_shared`), and each engine worker counts into its own
+//! unsynchronized copies ([`LocalRuleMetrics`]) that it flushes every few hundred messages and
+//! whenever it is idle.
 
 use std::sync::LazyLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::local::{LocalHistogram, LocalIntCounter};
+use prometheus::{Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// The registry served at `/metrics`.
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
@@ -14,26 +22,167 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     c
 }
 
-/// Messages received, by source.
-pub static MESSAGES_RECEIVED: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_messages_received_total", "Messages received from sources.", &["source"]));
-/// Inputs a source could not decode (routed to the dead-letter topic), by source.
-pub static MESSAGES_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_messages_rejected_total", "Source inputs that were not valid messages (dead-lettered).", &["source"]));
-/// Messages no rule's filter matched, by source.
-pub static MESSAGES_UNMATCHED: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_messages_unmatched_total", "Messages that no rule's topic filter matched.", &["source"]));
-/// Rule evaluations by result (`passed`, `filtered`, `failed`).
-pub static RULE_EVALUATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_rule_evaluations_total", "Rule evaluations by result: passed, filtered (WHERE false) or failed.", &["result"]));
-/// Output records by kind (`data`, `error`).
-pub static OUTPUT_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_output_records_total", "Output records produced, by kind: data or error.", &["kind"]));
-/// Time spent processing one message in the engine.
-pub static PROCESS_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
-    let h = HistogramVec::new(
-        HistogramOpts::new("sluice_engine_process_seconds", "Engine time per message (match, decode, evaluate, serialize).").buckets(vec![1e-6, 5e-6, 2e-5, 1e-4, 5e-4, 2e-3, 1e-2]),
-        &["worker"],
-    )
-    .expect("valid metric");
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    REGISTRY.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("valid metric");
     REGISTRY.register(Box::new(h.clone())).expect("unique metric");
     h
+}
+
+fn float_gauge(name: &str, help: &str) -> Gauge {
+    let g = Gauge::new(name, help).expect("valid metric");
+    REGISTRY.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+// ---- Sources -------------------------------------------------------------------------------
+
+/// Inputs a source read (Kafka records, file lines, MQTT publishes, HTTP upload requests), by
+/// source.
+pub static SOURCE_RECEIVED_RECORDS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_source_received_records_total", "Inputs a source read: Kafka records, file lines, MQTT publishes, HTTP upload requests.", &["source"]));
+/// Bytes of the inputs a source read (record values, lines, MQTT payloads, HTTP parts), by
+/// source.
+pub static SOURCE_RECEIVED_BYTES: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_source_received_bytes_total", "Payload bytes a source read: Kafka record values, file lines, MQTT payloads, HTTP upload parts.", &["source"]));
+/// Inputs a source could not make a message of, by source: dead-lettered Kafka records and file
+/// lines, integration requests answered 1203 (invalid), 1413 (too large) or 1270 (decoder).
+pub static SOURCE_DECODE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "sluice_source_decode_errors_total",
+        "Inputs a source could not make a message of: dead-lettered Kafka records and file lines, integration requests answered 1203, 1413 or 1270.",
+        &["source"],
+    )
 });
+/// Messages no rule's filter matched, by source.
+pub static SOURCE_UNMATCHED_RECORDS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_source_unmatched_records_total", "Messages of a source that no rule's topic filter matched.", &["source"]));
+
+// ---- Engine --------------------------------------------------------------------------------
+
+/// Output records by kind (`data`, `error`).
+pub static OUTPUT_RECORDS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_output_records_total", "Output records the engine produced, by kind: data or error (evaluation failures and dead letters).", &["kind"]));
+/// Time spent processing one message in the engine.
+pub static PROCESS_SECONDS: LazyLock<HistogramVec> =
+    LazyLock::new(|| histogram("sluice_engine_process_seconds", "Engine time per message (match, decode, evaluate, serialize), by worker.", &[1e-6, 5e-6, 2e-5, 1e-4, 5e-4, 2e-3, 1e-2], &["worker"]));
+
+// ---- Rules ---------------------------------------------------------------------------------
+
+/// The failure reasons of a rule (its stages), in the order of [`LocalRuleMetrics::failed`].
+pub const RULE_FAILURE_REASONS: [&str; 4] = ["decode", "where", "select", "action"];
+
+/// Messages whose topic matched a rule's filter, by rule.
+pub static RULE_MATCHED: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_rule_matched_messages_total", "Messages whose topic matched the rule's filter.", &["rule"]));
+/// Records (a message, or one integration entry) for which a rule produced output, by rule.
+pub static RULE_PASSED: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_rule_passed_records_total", "Records (a message or an integration entry) for which the rule produced output.", &["rule"]));
+/// Records a rule's WHERE filtered out, by rule.
+pub static RULE_NO_RESULT: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_rule_no_result_records_total", "Records the rule's WHERE filtered out (not true).", &["rule"]));
+/// Records a rule failed on (each an error record), by rule and reason (the stage: `decode`,
+/// `where`, `select`, `action`).
+pub static RULE_FAILED: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_rule_failed_records_total", "Records the rule failed on (each became an error record), by reason: decode, where, select or action.", &["rule", "reason"]));
+/// Output records a rule produced (one per action and passed record), by rule.
+pub static RULE_OUTPUT_RECORDS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_rule_output_records_total", "Output records the rule produced (one per action and passed record).", &["rule"]));
+/// Time a rule took on one message (WHERE, SELECT, actions, for all its records), by rule.
+pub static RULE_EVAL_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "sluice_rule_eval_seconds",
+        "Time the rule took to evaluate one message (WHERE, SELECT and actions, over all its records).",
+        &[5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 1e-4, 1e-3, 1e-2],
+        &["rule"],
+    )
+});
+
+/// A rule's metric handles, resolved once when its rule set is built.
+#[derive(Clone, Debug)]
+pub struct RuleMetrics {
+    matched: IntCounter,
+    passed: IntCounter,
+    no_result: IntCounter,
+    failed: [IntCounter; 4],
+    outputs: IntCounter,
+    eval: Histogram,
+}
+
+impl RuleMetrics {
+    /// The handles of rule `name` (its series appear at 0).
+    pub fn new(name: &str) -> RuleMetrics {
+        RuleMetrics {
+            matched: RULE_MATCHED.with_label_values(&[name]),
+            passed: RULE_PASSED.with_label_values(&[name]),
+            no_result: RULE_NO_RESULT.with_label_values(&[name]),
+            failed: RULE_FAILURE_REASONS.map(|r| RULE_FAILED.with_label_values(&[name, r])),
+            outputs: RULE_OUTPUT_RECORDS.with_label_values(&[name]),
+            eval: RULE_EVAL_SECONDS.with_label_values(&[name]),
+        }
+    }
+
+    /// Unsynchronized copies for one worker; they reach the shared series on
+    /// [`LocalRuleMetrics::flush`].
+    pub fn local(&self) -> LocalRuleMetrics {
+        LocalRuleMetrics {
+            matched: self.matched.local(),
+            passed: self.passed.local(),
+            no_result: self.no_result.local(),
+            failed: [self.failed[0].local(), self.failed[1].local(), self.failed[2].local(), self.failed[3].local()],
+            outputs: self.outputs.local(),
+            eval: self.eval.local(),
+        }
+    }
+}
+
+/// One worker's counts for one rule, added to the shared series by [`LocalRuleMetrics::flush`].
+#[derive(Debug)]
+pub struct LocalRuleMetrics {
+    /// Messages matched.
+    pub matched: LocalIntCounter,
+    /// Records that produced output.
+    pub passed: LocalIntCounter,
+    /// Records the WHERE filtered out.
+    pub no_result: LocalIntCounter,
+    /// Failed records, indexed like [`RULE_FAILURE_REASONS`].
+    pub failed: [LocalIntCounter; 4],
+    /// Output records.
+    pub outputs: LocalIntCounter,
+    /// Evaluation time per message, seconds.
+    pub eval: LocalHistogram,
+}
+
+impl LocalRuleMetrics {
+    /// Adds the counts to the shared series and resets them.
+    pub fn flush(&self) {
+        self.matched.flush();
+        self.passed.flush();
+        self.no_result.flush();
+        for f in &self.failed {
+            f.flush();
+        }
+        self.outputs.flush();
+        self.eval.flush();
+    }
+}
+
+/// Removes every series of rule `name` (a deleted rule). Handles still held by running workers
+/// count into detached series, which are not exported.
+pub fn forget_rule(name: &str) {
+    for vec in [&*RULE_MATCHED, &*RULE_PASSED, &*RULE_NO_RESULT, &*RULE_OUTPUT_RECORDS] {
+        let _ = vec.remove_label_values(&[name]);
+    }
+    for reason in RULE_FAILURE_REASONS {
+        let _ = RULE_FAILED.remove_label_values(&[name, reason]);
+    }
+    let _ = RULE_EVAL_SECONDS.remove_label_values(&[name]);
+}
+
+// ---- Device registry -----------------------------------------------------------------------
 
 /// Device registry updates from data-flow messages, by topic kind (`lifecycle`,
 /// `topo_lifecycle`, `status`) and result (`applied`, `stale` — an older `lastTime` —,
@@ -41,12 +190,13 @@ pub static PROCESS_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub static REGISTRY_UPDATES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter("sluice_registry_updates_total", "Device registry updates from data-flow messages, by topic kind and result: applied, stale, unknown_device or malformed.", &["kind", "result"])
 });
+/// Devices in the registry.
+pub static REGISTRY_KNOWN_DEVICES: LazyLock<IntGauge> = LazyLock::new(|| gauge("sluice_registry_known_devices", "Devices in the device registry.", &[]).with_label_values::<&str>(&[]));
+/// Devices whose last known status is online.
+pub static REGISTRY_ONLINE_DEVICES: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("sluice_registry_online_devices", "Devices whose last status message said online.", &[]).with_label_values::<&str>(&[]));
 
-fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    REGISTRY.register(Box::new(g.clone())).expect("unique metric");
-    g
-}
+// ---- Kafka source --------------------------------------------------------------------------
 
 /// Kafka source: records consumed and not yet acknowledged by the sink, by source.
 pub static KAFKA_SOURCE_IN_FLIGHT: LazyLock<IntGaugeVec> =
@@ -61,6 +211,15 @@ pub static KAFKA_COMMITS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sl
 /// Kafka source: last committed offset, by source topic and partition.
 pub static KAFKA_COMMITTED_OFFSET: LazyLock<IntGaugeVec> =
     LazyLock::new(|| gauge("sluice_kafka_committed_offset", "Last offset committed by a Kafka source, by topic and partition.", &["source", "topic", "partition"]));
+/// Kafka source: records not yet committed, by source topic and assigned partition (from
+/// librdkafka's statistics: the partition's high watermark minus the committed offset).
+pub static KAFKA_CONSUMER_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "sluice_kafka_consumer_lag_records",
+        "Records of an assigned partition not yet committed by a Kafka source: high watermark minus committed offset (librdkafka statistics).",
+        &["source", "topic", "partition"],
+    )
+});
 /// Kafka source: rebalance events by kind (`assign`, `revoke`, `lost`, `error`), by source.
 pub static KAFKA_REBALANCES: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_kafka_rebalances_total", "Consumer group rebalance events of Kafka sources, by kind.", &["source", "kind"]));
 /// Kafka source: in-flight records given up when their partition was revoked (they are read
@@ -70,19 +229,39 @@ pub static KAFKA_ABANDONED: LazyLock<IntCounterVec> =
 /// Kafka source: consumer errors (transient; librdkafka recovers), by source.
 pub static KAFKA_CONSUMER_ERRORS: LazyLock<IntCounterVec> =
     LazyLock::new(|| counter("sluice_kafka_consumer_errors_total", "Errors reported by Kafka consumers (librdkafka retries by itself).", &["source"]));
-/// Kafka sink: records acknowledged by the broker, by kind (`data`, `error`).
-pub static KAFKA_PRODUCED: LazyLock<IntCounterVec> =
-    LazyLock::new(|| counter("sluice_kafka_produced_records_total", "Records the Kafka sink delivered (acknowledged by the broker), by kind: data or error.", &["kind"]));
-/// Kafka sink: records produced again after a retriable error, by reason.
-pub static KAFKA_PRODUCE_RETRIES: LazyLock<IntCounterVec> =
-    LazyLock::new(|| counter("sluice_kafka_produce_retries_total", "Records the Kafka sink produced again after a retriable error, by reason: queue_full, timeout, other.", &["reason"]));
-/// Kafka sink: records the broker refused for good, sent to the dead-letter topic, by reason.
-pub static KAFKA_DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter("sluice_kafka_dead_letters_total", "Records the broker refused for good and that went to the dead-letter topic, by reason: unknown_topic, unauthorized, too_large, invalid.", &["reason"])
+
+// ---- Sinks (label `sink`: kafka or file) ---------------------------------------------------
+
+/// Records a sink wrote (file) or the broker acknowledged (Kafka), by sink and kind (`data`,
+/// `error`).
+pub static SINK_SENT_RECORDS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_sink_sent_records_total", "Records the sink wrote (file) or the broker acknowledged (Kafka), by kind: data or error.", &["sink", "kind"]));
+/// Value bytes of the records counted in [`SINK_SENT_RECORDS`], by sink.
+pub static SINK_SENT_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_sink_sent_bytes_total", "Value bytes of the records the sink wrote or delivered.", &["sink"]));
+/// Records a sink could not write for good (their input's delivery failed), by sink and reason.
+pub static SINK_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "sluice_sink_errors_total",
+        "Records the sink could not write for good (the input is not committed), by reason: invalid_topic, invalid_value, dead_letter_refused, fatal.",
+        &["sink", "reason"],
+    )
 });
-/// Kafka sink: records handed to the producer and not yet acknowledged.
-pub static KAFKA_SINK_IN_FLIGHT: LazyLock<IntGaugeVec> =
-    LazyLock::new(|| gauge("sluice_kafka_sink_in_flight_records", "Records handed to the Kafka producer and not yet acknowledged by the broker.", &[]));
+/// Records produced again after a retriable error, by sink and reason.
+pub static SINK_RETRIES: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_sink_retries_total", "Records the sink sent again after a retriable error, by reason: queue_full, timeout, other.", &["sink", "reason"]));
+/// Records handed to the sink's client and not yet acknowledged, by sink.
+pub static SINK_IN_FLIGHT: LazyLock<IntGaugeVec> =
+    LazyLock::new(|| gauge("sluice_sink_in_flight_records", "Records handed to the sink's client (the Kafka producer) and not yet acknowledged.", &["sink"]));
+/// Records the destination refused for good, sent to the dead-letter topic, by sink and reason.
+pub static SINK_DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "sluice_sink_dead_letters_total",
+        "Records the broker refused for good and that went to the dead-letter topic, by reason: unknown_topic, unauthorized, too_large, invalid.",
+        &["sink", "reason"],
+    )
+});
+
+// ---- Integration channel -------------------------------------------------------------------
 
 /// Integration channel: requests answered, by reply code (`200`, `1203`, `1204`, …).
 pub static INTEGRATION_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_integration_requests_total", "Integration requests answered, by reply code.", &["code"]));
@@ -91,6 +270,12 @@ pub static INTEGRATION_ENTRIES: LazyLock<IntCounterVec> = LazyLock::new(|| count
 /// Integration channel: decoder script failures, by reason (`missing`, `threw`, `timeout`, `memory`, `bad_output`).
 pub static INTEGRATION_DECODER_ERRORS: LazyLock<IntCounterVec> =
     LazyLock::new(|| counter("sluice_integration_decoder_errors_total", "up_raw decoder script failures, by reason: missing, threw, timeout, memory, bad_output.", &["reason"]));
+/// HTTP event upload: files stored in the object store, by source.
+pub static INTEGRATION_STORED_FILES: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_integration_stored_files_total", "Files of HTTP event uploads stored in the object store.", &["source"]));
+/// HTTP event upload: bytes of the files stored, by source.
+pub static INTEGRATION_STORED_BYTES: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_integration_stored_bytes_total", "Bytes of the HTTP upload files stored in the object store.", &["source"]));
 /// MQTT source: 1 while connected to the broker, by source.
 pub static MQTT_CONNECTED: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_mqtt_connected", "1 while an MQTT source is connected to its broker.", &["source"]));
 /// MQTT source: connection events (`connect`, `disconnect`), by source.
@@ -108,11 +293,79 @@ pub static RULE_FILES_INVALID: LazyLock<IntGaugeVec> =
 pub static RULE_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_rule_reloads_total", "Rule folder rescans, by result: ok, or error when some file does not compile.", &["result"]));
 /// Rules API requests, by operation and HTTP status class.
 pub static API_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_api_requests_total", "Rules API requests, by operation and status code.", &["op", "status"]));
+// ---- Process -------------------------------------------------------------------------------
+
+/// When the process started (recorded by [`init`]).
+static STARTED: LazyLock<(Instant, SystemTime)> = LazyLock::new(|| (Instant::now(), SystemTime::now()));
+/// Process start time, seconds since the epoch.
+pub static PROCESS_START_TIME: LazyLock<Gauge> = LazyLock::new(|| {
+    let g = float_gauge("sluice_process_start_time_seconds", "Start time of the process, seconds since the Unix epoch.");
+    g.set(STARTED.1.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
+    g
+});
+/// Seconds since the process started (set when scraped).
+pub static PROCESS_UPTIME: LazyLock<Gauge> = LazyLock::new(|| float_gauge("sluice_process_uptime_seconds", "Seconds since the process started."));
+/// Always 1, labelled with the version.
+pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    let g = gauge("sluice_build_info", "Always 1; the label says which version of Sluice runs.", &["version"]);
+    g.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    g
+});
+
+/// Records the process start and registers the process metrics; called at startup (by
+/// [`crate::telemetry::init_logging`]), and again, harmlessly, by [`render`].
+pub fn init() {
+    LazyLock::force(&STARTED);
+    LazyLock::force(&PROCESS_START_TIME);
+    LazyLock::force(&BUILD_INFO);
+}
 
 /// Renders the registry in the Prometheus text format.
 pub fn render() -> String {
     use prometheus::Encoder;
+    init();
+    PROCESS_UPTIME.set(STARTED.0.elapsed().as_secs_f64());
     let mut buf = Vec::new();
     let _ = prometheus::TextEncoder::new().encode(&REGISTRY.gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, line_start: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(line_start).and_then(|rest| rest.trim().parse().ok()))
+    }
+
+    #[test]
+    fn local_rule_metrics_reach_the_registry_on_flush_and_forget_removes_them() {
+        let m = RuleMetrics::new("metrics-unit-rule");
+        let local = m.local();
+        local.matched.inc();
+        local.passed.inc();
+        local.failed[2].inc();
+        local.outputs.inc_by(2);
+        local.eval.observe(3e-6);
+        assert_eq!(value(&render(), "sluice_rule_matched_messages_total{rule=\"metrics-unit-rule\"}"), Some(0.0), "not flushed yet");
+        local.flush();
+        let text = render();
+        assert_eq!(value(&text, "sluice_rule_matched_messages_total{rule=\"metrics-unit-rule\"}"), Some(1.0));
+        assert_eq!(value(&text, "sluice_rule_failed_records_total{reason=\"select\",rule=\"metrics-unit-rule\"}"), Some(1.0));
+        assert_eq!(value(&text, "sluice_rule_failed_records_total{reason=\"where\",rule=\"metrics-unit-rule\"}"), Some(0.0));
+        assert_eq!(value(&text, "sluice_rule_output_records_total{rule=\"metrics-unit-rule\"}"), Some(2.0));
+        assert_eq!(value(&text, "sluice_rule_eval_seconds_count{rule=\"metrics-unit-rule\"}"), Some(1.0));
+        assert_eq!(value(&text, "sluice_rule_eval_seconds_bucket{rule=\"metrics-unit-rule\",le=\"0.0000025\"}"), Some(0.0));
+        assert_eq!(value(&text, "sluice_rule_eval_seconds_bucket{rule=\"metrics-unit-rule\",le=\"0.000005\"}"), Some(1.0));
+        forget_rule("metrics-unit-rule");
+        assert!(!render().contains("metrics-unit-rule"));
+    }
+
+    #[test]
+    fn process_metrics_are_rendered() {
+        let text = render();
+        assert_eq!(value(&text, &format!("sluice_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), Some(1.0));
+        assert!(value(&text, "sluice_process_start_time_seconds").is_some_and(|t| t > 1.6e9));
+        assert!(value(&text, "sluice_process_uptime_seconds").is_some_and(|t| t >= 0.0));
+    }
 }

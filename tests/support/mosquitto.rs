@@ -36,15 +36,35 @@ impl Mosquitto {
         let port = super::free_port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).expect("mosquitto.conf");
-        let log = std::fs::File::create(dir.path().join("mosquitto.log")).expect("log");
+        let mut m = Mosquitto { child: None, dir, port };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("mosquitto.log")).expect("log");
+        let conf = self.dir.path().join("mosquitto.conf");
         let child = Command::new(mosquitto_bin()).arg("-c").arg(&conf).stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log).spawn().expect("start mosquitto");
-        let m = Mosquitto { child: Some(child), dir, port };
+        self.child = Some(child);
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "mosquitto not listening on {port}: {}", m.log());
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "mosquitto not listening on {}: {}", self.port, self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-        m
+    }
+
+    /// Stops the broker at once (SIGKILL); [`Mosquitto::restart`] starts it again on its port.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port (stopping it first if it runs).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
     }
 
     /// `mqtt://127.0.0.1:PORT`.
@@ -60,10 +80,7 @@ impl Mosquitto {
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop();
     }
 }
 
