@@ -129,8 +129,14 @@ cleanup() {
     local rc=$?
     trap '' INT TERM HUP
     trap - EXIT
-    [ -z "$GUARD_PID" ] || kill -KILL "$GUARD_PID" 2>/dev/null || true
-    [ -z "$NAP_PID" ] || kill -KILL "$NAP_PID" 2>/dev/null || true
+    if [ -n "$GUARD_PID" ]; then
+        kill -KILL "$GUARD_PID" 2>/dev/null || true
+        wait "$GUARD_PID" 2>/dev/null || true
+    fi
+    if [ -n "$NAP_PID" ]; then
+        kill -KILL "$NAP_PID" 2>/dev/null || true
+        wait "$NAP_PID" 2>/dev/null || true
+    fi
     for p in ${HELPER_PIDS[@]+"${HELPER_PIDS[@]}"}; do stop_pid "$p" 2; done
     local i
     for ((i = ${#SERVICE_PIDS[@]} - 1; i >= 0; i--)); do
@@ -241,7 +247,7 @@ if [ -n "${SLUICE_BIN:-}" ]; then
     if [ -z "${SLUICE_KAFKA_TOOL:-}" ] && [ ! -x "$KAFKA_TOOL" ]; then
         say "local-stack: building the kafka_tool example"
         (cd "$REPO" && cargo build "${PROFILE[@]}" --example kafka_tool)
-        KAFKA_TOOL="$TARGET/$PROFILE_DIR/examples/kafka_tool"
+        [ -x "$KAFKA_TOOL" ] || KAFKA_TOOL="$TARGET/$PROFILE_DIR/examples/kafka_tool"
     fi
 else
     say "local-stack: building sluice (release; what \`cargo run --release\` runs) and the kafka_tool example"
