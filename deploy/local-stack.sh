@@ -463,28 +463,34 @@ if [ "$SMOKE" = 1 ]; then
         exit 1
     }
     say "local-stack: stack up (MQTT 127.0.0.1:$MQTT_PORT, Kafka $BROKERS, admin $ADMIN); smoke test"
+    # The seed samples with a request id / gmtCreate of this run, so that a reused --dir (whose
+    # topics hold earlier records) cannot pass on old records.
+    MARK="smoke-$(date +%s)-$$"
+    MS="$(date +%s%3N)"
+    sed 's/"id":"123"/"id":"'"$MARK"'"/' "$DIR/samples/measurepoint.json" >"$DIR/smoke-request.json"
+    sed 's/"gmtCreate":1510799670074/"gmtCreate":'"$MS"'/' "$DIR/samples/property_post.jsonl" >"$DIR/smoke-property.jsonl"
     TOPIC="sys/productKey1/integration/measurepoint/post"
     run mosquitto_sub "${MQ[@]}" -c -i local-stack-smoke -q 1 -E -t "${TOPIC}_reply" ||
         fail "cannot subscribe to ${TOPIC}_reply"
-    say "\$ mosquitto_pub -h 127.0.0.1 -p $MQTT_PORT -q 1 -t $TOPIC -f samples/measurepoint.json"
-    mosquitto_pub "${MQ[@]}" -q 1 -t "$TOPIC" -f "$DIR/samples/measurepoint.json" || fail "mosquitto_pub failed"
+    say "\$ mosquitto_pub -h 127.0.0.1 -p $MQTT_PORT -q 1 -t $TOPIC -f smoke-request.json   # seed 003, id $MARK"
+    mosquitto_pub "${MQ[@]}" -q 1 -t "$TOPIC" -f "$DIR/smoke-request.json" || fail "mosquitto_pub failed"
     run mosquitto_sub "${MQ[@]}" -c -i local-stack-smoke -q 1 -t "${TOPIC}_reply" -C 1 -W "$TIMEOUT" -v >"$DIR/smoke-reply.txt" ||
         fail "no reply on ${TOPIC}_reply within ${TIMEOUT}s"
     REPLY="$(cat "$DIR/smoke-reply.txt")"
     say "reply: $REPLY"
-    [[ "$REPLY" == *'"code":200'* ]] || fail "the reply is not code 200: $REPLY"
+    [[ "$REPLY" == *"{\"id\":\"$MARK\",\"code\":200,"* ]] || fail "the reply is not code 200: $REPLY"
 
-    say "\$ kafka_tool tail --brokers $BROKERS --count 3 iot-integration-measurepoint"
-    run "$KAFKA_TOOL" tail --brokers "$BROKERS" --count 3 --timeout-ms "$((TIMEOUT * 1000))" iot-integration-measurepoint >"$DIR/smoke-out.jsonl" ||
+    say "\$ kafka_tool tail --brokers $BROKERS --count 3 --match '\"requestId\":\"$MARK\"' iot-integration-measurepoint"
+    run "$KAFKA_TOOL" tail --brokers "$BROKERS" --count 3 --match "\"requestId\":\"$MARK\"" --timeout-ms "$((TIMEOUT * 1000))" iot-integration-measurepoint >"$DIR/smoke-out.jsonl" ||
         fail "the 3 records of the request did not arrive on Kafka topic iot-integration-measurepoint (got: $(cat "$DIR/smoke-out.jsonl"))"
     OUT="$(cat "$DIR/smoke-out.jsonl")"
     say "$OUT"
-    [[ "$OUT" == *'"deviceKey":"device1"'* ]] || fail "unexpected output records: $OUT"
+    [[ "$OUT" == *'"deviceKey":"device1"'* && "$OUT" == *'"deviceKey":"device2"'* ]] || fail "unexpected output records: $OUT"
 
-    say "\$ kafka_tool send --brokers $BROKERS --topic iot-in samples/property_post.jsonl"
-    run "$KAFKA_TOOL" send --brokers "$BROKERS" --topic iot-in "$DIR/samples/property_post.jsonl" || fail "cannot produce to iot-in"
-    say "\$ kafka_tool tail --brokers $BROKERS --count 1 iot-property-1234556554"
-    run "$KAFKA_TOOL" tail --brokers "$BROKERS" --count 1 --timeout-ms "$((TIMEOUT * 1000))" iot-property-1234556554 >"$DIR/smoke-out.jsonl" ||
+    say "\$ kafka_tool send --brokers $BROKERS --topic iot-in smoke-property.jsonl   # seed 004, gmtCreate $MS"
+    run "$KAFKA_TOOL" send --brokers "$BROKERS" --topic iot-in "$DIR/smoke-property.jsonl" || fail "cannot produce to iot-in"
+    say "\$ kafka_tool tail --brokers $BROKERS --count 1 --match '\"gmtCreate\":$MS' iot-property-1234556554"
+    run "$KAFKA_TOOL" tail --brokers "$BROKERS" --count 1 --match "\"gmtCreate\":$MS" --timeout-ms "$((TIMEOUT * 1000))" iot-property-1234556554 >"$DIR/smoke-out.jsonl" ||
         fail "the property post read from iot-in did not arrive on iot-property-1234556554 (got: $(cat "$DIR/smoke-out.jsonl"))"
     OUT="$(cat "$DIR/smoke-out.jsonl")"
     say "$OUT"

@@ -3,12 +3,12 @@
 //!
 //! - `create-topics --brokers B TOPIC[:PARTITIONS]…`: waits for the broker, creates the topics
 //!   (existing ones are fine) and waits until the broker's metadata shows them.
-//! - `tail --brokers B [--count N] [--timeout-ms T] [TOPIC|^REGEX…]`: prints every record of
-//!   the topics (default: every topic not starting with `__`), from the beginning, as one JSON
-//!   line `{"topic", "partition", "offset", "key", "headers", "value"}` (`value` is the JSON
-//!   value when the record is JSON, else a string). Runs until Ctrl-C; with `--count` it stops
-//!   after N records; with `--timeout-ms` it stops after T ms, exit 1 if `--count` records were
-//!   not seen by then.
+//! - `tail --brokers B [--count N] [--timeout-ms T] [--match TEXT] [TOPIC|^REGEX…]`: prints
+//!   every record of the topics (default: every topic not starting with `__`), from the
+//!   beginning, as one JSON line `{"topic", "partition", "offset", "key", "headers", "value"}`
+//!   (`value` is the JSON value when the record is JSON, else a string); with `--match`, only
+//!   the lines containing TEXT. Runs until Ctrl-C; with `--count` it stops after N records;
+//!   with `--timeout-ms` it stops after T ms, exit 1 if `--count` records were not seen by then.
 //! - `send --brokers B --topic T [FILE|-]`: produces JSON lines in the format of
 //!   `examples/quickstart.jsonl` (`{"topic": <IoT topic>, "payload": <JSON>}` or
 //!   `{"topic", "payload_base64"}`, optional `"key"`) to Kafka topic T, the IoT topic in the
@@ -69,6 +69,9 @@ enum Cmd {
         /// Stop after this many ms (exit 1 if --count records were not seen by then).
         #[arg(long)]
         timeout_ms: Option<u64>,
+        /// Print (and count) only the records whose JSON line contains this text.
+        #[arg(long = "match", value_name = "TEXT")]
+        matching: Option<String>,
         /// Topic names, or `^regex` patterns over the broker's topics (default: every topic not
         /// starting with `__`).
         topics: Vec<String>,
@@ -95,7 +98,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::CreateTopics { brokers, partitions, timeout_ms, topics } => create_topics(&brokers, partitions, Duration::from_millis(timeout_ms), &topics),
-        Cmd::Tail { brokers, count, timeout_ms, topics } => tail(&brokers, count, timeout_ms.map(Duration::from_millis), &topics),
+        Cmd::Tail { brokers, count, timeout_ms, matching, topics } => tail(&brokers, count, timeout_ms.map(Duration::from_millis), matching.as_deref(), &topics),
         Cmd::Send { brokers, topic, header, file } => send(&brokers, &topic, &header, &file),
     };
     if let Err(e) = result {
@@ -190,7 +193,7 @@ fn select_topics(md: &Metadata, selectors: &[String]) -> Result<Vec<(String, usi
     Ok(picked)
 }
 
-fn tail(brokers: &str, count: Option<usize>, timeout: Option<Duration>, selectors: &[String]) -> Result<()> {
+fn tail(brokers: &str, count: Option<usize>, timeout: Option<Duration>, matching: Option<&str>, selectors: &[String]) -> Result<()> {
     let started = Instant::now();
     let md = wait_for_broker(brokers, timeout.unwrap_or(Duration::from_secs(30)))?;
     let topics = select_topics(&md, selectors)?;
@@ -232,6 +235,9 @@ fn tail(brokers: &str, count: Option<usize>, timeout: Option<Duration>, selector
             Some(Err(e)) => eprintln!("kafka_tool: {e}"),
             Some(Ok(m)) => {
                 let line = record_line(&m);
+                if matching.is_some_and(|t| !line.contains(t)) {
+                    continue;
+                }
                 let mut out = stdout.lock();
                 // A closed pipe (`| head`) ends the tail.
                 if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {

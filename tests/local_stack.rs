@@ -170,19 +170,22 @@ fn json_lines(text: &str) -> Vec<Value> {
     text.lines().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
-#[test]
-fn smoke_run_answers_200_and_writes_the_outputs_to_kafka() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut s = Script::start(&["--smoke"]);
-    let status = s.wait(Duration::from_secs(400));
-    assert!(status.success(), "--smoke failed ({status})\n{}", s.output());
+/// Checks a successful smoke run's output; returns the request id it used.
+fn check_smoke_output(s: &Script) -> String {
     let out = s.stdout();
-    assert!(out.contains(r#"reply: sys/productKey1/integration/measurepoint/post_reply {"id":"123","code":200,"data":{},"message":"OK"}"#), "no 200 reply printed\n{}", s.output());
     assert!(out.contains("local-stack: smoke OK"), "{}", s.output());
+    // The seed sample's request id is made unique per run: `smoke-<time>-<pid>`.
+    let prefix = "reply: sys/productKey1/integration/measurepoint/post_reply ";
+    let reply = out.lines().find_map(|l| l.strip_prefix(prefix)).unwrap_or_else(|| panic!("no reply printed\n{}", s.output()));
+    let reply: Value = serde_json::from_str(reply).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {reply}"));
+    let id = reply["id"].as_str().unwrap_or_default().to_string();
+    assert!(id.starts_with("smoke-"), "{reply}");
+    assert_eq!(reply, serde_json::json!({"id": id, "code": 200, "data": {}, "message": "OK"}));
 
     let records = json_lines(&out);
     let mp: Vec<&Value> = records.iter().filter(|r| r["topic"] == "iot-integration-measurepoint").collect();
     assert_eq!(mp.len(), 3, "the three entries of seed 003's request\n{}", s.output());
+    assert!(mp.iter().all(|r| r["value"]["requestId"] == id.as_str()), "records of this run's request\n{}", s.output());
     assert_eq!(mp.iter().map(|r| r["key"].as_str().unwrap_or_default()).collect::<Vec<_>>(), ["device1", "device1", "device2"]);
     assert_eq!(mp[1]["value"]["temp"], serde_json::json!(2.02));
     assert_eq!(mp[1]["value"]["branchCurr"], serde_json::json!(["2.02", "3.02", "9.93"]));
@@ -194,8 +197,36 @@ fn smoke_run_answers_200_and_writes_the_outputs_to_kafka() {
     assert_eq!(prop[0]["key"], "deviceName1234");
     assert_eq!(prop[0]["value"]["latitude"], serde_json::json!(39.9));
     assert_eq!(prop[0]["headers"]["sluice-rule"], "property-post");
+    id
+}
 
+#[test]
+fn smoke_run_answers_200_and_writes_the_outputs_to_kafka() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = Script::start(&["--smoke"]);
+    let status = s.wait(Duration::from_secs(400));
+    assert!(status.success(), "--smoke failed ({status})\n{}", s.output());
+    check_smoke_output(&s);
     s.assert_nothing_left(Duration::from_secs(10));
+}
+
+/// A given folder is kept, and a second run in it (topics and the consumer group's offsets
+/// already there) checks its own records, not the first run's.
+#[test]
+fn smoke_runs_twice_in_a_given_folder() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::Builder::new().prefix("sluice-local-stack-dir-").tempdir().expect("temp dir");
+    let work = dir.path().join("stack");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut s = Script::start(&["--smoke", "--dir", work.to_str().expect("UTF-8 path")]);
+        let status = s.wait(Duration::from_secs(400));
+        assert!(status.success(), "--smoke --dir failed ({status})\n{}", s.output());
+        ids.push(check_smoke_output(&s));
+        s.assert_nothing_left(Duration::from_secs(10));
+        assert!(work.join("sluice.toml").is_file() && work.join("tansu/tansu.db").is_file(), "the given folder is kept");
+    }
+    assert_ne!(ids[0], ids[1]);
 }
 
 /// Waits until the stack is up, then checks what it printed for the user.
