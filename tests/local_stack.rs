@@ -1,0 +1,262 @@
+//! `deploy/local-stack.sh`, README's "Try it locally": the smoke run (a seed sample over MQTT
+//! answered 200 and imported into Kafka, a data-flow message through the Kafka source), and
+//! that nothing it starts outlives it: stopped by SIGTERM (its trap) or even by SIGKILL (its
+//! watchdog). It runs the test build of `sluice` (SLUICE_BIN), so no release build is needed.
+//! Each run is spawned in a process group of its own: every process the script starts is in
+//! that group, which must be empty once the script is gone.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// One stack at a time: each starts three servers on a small machine.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Script {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    /// The script's TMPDIR: its temporary work folder is made in there.
+    tmp: tempfile::TempDir,
+}
+
+impl Script {
+    fn start(args: &[&str]) -> Script {
+        use std::os::unix::process::CommandExt;
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let tmp = tempfile::Builder::new().prefix("sluice-local-stack-test-").tempdir().expect("temp dir");
+        let mut child = Command::new("bash")
+            .arg(repo.join("deploy/local-stack.sh"))
+            .args(args)
+            .env("SLUICE_BIN", env!("CARGO_BIN_EXE_sluice"))
+            .env("SLUICE_STACK_TIMEOUT", "90")
+            .env("TMPDIR", tmp.path())
+            .env_remove("SLUICE_STACK_MQTT_PORT")
+            .env_remove("SLUICE_STACK_KAFKA_PORT")
+            .env_remove("SLUICE_STACK_ADMIN_PORT")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start deploy/local-stack.sh");
+        let collect = |mut r: Box<dyn Read + Send>| {
+            let buf = Arc::new(Mutex::new(String::new()));
+            let b = buf.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = r.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    b.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            });
+            buf
+        };
+        let out = collect(Box::new(child.stdout.take().expect("stdout")));
+        let err = collect(Box::new(child.stderr.take().expect("stderr")));
+        Script { child, out, err, tmp }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stdout(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    fn output(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout(), self.err.lock().unwrap())
+    }
+
+    /// Waits for the exit; on timeout stops the script (SIGTERM, then its whole group) and fails.
+    fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                // Let the reader threads take the last output.
+                std::thread::sleep(Duration::from_millis(200));
+                return s;
+            }
+            if started.elapsed() > timeout {
+                signal(self.pid(), "TERM");
+                std::thread::sleep(Duration::from_secs(15));
+                signal_group(self.pid(), "KILL");
+                let _ = self.child.wait();
+                panic!("deploy/local-stack.sh did not finish within {timeout:?}\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until stdout contains `text`.
+    fn wait_for_stdout(&mut self, text: &str, timeout: Duration) {
+        let started = Instant::now();
+        while !self.stdout().contains(text) {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                panic!("the script exited ({s}) before printing {text:?}\n{}", self.output());
+            }
+            if started.elapsed() > timeout {
+                signal_group(self.pid(), "KILL");
+                let _ = self.child.wait();
+                panic!("no {text:?} within {timeout:?}\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Asserts that no process of the script's group is left (polling up to `timeout`: the
+    /// script may be gone before the processes it stops), and that its temporary folder is gone.
+    fn assert_nothing_left(&self, timeout: Duration) {
+        let pgid = self.pid();
+        let started = Instant::now();
+        loop {
+            let left = group_members(pgid);
+            if left.is_empty() {
+                break;
+            }
+            if started.elapsed() > timeout {
+                signal_group(pgid, "KILL");
+                panic!("processes left running by deploy/local-stack.sh: {left:?}\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let entries: Vec<PathBuf> = std::fs::read_dir(self.tmp.path()).expect("TMPDIR").map(|e| e.expect("entry").path()).collect();
+        assert!(entries.is_empty(), "the script left {entries:?} in its TMPDIR\n{}", self.output());
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            signal_group(self.pid(), "KILL");
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+fn signal_group(pgid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg("--").arg(format!("-{pgid}")).stderr(Stdio::null()).status();
+}
+
+/// The processes (pid, command) of process group `pgid`, zombies excepted.
+fn group_members(pgid: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid pgrp …: comm may hold spaces and parentheses.
+        let Some(close) = stat.rfind(')') else { continue };
+        let comm = stat[stat.find('(').map_or(0, |i| i + 1)..close].to_string();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
+            found.push((pid, comm));
+        }
+    }
+    found
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// Checks a successful smoke run's output; returns the request id it used.
+fn check_smoke_output(s: &Script) -> String {
+    let out = s.stdout();
+    assert!(out.contains("local-stack: smoke OK"), "{}", s.output());
+    // The seed sample's request id is made unique per run: `smoke-<time>-<pid>`.
+    let prefix = "reply: sys/productKey1/integration/measurepoint/post_reply ";
+    let reply = out.lines().find_map(|l| l.strip_prefix(prefix)).unwrap_or_else(|| panic!("no reply printed\n{}", s.output()));
+    let reply: Value = serde_json::from_str(reply).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {reply}"));
+    let id = reply["id"].as_str().unwrap_or_default().to_string();
+    assert!(id.starts_with("smoke-"), "{reply}");
+    assert_eq!(reply, serde_json::json!({"id": id, "code": 200, "data": {}, "message": "OK"}));
+
+    let records = json_lines(&out);
+    let mp: Vec<&Value> = records.iter().filter(|r| r["topic"] == "iot-integration-measurepoint").collect();
+    assert_eq!(mp.len(), 3, "the three entries of seed 003's request\n{}", s.output());
+    assert!(mp.iter().all(|r| r["value"]["requestId"] == id.as_str()), "records of this run's request\n{}", s.output());
+    assert_eq!(mp.iter().map(|r| r["key"].as_str().unwrap_or_default()).collect::<Vec<_>>(), ["device1", "device1", "device2"]);
+    assert_eq!(mp[1]["value"]["temp"], serde_json::json!(2.02));
+    assert_eq!(mp[1]["value"]["branchCurr"], serde_json::json!(["2.02", "3.02", "9.93"]));
+    assert_eq!(mp[0]["headers"]["kind"], "integration_measurepoint");
+    assert_eq!(mp[0]["headers"]["iot-topic"], "sys/productKey1/integration/measurepoint/post");
+
+    let prop: Vec<&Value> = records.iter().filter(|r| r["topic"] == "iot-property-1234556554").collect();
+    assert_eq!(prop.len(), 1, "the property post sent to iot-in\n{}", s.output());
+    assert_eq!(prop[0]["key"], "deviceName1234");
+    assert_eq!(prop[0]["value"]["latitude"], serde_json::json!(39.9));
+    assert_eq!(prop[0]["headers"]["sluice-rule"], "property-post");
+    id
+}
+
+#[test]
+fn smoke_run_answers_200_and_writes_the_outputs_to_kafka() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = Script::start(&["--smoke"]);
+    let status = s.wait(Duration::from_secs(400));
+    assert!(status.success(), "--smoke failed ({status})\n{}", s.output());
+    check_smoke_output(&s);
+    s.assert_nothing_left(Duration::from_secs(10));
+}
+
+/// A given folder is kept, and a second run in it (topics and the consumer group's offsets
+/// already there) checks its own records, not the first run's.
+#[test]
+fn smoke_runs_twice_in_a_given_folder() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::Builder::new().prefix("sluice-local-stack-dir-").tempdir().expect("temp dir");
+    let work = dir.path().join("stack");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut s = Script::start(&["--smoke", "--dir", work.to_str().expect("UTF-8 path")]);
+        let status = s.wait(Duration::from_secs(400));
+        assert!(status.success(), "--smoke --dir failed ({status})\n{}", s.output());
+        ids.push(check_smoke_output(&s));
+        s.assert_nothing_left(Duration::from_secs(10));
+        assert!(work.join("sluice.toml").is_file() && work.join("tansu/tansu.db").is_file(), "the given folder is kept");
+    }
+    assert_ne!(ids[0], ids[1]);
+}
+
+/// Waits until the stack is up, then checks what it printed for the user.
+fn started_stack() -> Script {
+    let mut s = Script::start(&[]);
+    s.wait_for_stdout("Ctrl-C stops everything", Duration::from_secs(300));
+    let out = s.stdout();
+    for needle in ["mosquitto_pub -h 127.0.0.1 -p ", "/samples/measurepoint.json", "kafka_tool tail --brokers 127.0.0.1:", "/metrics"] {
+        assert!(out.contains(needle), "the banner lacks {needle:?}\n{}", s.output());
+    }
+    s
+}
+
+#[test]
+fn sigterm_stops_everything_and_removes_the_work_folder() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = started_stack();
+    assert!(group_members(s.pid()).len() >= 4, "script, mosquitto, tansu and sluice run: {:?}", group_members(s.pid()));
+    signal(s.pid(), "TERM");
+    let status = s.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(143), "exit status after SIGTERM\n{}", s.output());
+    s.assert_nothing_left(Duration::from_secs(5));
+}
+
+#[test]
+fn sigkill_of_the_script_still_stops_what_it_started() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = started_stack();
+    s.child.kill().expect("SIGKILL");
+    let _ = s.child.wait();
+    // The watchdog notices within a second, then stops the services (SIGKILL after 3 s).
+    s.assert_nothing_left(Duration::from_secs(20));
+}
