@@ -268,6 +268,11 @@ else
 fi
 rm -f "$DIR/.pids" "$DIR/.guard"
 mkdir -p "$DIR/mosquitto" "$DIR/tansu" "$DIR/samples"
+# A copy of the sample rules: hot reload and the rules API edit it, never the repository's.
+if [ ! -d "$DIR/rules" ]; then
+    cp -R "$REPO/rules" "$DIR/rules"
+fi
+TOKEN="${SLUICE_ADMIN_TOKEN:-local-stack}"
 start_guard
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -364,7 +369,7 @@ cat >"$DIR/sluice.toml" <<EOF
 # Every key is documented in deploy/sluice.toml and deploy/kafka.toml.
 
 [rules]
-paths = [$(toml_str "$REPO/rules")]
+paths = [$(toml_str "$DIR/rules")]
 
 [engine]
 default_error_topic = "sluice-errors"
@@ -376,6 +381,7 @@ models = $(toml_str "$REPO/models")
 
 [admin]
 listen = "127.0.0.1:$ADMIN_PORT"
+token = $(toml_str "$TOKEN")
 
 # The integration channel: sys/{productKey}/integration/{measurepoint|attributes|event}/post
 # and sys/{productKey}/integration/up_raw, answered on <topic>_reply.
@@ -452,6 +458,7 @@ export SLUICE_STACK_DIR=$(printf '%q' "$DIR")
 export MQTT_HOST=127.0.0.1 MQTT_PORT=$MQTT_PORT
 export KAFKA_BROKERS=$BROKERS
 export SLUICE_ADMIN=$ADMIN
+export SLUICE_URL=$ADMIN SLUICE_ADMIN_TOKEN=$(printf '%q' "$TOKEN")
 export KAFKA_TOOL=$(printf '%q' "$KAFKA_TOOL")
 EOF
 
@@ -495,6 +502,10 @@ if [ "$SMOKE" = 1 ]; then
     OUT="$(cat "$DIR/smoke-out.jsonl")"
     say "$OUT"
     [[ "$OUT" == *'"deviceName":"deviceName1234"'* ]] || fail "unexpected output record: $OUT"
+    say "\$ sluice rules list"
+    run env SLUICE_URL="$ADMIN" SLUICE_ADMIN_TOKEN="$TOKEN" "$SLUICE" rules list >"$DIR/smoke-rules.txt" || fail "sluice rules list failed: $(cat "$DIR/smoke-rules.txt")"
+    grep -q '^integration-measurepoint  *running' "$DIR/smoke-rules.txt" || fail "unexpected rule list: $(cat "$DIR/smoke-rules.txt")"
+    say "$(cat "$DIR/smoke-rules.txt")"
     say "local-stack: smoke OK"
     exit 0
 fi
@@ -534,8 +545,13 @@ if command -v kcat >/dev/null 2>&1; then
 fi
 cat <<EOF
 
-Metrics:
+Metrics and readiness:
   curl -s $ADMIN/metrics | grep '^sluice_integration'
+  curl -s $ADMIN/readyz
+
+Rules (a copy in $DIR/rules, watched: edit a file and it reloads; a broken edit is refused):
+  source $DIR/env.sh; sluice rules list     # or: cargo run --release -- rules list
+  sluice rules disable property-post; sluice rules errors integration-event
 
 Ctrl-C stops everything$([ "$OWN_DIR" = 1 ] && [ "$KEEP" = 0 ] && echo " and removes $DIR (--keep keeps it)").
 EOF

@@ -174,6 +174,8 @@ fn json_lines(text: &str) -> Vec<Value> {
 fn check_smoke_output(s: &Script) -> String {
     let out = s.stdout();
     assert!(out.contains("local-stack: smoke OK"), "{}", s.output());
+    // The rules API answers with the stack's token (`sluice rules list`).
+    assert!(out.lines().any(|l| l.starts_with("integration-measurepoint ") && l.contains(" running ")), "no rule list\n{}", s.output());
     // The seed sample's request id is made unique per run: `smoke-<time>-<pid>`.
     let prefix = "reply: sys/productKey1/integration/measurepoint/post_reply ";
     let reply = out.lines().find_map(|l| l.strip_prefix(prefix)).unwrap_or_else(|| panic!("no reply printed\n{}", s.output()));
@@ -234,7 +236,7 @@ fn started_stack() -> Script {
     let mut s = Script::start(&[]);
     s.wait_for_stdout("Ctrl-C stops everything", Duration::from_secs(300));
     let out = s.stdout();
-    for needle in ["mosquitto_pub -h 127.0.0.1 -p ", "/samples/measurepoint.json", "kafka_tool tail --brokers 127.0.0.1:", "/metrics"] {
+    for needle in ["mosquitto_pub -h 127.0.0.1 -p ", "/samples/measurepoint.json", "kafka_tool tail --brokers 127.0.0.1:", "/metrics", "/readyz", "sluice rules list"] {
         assert!(out.contains(needle), "the banner lacks {needle:?}\n{}", s.output());
     }
     s
