@@ -345,7 +345,7 @@ impl Engine {
         };
 
         let Scratch { ids, stats } = scratch;
-        stats.bind(&set);
+        stats.bind(set);
         // One clock read per rule: each rule's time runs from the end of the previous one.
         let mut last = Instant::now();
         for &i in ids.iter() {
