@@ -43,15 +43,8 @@ enum Cmd {
     Test {
         /// The rule file.
         rule: PathBuf,
-        /// The message's IoT topic.
-        #[arg(long)]
-        topic: String,
-        /// The payload file, or `-` for standard input (default: empty payload).
-        #[arg(long)]
-        payload: Option<String>,
-        /// Fix the clock (timestamp functions and the receive time), ms since the epoch.
-        #[arg(long)]
-        now: Option<i64>,
+        #[command(flatten)]
+        sample: Sample,
         /// Time zone of timestamp(): UTC or ±HH:MM.
         #[arg(long, default_value = "UTC")]
         timezone: String,
@@ -66,6 +59,20 @@ enum Cmd {
     Functions,
     /// Manage the rules of a running instance through its rules API.
     Rules(RulesCli),
+}
+
+/// A sample message to test a rule on.
+#[derive(clap::Args)]
+struct Sample {
+    /// The message's IoT topic.
+    #[arg(long)]
+    topic: String,
+    /// The payload file, or `-` for standard input (default: empty payload).
+    #[arg(long)]
+    payload: Option<String>,
+    /// Fix the clock (timestamp functions and the receive time), ms since the epoch.
+    #[arg(long)]
+    now: Option<i64>,
 }
 
 #[derive(clap::Args)]
@@ -124,15 +131,8 @@ enum RulesCmd {
     Test {
         /// The rule's name.
         name: String,
-        /// The message's IoT topic.
-        #[arg(long)]
-        topic: String,
-        /// The payload file, or `-` for standard input (default: empty payload).
-        #[arg(long)]
-        payload: Option<String>,
-        /// Fix the clock, ms since the epoch.
-        #[arg(long)]
-        now: Option<i64>,
+        #[command(flatten)]
+        sample: Sample,
     },
     /// Show a rule's compile errors and its recent evaluation failures.
     Errors {
@@ -157,7 +157,7 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Check { paths } => Ok(check(paths)),
-        Cmd::Test { rule, topic, payload, now, timezone } => test(rule, topic, payload, now, &timezone),
+        Cmd::Test { rule, sample: Sample { topic, payload, now }, timezone } => test(rule, topic, payload, now, &timezone),
         Cmd::Run { config } => run(config),
         Cmd::Rules(r) => rules_cli(r),
         Cmd::Functions => {
@@ -237,7 +237,7 @@ fn rules_cli(r: RulesCli) -> anyhow::Result<ExitCode> {
         RulesCmd::Delete { name } => (Method::DELETE, format!("/api/v1/rules/{}", enc(name)), None),
         RulesCmd::Enable { name } => (Method::POST, format!("/api/v1/rules/{}/enable", enc(name)), None),
         RulesCmd::Disable { name } => (Method::POST, format!("/api/v1/rules/{}/disable", enc(name)), None),
-        RulesCmd::Test { name, topic, payload, now } => {
+        RulesCmd::Test { name, sample: Sample { topic, payload, now } } => {
             use base64::Engine as _;
             let bytes = read_payload(payload.as_deref())?;
             let req = serde_json::json!({ "topic": topic, "payload_base64": base64::engine::general_purpose::STANDARD.encode(bytes), "now": now });

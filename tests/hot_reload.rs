@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use support::admin::{file_records, mqtt_file_config, wait_until, Admin};
-use support::mosquitto::{Mosquitto, Publisher};
+use support::admin::{file_records, wait_until, Admin, Instance};
+use support::mosquitto::Publisher;
 use support::{tail, write, Sluice};
 
 const TOKEN: &str = "reload-token";
@@ -40,19 +40,8 @@ fn exactly(what: &str, got: &[u64], want: impl Iterator<Item = u64>) {
 
 #[test]
 fn rules_change_under_load_without_loss_or_duplicates() {
-    let mosquitto = Mosquitto::start();
-    let dir = support::temp_dir("sluice-reload-");
-    let rules = dir.path().join("rules");
-    let out = dir.path().join("out");
-    write(&rules.join("a.toml"), &rule("a", "", "out-a"));
-    write(&rules.join("b.toml"), &rule("b", "WHERE measurepoints.seq % 2 = 0", "out-b"));
-    let port = support::free_port();
-    let config = dir.path().join("sluice.toml");
-    write(&config, &mqtt_file_config(&rules, &mosquitto.url(), &out, port, TOKEN, true));
-    let log = dir.path().join("sluice.log");
-    let mut sluice = Sluice::start(&config, &log);
-    let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN));
-    admin.wait_up(Duration::from_secs(30));
+    let Instance { mosquitto, rules, out, mut sluice, log, admin, dir: _dir } =
+        Instance::start("sluice-reload-", TOKEN, true, &[("a.toml", &rule("a", "", "out-a")), ("b.toml", &rule("b", "WHERE measurepoints.seq % 2 = 0", "out-b"))]);
     let publisher = Publisher::connect(mosquitto.port, "loader");
     publisher.wait_for_sluice(Duration::from_secs(30));
     let pings = publisher.replies().len();
@@ -135,18 +124,7 @@ fn rules_change_under_load_without_loss_or_duplicates() {
 /// With `watch = false`, edits wait for SIGHUP (or the API's reload).
 #[test]
 fn sighup_reloads_when_watching_is_off() {
-    let mosquitto = Mosquitto::start();
-    let dir = support::temp_dir("sluice-hup-");
-    let rules = dir.path().join("rules");
-    let out = dir.path().join("out");
-    write(&rules.join("a.toml"), &rule("a", "", "out-a"));
-    let port = support::free_port();
-    let config = dir.path().join("sluice.toml");
-    write(&config, &mqtt_file_config(&rules, &mosquitto.url(), &out, port, TOKEN, false));
-    let log = dir.path().join("sluice.log");
-    let mut sluice = Sluice::start(&config, &log);
-    let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN));
-    admin.wait_up(Duration::from_secs(30));
+    let Instance { mosquitto, rules, out, mut sluice, log, admin, dir: _dir } = Instance::start("sluice-hup-", TOKEN, false, &[("a.toml", &rule("a", "", "out-a"))]);
 
     write(&rules.join("a.toml"), &rule("a", "", "out-a2"));
     write(&rules.join("new.toml"), &rule("new", "", "out-new"));

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::admin::{file_records, mqtt_file_config, Admin};
-use support::mosquitto::{Mosquitto, Publisher};
-use support::{tail, write, Sluice};
+use support::admin::{file_records, Admin, Instance};
+use support::mosquitto::Publisher;
+use support::{tail, write};
 
 const TOKEN: &str = "test-token-0123456789";
 const TOPIC: &str = "sys/pkA/integration/measurepoint/post";
@@ -40,20 +40,9 @@ fn names(admin: &Admin) -> Vec<String> {
 
 #[test]
 fn every_endpoint_of_the_rules_api() {
-    let mosquitto = Mosquitto::start();
-    let dir = support::temp_dir("sluice-api-");
-    let rules = dir.path().join("rules");
-    let out = dir.path().join("out");
-    write(&rules.join("hot.toml"), &rule("hot", "WHERE measurepoints.temp > 30", "alerts"));
-    write(&rules.join("all.toml"), &rule("all", "", "all-temps"));
-    write(&rules.join("sum.toml"), "name = \"sum\"\nsql = \"SELECT measurepoints.temp + 1 AS t FROM \\\"sys/+/integration/+/post\\\"\"\n[[actions]]\ntopic = \"sums\"\n");
-    let port = support::free_port();
-    let config = dir.path().join("sluice.toml");
-    write(&config, &mqtt_file_config(&rules, &mosquitto.url(), &out, port, TOKEN, true));
-    let log = dir.path().join("sluice.log");
-    let mut sluice = Sluice::start(&config, &log);
-    let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN));
-    admin.wait_up(Duration::from_secs(30));
+    let sum = "name = \"sum\"\nsql = \"SELECT measurepoints.temp + 1 AS t FROM \\\"sys/+/integration/+/post\\\"\"\n[[actions]]\ntopic = \"sums\"\n";
+    let files = [("hot.toml", &*rule("hot", "WHERE measurepoints.temp > 30", "alerts")), ("all.toml", &*rule("all", "", "all-temps")), ("sum.toml", sum)];
+    let Instance { mosquitto, dir, rules, out, mut sluice, log, admin } = Instance::start("sluice-api-", TOKEN, true, &files);
 
     // Tokens: none, wrong, right. Health and metrics need none.
     for bad in [None, Some("wrong"), Some("test-token-012345678")] {

@@ -122,3 +122,43 @@ token = "{token}"
 pub fn file_records(out: &Path, topic: &str) -> Vec<Value> {
     std::fs::read_to_string(out.join(format!("{topic}.jsonl"))).unwrap_or_default().lines().map(|l| serde_json::from_str(l).expect("output line is JSON")).collect()
 }
+
+/// A running `sluice run` on the integration channel of its own Mosquitto, writing to the file
+/// sink, with its rules folder and admin client. Everything stops on drop.
+pub struct Instance {
+    /// The broker.
+    pub mosquitto: super::mosquitto::Mosquitto,
+    /// The test's folder (rules, out, config, log).
+    pub dir: tempfile::TempDir,
+    /// The rules folder.
+    pub rules: std::path::PathBuf,
+    /// The file sink's folder.
+    pub out: std::path::PathBuf,
+    /// The process.
+    pub sluice: super::Sluice,
+    /// Its log.
+    pub log: std::path::PathBuf,
+    /// A client of its admin server with `token`.
+    pub admin: Admin,
+}
+
+impl Instance {
+    /// Writes `rules` (file name, text) and starts Sluice on them; returns once the admin
+    /// server answers.
+    pub fn start(prefix: &str, token: &str, watch: bool, rules: &[(&str, &str)]) -> Instance {
+        let mosquitto = super::mosquitto::Mosquitto::start();
+        let dir = super::temp_dir(prefix);
+        let (rules_dir, out) = (dir.path().join("rules"), dir.path().join("out"));
+        for (name, text) in rules {
+            super::write(&rules_dir.join(name), text);
+        }
+        let port = super::free_port();
+        let config = dir.path().join("sluice.toml");
+        super::write(&config, &mqtt_file_config(&rules_dir, &mosquitto.url(), &out, port, token, watch));
+        let log = dir.path().join("sluice.log");
+        let sluice = super::Sluice::start(&config, &log);
+        let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(token));
+        admin.wait_up(Duration::from_secs(30));
+        Instance { mosquitto, dir, rules: rules_dir, out, sluice, log, admin }
+    }
+}
