@@ -145,6 +145,15 @@ enum RulesCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Printing commands end quietly when their reader goes away (`sluice rules list | head`),
+    // as Unix tools do. `run` keeps SIGPIPE ignored: its sockets get EPIPE errors instead.
+    #[cfg(unix)]
+    if !matches!(cli.cmd, Cmd::Run { .. }) {
+        // SAFETY: restoring the default disposition of SIGPIPE at start, before any thread.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
