@@ -96,14 +96,25 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(..) => StatusCode::CONFLICT,
             StoreError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::BadRequest(_) | StoreError::NoFolder => StatusCode::BAD_REQUEST,
+            StoreError::Io { source, .. } if read_only(source) => StatusCode::CONFLICT,
             StoreError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut body = json!({ "error": e.to_string() });
-        if let StoreError::Invalid(errs) = &e {
-            body["errors"] = json!(errs.iter().map(ErrorView::from).collect::<Vec<_>>());
+        match &e {
+            StoreError::Invalid(errs) => body["errors"] = json!(errs.iter().map(ErrorView::from).collect::<Vec<_>>()),
+            StoreError::Io { source, .. } if read_only(source) => {
+                body["hint"] = json!("the rules folder is read-only here (a Kubernetes ConfigMap mount, say): change the rules where the folder comes from; Sluice reloads them when the files change")
+            }
+            _ => {}
         }
         ApiError(status, body)
     }
+}
+
+/// Whether a write failed because the rules folder cannot be written at all (not a passing
+/// I/O failure): the request conflicts with how the instance is deployed.
+fn read_only(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied)
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -256,4 +267,34 @@ async fn test_text(State(st): State<ApiState>, body: Bytes) -> ApiResult {
         |(lines, m)| test_response(lines, m),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(kind: std::io::ErrorKind) -> ApiError {
+        ApiError::from(StoreError::Io { path: "rules/a.toml".into(), source: std::io::Error::from(kind) })
+    }
+
+    #[test]
+    fn a_read_only_rules_folder_is_a_conflict_with_a_hint() {
+        for kind in [std::io::ErrorKind::ReadOnlyFilesystem, std::io::ErrorKind::PermissionDenied] {
+            let ApiError(status, body) = io(kind);
+            assert_eq!(status, StatusCode::CONFLICT, "{kind:?}");
+            assert!(body["error"].as_str().is_some_and(|e| e.starts_with("rules/a.toml: ")), "{body}");
+            assert!(body["hint"].as_str().is_some_and(|h| h.contains("read-only")), "{body}");
+        }
+        let ApiError(status, body) = io(std::io::ErrorKind::StorageFull);
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.get("hint").is_none());
+    }
+
+    #[test]
+    fn invalid_rules_answer_422_with_positions() {
+        let Err(errs) = crate::rule::compile_str(std::path::Path::new("rules/bad.toml"), "sql = \"SELECT FROM\"") else { panic!("compiled") };
+        let ApiError(status, body) = ApiError::from(StoreError::Invalid(errs));
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body["errors"][0]["line"].as_u64().is_some(), "{body}");
+    }
 }

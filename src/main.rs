@@ -23,6 +23,7 @@ use sluice::source::http::HttpSource;
 use sluice::source::kafka::KafkaSource;
 use sluice::source::mqtt::MqttSource;
 use sluice::source::Source;
+use sluice::telemetry::LogFormat;
 
 #[derive(Parser)]
 #[command(name = "sluice", version, about = "IoT rule-engine stream processor: SQL rules over topics, routed to Kafka")]
@@ -54,6 +55,10 @@ enum Cmd {
         /// The configuration file.
         #[arg(long)]
         config: PathBuf,
+        /// Log format on stderr: `text` (key=value) or `json` (one object per line, for log
+        /// collectors).
+        #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Print the function reference (Markdown).
     Functions,
@@ -167,7 +172,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Check { paths } => Ok(check(paths)),
         Cmd::Test { rule, sample: Sample { topic, payload, now }, timezone } => test(rule, topic, payload, now, &timezone),
-        Cmd::Run { config } => run(config),
+        Cmd::Run { config, log_format } => run(config, log_format),
         Cmd::Rules(r) => rules_cli(r),
         Cmd::Functions => {
             print!("{}", sluice::rule::registry::markdown_reference());
@@ -268,6 +273,9 @@ fn rules_cli(r: RulesCli) -> anyhow::Result<ExitCode> {
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     if !status.is_success() {
         eprintln!("error: {} ({status})", json.get("error").and_then(|e| e.as_str()).unwrap_or("request failed"));
+        if let Some(hint) = json.get("hint").and_then(|h| h.as_str()) {
+            eprintln!("hint: {hint}");
+        }
         // Errors in a rule file sent from here point at the local file.
         let local = match &r.cmd {
             RulesCmd::Create { file, .. } | RulesCmd::Update { file, .. } => Some(file.display().to_string()),
@@ -307,8 +315,8 @@ fn rules_cli(r: RulesCli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(config_path: PathBuf) -> anyhow::Result<ExitCode> {
-    sluice::telemetry::init_logging();
+fn run(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    sluice::telemetry::init_logging(log_format);
     let cfg = Config::load(&config_path)?;
     let (rules, errors) = sluice::rule::compile_paths(&cfg.rules.paths);
     if !errors.is_empty() {

@@ -3,23 +3,14 @@
 //! configuration Sluice accepts and probes `/healthz` (liveness) and `/readyz` (readiness), and
 //! the Prometheus scrape target is the admin server's default address.
 
+mod support;
+
 use std::path::Path;
+
+use support::metric_names;
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-/// `sluice_…` names in a PromQL expression, histogram suffixes removed.
-fn metric_names(expr: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = expr;
-    while let Some(i) = rest.find("sluice_") {
-        let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-        rest = &rest[i + name.len()..];
-        let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name).to_string();
-        out.push(base);
-    }
-    out
 }
 
 #[test]

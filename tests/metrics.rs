@@ -8,7 +8,8 @@
 //! Prometheus text-format parser and checks the exact values.
 //!
 //! `readyz_follows_kafka_and_mqtt` starts Sluice before its brokers: `/readyz` is 503 naming the
-//! failing checks, 200 once both are up, 503 again while either is killed, 200 when it is back.
+//! failing checks, 200 once both are up, 503 again while either is killed, 200 when it is back;
+//! then every metric the Grafana dashboard queries is in the scrape.
 
 mod support;
 
@@ -207,6 +208,11 @@ fn metrics_count_exactly_what_happened() {
     assert_eq!(m.value("sluice_sink_sent_bytes_total", &[("sink", "kafka")]), output_bytes as f64);
     assert_eq!(m.value("sluice_sink_in_flight_records", &[("sink", "kafka")]), 0.0);
     assert_eq!(m.sum("sluice_sink_dead_letters_total"), 0.0);
+    // Series that counted nothing are there, at 0.
+    assert_eq!(m.value("sluice_sink_dead_letters_total", &[("sink", "kafka"), ("reason", "too_large")]), 0.0);
+    assert_eq!(m.value("sluice_sink_retries_total", &[("sink", "kafka"), ("reason", "timeout")]), 0.0);
+    assert_eq!(m.value("sluice_kafka_commits_total", &[("source", source.as_str()), ("result", "error")]), 0.0);
+    assert_eq!(m.value("sluice_registry_updates_total", &[("kind", "status"), ("result", "malformed")]), 0.0);
     assert_eq!(m.sum("sluice_sink_errors_total"), 0.0);
     assert_eq!(m.value("sluice_kafka_source_in_flight_messages", &src), 0.0);
 
@@ -253,6 +259,7 @@ paths = [{rules:?}]
 
 [admin]
 listen = "{admin}"
+token = "readyz-token"
 
 [[sources]]
 type = "kafka"
@@ -312,5 +319,25 @@ brokers = "{bootstrap}"
     wait("503 while MQTT is down", 503, &[("sink:kafka", true), (&mqtt_source, false)]);
     mosquitto.restart();
     wait("200 when MQTT is back", 200, &[]);
+
+    // Every metric the Grafana dashboard queries is in the scrape: each component's series exist
+    // from its start (at 0); the per-partition ones once an input has been read and committed,
+    // the API's once it has answered a request.
+    let api = reqwest::blocking::Client::new().get(format!("http://{admin}/api/v1/rules")).bearer_auth("readyz-token").send().expect("GET /api/v1/rules");
+    assert_eq!(api.status().as_u16(), 200);
+    produce(&bootstrap, "iot-in", [In::iot("/custom/nobody/listens", "{}")]);
+    let wanted = support::dashboard_metrics();
+    assert!(wanted.len() >= 30, "the dashboard queries {} metrics", wanted.len());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = Metrics::fetch(&admin);
+        let have: std::collections::HashSet<&str> = m.0.samples.iter().map(|s| s.metric.as_str()).collect();
+        let missing: Vec<&String> = wanted.iter().filter(|n| !have.contains(n.as_str())).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dashboard metrics missing from /metrics: {missing:?}\nsluice log:\n{}", tail(&log, 40));
+        std::thread::sleep(Duration::from_millis(300));
+    }
     drop(sluice);
 }

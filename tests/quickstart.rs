@@ -28,6 +28,7 @@ const EXPECTED_FILES: &[(&str, usize)] = &[
 struct Run {
     _tmp: tempfile::TempDir,
     stdout: String,
+    stderr: String,
     files: BTreeMap<String, Vec<String>>,
 }
 
@@ -43,6 +44,11 @@ impl Run {
 
 /// Runs the quickstart with the sink redirected into a fresh temporary folder.
 fn run_quickstart() -> Run {
+    run_quickstart_with(&[("RUST_LOG", "warn")])
+}
+
+/// [`run_quickstart`] with these environment variables.
+fn run_quickstart_with(env: &[(&str, &str)]) -> Run {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::TempDir::new().expect("temp dir");
     let out = tmp.path().join("out");
@@ -56,7 +62,7 @@ fn run_quickstart() -> Run {
     std::fs::write(&config, toml::to_string(&cfg).expect("serialize config")).expect("write config");
 
     // Relative paths in the config (rules/, examples/) are relative to the working directory.
-    let output = Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(&root).arg("run").arg("--config").arg(&config).env("RUST_LOG", "warn").output().expect("run sluice");
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(&root).arg("run").arg("--config").arg(&config).envs(env.iter().copied()).output().expect("run sluice");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "sluice run failed: {}\nstdout:\n{stdout}\nstderr:\n{}", output.status, String::from_utf8_lossy(&output.stderr));
 
@@ -66,7 +72,7 @@ fn run_quickstart() -> Run {
         let name = path.file_name().and_then(|n| n.to_str()).expect("file name").to_string();
         files.insert(name, read_lines(&path));
     }
-    Run { _tmp: tmp, stdout, files }
+    Run { _tmp: tmp, stdout, stderr: String::from_utf8_lossy(&output.stderr).into_owned(), files }
 }
 
 fn read_lines(path: &Path) -> Vec<String> {
@@ -184,4 +190,19 @@ fn quickstart_errors_land_in_the_error_topics_with_their_reasons() {
     assert_eq!(dl[0]["rule"], "downlink-failures");
     assert_eq!(dl[0]["value"]["stage"], "decode");
     assert_eq!(dl[0]["value"]["reason"], "payload is not valid JSON: EOF while parsing a value at line 1 column 75");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let run = run_quickstart_with(&[("RUST_LOG", "info"), ("SLUICE_LOG_FORMAT", "json")]);
+    let got: Vec<(&str, usize)> = run.files.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+    assert_eq!(got, EXPECTED_FILES, "the same outputs whatever the log format");
+    let lines: Vec<Value> = run.stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))).collect();
+    assert!(lines.len() >= 3, "startup, progress and summary lines: {}", run.stderr);
+    for l in &lines {
+        assert!(l["timestamp"].is_string() && l["level"].is_string() && l["fields"]["message"].is_string(), "timestamp, level, fields.message: {l}");
+    }
+    let compiled = lines.iter().find(|l| l["fields"]["message"] == "rules compiled").unwrap_or_else(|| panic!("no `rules compiled` line: {}", run.stderr));
+    assert_eq!(compiled["level"], "INFO");
+    assert!(compiled["fields"]["rules"].as_u64().is_some_and(|n| n > 0), "key/values are JSON fields: {compiled}");
 }

@@ -87,6 +87,7 @@ impl Pipeline {
         health::set("rules", true, format!("{} rules loaded, {enabled} enabled", set.rules().len()));
         drop(set);
         health::set("pipeline", true, "running");
+        metrics::prime_engine();
         let stopping = {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {

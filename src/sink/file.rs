@@ -45,6 +45,7 @@ struct Line<'a> {
 impl Sink for FileSink {
     fn run(self: Box<Self>, mut rx: mpsc::Receiver<Batch>) -> BoxFuture<Result<SinkReport, SinkError>> {
         Box::pin(async move {
+            metrics::prime_sink(SINK, metrics::FILE_SINK_ERROR_REASONS);
             let io = |error| {
                 metrics::SINK_ERRORS.with_label_values(&[SINK, "io"]).inc();
                 SinkError::Io { sink: "file".into(), error }

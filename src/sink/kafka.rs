@@ -370,6 +370,7 @@ async fn produce(producer: &KafkaProducer, shared: &Shared, mut p: Box<Pending>)
 impl Sink for KafkaSink {
     fn run(self: Box<Self>, mut rx: mpsc::Receiver<Batch>) -> BoxFuture<Result<SinkReport, SinkError>> {
         Box::pin(async move {
+            metrics::prime_sink(SINK, metrics::KAFKA_SINK_ERROR_REASONS);
             let err = |message: String| SinkError::Other { sink: "kafka".into(), message };
             let max_in_flight = self.cfg.max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
             let (resend_tx, mut resend_rx) = mpsc::unbounded_channel::<Box<Pending>>();

@@ -64,6 +64,7 @@ impl Source for FileSource {
     fn run(self: Box<Self>, tx: mpsc::Sender<Envelope>, shutdown: Shutdown) -> BoxFuture<Result<SourceReport, SourceError>> {
         Box::pin(async move {
             let name: Arc<str> = self.name().into();
+            metrics::prime_source(&name);
             let io = |error| SourceError::Io { source_name: name.to_string(), error };
             let file = tokio::fs::File::open(&self.path).await.map_err(io)?;
             let mut lines = BufReader::with_capacity(1 << 16, file).lines();

@@ -146,6 +146,7 @@ impl Source for HttpSource {
     fn run(self: Box<Self>, tx: mpsc::Sender<Envelope>, shutdown: Shutdown) -> BoxFuture<Result<SourceReport, SourceError>> {
         Box::pin(async move {
             let HttpSource { cfg, validator, name, shutdown_timeout, listener } = *self;
+            metrics::prime_integration_source(&name, true);
             let io = |error| SourceError::Io { source_name: name.clone(), error };
             let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
             let store_err = |e: object_store::Error| SourceError::Other { source_name: name.clone(), message: format!("object store: {e}") };

@@ -354,6 +354,7 @@ impl Source for KafkaSource {
         Box::pin(async move {
             let handle = tokio::runtime::Handle::current();
             let name = self.name.clone();
+            metrics::prime_kafka_source(&name);
             tokio::task::spawn_blocking(move || self.consume(tx, shutdown, handle)).await.map_err(|e| SourceError::Other { source_name: name, message: format!("consumer thread failed: {e}") })?
         })
     }

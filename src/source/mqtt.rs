@@ -312,6 +312,7 @@ impl Source for MqttSource {
 
     fn run(self: Box<Self>, tx: mpsc::Sender<Envelope>, shutdown: Shutdown) -> BoxFuture<Result<SourceReport, SourceError>> {
         Box::pin(async move {
+            metrics::prime_integration_source(&self.name, false);
             let opts = self.options()?;
             let (client, eventloop) = AsyncClient::new(opts, 1024);
             let shared = Arc::new(Shared { name: Arc::from(self.name.as_str()), in_flight: AtomicI64::new(0), seq: AtomicU64::new(0), rejected: AtomicU64::new(0) });

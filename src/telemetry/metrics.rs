@@ -312,6 +312,120 @@ pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     g
 });
 
+// ---- Series that exist from startup ---------------------------------------------------------
+
+/// Reasons of [`SINK_ERRORS`] for the Kafka sink.
+pub const KAFKA_SINK_ERROR_REASONS: &[&str] = &["dead_letter_refused", "fatal"];
+/// Reasons of [`SINK_ERRORS`] for the file sink.
+pub const FILE_SINK_ERROR_REASONS: &[&str] = &["io", "invalid_topic", "invalid_value"];
+/// Reasons of [`SINK_RETRIES`].
+pub const SINK_RETRY_REASONS: &[&str] = &["queue_full", "timeout", "other"];
+/// Reasons of [`SINK_DEAD_LETTERS`].
+pub const DEAD_LETTER_REASONS: &[&str] = &["unknown_topic", "unauthorized", "too_large", "invalid"];
+/// Reasons of [`INTEGRATION_DECODER_ERRORS`].
+pub const DECODER_ERROR_REASONS: &[&str] = &["missing", "threw", "timeout", "memory", "bad_output"];
+/// Topic kinds and results of [`REGISTRY_UPDATES`].
+const REGISTRY_UPDATE_KINDS: &[&str] = &["status", "lifecycle", "topo_lifecycle"];
+const REGISTRY_UPDATE_RESULTS: &[&str] = &["applied", "stale", "unknown_device", "malformed"];
+
+// A counter family with no label values yet is absent from `/metrics`, and so is every
+// dashboard panel and alert on it ("no data" instead of 0, `rate()` blind to the first
+// increment). The `prime_*` functions create a component's bounded label sets at 0 when it
+// starts, so that everything it can count is scraped from the start.
+
+/// Creates the series of a sink (`kafka` or `file`) at 0.
+pub fn prime_sink(sink: &str, error_reasons: &[&str]) {
+    for kind in ["data", "error"] {
+        SINK_SENT_RECORDS.with_label_values(&[sink, kind]);
+    }
+    SINK_SENT_BYTES.with_label_values(&[sink]);
+    SINK_IN_FLIGHT.with_label_values(&[sink]);
+    for reason in error_reasons {
+        SINK_ERRORS.with_label_values(&[sink, reason]);
+    }
+    if sink == "kafka" {
+        for reason in SINK_RETRY_REASONS {
+            SINK_RETRIES.with_label_values(&[sink, reason]);
+        }
+        for reason in DEAD_LETTER_REASONS {
+            SINK_DEAD_LETTERS.with_label_values(&[sink, reason]);
+        }
+    }
+}
+
+/// Creates the series every source has at 0.
+pub fn prime_source(source: &str) {
+    SOURCE_RECEIVED_RECORDS.with_label_values(&[source]);
+    SOURCE_RECEIVED_BYTES.with_label_values(&[source]);
+    SOURCE_DECODE_ERRORS.with_label_values(&[source]);
+    SOURCE_UNMATCHED_RECORDS.with_label_values(&[source]);
+}
+
+/// Creates the series of a Kafka source at 0 (lag and committed offsets appear per partition
+/// once the group assigns them).
+pub fn prime_kafka_source(source: &str) {
+    prime_source(source);
+    KAFKA_SOURCE_IN_FLIGHT.with_label_values(&[source]);
+    KAFKA_SOURCE_PAUSED.with_label_values(&[source]);
+    KAFKA_SOURCE_PAUSES.with_label_values(&[source]);
+    KAFKA_ABANDONED.with_label_values(&[source]);
+    KAFKA_CONSUMER_ERRORS.with_label_values(&[source]);
+    for result in ["ok", "error"] {
+        KAFKA_COMMITS.with_label_values(&[source, result]);
+    }
+    for kind in ["assign", "revoke", "lost", "error"] {
+        KAFKA_REBALANCES.with_label_values(&[source, kind]);
+    }
+}
+
+/// Creates the series of an integration source at 0: the MQTT channel (`mqtt`) or the HTTP
+/// upload API (`http`, which stores files).
+pub fn prime_integration_source(source: &str, http: bool) {
+    prime_source(source);
+    for code in [
+        crate::integration::codes::OK,
+        crate::integration::codes::BAD_REQUEST,
+        crate::integration::codes::MODEL_VALIDATE_FAILED,
+        crate::integration::codes::DEVICE_NOT_FOUND,
+        crate::integration::codes::DECODER_FAILED,
+        crate::integration::codes::TOO_LARGE,
+        crate::integration::codes::INTERNAL,
+    ] {
+        INTEGRATION_REQUESTS.with_label_values(&[&code.to_string()]);
+    }
+    for verdict in ["accepted", "rejected"] {
+        INTEGRATION_ENTRIES.with_label_values(&[verdict]);
+    }
+    if http {
+        INTEGRATION_STORED_FILES.with_label_values(&[source]);
+        INTEGRATION_STORED_BYTES.with_label_values(&[source]);
+    } else {
+        MQTT_CONNECTED.with_label_values(&[source]);
+        MQTT_IN_FLIGHT.with_label_values(&[source]);
+        for event in ["connect", "disconnect"] {
+            MQTT_CONNECTION_EVENTS.with_label_values(&[source, event]);
+        }
+        for reason in DECODER_ERROR_REASONS {
+            INTEGRATION_DECODER_ERRORS.with_label_values(&[reason]);
+        }
+    }
+}
+
+/// Creates the engine's and the device registry's series at 0.
+pub fn prime_engine() {
+    for kind in ["data", "error"] {
+        OUTPUT_RECORDS.with_label_values(&[kind]);
+    }
+    for kind in REGISTRY_UPDATE_KINDS {
+        for result in REGISTRY_UPDATE_RESULTS {
+            REGISTRY_UPDATES.with_label_values(&[kind, result]);
+        }
+    }
+    for result in ["ok", "error"] {
+        RULE_RELOADS.with_label_values(&[result]);
+    }
+}
+
 /// Records the process start and registers the process metrics; called at startup (by
 /// [`crate::telemetry::init_logging`]), and again, harmlessly, by [`render`].
 pub fn init() {

@@ -527,3 +527,32 @@ pub fn count_distinct<T: std::hash::Hash + Eq>(items: impl IntoIterator<Item = T
     }
     (seen.len(), total - seen.len())
 }
+
+/// `sluice_…` names in a PromQL expression, histogram suffixes removed.
+pub fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("sluice_") {
+        let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        rest = &rest[i + name.len()..];
+        let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name).to_string();
+        out.push(base);
+    }
+    out
+}
+
+/// Every metric the Grafana dashboard (`deploy/grafana/sluice-dashboard.json`) queries, sorted,
+/// histogram suffixes removed.
+pub fn dashboard_metrics() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/sluice-dashboard.json");
+    let dash: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).expect("read the dashboard")).expect("the dashboard is valid JSON");
+    let mut names: Vec<String> = dash["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten().filter_map(|t| t["expr"].as_str()).flat_map(metric_names).collect::<Vec<_>>())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
