@@ -146,6 +146,11 @@ pub struct EngineConfig {
     /// (at-least-once).
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// Per-rule metric series (`sluice_rule_*`, about 20 series per enabled rule). Turn off for
+    /// rule sets so large that the series would burden Prometheus; the engine, source and sink
+    /// metrics stay.
+    #[serde(default = "default_rule_metrics")]
+    pub rule_metrics: bool,
 }
 
 impl Default for EngineConfig {
@@ -157,6 +162,7 @@ impl Default for EngineConfig {
             workers: default_workers(),
             timezone: default_timezone(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
+            rule_metrics: default_rule_metrics(),
         }
     }
 }
@@ -172,6 +178,9 @@ fn default_channel_capacity() -> usize {
 }
 fn default_workers() -> usize {
     1
+}
+fn default_rule_metrics() -> bool {
+    true
 }
 fn default_timezone() -> String {
     "UTC".into()

@@ -340,7 +340,7 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<ExitCode> 
     if let Some(r) = &registry {
         env.devices = Box::new(r.clone());
     }
-    let opts = EngineOptions { default_error_topic: cfg.engine.default_error_topic.clone(), max_payload_bytes: cfg.engine.max_payload_bytes };
+    let opts = EngineOptions { default_error_topic: cfg.engine.default_error_topic.clone(), max_payload_bytes: cfg.engine.max_payload_bytes, rule_metrics: cfg.engine.rule_metrics };
     // The rule store owns the rules from here on: it loads the same files into the engine and
     // reloads them when they change.
     drop(rules);

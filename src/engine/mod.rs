@@ -53,8 +53,9 @@ impl RuleSet {
         RuleSet { rules, metrics, index }
     }
 
-    /// A set whose evaluations count in no metric (a test run of a rule).
-    fn unmetered(rules: Vec<Arc<Rule>>) -> RuleSet {
+    /// A set whose evaluations count in no metric (a test run of a rule, or an engine with
+    /// per-rule metrics turned off).
+    pub fn unmetered(rules: Vec<Arc<Rule>>) -> RuleSet {
         let mut set = RuleSet::from_shared(Vec::new());
         for (i, r) in rules.iter().enumerate() {
             if r.enabled {
@@ -79,11 +80,13 @@ pub struct EngineOptions {
     pub default_error_topic: String,
     /// Payloads above this size are not evaluated: they become error records.
     pub max_payload_bytes: usize,
+    /// Whether rule sets loaded by [`Engine::reload_rules`] count into per-rule metrics.
+    pub rule_metrics: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { default_error_topic: "sluice-errors".into(), max_payload_bytes: 1024 * 1024 }
+        EngineOptions { default_error_topic: "sluice-errors".into(), max_payload_bytes: 1024 * 1024, rule_metrics: true }
     }
 }
 
@@ -282,6 +285,12 @@ impl Engine {
     /// Swaps in a new rule set; messages being processed finish with the old one.
     pub fn reload(&self, rules: RuleSet) {
         self.rules.store(Arc::new(rules));
+    }
+
+    /// Indexes `rules` into a new set, with per-rule metrics or not as the options say, and
+    /// swaps it in.
+    pub fn reload_rules(&self, rules: Vec<Arc<Rule>>) {
+        self.reload(if self.opts.rule_metrics { RuleSet::from_shared(rules) } else { RuleSet::unmetered(rules) });
     }
 
     /// The current rule set.
@@ -636,5 +645,20 @@ mod tests {
         let set = RuleSet::new(vec![r]);
         assert!(set.metrics[0].is_none());
         assert!(!crate::telemetry::metrics::render().contains("engine-unit-disabled"));
+    }
+
+    #[test]
+    fn rule_metrics_off_means_no_rule_series_and_the_same_outputs() {
+        let name = "engine-unit-unmetered";
+        let engine = Engine::new(RuleSet::new(Vec::new()), Env::default(), EngineOptions { rule_metrics: false, ..EngineOptions::default() });
+        engine.reload_rules(vec![Arc::new(rule(name, "SELECT deviceKey FROM \"sys/+/integration/measurepoint/post\""))]);
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        let batch = r#"{"id":"1","version":"1.0","params":[{"deviceKey":"d1","measurepoints":{"temp":20},"time":1}]}"#;
+        let outcome = engine.process(&msg("sys/pk/integration/measurepoint/post", batch), 1, &mut scratch, &mut out);
+        assert_eq!(outcome, Outcome { matched: 1, passed: 1, filtered: 0, failed: 0 });
+        assert_eq!(out.len(), 2, "two actions");
+        drop(scratch);
+        assert!(!crate::telemetry::metrics::render().contains(name));
     }
 }

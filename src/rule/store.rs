@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::{Engine, RuleSet};
+use crate::engine::Engine;
 use crate::error::{CompileError, Pos, StoreError};
 use crate::rule::{compile_str, Rule};
 use crate::shutdown::Shutdown;
@@ -273,7 +273,7 @@ impl RuleStore {
                     report.removed.push(r.name.to_string());
                 }
             }
-            self.engine.reload(RuleSet::from_shared(rules));
+            self.engine.reload_rules(rules);
             for name in &report.removed {
                 self.engine.forget_rule(name);
             }
@@ -534,7 +534,7 @@ fn start_watcher(paths: &[PathBuf], tx: tokio::sync::mpsc::Sender<&'static str>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::EngineOptions;
+    use crate::engine::{EngineOptions, RuleSet};
     use crate::rule::expr::Env;
 
     fn rule(name: &str, filter: &str) -> String {
