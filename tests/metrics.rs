@@ -275,6 +275,12 @@ client_id = "sluice-readyz"
 reconnect_backoff_ms = 100
 reconnect_backoff_max_ms = 1000
 
+[[sources]]
+type = "http"
+listen = "127.0.0.1:0"
+files_dir = {files:?}
+tokens = {{ "org" = ["t"] }}
+
 [sink]
 type = "kafka"
 brokers = "{bootstrap}"
@@ -282,6 +288,7 @@ brokers = "{bootstrap}"
 {fast_reconnect}"#,
             rules = rules.display().to_string(),
             mqtt = mosquitto.url(),
+            files = dir.path().join("files").display().to_string(),
         ),
     );
     let sluice = Sluice::start(&config, &dir.path().join("sluice.log"));

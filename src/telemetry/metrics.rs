@@ -413,6 +413,8 @@ pub fn prime_integration_source(source: &str, http: bool) {
 
 /// Creates the engine's and the device registry's series at 0.
 pub fn prime_engine() {
+    LazyLock::force(&REGISTRY_KNOWN_DEVICES);
+    LazyLock::force(&REGISTRY_ONLINE_DEVICES);
     for kind in ["data", "error"] {
         OUTPUT_RECORDS.with_label_values(&[kind]);
     }
