@@ -33,14 +33,17 @@ fn needs_escape(b: &[u8]) -> bool {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut w = [b' '; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        hit |= word_needs_escape(u64::from_le_bytes(w));
+        let mut x = u64::from_le_bytes([b' '; 8]);
+        for (i, &b) in rest.iter().enumerate() {
+            x = (x & !(0xff << (8 * i))) | (u64::from(b) << (8 * i));
+        }
+        hit |= word_needs_escape(x);
     }
     hit
 }
 
 /// Writes `s` as a JSON string.
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     if needs_escape(s.as_bytes()) {
         // Rare: let serde_json escape it (writing a string to a Vec cannot fail).
