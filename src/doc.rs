@@ -34,7 +34,13 @@ pub enum Node<'a> {
 impl<'a> Node<'a> {
     /// Parses a payload.
     pub fn parse(bytes: &'a [u8]) -> Result<Node<'a>, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        match std::str::from_utf8(bytes) {
+            // Nearly always: the UTF-8 check is done once for the whole payload instead of
+            // string by string (same result and same errors; only invalid UTF-8 takes the
+            // byte path, for its error message).
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(bytes),
+        }
     }
 
     /// The value of `key` in an object (the last one if repeated, like JSON parsers keep).

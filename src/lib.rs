@@ -31,6 +31,7 @@ pub mod doc;
 pub mod engine;
 pub mod error;
 pub mod integration;
+pub mod jsonw;
 pub mod message;
 pub mod registry;
 pub mod rule;

@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 
 use crate::doc::Node;
 use crate::error::EvalError;
+use crate::jsonw;
 use crate::message::{is_batch, split_integration_batch, Message};
 use crate::rule::expr::{Ctx, Env};
 use crate::rule::plan::SelectItem;
@@ -21,7 +22,7 @@ use crate::rule::Rule;
 use crate::sink::OutputRecord;
 use crate::telemetry::metrics::{LocalRuleMetrics, RuleMetrics};
 use crate::topic::{TopicIndex, TopicInfo};
-use crate::value::{base64_encode, Fields, Value};
+use crate::value::{base64_encode, Value};
 use smallvec::{smallvec, SmallVec};
 
 /// An immutable set of compiled rules with its topic index.
@@ -353,6 +354,8 @@ impl Engine {
             (Err(_), None) => smallvec![Ok(None)],
         };
 
+        // `SELECT *` outputs of each record, serialized once for all the rules that have one.
+        let mut star: SmallVec<[Option<Vec<u8>>; 1]> = smallvec![None; records.len()];
         let Scratch { ids, stats } = scratch;
         stats.bind(set);
         // One clock read per rule: each rule's time runs from the end of the previous one.
@@ -377,7 +380,7 @@ impl Engine {
                         break 'rule;
                     }
                 }
-                for record in &records {
+                for (n, record) in records.iter().enumerate() {
                     let record = match record {
                         Ok(r) => *r,
                         Err(e) if rule.reads_record => {
@@ -390,7 +393,7 @@ impl Engine {
                     };
                     let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
                     let before = out.len();
-                    match eval_rule(rule, &ctx, out) {
+                    match eval_rule(rule, &ctx, star.get_mut(n).unwrap_or(&mut None), out) {
                         Ok(true) => {
                             outcome.passed += 1;
                             if let Some(m) = m {
@@ -470,8 +473,9 @@ impl Engine {
     }
 }
 
-/// Evaluates one rule on one record: `Ok(true)` when it produced output.
-fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
+/// Evaluates one rule on one record: `Ok(true)` when it produced output. `star` caches the
+/// record serialized whole (a `SELECT *` output) for the other rules of the message.
+fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, star: &mut Option<Vec<u8>>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
     if let Some(w) = &rule.where_ {
         let v = w.eval(ctx).map_err(|e| (Stage::Where, e))?;
         match v.truth() {
@@ -482,8 +486,14 @@ fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> 
     }
     // `SELECT *` alone: the record is the output, serialized as it is.
     if let ([SelectItem::Star], Some(record @ Node::Object(_))) = (rule.select.as_slice(), ctx.record) {
-        let mut value = Vec::with_capacity(ctx.msg.payload.len() + 16);
-        serde_json::to_writer(&mut value, record).map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
+        let value = match star {
+            Some(v) => v.clone(),
+            None => {
+                let mut v = Vec::with_capacity(ctx.msg.payload.len() + 16);
+                jsonw::write_node(&mut v, record).map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
+                star.insert(v).clone()
+            }
+        };
         let lookup = |name: &str| -> Result<String, String> {
             match record.get(name).map(Value::from_node) {
                 Some(Value::Null) => Err(format!("template field `{name}` is null")),
@@ -493,7 +503,7 @@ fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> 
         };
         return emit(rule, value, lookup, out).map(|()| true);
     }
-    let mut fields: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(rule.select.len() + 4);
+    let mut fields: OutFields<'a> = SmallVec::new();
     for item in &rule.select {
         match item {
             SelectItem::Named { name, expr } => {
@@ -532,7 +542,7 @@ fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>) -> 
     }
 
     let mut value = Vec::with_capacity(256);
-    serde_json::to_writer(&mut value, &Fields(&fields)).map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
+    jsonw::write_fields(&mut value, &fields[..]).map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
     let lookup = |name: &str| -> Result<String, String> {
         match fields.iter().rev().find(|(k, _)| k == name) {
             Some((_, v)) => v.as_text().map(Cow::into_owned).ok_or_else(|| format!("template field `{name}` is null")),
@@ -573,9 +583,12 @@ fn emit(rule: &Rule, value: Vec<u8>, lookup: impl Fn(&str) -> Result<String, Str
     rendered
 }
 
+/// The fields of one output, in order (on the stack for the usual handful).
+type OutFields<'a> = SmallVec<[(Cow<'a, str>, Value<'a>); 8]>;
+
 /// Adds a field; with `replace`, an existing field of the same name is overwritten in place
 /// (so `SELECT *, upper(x) AS x` replaces `x`).
-fn set_field<'a>(fields: &mut Vec<(Cow<'a, str>, Value<'a>)>, name: Cow<'a, str>, v: Value<'a>, replace: bool) {
+fn set_field<'a>(fields: &mut OutFields<'a>, name: Cow<'a, str>, v: Value<'a>, replace: bool) {
     if replace {
         if let Some(slot) = fields.iter_mut().find(|(k, _)| *k == name) {
             slot.1 = v;
