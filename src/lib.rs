@@ -12,6 +12,7 @@
 //! - [`topic`]: topic filters, the trie index, and recognition of the documented topic kinds.
 //! - [`doc`]: the decoded payload: a borrowed, order-keeping JSON document.
 //! - [`value`]: the runtime value type and its coercion rules.
+//! - [`jsonw`]: the JSON writer of output values (the bytes of `serde_json`, faster).
 //! - [`rule`]: rule files and the SQL compiler (parse → plan → expr → functions → registry).
 //! - [`integration`]: the integration channel's contract: return codes, verdicts, validation.
 //! - [`registry`]: the device registry and product thing models (validation, device facts).
