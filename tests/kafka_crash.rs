@@ -48,10 +48,10 @@ fn sigkill_and_restart_lose_nothing() {
         sluice.kill9();
         kills += 1;
         eprintln!("crash: SIGKILL #{kills} after {} outputs", collector.len());
-        // Restart once the group has dropped the dead member (session.timeout.ms = 6 s), as a
+        // Restart once the group has dropped the dead member (after the session timeout), as a
         // supervisor's restart delay would: tansu 0.6 can hand a lone new member the stale,
         // empty assignment of a group whose dead member it drops later.
-        std::thread::sleep(Duration::from_secs(7));
+        std::thread::sleep(Duration::from_millis(support::SESSION_TIMEOUT_MS + 1000));
         sluice = Sluice::start(&config_path, &log);
     }
 

@@ -479,6 +479,13 @@ pub fn write(path: &Path, text: &str) {
     fs::write(path, text).expect("write file");
 }
 
+/// The consumer group session timeout of [`kafka_config`]. Generous, because tansu answers
+/// requests on a connection one at a time: while it writes a burst of produced records to its
+/// sqlite store, an offset commit can take seconds, and the heartbeat queued behind it must not
+/// expire the session (a member that rejoins a tansu 0.6 group alone is sometimes never
+/// assigned again). Tests that wait for a dead member to leave the group wait this long.
+pub const SESSION_TIMEOUT_MS: u64 = 20_000;
+
 /// A `sluice run` configuration: a Kafka source (group `group`, topics `inputs`) and a Kafka
 /// sink on `bootstrap`, rules from `rules`, with timings suited to tests. `extra_source` and
 /// `extra_sink` are appended to the source's and the sink's tables.
@@ -501,7 +508,7 @@ group_id = "{group}"
 commit_interval_ms = 200
 {extra_source}
 [sources.properties]
-"session.timeout.ms" = "6000"
+"session.timeout.ms" = "{SESSION_TIMEOUT_MS}"
 "heartbeat.interval.ms" = "500"
 "topic.metadata.refresh.interval.ms" = "2000"
 
