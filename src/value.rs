@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::Value as Json;
 
 use crate::doc::Node;
@@ -373,11 +373,15 @@ impl Serialize for Value<'_> {
     }
 }
 
-/// Serializes ordered `(name, value)` pairs as one JSON object, without building a map.
+/// Serializes ordered `(name, value)` pairs as one JSON object, without building a map: the
+/// serde reference that the engine's writer ([`crate::jsonw::write_fields`]) is tested against.
+#[cfg(test)]
 pub struct Fields<'r, 'a, K: AsRef<str>>(pub &'r [(K, Value<'a>)]);
 
+#[cfg(test)]
 impl<K: AsRef<str>> Serialize for Fields<'_, '_, K> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in self.0 {
             m.serialize_entry(k.as_ref(), v)?;

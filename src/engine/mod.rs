@@ -44,28 +44,25 @@ impl RuleSet {
     /// change (or no longer compile) and swaps the set. A rule keeps its metric series across
     /// sets (they are found by its name).
     pub fn from_shared(rules: Vec<Arc<Rule>>) -> RuleSet {
+        RuleSet::with_metrics(rules, true)
+    }
+
+    /// A set whose evaluations count in no metric (a test run of a rule, or an engine with
+    /// per-rule metrics turned off).
+    pub fn unmetered(rules: Vec<Arc<Rule>>) -> RuleSet {
+        RuleSet::with_metrics(rules, false)
+    }
+
+    /// Indexes shared rules; with `metered`, each enabled rule counts into its metric series.
+    pub fn with_metrics(rules: Vec<Arc<Rule>>, metered: bool) -> RuleSet {
         let mut index = TopicIndex::new();
         for (i, r) in rules.iter().enumerate() {
             if r.enabled {
                 index.insert(&r.filter, i);
             }
         }
-        let metrics = rules.iter().map(|r| r.enabled.then(|| RuleMetrics::new(&r.name))).collect();
+        let metrics = rules.iter().map(|r| (metered && r.enabled).then(|| RuleMetrics::new(&r.name))).collect();
         RuleSet { rules, metrics, index }
-    }
-
-    /// A set whose evaluations count in no metric (a test run of a rule, or an engine with
-    /// per-rule metrics turned off).
-    pub fn unmetered(rules: Vec<Arc<Rule>>) -> RuleSet {
-        let mut set = RuleSet::from_shared(Vec::new());
-        for (i, r) in rules.iter().enumerate() {
-            if r.enabled {
-                set.index.insert(&r.filter, i);
-            }
-        }
-        set.metrics = rules.iter().map(|_| None).collect();
-        set.rules = rules;
-        set
     }
 
     /// The rules, in load order.
@@ -291,7 +288,7 @@ impl Engine {
     /// Indexes `rules` into a new set, with per-rule metrics or not as the options say, and
     /// swaps it in.
     pub fn reload_rules(&self, rules: Vec<Arc<Rule>>) {
-        self.reload(if self.opts.rule_metrics { RuleSet::from_shared(rules) } else { RuleSet::unmetered(rules) });
+        self.reload(RuleSet::with_metrics(rules, self.opts.rule_metrics));
     }
 
     /// The current rule set.

@@ -324,8 +324,8 @@ pub const SINK_RETRY_REASONS: &[&str] = &["queue_full", "timeout", "other"];
 pub const DEAD_LETTER_REASONS: &[&str] = &["unknown_topic", "unauthorized", "too_large", "invalid"];
 /// Reasons of [`INTEGRATION_DECODER_ERRORS`].
 pub const DECODER_ERROR_REASONS: &[&str] = &["missing", "threw", "timeout", "memory", "bad_output"];
-/// Topic kinds and results of [`REGISTRY_UPDATES`].
-const REGISTRY_UPDATE_KINDS: &[&str] = &["status", "lifecycle", "topo_lifecycle"];
+/// Topic kinds (the ones `Registry::observe` applies) and results of [`REGISTRY_UPDATES`].
+const REGISTRY_UPDATE_KINDS: [crate::topic::TopicKind; 3] = [crate::topic::TopicKind::Status, crate::topic::TopicKind::Lifecycle, crate::topic::TopicKind::TopoLifecycle];
 const REGISTRY_UPDATE_RESULTS: &[&str] = &["applied", "stale", "unknown_device", "malformed"];
 
 // A counter family with no label values yet is absent from `/metrics`, and so is every
@@ -420,7 +420,7 @@ pub fn prime_engine() {
     }
     for kind in REGISTRY_UPDATE_KINDS {
         for result in REGISTRY_UPDATE_RESULTS {
-            REGISTRY_UPDATES.with_label_values(&[kind, result]);
+            REGISTRY_UPDATES.with_label_values(&[kind.name(), result]);
         }
     }
     for result in ["ok", "error"] {
