@@ -151,6 +151,12 @@ pub struct EngineConfig {
     /// metrics stay.
     #[serde(default = "default_rule_metrics")]
     pub rule_metrics: bool,
+    /// At most this many bytes of the input payload are copied (base64) into an error record;
+    /// a longer payload is cut there and the record says so (`payload_truncated`,
+    /// `payload_bytes`). With one error record per message and rule, this bounds what bad input
+    /// can make a rule write.
+    #[serde(default = "default_error_payload_max_bytes")]
+    pub error_payload_max_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -163,12 +169,16 @@ impl Default for EngineConfig {
             timezone: default_timezone(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
             rule_metrics: default_rule_metrics(),
+            error_payload_max_bytes: default_error_payload_max_bytes(),
         }
     }
 }
 
 fn default_error_topic() -> String {
     "sluice-errors".into()
+}
+fn default_error_payload_max_bytes() -> usize {
+    crate::engine::DEFAULT_ERROR_PAYLOAD_MAX_BYTES
 }
 fn default_max_payload_bytes() -> usize {
     1024 * 1024
@@ -525,6 +535,11 @@ pub enum SinkConfig {
     File {
         /// Output folder (created if missing).
         dir: PathBuf,
+        /// Append to the topics' files instead of replacing them when a run first writes to
+        /// them (default `false`: a run's output is the files). Set it for a long-running
+        /// source (MQTT, HTTP, Kafka), so that a restart keeps what earlier runs wrote.
+        #[serde(default)]
+        append: bool,
     },
     /// A Kafka producer (see [`KafkaSinkConfig`]).
     Kafka(KafkaSinkConfig),

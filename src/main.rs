@@ -197,6 +197,8 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
 }
 
 fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<i64>, timezone: &str) -> anyhow::Result<ExitCode> {
+    // A panic while the rule evaluates is an error record of stage `panic`, printed like any.
+    sluice::engine::guard::install_hook();
     let rule = match sluice::rule::compile_file(&rule_path) {
         Ok(r) => r,
         Err(errors) => {
@@ -315,8 +317,12 @@ fn rules_cli(r: RulesCli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long after `shutdown_timeout_ms` a stuck graceful stop is cut off (exit 1).
+const HARD_DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn run(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     sluice::telemetry::init_logging(log_format);
+    sluice::engine::guard::install_hook();
     let cfg = Config::load(&config_path)?;
     let (rules, errors) = sluice::rule::compile_paths(&cfg.rules.paths);
     if !errors.is_empty() {
@@ -340,7 +346,12 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<ExitCode> 
     if let Some(r) = &registry {
         env.devices = Box::new(r.clone());
     }
-    let opts = EngineOptions { default_error_topic: cfg.engine.default_error_topic.clone(), max_payload_bytes: cfg.engine.max_payload_bytes, rule_metrics: cfg.engine.rule_metrics };
+    let opts = EngineOptions {
+        default_error_topic: cfg.engine.default_error_topic.clone(),
+        max_payload_bytes: cfg.engine.max_payload_bytes,
+        rule_metrics: cfg.engine.rule_metrics,
+        error_payload_max_bytes: cfg.engine.error_payload_max_bytes,
+    };
     // The rule store owns the rules from here on: it loads the same files into the engine and
     // reloads them when they change.
     drop(rules);
@@ -370,7 +381,7 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<ExitCode> 
         })
         .collect::<anyhow::Result<_>>()?;
     let sink: Box<dyn Sink> = match sink {
-        SinkConfig::File { dir } => Box::new(FileSink::new(dir)),
+        SinkConfig::File { dir, append } => Box::new(FileSink::new(dir).append(append)),
         SinkConfig::Kafka(k) => Box::new(KafkaSink::new(k, engine_cfg.default_error_topic.clone())),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -391,7 +402,8 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<ExitCode> 
         });
     }
     let report = rt.block_on(async {
-        let shutdown = Shutdown::new();
+        // Should the graceful stop be stuck, the process still ends shortly after the deadline.
+        let shutdown = Shutdown::new().with_hard_deadline(shutdown_timeout + HARD_DEADLINE_GRACE);
         shutdown.on_signals();
         let _reloader = sluice::rule::store::spawn_reloader(store.clone(), watch, debounce, shutdown.clone());
         let pipeline = Pipeline { engine, sources, sink, capacity: engine_cfg.channel_capacity, workers: engine_cfg.workers, clock: Clock::System, registry };

@@ -201,18 +201,25 @@ fn seed_sample_is_stored_and_forwarded_after_delivery() {
 fn bad_token_and_unknown_org_are_401() {
     let r = Running::start("");
     let before = metrics::INTEGRATION_REQUESTS.with_label_values(&["401"]).get();
-    let (status, body) = r.post_to(&r.url.clone(), Some("wrong"), seed_form());
-    assert_eq!((status, &body["code"]), (401, &json!(401)), "{body}");
-    assert!(body["msg"].as_str().unwrap().contains("apim-accesstoken"), "{body}");
-    let (status, body) = r.post_to(&r.url.clone(), None, seed_form());
-    assert_eq!((status, &body["code"]), (401, &json!(401)), "{body}");
-    // A token of another org does not open this one; an org not configured is refused alike.
-    let (status, body) = r.post_to(&r.url.replace(ORG, "org2"), Some(TOKEN), seed_form());
-    assert_eq!((status, &body["code"]), (401, &json!(401)), "{body}");
-    let (status, body) = r.post_to(&r.url.replace(ORG, "nobody"), Some(TOKEN), seed_form());
-    assert_eq!((status, &body["code"]), (401, &json!(401)), "{body}");
-    assert!(body["msg"].as_str().unwrap().contains("unknown orgId"), "{body}");
-    assert!(metrics::INTEGRATION_REQUESTS.with_label_values(&["401"]).get() >= before + 4);
+    // A wrong token, no token, a token of another org, an org not configured, and a token that
+    // only starts like the right one: all refused with the same answer, so the answer does not
+    // tell which orgIds exist.
+    let answers: Vec<(u16, Value)> = [
+        (r.url.clone(), Some("wrong")),
+        (r.url.clone(), None),
+        (r.url.replace(ORG, "org2"), Some(TOKEN)),
+        (r.url.replace(ORG, "nobody"), Some(TOKEN)),
+        (r.url.clone(), Some(&TOKEN[..TOKEN.len() - 1])),
+    ]
+    .into_iter()
+    .map(|(url, token)| r.post_to(&url, token, seed_form()))
+    .collect();
+    for (status, body) in &answers {
+        assert_eq!((*status, &body["code"]), (401, &json!(401)), "{body}");
+        assert_eq!(body["msg"], json!("unknown orgId or missing or invalid `apim-accesstoken`"), "{body}");
+        assert_eq!(body["data"], answers[0].1["data"], "{body}");
+    }
+    assert!(metrics::INTEGRATION_REQUESTS.with_label_values(&["401"]).get() >= before + 5);
     assert!(r.records.lock().unwrap().is_empty());
     assert_eq!(std::fs::read_dir(r.files.path()).unwrap().count(), 0, "nothing stored");
     r.stop();
@@ -235,7 +242,13 @@ fn message_part_missing_twice_or_malformed_is_1203() {
     assert_code(r.post(Form::new().text("enos-message", "{not json")), 1203, "malformed JSON");
     assert_code(r.post(Form::new().text("enos-message", "[1]")), 1203, "must be a JSON object");
     assert_code(r.post(Form::new().text("enos-message", r#"{"id":"1"}"#)), 1203, "`params`");
-    assert_code(r.post(seed_form().text("other", "x")), 1203, "unexpected part");
+    assert_code(r.post(seed_form().text("other", "x")), 1203, "unexpected part `other`: only `enos-message` and `enos-file` parts are allowed");
+    // Messages are written for people: no Rust debug text such as `Some("getEvent")`.
+    let action = |a: &str| r.post_to(&r.url.replace("action=postEvent", a), Some(TOKEN), seed_form());
+    let (status, body) = action("action=getEvent");
+    assert_eq!((status, &body["msg"]), (200, &json!("the `action` query parameter must be `postEvent`, not `getEvent`")), "{body}");
+    let (status, body) = action("x=1");
+    assert_eq!((status, &body["msg"]), (200, &json!("missing the `action` query parameter (it must be `postEvent`)")), "{body}");
     let no_name = seed_form().part("enos-file", Part::bytes(b"x".to_vec()));
     assert_code(r.post(no_name), 1203, "no filename");
     // Not multipart at all.

@@ -1,7 +1,9 @@
 //! Bad input through a real broker: malformed JSON, wrong types, a record without its IoT
 //! topic, an unknown target topic and an oversized output each end as a record in the
 //! dead-letter topic (the engine's default error topic) with its reason, and the partition
-//! keeps moving: a good message after them is processed and every offset is committed.
+//! keeps moving: a good message after them is processed and every offset is committed. A poison
+//! record (`i64::MIN / -1`, which once panicked the worker and stalled the partition for good)
+//! is evaluated exactly.
 
 mod support;
 
@@ -40,8 +42,12 @@ fn bad_input_becomes_dead_letters_with_reasons() {
         "sql = \"\"\"SELECT deviceName() AS dn, abs(items.temp.value) AS t FROM \"/sys/+/+/thing/event/property/post\" \"\"\"\n[[actions]]\ntopic = \"temps\"\nkey = \"${dn}\"\n",
     );
     write(&rules.join("lost.toml"), "sql = \"\"\"SELECT deviceName() AS dn FROM \"/sys/+/+/thing/lifecycle\" \"\"\"\n[[actions]]\ntopic = \"no-such-topic\"\nkey = \"${dn}\"\n");
+    write(
+        &rules.join("div.toml"),
+        "sql = \"\"\"SELECT items.v.value / items.d.value AS q, items.v.value % items.d.value AS r, -items.v.value AS n FROM \"/div/+\" \"\"\"\n[[actions]]\ntopic = \"div-out\"\n",
+    );
     write(&rules.join("big.toml"), "sql = \"\"\"SELECT * FROM \"/big/+\" \"\"\"\n[[actions]]\ntopic = \"big-out\"\n");
-    broker.create_topics(&[("iot-in", 1), ("attrs-out", 1), ("temps", 1), ("big-out", 1), ("sluice-errors", 1)]);
+    broker.create_topics(&[("iot-in", 1), ("attrs-out", 1), ("temps", 1), ("big-out", 1), ("div-out", 1), ("sluice-errors", 1)]);
     let bootstrap = broker.bootstrap();
 
     let big = json!({"blob": "x".repeat(30_000)}).to_string();
@@ -51,6 +57,7 @@ fn bad_input_becomes_dead_letters_with_reasons() {
         In { key: None, headers: vec![("other".into(), b"x".to_vec())], value: b"{\"no\":\"iot topic\"}".to_vec() },
         In::iot("/sys/pk1/dev2/thing/lifecycle", json!({"action": "create"}).to_string()),
         In::iot("/big/one", big.clone()),
+        In::iot("/div/poison", r#"{"items":{"v":{"value":-9223372036854775808},"d":{"value":-1}}}"#),
         In::iot("/sys/pk1/dev3/thing/event/property/post", json!({"items": {"temp": {"value": -21.5, "time": 2}}}).to_string()),
     ];
     produce(&bootstrap, "iot-in", inputs);
@@ -58,10 +65,11 @@ fn bad_input_becomes_dead_letters_with_reasons() {
     let config = kafka_config(&bootstrap, "bad", &["iot-in"], &rules, "", "batch_bytes = 20000\n[sink.properties]\n\"message.max.bytes\" = \"20000\"\n");
     let config_path = dir.path().join("sluice.toml");
     write(&config_path, &config);
-    let collector = Collector::start(&bootstrap, &["sluice-errors", "temps", "attrs-out", "big-out"]);
+    let collector = Collector::start(&bootstrap, &["sluice-errors", "temps", "attrs-out", "big-out", "div-out"]);
     let mut sluice = Sluice::start(&config_path, &dir.path().join("sluice.log"));
 
-    let done = collector.wait_for(Duration::from_secs(60), |r| r.iter().filter(|r| r.topic == "sluice-errors").count() >= 5 && r.iter().any(|r| r.topic == "temps"));
+    let done =
+        collector.wait_for(Duration::from_secs(60), |r| r.iter().filter(|r| r.topic == "sluice-errors").count() >= 5 && r.iter().any(|r| r.topic == "temps") && r.iter().any(|r| r.topic == "div-out"));
     assert!(done, "got {:#?}\nsluice log:\n{}", collector.records(), tail(&sluice.log, 60));
     std::thread::sleep(Duration::from_secs(1));
     let records = collector.records();
@@ -106,9 +114,13 @@ fn bad_input_becomes_dead_letters_with_reasons() {
     let temps: Vec<Value> = records.iter().filter(|r| r.topic == "temps").map(|r| r.json()).collect();
     assert_eq!(temps, vec![json!({"dn": "dev3", "t": 21.5})]);
     assert!(records.iter().all(|r| r.topic != "attrs-out" && r.topic != "big-out"));
+    // The poison record: exact integers, no panic, no stall.
+    let div: Vec<&support::Rec> = records.iter().filter(|r| r.topic == "div-out").collect();
+    assert_eq!(div.len(), 1);
+    assert_eq!(String::from_utf8_lossy(&div[0].value), r#"{"q":9223372036854775808,"r":0,"n":9223372036854775808}"#);
 
     let status = sluice.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit status {status}; log:\n{}", tail(&sluice.log, 40));
-    assert_eq!(broker.committed("bad", "iot-in", 1), vec![6], "every input offset is committed");
+    assert_eq!(broker.committed("bad", "iot-in", 1), vec![7], "every input offset is committed");
     eprintln!("bad input: 5 dead letters with reasons in {:.1}s", started.elapsed().as_secs_f64());
 }

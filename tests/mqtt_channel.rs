@@ -107,3 +107,38 @@ fn shared_subscriptions_split_the_requests() {
     assert!(counts.iter().all(|&n| n > 0), "both instances got requests: {counts:?}");
     assert!(counts.iter().sum::<u64>() >= 20, "{counts:?}");
 }
+
+/// Regression: a request larger than the client's packet limit made rumqttc drop the connection;
+/// Mosquitto delivered it again on every reconnect, and the channel never answered anything
+/// else. Now it is read, answered 1413 with its id, acknowledged, and the channel goes on; a
+/// restart with the same persistent session does not see it again.
+#[test]
+fn an_oversized_request_is_answered_1413_acknowledged_and_the_channel_goes_on() {
+    let m = Mosquitto::start();
+    let client_id = "sluice-oversized";
+    let extra = "max_request_bytes = 1048576\n";
+    let running = Running::start(vec![source(&m, client_id, extra)], Box::new(FixedSink(Delivery::Delivered)));
+    let p = Publisher::connect(m.port, "third-party-big");
+    p.wait_for_sluice(WAIT);
+    let name = format!("mqtt:{}:{client_id}", m.url());
+    let disconnects = || sluice::telemetry::metrics::MQTT_CONNECTION_EVENTS.with_label_values(&[&name, "disconnect"]).get();
+    let before = disconnects();
+    // 3 MiB: above the old limit of 2 × max_request_bytes, and a valid JSON request.
+    let filler = "x".repeat(3 << 20);
+    let big = format!(r#"{{"id":"big-1","version":"1.0","params":[{{"deviceKey":"device1","events":{{"e":{{"a":"{filler}"}}}}}}],"method":"integration.event.post"}}"#);
+    let r = p.request("sys/pk/integration/event/post", big, WAIT).expect("a reply to the oversized request");
+    assert_eq!(r.body["code"], json!(1413), "{}", r.body);
+    assert_eq!(r.body["id"], json!("big-1"), "the id is kept: {}", r.body);
+    let r = p.request("sys/pk/integration/event/post", REQUEST, WAIT).expect("the next request is answered");
+    assert_eq!((&r.body["id"], &r.body["code"]), (&json!("7"), &json!(200)), "{}", r.body);
+    assert_eq!(disconnects(), before, "the connection was not dropped");
+    running.stop();
+
+    // Same client id, persistent session: the oversized request was acknowledged, so the broker
+    // has nothing to deliver again; the first reply after the restart is the sentinel's.
+    let running = Running::start(vec![source(&m, client_id, extra)], Box::new(FixedSink(Delivery::Delivered)));
+    let n = p.replies().len();
+    p.wait_for_sluice(WAIT);
+    assert!(p.replies()[n..].iter().all(|r| r.body["id"] == json!("ping")), "nothing delivered again: {:?}", &p.replies()[n..]);
+    running.stop();
+}

@@ -2,6 +2,7 @@
 //! evaluates every matching rule and renders its actions into output records. Rule sets are
 //! immutable and shared as `Arc`s; a reload swaps the whole set atomically.
 
+pub mod guard;
 pub mod pipeline;
 
 use std::borrow::Cow;
@@ -80,13 +81,26 @@ pub struct EngineOptions {
     pub max_payload_bytes: usize,
     /// Whether rule sets loaded by [`Engine::reload_rules`] count into per-rule metrics.
     pub rule_metrics: bool,
+    /// At most this many payload bytes are copied into an error record (the rest is cut and
+    /// the record says so).
+    pub error_payload_max_bytes: usize,
 }
+
+/// Default of [`EngineOptions::error_payload_max_bytes`]: 64 KiB.
+pub const DEFAULT_ERROR_PAYLOAD_MAX_BYTES: usize = 64 * 1024;
+
+/// At most this many failed entries of an integration batch are listed (with their reasons) in
+/// the one error record a rule writes for the batch; `failed_entries` counts them all.
+pub const ERROR_ENTRIES_MAX: usize = 100;
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { default_error_topic: "sluice-errors".into(), max_payload_bytes: 1024 * 1024, rule_metrics: true }
+        EngineOptions { default_error_topic: "sluice-errors".into(), max_payload_bytes: 1024 * 1024, rule_metrics: true, error_payload_max_bytes: DEFAULT_ERROR_PAYLOAD_MAX_BYTES }
     }
 }
+
+/// A failed entry of an integration batch: its index, stage and reason.
+type EntryFailure = (usize, Stage, String);
 
 /// What happened to one message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -199,6 +213,8 @@ pub enum Stage {
     Select,
     /// An action template failed.
     Action,
+    /// Evaluation panicked (a bug, caught by [`guard`]): the rule failed on this record only.
+    Panic,
 }
 
 impl Stage {
@@ -210,6 +226,7 @@ impl Stage {
             Stage::Where => 1,
             Stage::Select => 2,
             Stage::Action => 3,
+            Stage::Panic => 4,
         }
     }
 
@@ -221,6 +238,7 @@ impl Stage {
             Stage::Where => "where",
             Stage::Select => "select",
             Stage::Action => "action",
+            Stage::Panic => "panic",
         }
     }
 }
@@ -237,7 +255,7 @@ pub struct RecentError {
     pub topic: String,
     /// The source it came from.
     pub source: String,
-    /// The failing stage: decode, where, select or action.
+    /// The failing stage: decode, where, select, action or panic.
     pub stage: &'static str,
     /// What went wrong.
     pub reason: String,
@@ -368,12 +386,15 @@ impl Engine {
                     m.failed[stage.failure_index()].inc();
                 }
             };
+            // The entries this rule failed on: one error record for all of them (bad input
+            // must not become one record, each with the payload, per entry).
+            let mut failures: SmallVec<[EntryFailure; 1]> = SmallVec::new();
             'rule: {
                 if let Some(e) = &failure {
                     if rule.reads_record || oversized {
                         outcome.failed += 1;
                         fail(Stage::Decode);
-                        out.push(self.rule_failed(rule, msg, Stage::Decode, e, live));
+                        out.push(self.rule_failed(rule, msg, Stage::Decode, e, None, live));
                         break 'rule;
                     }
                 }
@@ -383,14 +404,20 @@ impl Engine {
                         Err(e) if rule.reads_record => {
                             outcome.failed += 1;
                             fail(Stage::Decode);
-                            out.push(self.rule_failed(rule, msg, Stage::Decode, e, live));
+                            failures.push((n, Stage::Decode, e.clone()));
                             continue;
                         }
                         Err(_) => None,
                     };
                     let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
                     let before = out.len();
-                    match eval_rule(rule, &ctx, star.get_mut(n).unwrap_or(&mut None), out) {
+                    let star_slot = &mut star[n];
+                    let result = guard::catch(|| eval_rule(rule, &ctx, star_slot, out)).unwrap_or_else(|panic| {
+                        // Whatever the rule appended before it panicked is dropped.
+                        out.truncate(before);
+                        Err((Stage::Panic, EvalError(format!("rule evaluation panicked: {panic}"))))
+                    });
+                    match result {
                         Ok(true) => {
                             outcome.passed += 1;
                             if let Some(m) = m {
@@ -407,10 +434,14 @@ impl Engine {
                         Err((stage, e)) => {
                             outcome.failed += 1;
                             fail(stage);
-                            out.push(self.rule_failed(rule, msg, stage, &e.0, live));
+                            failures.push((n, stage, e.0));
                         }
                     }
                 }
+            }
+            if !failures.is_empty() {
+                let entries = batch.is_some().then(|| (&failures[..], records.len()));
+                out.push(self.rule_failed(rule, msg, failures[0].1, &failures[0].2, entries, live));
             }
             let now = Instant::now();
             if let Some(m) = m {
@@ -426,39 +457,68 @@ impl Engine {
     }
 
     /// The error record of a failed evaluation, remembered (when `live`) for the rules API.
-    fn rule_failed(&self, rule: &Rule, msg: &Message, stage: Stage, reason: &str, live: bool) -> OutputRecord {
+    /// For an integration batch, `entries` holds the entries that failed (and how many entries
+    /// the batch has): one record for all of them.
+    fn rule_failed(&self, rule: &Rule, msg: &Message, stage: Stage, reason: &str, entries: Option<(&[EntryFailure], usize)>, live: bool) -> OutputRecord {
         if live {
             let mut q = self.recent.entry(rule.name.clone()).or_default();
             if q.len() >= RECENT_ERRORS_PER_RULE {
                 q.pop_front();
             }
-            q.push_back(RecentError { received_ms: msg.meta.received_ms, topic: msg.topic.clone(), source: msg.meta.source.to_string(), stage: stage.name(), reason: reason.to_string() });
+            let reason = match entries {
+                Some((failed, of)) => format!("{} of {of} entries failed; first: params[{}]: {reason}", failed.len(), failed[0].0),
+                None => reason.to_string(),
+            };
+            q.push_back(RecentError { received_ms: msg.meta.received_ms, topic: msg.topic.clone(), source: msg.meta.source.to_string(), stage: stage.name(), reason });
         }
-        self.error_record(rule, msg, stage, reason)
+        let topic = rule.error_topic.clone().unwrap_or_else(|| self.opts.default_error_topic.clone());
+        self.error_to(Some(&rule.name), topic, msg, stage, reason, entries)
     }
 
     /// A dead-letter record for an input that a source could not decode (no rule ran).
     pub fn dead_letter(&self, msg: &Message, reason: &str) -> OutputRecord {
-        self.error_to(None, self.opts.default_error_topic.clone(), msg, Stage::Source, reason)
+        self.error_to(None, self.opts.default_error_topic.clone(), msg, Stage::Source, reason, None)
     }
 
     /// An error record, like AWS IoT's error action: rule, topic, stage, reason, payload.
     pub fn error_record(&self, rule: &Rule, msg: &Message, stage: Stage, reason: &str) -> OutputRecord {
         let topic = rule.error_topic.clone().unwrap_or_else(|| self.opts.default_error_topic.clone());
-        self.error_to(Some(&rule.name), topic, msg, stage, reason)
+        self.error_to(Some(&rule.name), topic, msg, stage, reason, None)
     }
 
-    fn error_to(&self, rule: Option<&Arc<str>>, topic: String, msg: &Message, stage: Stage, reason: &str) -> OutputRecord {
-        let value = serde_json::json!({
+    /// The error record of a message whose processing panicked outside any rule (decode,
+    /// registry update): a dead letter with stage `panic`.
+    pub fn panic_record(&self, msg: &Message, reason: &str) -> OutputRecord {
+        self.error_to(None, self.opts.default_error_topic.clone(), msg, Stage::Panic, reason, None)
+    }
+
+    /// The record: `{"rule", "topic", "stage", "reason", "payload_base64", ["payload_truncated",
+    /// "payload_bytes",] "source", "received_ms", "message_id", ["failed_entries", "entries"]}`.
+    /// At most [`EngineOptions::error_payload_max_bytes`] of the payload and
+    /// [`ERROR_ENTRIES_MAX`] entries are copied, so bad input cannot be amplified.
+    fn error_to(&self, rule: Option<&Arc<str>>, topic: String, msg: &Message, stage: Stage, reason: &str, entries: Option<(&[EntryFailure], usize)>) -> OutputRecord {
+        let max = self.opts.error_payload_max_bytes;
+        let cut = msg.payload.len() > max;
+        let mut value = serde_json::json!({
             "rule": rule.map(|r| &**r),
             "topic": msg.topic,
             "stage": stage.name(),
             "reason": reason,
-            "payload_base64": base64_encode(&msg.payload),
-            "source": &*msg.meta.source,
-            "received_ms": msg.meta.received_ms,
-            "message_id": msg.meta.id,
+            "payload_base64": base64_encode(&msg.payload[..msg.payload.len().min(max)]),
         });
+        let m = value.as_object_mut().expect("an object");
+        if cut {
+            m.insert("payload_truncated".into(), Json::Bool(true));
+            m.insert("payload_bytes".into(), Json::from(msg.payload.len()));
+        }
+        m.insert("source".into(), Json::from(&*msg.meta.source));
+        m.insert("received_ms".into(), Json::from(msg.meta.received_ms));
+        m.insert("message_id".into(), Json::from(msg.meta.id));
+        if let Some((failed, _)) = entries {
+            m.insert("failed_entries".into(), Json::from(failed.len()));
+            let listed = failed.iter().take(ERROR_ENTRIES_MAX).map(|(i, stage, reason)| serde_json::json!({"index": i, "stage": stage.name(), "reason": reason})).collect();
+            m.insert("entries".into(), Json::Array(listed));
+        }
         OutputRecord {
             rule: rule.cloned().unwrap_or_else(|| Arc::from("")),
             topic,
@@ -670,5 +730,98 @@ mod tests {
         assert_eq!(out.len(), 2, "two actions");
         drop(scratch);
         assert!(!crate::telemetry::metrics::render().contains(name));
+    }
+
+    /// Fault injection: a device lookup that panics when asked for the attribute `boom` (the
+    /// registry is the engine's one pluggable part that rules call into).
+    struct Panicking;
+
+    impl crate::rule::expr::DeviceLookup for Panicking {
+        fn attribute(&self, _: &str, device: &str, key: &str) -> Option<String> {
+            if key == "boom" {
+                panic!("injected panic for {device}");
+            }
+            Some(key.to_string())
+        }
+        fn status(&self, _: &str, _: &str) -> Option<String> {
+            None
+        }
+        fn gateway(&self, _: &str, _: &str) -> Option<(String, String)> {
+            None
+        }
+    }
+
+    fn value(r: &OutputRecord) -> Json {
+        serde_json::from_slice(&r.value).unwrap()
+    }
+
+    #[test]
+    fn a_panicking_rule_gives_an_error_record_and_the_others_go_on() {
+        let name = "engine-unit-panic";
+        let env = Env { devices: Box::new(Panicking), ..Env::default() };
+        let engine = Engine::new(
+            RuleSet::new(vec![
+                rule(name, "SELECT attribute(k) AS a FROM \"/sys/+/+/thing/event/property/post\""),
+                rule("engine-unit-panic-other", "SELECT deviceName() AS d FROM \"/sys/+/+/thing/event/property/post\""),
+            ]),
+            env,
+            EngineOptions::default(),
+        );
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        let outcome = engine.process(&msg("/sys/pk/dev1/thing/event/property/post", r#"{"k":"boom"}"#), 1, &mut scratch, &mut out);
+        assert_eq!(outcome, Outcome { matched: 2, passed: 1, filtered: 0, failed: 1 });
+        assert_eq!(out.len(), 3, "one error record, two outputs of the other rule: {out:?}");
+        let e = &out[0];
+        assert!(e.is_error);
+        assert_eq!(e.headers, vec![("sluice-error-stage".to_string(), "panic".to_string())]);
+        let v = value(e);
+        assert_eq!(v["stage"], "panic");
+        assert!(v["reason"].as_str().unwrap().starts_with("rule evaluation panicked: injected panic for"), "{v}");
+        assert!(out[1..].iter().all(|r| !r.is_error && r.rule.as_ref() == "engine-unit-panic-other"));
+        // The same engine and scratch go on with the next message.
+        out.clear();
+        let outcome = engine.process(&msg("/sys/pk/dev1/thing/event/property/post", r#"{"k":"color"}"#), 1, &mut scratch, &mut out);
+        assert_eq!(outcome, Outcome { matched: 2, passed: 2, filtered: 0, failed: 0 });
+        assert_eq!(std::str::from_utf8(&out[0].value).unwrap(), r#"{"a":"color"}"#);
+        scratch.flush_metrics();
+        assert_eq!(RULE_FAILED.with_label_values(&[name, "panic"]).get(), 1);
+        assert_eq!(engine.recent_errors(name)[0].stage, "panic");
+        // `sluice test` takes the same path: the error record is its output.
+        let test = engine.test_rule(rule(name, "SELECT attribute(k) AS a FROM \"/sys/+/+/thing/event/property/post\""), &msg("/sys/pk/dev1/thing/event/property/post", r#"{"k":"boom"}"#), 1);
+        assert_eq!(value(&test[0])["stage"], "panic");
+        forget_rule(name);
+    }
+
+    /// Regression: a 77 KB request whose `params` held 10,000 non-objects gave 10,000 error
+    /// records per rule, each with the whole payload in base64 (792 MB out).
+    #[test]
+    fn bad_entries_make_one_bounded_error_record_per_rule() {
+        let engine = Engine::new(
+            RuleSet::new(vec![rule("engine-unit-amplify", "SELECT deviceKey FROM \"sys/+/integration/measurepoint/post\"")]),
+            Env::default(),
+            EngineOptions { error_payload_max_bytes: 1000, ..EngineOptions::default() },
+        );
+        let params: Vec<String> = (0..10_000).map(|i| if i == 5 { r#"{"deviceKey":"d5","time":1}"#.to_string() } else { i.to_string() }).collect();
+        let payload = format!(r#"{{"id":"1","version":"1.0","params":[{}]}}"#, params.join(","));
+        let mut out = Vec::new();
+        let outcome = engine.process(&msg("sys/pk/integration/measurepoint/post", &payload), 1, &mut Scratch::default(), &mut out);
+        assert_eq!(outcome, Outcome { matched: 1, passed: 1, filtered: 0, failed: 9_999 });
+        assert_eq!(out.len(), 3, "two outputs (two actions) of the good entry, one error record");
+        let e = value(&out[2]);
+        assert_eq!((e["failed_entries"].as_u64(), e["entries"].as_array().map(Vec::len)), (Some(9_999), Some(ERROR_ENTRIES_MAX)));
+        assert_eq!(e["entries"][0], serde_json::json!({"index": 0, "stage": "decode", "reason": "invalid integration request: params[0] must be an object"}));
+        assert_eq!(e["entries"][5]["index"], 6, "entry 5 was good");
+        assert_eq!((e["payload_truncated"].as_bool(), e["payload_bytes"].as_u64()), (Some(true), Some(payload.len() as u64)));
+        assert_eq!(crate::value::base64_decode(e["payload_base64"].as_str().unwrap()).unwrap(), payload.as_bytes()[..1000]);
+        assert!(out[2].value.len() < 12_000, "bounded: {} bytes", out[2].value.len());
+        // A payload under the cap is copied whole, without the truncation fields.
+        let small = r#"{"id":"1","params":[1]}"#;
+        out.clear();
+        engine.process(&msg("sys/pk/integration/measurepoint/post", small), 1, &mut Scratch::default(), &mut out);
+        let e = value(&out[0]);
+        assert!(e.get("payload_truncated").is_none() && e.get("payload_bytes").is_none(), "{e}");
+        assert_eq!(e["failed_entries"], 1);
+        forget_rule("engine-unit-amplify");
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
-use crate::engine::{Engine, Scratch};
+use crate::engine::{guard, Engine, Outcome, Scratch};
 use crate::error::{SinkError, SourceError};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
@@ -195,11 +195,24 @@ async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>,
             // Counted by the source (sluice_source_decode_errors_total).
             records.push(engine.dead_letter(&env.msg, reason));
         } else {
-            if let Some(r) = &registry {
-                r.observe(&env.msg);
-            }
             let started = std::time::Instant::now();
-            let outcome = engine.process(&env.msg, clock.now_ms(), &mut scratch, &mut records);
+            // Each rule's evaluation is guarded inside the engine; this guard catches a panic
+            // anywhere else on the message's way (registry update, decode): the message becomes
+            // a dead letter of stage `panic`, and the worker goes on.
+            let processed = guard::catch(|| {
+                if let Some(r) = &registry {
+                    r.observe(&env.msg);
+                }
+                engine.process(&env.msg, clock.now_ms(), &mut scratch, &mut records)
+            });
+            let outcome = processed.unwrap_or_else(|panic| {
+                tracing::error!(worker = id, topic = %env.msg.topic, reason = %panic, "processing a message panicked; it becomes a dead letter");
+                records.clear();
+                records.push(engine.panic_record(&env.msg, &format!("processing the message panicked: {panic}")));
+                // Its counts may be half-done: start over.
+                scratch = Scratch::default();
+                Outcome { matched: 1, ..Outcome::default() }
+            });
             hist.observe(started.elapsed().as_secs_f64());
             if outcome.matched == 0 {
                 let i = match sources.iter().position(|c| c.source == env.msg.meta.source) {

@@ -29,7 +29,14 @@ pub enum Delivery {
 
 /// Called exactly once when all the outputs of a message are delivered (or failed). Sources use
 /// it to commit input positions only after their outputs are safe (at-least-once).
+///
+/// An ack dropped without [`done`](Ack::done) (a stage stopped or panicked with the message in
+/// hand) reports [`Delivery::Failed`] with [`DROPPED`]: the source never commits past it, and
+/// never waits for it forever.
 pub struct Ack(Option<Box<dyn FnOnce(Delivery) + Send>>);
+
+/// The reason of the failure an ack reports when it is dropped undelivered.
+pub const DROPPED: &str = "the message was dropped before its outputs were delivered (a pipeline stage stopped)";
 
 impl Ack {
     /// An ack that does nothing (sources with nothing to commit).
@@ -46,6 +53,14 @@ impl Ack {
     pub fn done(mut self, d: Delivery) {
         if let Some(f) = self.0.take() {
             f(d);
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Delivery::Failed(DROPPED.to_string()));
         }
     }
 }
@@ -95,4 +110,31 @@ pub trait Source: Send + 'static {
     fn name(&self) -> String;
     /// Sends messages until the input ends or `shutdown` fires.
     fn run(self: Box<Self>, tx: mpsc::Sender<Envelope>, shutdown: Shutdown) -> BoxFuture<Result<SourceReport, SourceError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn recorder() -> (Ack, Arc<Mutex<Vec<Delivery>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        (Ack::new(move |d| s.lock().unwrap().push(d)), seen)
+    }
+
+    #[test]
+    fn an_ack_reports_once() {
+        let (ack, seen) = recorder();
+        ack.done(Delivery::Delivered);
+        assert_eq!(*seen.lock().unwrap(), vec![Delivery::Delivered]);
+    }
+
+    #[test]
+    fn a_dropped_ack_reports_a_failure() {
+        let (ack, seen) = recorder();
+        drop(ack);
+        assert_eq!(*seen.lock().unwrap(), vec![Delivery::Failed(DROPPED.to_string())]);
+        drop(Ack::none());
+    }
 }

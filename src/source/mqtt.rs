@@ -40,7 +40,7 @@ use crate::shutdown::Shutdown;
 use crate::sink::BoxFuture;
 use crate::source::channel_log::{self, ErrorRecord};
 use crate::source::decoder::{topic_level, Decoders};
-use crate::source::{Ack, Delivery, Envelope, Source, SourceReport};
+use crate::source::{Ack, Delivery, Envelope, Source, SourceReport, DROPPED};
 use crate::telemetry::{health, metrics};
 use crate::topic::{TopicInfo, TopicKind};
 
@@ -73,7 +73,10 @@ impl MqttSource {
         o.set_clean_session(self.cfg.clean_session)
             .set_manual_acks(true)
             .set_keep_alive(Duration::from_secs(self.cfg.keep_alive_secs.max(5)))
-            .set_max_packet_size(self.cfg.max_request_bytes.saturating_mul(2).max(64 * 1024), self.cfg.max_request_bytes.max(64 * 1024));
+            // Accept any packet the broker can deliver: a request over `max_request_bytes` must
+            // be read to be answered 1413 and acknowledged. A client limit below the broker's
+            // makes the client drop the connection and the broker deliver it again, forever.
+            .set_max_packet_size(MQTT_MAX_PACKET_BYTES, MQTT_MAX_PACKET_BYTES);
         if let Some(user) = &self.cfg.username {
             o.set_credentials(user.clone(), self.cfg.password.clone().unwrap_or_default());
         }
@@ -89,6 +92,24 @@ impl MqttSource {
             return Err(err("mqtts:// needs [tls]".into()));
         }
         Ok(o)
+    }
+}
+
+/// The largest packet MQTT can carry (a 268,435,455-byte remaining length plus its fixed
+/// header): the client's limit, so that the size limit is Sluice's (`max_request_bytes`, 1413).
+pub const MQTT_MAX_PACKET_BYTES: usize = 268_435_455 + 5;
+
+/// The `id` of a request too large to handle, when its JSON can still be read (scanned, not
+/// built: only `id` is kept). `null` otherwise, or when the id is not a string or a number.
+fn oversized_request_id(payload: &[u8]) -> Value {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        #[serde(default)]
+        id: Value,
+    }
+    match serde_json::from_slice::<IdOnly>(payload) {
+        Ok(IdOnly { id: id @ (Value::String(_) | Value::Number(_)) }) => id,
+        _ => Value::Null,
     }
 }
 
@@ -137,7 +158,8 @@ pub fn handle_request(topic: &str, payload: &[u8], validator: &dyn Validator, de
     let info = TopicInfo::parse(topic);
     let pk = info.product_key.unwrap_or_default().to_string();
     if payload.len() > max_bytes {
-        return Handled::fail(Value::Null, codes::TOO_LARGE, "too_large", format!("request of {} bytes is larger than {max_bytes}", payload.len()));
+        let id = if topic_level(info.kind).is_some() { oversized_request_id(payload) } else { Value::Null };
+        return Handled::fail(id, codes::TOO_LARGE, "too_large", format!("request of {} bytes is larger than max_request_bytes ({max_bytes})", payload.len()));
     }
     let (request, kind) = match info.kind {
         TopicKind::IntegrationUpRaw => match decoders.decode(&pk, payload) {
@@ -276,6 +298,12 @@ async fn process(
             Ack::new(move |d| {
                 let c = match d {
                     Delivery::Delivered => completion(publish, &id, code, data),
+                    // Given up undelivered (shutdown): no reply and no PUBACK, so the broker
+                    // delivers the request again on the next connection.
+                    Delivery::Failed(reason) if reason == DROPPED => {
+                        shared.in_flight(-1);
+                        return;
+                    }
                     Delivery::Failed(reason) => {
                         shared.record_error(&publish.topic, &id, "delivery", codes::INTERNAL, format!("accepted entries not delivered: {reason}"));
                         completion(publish, &id, codes::INTERNAL, json!({"error": reason}))

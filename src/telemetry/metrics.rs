@@ -75,7 +75,7 @@ pub static PROCESS_SECONDS: LazyLock<HistogramVec> =
 // ---- Rules ---------------------------------------------------------------------------------
 
 /// The failure reasons of a rule (its stages), in the order of [`LocalRuleMetrics::failed`].
-pub const RULE_FAILURE_REASONS: [&str; 4] = ["decode", "where", "select", "action"];
+pub const RULE_FAILURE_REASONS: [&str; 5] = ["decode", "where", "select", "action", "panic"];
 
 /// Messages whose topic matched a rule's filter, by rule.
 pub static RULE_MATCHED: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_rule_matched_messages_total", "Messages whose topic matched the rule's filter.", &["rule"]));
@@ -85,9 +85,14 @@ pub static RULE_PASSED: LazyLock<IntCounterVec> =
 /// Records a rule's WHERE filtered out, by rule.
 pub static RULE_NO_RESULT: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_rule_no_result_records_total", "Records the rule's WHERE filtered out (not true).", &["rule"]));
 /// Records a rule failed on (each an error record), by rule and reason (the stage: `decode`,
-/// `where`, `select`, `action`).
-pub static RULE_FAILED: LazyLock<IntCounterVec> =
-    LazyLock::new(|| counter("sluice_rule_failed_records_total", "Records the rule failed on (each became an error record), by reason: decode, where, select or action.", &["rule", "reason"]));
+/// `where`, `select`, `action`, or `panic`: a bug caught while evaluating the rule).
+pub static RULE_FAILED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "sluice_rule_failed_records_total",
+        "Records (messages or integration entries) the rule failed on (one error record per message), by reason: decode, where, select, action or panic (a bug caught during evaluation).",
+        &["rule", "reason"],
+    )
+});
 /// Output records a rule produced (one per action and passed record), by rule.
 pub static RULE_OUTPUT_RECORDS: LazyLock<IntCounterVec> =
     LazyLock::new(|| counter("sluice_rule_output_records_total", "Output records the rule produced (one per action and passed record).", &["rule"]));
@@ -107,7 +112,7 @@ pub struct RuleMetrics {
     matched: IntCounter,
     passed: IntCounter,
     no_result: IntCounter,
-    failed: [IntCounter; 4],
+    failed: [IntCounter; 5],
     outputs: IntCounter,
     eval: Histogram,
 }
@@ -132,7 +137,7 @@ impl RuleMetrics {
             matched: self.matched.local(),
             passed: self.passed.local(),
             no_result: self.no_result.local(),
-            failed: [self.failed[0].local(), self.failed[1].local(), self.failed[2].local(), self.failed[3].local()],
+            failed: self.failed.each_ref().map(IntCounter::local),
             outputs: self.outputs.local(),
             eval: self.eval.local(),
         }
@@ -149,7 +154,7 @@ pub struct LocalRuleMetrics {
     /// Records the WHERE filtered out.
     pub no_result: LocalIntCounter,
     /// Failed records, indexed like [`RULE_FAILURE_REASONS`].
-    pub failed: [LocalIntCounter; 4],
+    pub failed: [LocalIntCounter; 5],
     /// Output records.
     pub outputs: LocalIntCounter,
     /// Evaluation time per message, seconds.
@@ -238,6 +243,17 @@ pub static SINK_SENT_RECORDS: LazyLock<IntCounterVec> =
     LazyLock::new(|| counter("sluice_sink_sent_records_total", "Records the sink wrote (file) or the broker acknowledged (Kafka), by kind: data or error.", &["sink", "kind"]));
 /// Value bytes of the records counted in [`SINK_SENT_RECORDS`], by sink.
 pub static SINK_SENT_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_sink_sent_bytes_total", "Value bytes of the records the sink wrote or delivered.", &["sink"]));
+/// Time of one group commit of the file sink (flush and fsync of the files a group of batches
+/// touched; the batches are acknowledged after it).
+pub static FILE_SINK_SYNC_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    histogram(
+        "sluice_file_sink_sync_seconds",
+        "Time of one group commit of the file sink: flush and fsync of the files written since the last one.",
+        &[1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.25, 1.0],
+        &[],
+    )
+    .with_label_values::<&str>(&[])
+});
 /// Records a sink could not write for good (their input's delivery failed), by sink and reason.
 pub static SINK_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(

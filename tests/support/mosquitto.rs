@@ -104,7 +104,7 @@ impl Publisher {
     /// Connects to `port` and subscribes to every reply topic.
     pub fn connect(port: u16, client_id: &str) -> Publisher {
         let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
-        o.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(1 << 20, 1 << 20);
+        o.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(64 << 20, 64 << 20);
         let (client, mut conn) = Client::new(o, 100);
         let replies = Arc::new(Mutex::new(Vec::new()));
         let (sub_tx, sub_rx) = std::sync::mpsc::channel();
