@@ -28,7 +28,8 @@ pub struct Example {
 pub struct FunctionDef {
     /// The name, case-sensitive, as in Alibaba IoT / EMQX.
     pub name: &'static str,
-    /// Group in the reference (math, string, hash, time, json, type, message, device).
+    /// Group in the reference (math, string, bit, hash, compress, time, json, type, message,
+    /// device).
     pub category: &'static str,
     /// `name(arg: type, …) -> type`.
     pub signature: &'static str,
@@ -384,6 +385,9 @@ mod tests {
         assert_eq!(json("nanvl('abc', 1)"), "\"abc\"");
         assert_eq!(json("nanvl(NULL, NULL)"), "null");
         assert_eq!(json("nanvl(items.Position.value, 0)"), "{\"latitude\":39.9,\"longitude\":116.38}");
+        // NULL and NaN only: an infinity is kept (and written as null).
+        assert_eq!(json("nanvl(log(0), 1)"), "null");
+        assert_eq!(json("nanvl(log(0), 1) < 0"), "true");
         assert_eq!(json("sqrt(-1)"), "null");
         assert_eq!(json("asin(2)"), "null");
     }
