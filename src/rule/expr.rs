@@ -637,6 +637,57 @@ mod tests {
         assert!(LikePattern::new("%a%b%", None, false).matches("xxaxxbxx"));
     }
 
+    fn num() -> impl proptest::strategy::Strategy<Value = Num> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<i64>().prop_map(Num::Int),
+            (i64::MAX as u64 + 1..=u64::MAX).prop_map(Num::UInt),
+            prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(-1), Just(0), Just(1)].prop_map(Num::Int),
+            prop_oneof![Just(1u64 << 63), Just(u64::MAX)].prop_map(Num::UInt),
+            any::<f64>().prop_map(Num::Float),
+            (-1e19f64..2e19).prop_map(|f| Num::Float(f.trunc())),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Integer arithmetic equals the exact i128 result whenever that fits in i64 or u64, and
+        /// nothing panics for any operands.
+        #[test]
+        fn integer_arithmetic_is_exact(a in num(), b in num()) {
+            for op in [ArithOp::Add, ArithOp::Sub, ArithOp::Mul, ArithOp::Div, ArithOp::Mod] {
+                let got = arith(op, a.into_value(), b.into_value());
+                let (Some(x), Some(y)) = (a.to_i128(), b.to_i128()) else { continue };
+                let exact = match op {
+                    ArithOp::Add => x.checked_add(y),
+                    ArithOp::Sub => x.checked_sub(y),
+                    ArithOp::Mul => x.checked_mul(y),
+                    ArithOp::Div => (y != 0 && x % y == 0).then(|| x / y),
+                    ArithOp::Mod => (y != 0).then(|| x % y),
+                };
+                if let Some(r) = exact.and_then(Num::from_i128) {
+                    let got = got.map(|v| v.as_number()).unwrap_or(None);
+                    proptest::prop_assert_eq!(got, Some(r), "{:?} {:?} {:?}", a, op, b);
+                }
+            }
+            let _ = negate(a.into_value());
+        }
+
+        /// Int/float comparison agrees with exact i128 comparison for integral floats, and is
+        /// antisymmetric.
+        #[test]
+        fn int_float_comparison_is_exact(a in num(), b in num()) {
+            let ab = a.compare(&b);
+            proptest::prop_assert_eq!(ab.map(Ordering::reverse), b.compare(&a));
+            let exact = |n: Num| n.to_i128().or(match n {
+                Num::Float(f) if f.fract() == 0.0 && f.abs() < 1e30 => Some(f as i128),
+                _ => None,
+            });
+            if let (Some(x), Some(y)) = (exact(a), exact(b)) {
+                proptest::prop_assert_eq!(ab, Some(x.cmp(&y)));
+            }
+        }
+    }
+
     #[test]
     fn inexact_division_is_correctly_rounded() {
         // Below 2^53 both operands are exact floats and IEEE division rounds correctly.
