@@ -6,12 +6,15 @@
 //! a 64-bit id survives a rule unchanged.
 //!
 //! Coercion rules (documented in README, "Types and coercion"):
-//! - arithmetic on two integers stays integral (checked; an overflow falls back to float);
-//!   any float operand makes the result a float; `/` gives an integer only when exact;
+//! - arithmetic on two integers is exact over the whole `i64` and `u64` range (computed in
+//!   `i128`): the result is an integer when it fits in `i64` or `u64`, else it falls back to a
+//!   float; any float operand makes the result a float; `/` gives an integer only when exact;
 //! - a string that parses as a number is accepted where a number is expected;
 //! - NULL in arithmetic, comparison or a function argument that needs a value gives NULL;
-//! - numbers compare with numbers across int/float; strings compare by code point;
-//!   a number compares with a numeric string numerically; other mixes are not comparable (NULL).
+//! - numbers compare exactly across int/float (never through `f64`); strings compare by code
+//!   point; a number compares with a numeric string numerically; arrays and objects are equal
+//!   when they have the same elements / the same keys (in any order) with equal values (numbers
+//!   by number equality); other mixes are not comparable (NULL).
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -214,9 +217,10 @@ impl<'a> Value<'a> {
             return None;
         }
         match (self, other) {
-            (Value::Json(a), Value::Json(b)) => return Some(a.as_ref() == b.as_ref()),
-            (Value::Doc(a), Value::Doc(b)) => return Some(a == b),
-            (Value::Doc(a), Value::Json(b)) | (Value::Json(b), Value::Doc(a)) => return Some(&a.to_json() == b.as_ref()),
+            (Value::Json(a), Value::Json(b)) => return Some(json_eq(a, b)),
+            (Value::Doc(a), Value::Doc(b)) => return Some(json_eq(&a.to_json(), &b.to_json())),
+            (Value::Doc(a), Value::Json(b)) | (Value::Json(b), Value::Doc(a)) => return Some(json_eq(&a.to_json(), b)),
+            (Value::Json(_) | Value::Doc(_), _) | (_, Value::Json(_) | Value::Doc(_)) => return Some(false),
             _ => {}
         }
         if let (Value::Bool(a), Value::Bool(b)) = (self, other) {
@@ -255,7 +259,7 @@ pub enum Num {
 }
 
 impl Num {
-    /// As `f64` (may lose precision for large integers).
+    /// As `f64` (the nearest float for integers above 2^53).
     pub fn to_f64(self) -> f64 {
         match self {
             Num::Int(i) => i as f64,
@@ -264,14 +268,42 @@ impl Num {
         }
     }
 
-    /// Compares two numbers exactly where both are integral.
+    /// The integer, exactly, as an `i128` (`None` for a float).
+    pub fn to_i128(self) -> Option<i128> {
+        match self {
+            Num::Int(i) => Some(i128::from(i)),
+            Num::UInt(u) => Some(i128::from(u)),
+            Num::Float(_) => None,
+        }
+    }
+
+    /// An integer as `Int` when it fits in `i64`, else `UInt` when it fits in `u64`; `None`
+    /// outside both.
+    pub fn from_i128(i: i128) -> Option<Num> {
+        if let Ok(v) = i64::try_from(i) {
+            Some(Num::Int(v))
+        } else {
+            u64::try_from(i).ok().map(Num::UInt)
+        }
+    }
+
+    /// A float as an integer when it is integral and fits in `i64` or `u64`.
+    pub fn int_of_f64(f: f64) -> Option<Num> {
+        // -2^63 and 2^64 are exact in f64; an integral float in [-2^63, 2^64) converts exactly.
+        if f.fract() != 0.0 || !(-9_223_372_036_854_775_808.0..18_446_744_073_709_551_616.0).contains(&f) {
+            return None;
+        }
+        Num::from_i128(f as i128)
+    }
+
+    /// Compares two numbers exactly: integers with integers over their whole range, an integer
+    /// with a float by their exact values (never through `f64`); `None` when a float is NaN.
     pub fn compare(&self, other: &Num) -> Option<Ordering> {
-        match (self, other) {
-            (Num::Int(a), Num::Int(b)) => Some(a.cmp(b)),
-            (Num::UInt(a), Num::UInt(b)) => Some(a.cmp(b)),
-            (Num::Int(_), Num::UInt(_)) => Some(Ordering::Less),
-            (Num::UInt(_), Num::Int(_)) => Some(Ordering::Greater),
-            (a, b) => a.to_f64().partial_cmp(&b.to_f64()),
+        match (self.to_i128(), other.to_i128()) {
+            (Some(a), Some(b)) => Some(a.cmp(&b)),
+            (Some(a), None) => cmp_int_float(a, other.to_f64()),
+            (None, Some(b)) => cmp_int_float(b, self.to_f64()).map(Ordering::reverse),
+            (None, None) => self.to_f64().partial_cmp(&other.to_f64()),
         }
     }
 
@@ -282,6 +314,48 @@ impl Num {
             Num::UInt(u) => Value::UInt(u),
             Num::Float(f) => Value::Float(f),
         }
+    }
+}
+
+/// Compares integer `i` (|i| < 2^65) with float `f` exactly; `None` when `f` is NaN.
+fn cmp_int_float(i: i128, f: f64) -> Option<Ordering> {
+    if f.is_nan() {
+        return None;
+    }
+    // Beyond ±2^100 (and for the infinities) the float is past every 64-bit integer.
+    const LIMIT: f64 = 1_267_650_600_228_229_401_496_703_205_376.0; // 2^100
+    if f >= LIMIT {
+        return Some(Ordering::Less);
+    }
+    if f <= -LIMIT {
+        return Some(Ordering::Greater);
+    }
+    // |f| < 2^100: its integer part converts to i128 exactly.
+    let whole = f.trunc();
+    match i.cmp(&(whole as i128)) {
+        Ordering::Equal => 0.0.partial_cmp(&(f - whole)),
+        o => Some(o),
+    }
+}
+
+/// Structural equality of JSON values: numbers by exact number equality (`1 = 1.0`), arrays
+/// element by element, objects by their keys in any order.
+pub fn json_eq(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => json_num(x).compare(&json_num(y)) == Some(Ordering::Equal),
+        (Json::Array(x), Json::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y)),
+        (Json::Object(x), Json::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w))),
+        _ => a == b,
+    }
+}
+
+fn json_num(n: &serde_json::Number) -> Num {
+    if let Some(i) = n.as_i64() {
+        Num::Int(i)
+    } else if let Some(u) = n.as_u64() {
+        Num::UInt(u)
+    } else {
+        Num::Float(n.as_f64().unwrap_or(f64::NAN))
     }
 }
 
@@ -438,6 +512,65 @@ mod tests {
         let a = json!({"x": [1, 2]});
         let b = json!({"x": [1, 2]});
         assert_eq!(Value::from_json(&a).sql_eq(&Value::from_json(&b)), Some(true));
+    }
+
+    fn cmp(a: Num, b: Num) -> Option<Ordering> {
+        a.compare(&b)
+    }
+
+    #[test]
+    fn int_float_comparisons_are_exact() {
+        use Ordering::*;
+        // 2^53 + 1 is not a float: through f64 both sides would be 2^53.
+        assert_eq!(cmp(Num::Int(9_007_199_254_740_993), Num::Float(9_007_199_254_740_992.0)), Some(Greater));
+        assert_eq!(cmp(Num::Float(9_007_199_254_740_992.0), Num::Int(9_007_199_254_740_993)), Some(Less));
+        assert_eq!(cmp(Num::Int(1_700_000_000_000_000_001), Num::Float(1.7e18)), Some(Greater));
+        assert_eq!(cmp(Num::Int(1_700_000_000_000_000_000), Num::Float(1.7e18)), Some(Equal));
+        // i64::MAX is not a float; 2^63 is.
+        assert_eq!(cmp(Num::Int(i64::MAX), Num::Float(9_223_372_036_854_775_808.0)), Some(Less));
+        assert_eq!(cmp(Num::UInt(1 << 63), Num::Float(9_223_372_036_854_775_808.0)), Some(Equal));
+        assert_eq!(cmp(Num::UInt(u64::MAX), Num::Float(18_446_744_073_709_551_616.0)), Some(Less));
+        assert_eq!(cmp(Num::Int(i64::MIN), Num::Float(-9_223_372_036_854_775_808.0)), Some(Equal));
+        assert_eq!(cmp(Num::Int(i64::MIN), Num::Float(-9.3e18)), Some(Greater));
+        assert_eq!(cmp(Num::Int(2), Num::Float(2.5)), Some(Less));
+        assert_eq!(cmp(Num::Int(-2), Num::Float(-2.5)), Some(Greater));
+        assert_eq!(cmp(Num::Int(-3), Num::Float(-2.5)), Some(Less));
+        assert_eq!(cmp(Num::Int(0), Num::Float(-0.0)), Some(Equal));
+        assert_eq!(cmp(Num::Int(i64::MAX), Num::Float(f64::INFINITY)), Some(Less));
+        assert_eq!(cmp(Num::UInt(u64::MAX), Num::Float(f64::NEG_INFINITY)), Some(Greater));
+        assert_eq!(cmp(Num::Int(1), Num::Float(f64::NAN)), None);
+        assert_eq!(cmp(Num::Float(1e300), Num::UInt(u64::MAX)), Some(Greater));
+        assert_eq!(cmp(Num::Int(-1), Num::UInt(u64::MAX)), Some(Less));
+        assert_eq!(Value::Int(9_007_199_254_740_993).sql_eq(&Value::Float(9_007_199_254_740_992.0)), Some(false));
+        assert_eq!(Value::UInt(u64::MAX).sql_eq(&Value::str("18446744073709551615")), Some(true));
+    }
+
+    #[test]
+    fn floats_become_integers_only_when_integral_and_in_range() {
+        assert_eq!(Num::int_of_f64(1e19), Some(Num::UInt(10_000_000_000_000_000_000)));
+        assert_eq!(Num::int_of_f64(-9_223_372_036_854_775_808.0), Some(Num::Int(i64::MIN)));
+        assert_eq!(Num::int_of_f64(18_446_744_073_709_551_616.0), None);
+        assert_eq!(Num::int_of_f64(-9.3e18), None);
+        assert_eq!(Num::int_of_f64(1.5), None);
+        assert_eq!(Num::int_of_f64(f64::NAN), None);
+        assert_eq!(Num::int_of_f64(f64::INFINITY), None);
+    }
+
+    #[test]
+    fn structures_compare_by_value() {
+        let v = |t: &str| Value::from_owned_json(serde_json::from_str(t).unwrap());
+        assert_eq!(v("[1,2]").sql_eq(&v("[1,2.0]")), Some(true));
+        assert_eq!(v("[1,2]").sql_eq(&v("[2,1]")), Some(false));
+        assert_eq!(v("[1,2]").sql_eq(&v("[1,2,3]")), Some(false));
+        assert_eq!(v(r#"{"a":1,"b":[true,"x"]}"#).sql_eq(&v(r#"{"b":[true,"x"],"a":1.0}"#)), Some(true));
+        assert_eq!(v(r#"{"a":1}"#).sql_eq(&v(r#"{"a":1,"b":2}"#)), Some(false));
+        assert_eq!(v(r#"{"a":1}"#).sql_eq(&v(r#"{"b":1}"#)), Some(false));
+        assert_eq!(v("[18446744073709551615]").sql_eq(&v("[1.8446744073709552e19]")), Some(false), "u64::MAX is not 2^64");
+        assert_eq!(v("[\"1\"]").sql_eq(&v("[1]")), Some(false), "inside structures a string is not a number");
+        assert_eq!(v("[1]").sql_eq(&Value::Int(1)), Some(false));
+        let doc = crate::doc::Node::parse(br#"{"b":2.0,"a":[1]}"#).unwrap();
+        assert_eq!(Value::from_node(&doc).sql_eq(&v(r#"{"a":[1.0],"b":2}"#)), Some(true));
+        assert_eq!(Value::from_node(&doc).sql_eq(&Value::from_node(&doc)), Some(true));
     }
 
     #[test]

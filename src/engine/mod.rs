@@ -17,7 +17,7 @@ use crate::error::EvalError;
 use crate::jsonw;
 use crate::message::{is_batch, split_integration_batch, Message};
 use crate::rule::expr::{Ctx, Env};
-use crate::rule::plan::SelectItem;
+use crate::rule::plan::{Foreach, SelectItem};
 use crate::rule::template::{valid_kafka_topic, Template};
 use crate::rule::Rule;
 use crate::sink::OutputRecord;
@@ -409,7 +409,7 @@ impl Engine {
                         }
                         Err(_) => None,
                     };
-                    let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env };
+                    let ctx = Ctx { msg, info: &info, record, now_ms, env: &self.env, item: None };
                     let before = out.len();
                     let star_slot = &mut star[n];
                     let result = guard::catch(|| eval_rule(rule, &ctx, star_slot, out)).unwrap_or_else(|panic| {
@@ -541,6 +541,55 @@ fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, star: &mut Option<Vec<u8>>, out:
             Err(e) => return Err((Stage::Where, EvalError(e))),
         }
     }
+    match &rule.foreach {
+        Some(each) => eval_foreach(rule, each, ctx, star, out),
+        None => select_output(rule, ctx, star, out),
+    }
+}
+
+/// `FOREACH`: one output per element of the array that INCASE keeps (the DO items evaluated with
+/// the element bound, or the element itself without DO). `Ok(false)` when no element made an
+/// output; on a failure, no output of the record is kept.
+fn eval_foreach<'a>(rule: &'a Rule, each: &'a Foreach, ctx: &Ctx<'a>, star: &mut Option<Vec<u8>>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
+    let start = out.len();
+    let result = (|| {
+        let mut any = false;
+        for element in &each.elements(ctx).map_err(|e| (Stage::Select, e))? {
+            let ctx = ctx.with_item(element);
+            if !each.keep(&ctx).map_err(|e| (Stage::Select, e))? {
+                continue;
+            }
+            if each.has_do {
+                select_output(rule, &ctx, star, out)?;
+            } else {
+                let mut value = Vec::with_capacity(128);
+                jsonw::write_value(&mut value, element).map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
+                let lookup = |name: &str| -> Result<String, String> {
+                    let field = match element {
+                        Value::Doc(n) => n.get(name).map(Value::from_node),
+                        Value::Json(j) => j.get(name).map(Value::from_json),
+                        _ => None,
+                    };
+                    match field {
+                        Some(Value::Null) => Err(format!("template field `{name}` is null")),
+                        Some(v) => Ok(v.as_text().map(Cow::into_owned).unwrap_or_default()),
+                        None => Err(format!("template field `{name}` is not in the output")),
+                    }
+                };
+                emit(rule, value, lookup, out)?;
+            }
+            any = true;
+        }
+        Ok(any)
+    })();
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+/// Evaluates the select list on one record (or FOREACH element) and emits its output.
+fn select_output<'a>(rule: &'a Rule, ctx: &Ctx<'a>, star: &mut Option<Vec<u8>>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
     // `SELECT *` alone: the record is the output, serialized as it is.
     if let ([SelectItem::Star], Some(record @ Node::Object(_))) = (rule.select.as_slice(), ctx.record) {
         let value = match star {

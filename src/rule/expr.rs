@@ -115,9 +115,16 @@ pub struct Ctx<'a> {
     pub now_ms: i64,
     /// Shared settings.
     pub env: &'a Env,
+    /// The element a `FOREACH` is at (`item` or its alias); `None` outside `FOREACH`.
+    pub item: Option<&'a Value<'a>>,
 }
 
 impl<'a> Ctx<'a> {
+    /// The context of one `FOREACH` element: the same message and record, with `item` bound.
+    pub fn with_item<'b>(&'b self, item: &'b Value<'b>) -> Ctx<'b> {
+        Ctx { msg: self.msg, info: self.info, record: self.record, now_ms: self.now_ms, env: self.env, item: Some(item) }
+    }
+
     /// The device name: from the topic, else the record's `deviceName` or `deviceKey`.
     pub fn device_name(&self) -> Option<&'a str> {
         self.info.device_name.or_else(|| self.record_str("deviceName")).or_else(|| self.record_str("deviceKey"))
@@ -262,6 +269,13 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     /// `IS [NOT] NULL`
     IsNull(Box<Expr>, bool),
+    /// `x IS [NOT] TRUE` / `x IS [NOT] FALSE`: (whether x is the boolean `.1`) != `.2`; never
+    /// NULL (NULL IS TRUE is false, NULL IS NOT TRUE is true).
+    IsBool(Box<Expr>, bool, bool),
+    /// `[a, b, …]`: an array of the values.
+    Array(Vec<Expr>),
+    /// A path into the current `FOREACH` element (empty: the element itself).
+    Item(Vec<Seg>),
     /// `x [NOT] IN (…)`
     InList(Box<Expr>, Vec<Expr>, bool),
     /// `x [NOT] BETWEEN lo AND hi`
@@ -286,8 +300,9 @@ impl Expr {
     pub fn reads_record(&self) -> bool {
         match self {
             Expr::Field(_) => true,
-            Expr::Lit(_) | Expr::Payload => false,
-            Expr::Neg(a) | Expr::Not(a) | Expr::IsNull(a, _) | Expr::Like(a, _, _) => a.reads_record(),
+            Expr::Lit(_) | Expr::Payload | Expr::Item(_) => false,
+            Expr::Neg(a) | Expr::Not(a) | Expr::IsNull(a, _) | Expr::IsBool(a, _, _) | Expr::Like(a, _, _) => a.reads_record(),
+            Expr::Array(l) => l.iter().any(Expr::reads_record),
             Expr::Arith(_, a, b) | Expr::Cmp(_, a, b) | Expr::Concat(a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::LikeDyn(a, b, _, _) => a.reads_record() || b.reads_record(),
             Expr::InList(a, l, _) => a.reads_record() || l.iter().any(Expr::reads_record),
             Expr::Between(a, b, c, _) => a.reads_record() || b.reads_record() || c.reads_record(),
@@ -305,14 +320,7 @@ impl Expr {
                 None => Value::Null,
             }),
             Expr::Payload => Ok(Value::Bytes(Cow::Borrowed(&ctx.msg.payload[..]))),
-            Expr::Neg(a) => match a.eval(ctx)? {
-                Value::Null => Ok(Value::Null),
-                v => match v.as_number() {
-                    Some(Num::Int(i)) => Ok(i.checked_neg().map_or(Value::Float(-(i as f64)), Value::Int)),
-                    Some(n) => Ok(Value::Float(-n.to_f64())),
-                    None => Err(EvalError(format!("cannot negate {} {}", v.type_name(), quote(&v)))),
-                },
-            },
+            Expr::Neg(a) => negate(a.eval(ctx)?),
             Expr::Not(a) => Ok(match truth(&a.eval(ctx)?)? {
                 Some(b) => Value::Bool(!b),
                 None => Value::Null,
@@ -354,6 +362,18 @@ impl Expr {
                 })
             }
             Expr::IsNull(a, negated) => Ok(Value::Bool(a.eval(ctx)?.is_null() != *negated)),
+            Expr::IsBool(a, want, negated) => Ok(Value::Bool(matches!(a.eval(ctx)?, Value::Bool(b) if b == *want) != *negated)),
+            Expr::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    out.push(item.eval(ctx)?.to_json());
+                }
+                Ok(Value::Json(Cow::Owned(serde_json::Value::Array(out))))
+            }
+            Expr::Item(path) => Ok(match ctx.item {
+                Some(item) => item_path(item, path),
+                None => Value::Null,
+            }),
             Expr::InList(a, list, negated) => {
                 let x = a.eval(ctx)?;
                 if x.is_null() {
@@ -420,8 +440,33 @@ impl Expr {
     }
 }
 
-/// Borrows a literal without copying its string or JSON.
-pub fn borrow<'a>(v: &'a Value<'static>) -> Value<'a> {
+/// The value at `path` inside a `FOREACH` element, borrowed from it (NULL when missing).
+fn item_path<'a>(item: &'a Value<'a>, path: &[Seg]) -> Value<'a> {
+    if path.is_empty() {
+        return borrow_value(item);
+    }
+    match item {
+        Value::Doc(n) => lookup(n, path).map_or(Value::Null, Value::from_node),
+        Value::Json(j) => {
+            let mut v: &'a serde_json::Value = j.as_ref();
+            for seg in path {
+                let next = match seg {
+                    Seg::Key(k) => v.get(k.as_str()),
+                    Seg::Index(i) => v.get(*i),
+                };
+                match next {
+                    Some(n) => v = n,
+                    None => return Value::Null,
+                }
+            }
+            Value::from_json(v)
+        }
+        _ => Value::Null,
+    }
+}
+
+/// A value borrowing from `v` (no copy of its string, bytes or JSON).
+pub fn borrow_value<'a>(v: &'a Value<'a>) -> Value<'a> {
     match v {
         Value::Str(s) => Value::Str(Cow::Borrowed(s.as_ref())),
         Value::Bytes(b) => Value::Bytes(Cow::Borrowed(b.as_ref())),
@@ -433,6 +478,11 @@ pub fn borrow<'a>(v: &'a Value<'static>) -> Value<'a> {
         Value::Float(f) => Value::Float(*f),
         Value::Doc(n) => Value::Doc(n),
     }
+}
+
+/// Borrows a literal without copying its string or JSON.
+pub fn borrow<'a>(v: &'a Value<'static>) -> Value<'a> {
+    borrow_value(v)
 }
 
 fn truth(v: &Value<'_>) -> Result<Option<bool>, EvalError> {
@@ -452,7 +502,9 @@ pub fn quote(v: &Value<'_>) -> String {
     }
 }
 
-/// Applies an arithmetic operator under the documented coercion rules.
+/// Applies an arithmetic operator under the documented coercion rules: integers are exact over
+/// the whole `i64`/`u64` range (computed in `i128`, an integer result when it fits in `i64` or
+/// `u64`, else a float); any float operand makes a float. Never panics.
 pub fn arith<'a>(op: ArithOp, x: Value<'a>, y: Value<'a>) -> Res<'a> {
     if x.is_null() || y.is_null() {
         return Ok(Value::Null);
@@ -471,31 +523,23 @@ pub fn arith<'a>(op: ArithOp, x: Value<'a>, y: Value<'a>) -> Res<'a> {
             return Err(EvalError(format!("cannot apply {sym} to {} {} and {} {}{hint}", x.type_name(), quote(&x), y.type_name(), quote(&y))));
         }
     };
-    if let (Num::Int(a), Num::Int(b)) = (a, b) {
+    if let (Some(a), Some(b)) = (a.to_i128(), b.to_i128()) {
+        // Both are in [-2^63, 2^64): sums and differences fit in i128, products may not.
         let exact = match op {
             ArithOp::Add => a.checked_add(b),
             ArithOp::Sub => a.checked_sub(b),
             ArithOp::Mul => a.checked_mul(b),
-            ArithOp::Div => {
-                if b == 0 {
-                    return Err(EvalError("division by zero".into()));
-                }
-                if a % b == 0 {
-                    a.checked_div(b)
-                } else {
-                    return Ok(Value::Float(a as f64 / b as f64));
-                }
-            }
-            ArithOp::Mod => {
-                if b == 0 {
-                    return Err(EvalError("modulo by zero".into()));
-                }
-                a.checked_rem(b)
-            }
+            ArithOp::Div if b == 0 => return Err(EvalError("division by zero".into())),
+            ArithOp::Div if a % b == 0 => Some(a / b),
+            ArithOp::Div => return Ok(Value::Float(div_to_f64(a, b))),
+            ArithOp::Mod if b == 0 => return Err(EvalError("modulo by zero".into())),
+            ArithOp::Mod => Some(a % b),
         };
-        if let Some(r) = exact {
-            return Ok(Value::Int(r));
-        }
+        return Ok(match exact {
+            Some(r) => int_value(r),
+            // Only a product of two 64-bit integers can leave i128.
+            None => Value::Float(a as f64 * b as f64),
+        });
     }
     let (a, b) = (a.to_f64(), b.to_f64());
     let r = match op {
@@ -508,6 +552,44 @@ pub fn arith<'a>(op: ArithOp, x: Value<'a>, y: Value<'a>) -> Res<'a> {
         ArithOp::Mod => a % b,
     };
     Ok(Value::Float(r))
+}
+
+/// An exact integer result: `Int` or `UInt` when it fits, else the nearest float (the documented
+/// overflow fallback).
+pub fn int_value(r: i128) -> Value<'static> {
+    Num::from_i128(r).map_or(Value::Float(r as f64), Num::into_value)
+}
+
+/// `a / b` (b ≠ 0, both within ±2^64) correctly rounded to the nearest float, so a quotient that
+/// is representable comes out exactly.
+fn div_to_f64(a: i128, b: i128) -> f64 {
+    let negative = (a < 0) != (b < 0);
+    let (n, d) = (a.unsigned_abs(), b.unsigned_abs());
+    // Scale the dividend so that the quotient has at least 62 significant bits, then fold the
+    // remainder into a sticky bit: one rounding (u128 → f64) then gives the correctly rounded
+    // quotient, and the power-of-two scale is exact.
+    let shift = n.leading_zeros().saturating_sub(1);
+    let scaled = n << shift;
+    let (q, r) = (scaled / d, scaled % d);
+    let f = (q | u128::from(r != 0)) as f64 / 2f64.powi(shift as i32);
+    if negative {
+        -f
+    } else {
+        f
+    }
+}
+
+/// Unary minus: exact for integers (`-(-2^63)` is the `u64` 2^63, `-(2^63)` the `i64` minimum),
+/// a float below `-(2^63)`; floats negate. NULL gives NULL; a non-number is an error.
+pub fn negate<'a>(v: Value<'a>) -> Res<'a> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    match v.as_number() {
+        Some(Num::Float(f)) => Ok(Value::Float(-f)),
+        Some(n) => Ok(int_value(-n.to_i128().unwrap_or(0))),
+        None => Err(EvalError(format!("cannot negate {} {}", v.type_name(), quote(&v)))),
+    }
 }
 
 /// Applies a comparison; NULL when the values are NULL or not comparable (`=`/`<>` on
@@ -553,6 +635,79 @@ mod tests {
         assert!(!LikePattern::new("a\\%", Some('\\'), false).matches("ab"));
         assert!(LikePattern::new("ON%", None, true).matches("online"));
         assert!(LikePattern::new("%a%b%", None, false).matches("xxaxxbxx"));
+    }
+
+    fn num() -> impl proptest::strategy::Strategy<Value = Num> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<i64>().prop_map(Num::Int),
+            (i64::MAX as u64 + 1..=u64::MAX).prop_map(Num::UInt),
+            prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(-1), Just(0), Just(1)].prop_map(Num::Int),
+            prop_oneof![Just(1u64 << 63), Just(u64::MAX)].prop_map(Num::UInt),
+            any::<f64>().prop_map(Num::Float),
+            (-1e19f64..2e19).prop_map(|f| Num::Float(f.trunc())),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Integer arithmetic equals the exact i128 result whenever that fits in i64 or u64, and
+        /// nothing panics for any operands.
+        #[test]
+        fn integer_arithmetic_is_exact(a in num(), b in num()) {
+            for op in [ArithOp::Add, ArithOp::Sub, ArithOp::Mul, ArithOp::Div, ArithOp::Mod] {
+                let got = arith(op, a.into_value(), b.into_value());
+                let (Some(x), Some(y)) = (a.to_i128(), b.to_i128()) else { continue };
+                let exact = match op {
+                    ArithOp::Add => x.checked_add(y),
+                    ArithOp::Sub => x.checked_sub(y),
+                    ArithOp::Mul => x.checked_mul(y),
+                    ArithOp::Div => (y != 0 && x % y == 0).then(|| x / y),
+                    ArithOp::Mod => (y != 0).then(|| x % y),
+                };
+                if let Some(r) = exact.and_then(Num::from_i128) {
+                    let got = got.map(|v| v.as_number()).unwrap_or(None);
+                    proptest::prop_assert_eq!(got, Some(r), "{:?} {:?} {:?}", a, op, b);
+                }
+            }
+            let _ = negate(a.into_value());
+        }
+
+        /// Int/float comparison agrees with exact i128 comparison for integral floats, and is
+        /// antisymmetric.
+        #[test]
+        fn int_float_comparison_is_exact(a in num(), b in num()) {
+            let ab = a.compare(&b);
+            proptest::prop_assert_eq!(ab.map(Ordering::reverse), b.compare(&a));
+            let exact = |n: Num| n.to_i128().or(match n {
+                Num::Float(f) if f.fract() == 0.0 && f.abs() < 1e30 => Some(f as i128),
+                _ => None,
+            });
+            if let (Some(x), Some(y)) = (exact(a), exact(b)) {
+                proptest::prop_assert_eq!(ab, Some(x.cmp(&y)));
+            }
+        }
+    }
+
+    #[test]
+    fn inexact_division_is_correctly_rounded() {
+        // Below 2^53 both operands are exact floats and IEEE division rounds correctly.
+        let mut x: i64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let a = i128::from(x >> 11);
+            let b = i128::from((x % 1_000_003).max(1)) * if x & 1 == 0 { 1 } else { -1 };
+            if a % b != 0 {
+                assert_eq!(div_to_f64(a, b), a as f64 / b as f64, "{a} / {b}");
+            }
+        }
+        assert_eq!(div_to_f64(1, 3), 1.0 / 3.0);
+        assert_eq!(div_to_f64(-1, 18_446_744_073_709_551_615), -1.0 / 18_446_744_073_709_551_615.0);
+        // (2^64 - 1) / 2 = 2^63 - 0.5: rounds to 2^63.
+        assert_eq!(div_to_f64(18_446_744_073_709_551_615, 2), 9_223_372_036_854_775_808.0);
+        // 2^63 + 1 over 2^11: exactly representable, though 2^63 + 1 is not a float.
+        assert_eq!(div_to_f64((1 << 63) + 1, 1 << 11), 4_503_599_627_370_496.0 + 1.0 / 2048.0);
     }
 
     #[test]

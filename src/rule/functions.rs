@@ -14,6 +14,8 @@ use crate::value::{Num, Value};
 use crate::rule::expr::quote;
 pub use time::java_format;
 
+mod bits;
+mod compress;
 mod hash;
 mod json;
 mod math;
@@ -21,6 +23,20 @@ mod message;
 mod string;
 mod time;
 mod types;
+
+/// The largest string or byte value a function builds (padding, replacing, formatting,
+/// decompressing): 1 MiB, the engine's default `max_payload_bytes`. A result that would be larger
+/// is an evaluation error, so no argument can make a function allocate without bound.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
+/// An error for a result of `len` bytes when it is above [`MAX_VALUE_BYTES`].
+fn check_size(len: usize) -> Result<(), String> {
+    if len > MAX_VALUE_BYTES {
+        Err(format!("the result would be {len} bytes, above the limit of {MAX_VALUE_BYTES}"))
+    } else {
+        Ok(())
+    }
+}
 
 type R<'a> = Result<Value<'a>, String>;
 
@@ -68,10 +84,14 @@ fn text_arg<'v>(args: &'v Args<'_>, i: usize) -> Option<Cow<'v, str>> {
     arg(args, i).as_text()
 }
 
-/// `f` as an `i64` when it is finite and in range (truncating any fraction).
-fn f64_to_i64(f: f64) -> Option<i64> {
-    // -2^63 is exact in f64; 2^63 is the first value that does not fit.
-    (f.is_finite() && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)).then_some(f as i64)
+/// Argument `i` as an exact integer (`Int`/`UInt`, or an integer string); `None` for NULL.
+/// Floats are an error, even integral ones.
+fn exact_int_arg(args: &Args<'_>, i: usize) -> Result<Option<i128>, String> {
+    match num_arg(args, i) {
+        Ok(None) => Ok(None),
+        Ok(Some(n)) => n.to_i128().map(Some).map_or_else(|| wrong(args, i, "an integer"), Ok),
+        Err(_) => wrong(args, i, "an integer"),
+    }
 }
 
 /// For variadic functions.
@@ -140,17 +160,17 @@ pub static FUNCTIONS: &[FunctionDef] = &[
         "Square root; negatives give NaN (written as null; see nanvl). NULL gives NULL.",
         1..=1, math::sqrt, ["sqrt(16)" => "4.0"]),
     def!("math", "floor", "floor(x: number) -> int",
-        "Largest integer not above x: an int when it fits in 64 bits, else a float. NULL gives NULL.",
-        1..=1, math::floor, ["floor(1.5)" => "1", "floor(-1.5)" => "-2", "floor(7)" => "7"]),
+        "Largest integer not above x: an int when it fits in 64 bits (i64 or u64), else a float. Integers are returned unchanged. NULL gives NULL.",
+        1..=1, math::floor, ["floor(1.5)" => "1", "floor(-1.5)" => "-2", "floor(7)" => "7", "floor(1e19)" => "10000000000000000000"]),
     def!("math", "ceil", "ceil(x: number) -> int",
-        "Smallest integer not below x: an int when it fits in 64 bits, else a float. NULL gives NULL.",
-        1..=1, math::ceil, ["ceil(1.2)" => "2", "ceil(-1.2)" => "-1"]),
+        "Smallest integer not below x: an int when it fits in 64 bits (i64 or u64), else a float. Integers are returned unchanged. NULL gives NULL.",
+        1..=1, math::ceil, ["ceil(1.2)" => "2", "ceil(-1.2)" => "-1", "ceil(1.5e19)" => "15000000000000000000"]),
     def!("math", "round", "round(x: number[, digits: int]) -> number",
-        "Rounds half away from zero: to an int without `digits`, else to that many decimals as written (negative: tens, hundreds…), floats staying floats. NULL gives NULL.",
-        1..=2, math::round, ["round(2.5)" => "3", "round(-2.5)" => "-3", "round(2.675, 2)" => "2.68", "round(1250, -2)" => "1300"]),
+        "Rounds half away from zero: to an int (i64 or u64, a float beyond) without `digits`, else to that many decimals as written (negative: tens, hundreds…), floats staying floats. NULL gives NULL.",
+        1..=2, math::round, ["round(2.5)" => "3", "round(-2.5)" => "-3", "round(2.675, 2)" => "2.68", "round(1250, -2)" => "1300", "round(1e19)" => "10000000000000000000"]),
     def!("math", "mod", "mod(a: number, b: number) -> number",
-        "Remainder of a / b with the sign of a; integers stay integers. b = 0 is an error; NULL gives NULL.",
-        2..=2, math::modulo, ["mod(7, 3)" => "1", "mod(-7, 3)" => "-1", "mod(7.5, 2)" => "1.5"]),
+        "Remainder of a / b with the sign of a (the `%` operator); integers are exact over the whole i64 and u64 range. b = 0 is an error; NULL gives NULL.",
+        2..=2, math::modulo, ["mod(7, 3)" => "1", "mod(-7, 3)" => "-1", "mod(7.5, 2)" => "1.5", "mod(18446744073709551615, 10)" => "5"]),
     def!("math", "power", "power(x: number, y: number) -> number",
         "x raised to the power y: an int when both are integers, y >= 0 and the result fits, else a float. NULL gives NULL.",
         2..=2, math::power, ["power(2, 10)" => "1024", "power(2, -1)" => "0.5", "power(9, 0.5)" => "3.0"]),
@@ -158,7 +178,7 @@ pub static FUNCTIONS: &[FunctionDef] = &[
         "A random float in [0, 1), new for each evaluation.",
         0..=0, math::rand, ["rand()" => "type:float"]),
     def!("math", "nanvl", "nanvl(value: any, default: any) -> any",
-        "`default` when `value` is NULL or NaN, else `value` unchanged.",
+        "`default` when `value` is NULL or NaN (as in Alibaba's nanvl, for a missing property), else `value` unchanged: infinities are kept (they are written as null).",
         2..=2, math::nanvl, ["nanvl(sqrt(-1), 0)" => "0", "nanvl(NULL, 'n/a')" => "\"n/a\"", "nanvl(1.5, 0)" => "1.5"]),
     // ---------------------------------------------------------------- string
     def!("string", "concat", "concat(s1: any, s2: any, …) -> string",
@@ -209,9 +229,43 @@ pub static FUNCTIONS: &[FunctionDef] = &[
     def!("string", "regex_replace", "regex_replace(s: string, re: string, replacement: string) -> string",
         "Replaces every match of the regular expression; $1 or ${name} in replacement insert groups. An invalid expression is an error; NULL gives NULL.",
         3..=3, string::regex_replace, ["regex_replace('a1b22', '[0-9]+', '#')" => "\"a#b#\"", "regex_replace('2023-11-14', '(\\d+)-(\\d+)-(\\d+)', '$3/$2/$1')" => "\"14/11/2023\""]),
+    def!("string", "pad", "pad(s: string, len: int[, side: string[, char: string]]) -> string",
+    "s padded with char (one character; a space by default) to len characters, at the end ('trailing' or 'right', the default), the start ('leading' or 'left') or both ends ('both'; the odd one at the end), as EMQX does. A string of len characters or more is unchanged. A result above 1 MiB, an unknown side or a char that is not one character is an error; NULL gives NULL.",
+    2..=4, string::pad, [
+        "pad('ab', 5)" => "\"ab   \"",
+        "pad('7', 3, 'leading', '0')" => "\"007\"",
+        "pad('ab', 5, 'both', '*')" => "\"*ab**\"",
+        "pad('abcdef', 3)" => "\"abcdef\"",
+    ]),
+    def!("string", "sprintf", "sprintf(format: string, arg: any, …) -> string",
+    "Formats the arguments with Erlang io_lib:format control sequences, as EMQX's sprintf: ~s text, ~p or ~w the value as JSON text, ~f ~e ~g a float (precision P: ~.2f), ~B / ~b an integer in base P (~.16B), ~c a character code, ~i skips an argument, ~n a newline, ~~ a tilde; a field width F right-justifies (negative F: left), ~F.P.cC pads with c, and * takes F or P from the arguments. Too few or too many arguments, an unknown sequence or a result above 1 MiB is an error; a NULL format gives NULL.",
+    1..=MANY, string::sprintf, [
+        "sprintf('hello, ~s!', 'steve')" => "\"hello, steve!\"",
+        "sprintf('~s: ~p', deviceType, items.Power.value)" => "\"Ammeter: \\\"on\\\"\"",
+        "sprintf('~.2f|~5..0B|~.16B|~-4s|', 3.14159, 42, 255, 'ab')" => "\"3.14|00042|FF|ab  |\"",
+    ]),
     def!("string", "newuuid", "newuuid() -> string",
         "A random UUID (version 4), new for each evaluation.",
         0..=0, string::newuuid, ["newuuid()" => "type:string", "length(newuuid())" => "36"]),
+    // ---------------------------------------------------------------- bit
+    def!("bit", "bitand", "bitand(a: int, b: int) -> int",
+        "Bitwise AND, exact on i64 and u64 (negative numbers in two's complement). A float or a result outside 64 bits is an error; NULL gives NULL.",
+        2..=2, bits::bitand, ["bitand(12, 10)" => "8", "bitand(-1, 18446744073709551615)" => "18446744073709551615"]),
+    def!("bit", "bitor", "bitor(a: int, b: int) -> int",
+        "Bitwise OR, exact on i64 and u64. A float or a result outside 64 bits is an error; NULL gives NULL.",
+        2..=2, bits::bitor, ["bitor(12, 10)" => "14"]),
+    def!("bit", "bitxor", "bitxor(a: int, b: int) -> int",
+        "Bitwise exclusive OR, exact on i64 and u64. A float or a result outside 64 bits is an error; NULL gives NULL.",
+        2..=2, bits::bitxor, ["bitxor(12, 10)" => "6"]),
+    def!("bit", "bitnot", "bitnot(x: int) -> int",
+        "Bitwise NOT in two's complement (bitnot(x) = -x - 1, as in EMQX). A float, or an x above i64::MAX (its NOT is below i64::MIN), is an error; NULL gives NULL.",
+        1..=1, bits::bitnot, ["bitnot(0)" => "-1", "bitnot(-9223372036854775808)" => "9223372036854775807"]),
+    def!("bit", "bitsl", "bitsl(x: int, n: int) -> int",
+        "x shifted left by n bits (x × 2^n), exact. A negative n, a float, or a result outside 64 bits (i64 or u64) is an error; NULL gives NULL.",
+        2..=2, bits::bitsl, ["bitsl(1, 4)" => "16", "bitsl(1, 63)" => "9223372036854775808"]),
+    def!("bit", "bitsr", "bitsr(x: int, n: int) -> int",
+        "x shifted right by n bits, arithmetically (a negative x stays negative: bitsr(-8, 1) = -4). A negative n or a float is an error; NULL gives NULL.",
+        2..=2, bits::bitsr, ["bitsr(256, 4)" => "16", "bitsr(-8, 1)" => "-4", "bitsr(-1, 99)" => "-1"]),
     // ---------------------------------------------------------------- hash
     def!("hash", "crypto", "crypto(x: any, algorithm: string) -> string",
     "Lowercase hex digest of x's UTF-8 text (raw bytes for `*`) with MD2, MD5, SHA1, SHA-256, SHA-384 or SHA-512 (any case). An unknown algorithm is an error; NULL gives NULL.",
@@ -234,6 +288,25 @@ pub static FUNCTIONS: &[FunctionDef] = &[
     def!("hash", "to_hex", "to_hex(x: any) -> string",
         "Lowercase hex of x's UTF-8 text, or of the raw bytes for `*`. NULL gives NULL.",
         1..=1, hash::to_hex, ["to_hex('hi')" => "\"6869\""]),
+    // ---------------------------------------------------------------- compress
+    def!("compress", "gzip", "gzip(x: any) -> bytes",
+        "gzip (RFC 1952) of x's raw bytes (`*`) or UTF-8 text. NULL gives NULL.",
+        1..=1, compress::gzip, ["json_decode(gunzip(gzip('{\"a\":1}')))" => "{\"a\":1}", "typeof(gzip('a'))" => "\"bytes\""]),
+    def!("compress", "gunzip", "gunzip(x: bytes) -> bytes",
+        "Decompresses gzip data (`gunzip(*)` for a gzip payload; json_decode() reads the result). Invalid data, or more than 1 MiB of output (a decompression bomb), is an error; NULL gives NULL.",
+        1..=1, compress::gunzip, ["json_decode(gunzip(gzip('[1,2]')))" => "[1,2]"]),
+    def!("compress", "zip", "zip(x: any) -> bytes",
+        "Raw deflate (RFC 1951, no header or checksum: Erlang's zlib:zip, as in EMQX) of x's raw bytes or UTF-8 text. NULL gives NULL.",
+        1..=1, compress::zip, ["to_hex(zip('a'))" => "\"4b0400\""]),
+    def!("compress", "unzip", "unzip(x: bytes) -> bytes",
+        "Decompresses raw deflate data. Invalid data, or more than 1 MiB of output, is an error; NULL gives NULL.",
+        1..=1, compress::unzip, ["json_decode(unzip(zip('[1,2]')))" => "[1,2]"]),
+    def!("compress", "zip_compress", "zip_compress(x: any) -> bytes",
+        "zlib (RFC 1950: deflate with a header and an Adler-32 checksum) of x's raw bytes or UTF-8 text. NULL gives NULL.",
+        1..=1, compress::zip_compress, ["to_hex(zip_compress('a'))" => "\"789c4b040000620062\""]),
+    def!("compress", "zip_uncompress", "zip_uncompress(x: bytes) -> bytes",
+        "Decompresses zlib data. Invalid data, or more than 1 MiB of output, is an error; NULL gives NULL.",
+        1..=1, compress::zip_uncompress, ["json_decode(zip_uncompress(zip_compress('[1,2]')))" => "[1,2]"]),
     // ---------------------------------------------------------------- time
     def!("time", "timestamp", "timestamp([format: string]) -> int or string",
     "The evaluation time: ms since the epoch, or formatted in the configured time zone with a Java SimpleDateFormat pattern (yyyy MM dd HH hh mm ss SSS a E Z X, 'quoted text'). An unknown pattern letter is an error; a NULL format gives NULL.",
@@ -349,10 +422,12 @@ pub static FUNCTIONS: &[FunctionDef] = &[
         "substring(payload('hex'), 0, 8)" => "\"7b22696f\"",
         "substring(payload('base64'), 0, 8)" => "\"eyJpb3RJ\"",
     ]),
-    def!("message", "thingPropertyFlatMap", "thingPropertyFlatMap(name: string, …) -> object",
-        "An object {name: items.<name>.value, …} of the named properties of a property post, skipping missing ones; without an alias in SELECT its fields are merged into the output. NULL names are skipped.",
-        1..=50, message::thing_property_flat_map, [
-            "thingPropertyFlatMap('Power', 'Position', 'Missing')" => "{\"Power\":\"on\",\"Position\":{\"latitude\":39.9,\"longitude\":116.38}}",
+    def!("message", "thingPropertyFlatMap", "thingPropertyFlatMap([name: string, …]) -> object",
+        "The named properties of a property post (every property without arguments) flattened as Alibaba does: the items.<name>.value level is dropped, giving {name: value}, and a struct (object) value gives one <name>_<member> field per member. Missing properties and NULL names are skipped. Without an alias in SELECT its fields are merged into the output.",
+        0..=50, message::thing_property_flat_map, [
+            "thingPropertyFlatMap('Power', 'Position', 'Missing')" => "{\"Power\":\"on\",\"Position_latitude\":39.9,\"Position_longitude\":116.38}",
+            "thingPropertyFlatMap()" => "{\"Power\":\"on\",\"Position_latitude\":39.9,\"Position_longitude\":116.38}",
+            "thingPropertyFlatMap('Power')" => "{\"Power\":\"on\"}",
         ], reads_record: true, flattens: true),
     // ---------------------------------------------------------------- device
     def!("device", "deviceName", "deviceName() -> string",

@@ -25,7 +25,7 @@ use toml::Spanned;
 
 use crate::error::{line_text, pos_of_offset, CompileError, Pos};
 use crate::rule::expr::Expr;
-use crate::rule::plan::{Plan, SelectItem};
+use crate::rule::plan::{Foreach, Plan, SelectItem};
 use crate::rule::template::{valid_kafka_topic, Template};
 use crate::topic::TopicFilter;
 
@@ -41,7 +41,8 @@ pub struct RuleFile {
     /// Disabled rules are compiled (so errors show) but not run.
     #[serde(default = "default_enabled")]
     pub enabled: bool,
-    /// `SELECT … FROM "topic filter" [WHERE …]`.
+    /// `SELECT … FROM "topic filter" [WHERE …]`, or
+    /// `FOREACH <array> [AS x] [DO …] [INCASE …] FROM "topic filter" [WHERE …]`.
     pub sql: Spanned<String>,
     /// Where the output records go (one or more).
     #[serde(default)]
@@ -105,6 +106,8 @@ pub struct Rule {
     pub select: Vec<SelectItem>,
     /// WHERE.
     pub where_: Option<Expr>,
+    /// `FOREACH … [DO …] [INCASE …]`: one output per array element (the DO items are `select`).
+    pub foreach: Option<Foreach>,
     /// Actions.
     pub actions: Vec<Action>,
     /// The error action's topic, if set.
@@ -303,6 +306,7 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
             filter: plan.filter,
             select: plan.select,
             where_: plan.where_,
+            foreach: plan.foreach,
             actions,
             error_topic,
         }),

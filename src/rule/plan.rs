@@ -9,9 +9,10 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::Span;
+use sqlparser::tokenizer::{Location, Span, Token, Tokenizer};
 
-use crate::rule::expr::{parse_path, ArithOp, CmpOp, Expr, LikePattern, Seg};
+use crate::error::EvalError;
+use crate::rule::expr::{negate, parse_path, ArithOp, CmpOp, Ctx, Expr, LikePattern, Seg};
 use crate::rule::registry;
 use crate::topic::TopicFilter;
 use crate::value::{parse_num, Value};
@@ -51,21 +52,66 @@ pub enum SelectItem {
 pub struct Plan {
     /// The FROM topic filter.
     pub filter: TopicFilter,
-    /// The select list.
+    /// The select list (for `FOREACH`, the `DO` items; empty without `DO`).
     pub select: Vec<SelectItem>,
     /// The WHERE condition.
     pub where_: Option<Expr>,
+    /// `FOREACH … [DO …] [INCASE …]`: one output per array element instead of one per record.
+    pub foreach: Option<Foreach>,
+}
+
+/// The compiled `FOREACH <array> [AS alias] [DO <items>] [INCASE <cond>]` of an EMQX-style rule.
+/// WHERE filters the record first; then every element of the array that INCASE keeps makes one
+/// output: the `DO` items evaluated with the element bound to `alias`, or without `DO` the
+/// element itself.
+#[derive(Debug)]
+pub struct Foreach {
+    /// The array expression.
+    pub array: Expr,
+    /// The name the element is bound to in `DO` and `INCASE` (`item` without `AS`).
+    pub alias: String,
+    /// Whether `DO` was given (its items are the plan's select list); without it each element
+    /// is the output as it is.
+    pub has_do: bool,
+    /// The `INCASE` condition on each element.
+    pub incase: Option<Expr>,
+}
+
+impl Foreach {
+    /// The elements of the array for one record: NULL (a missing field) gives none; a value that
+    /// is not an array is an error.
+    pub fn elements<'a>(&'a self, ctx: &Ctx<'a>) -> Result<Vec<Value<'a>>, EvalError> {
+        use serde_json::Value as Json;
+        Ok(match self.array.eval(ctx)? {
+            Value::Null => Vec::new(),
+            Value::Json(Cow::Borrowed(Json::Array(a))) => a.iter().map(Value::from_json).collect(),
+            Value::Json(Cow::Owned(Json::Array(a))) => a.into_iter().map(Value::from_owned_json).collect(),
+            Value::Doc(crate::doc::Node::Array(a)) => a.iter().map(Value::from_node).collect(),
+            other => return Err(EvalError(format!("FOREACH needs an array, got {} {}", other.type_name(), crate::rule::expr::quote(&other)))),
+        })
+    }
+
+    /// Whether INCASE keeps the element bound in `ctx` (always, without INCASE). Like WHERE,
+    /// only true keeps it; a value that is not a truth value is an error.
+    pub fn keep(&self, ctx: &Ctx<'_>) -> Result<bool, EvalError> {
+        match &self.incase {
+            None => Ok(true),
+            Some(c) => Ok(c.eval(ctx)?.truth().map_err(|e| EvalError(format!("INCASE: {e}")))? == Some(true)),
+        }
+    }
 }
 
 impl Plan {
-    /// Whether the output field names are known only at run time (`*`, flattening).
+    /// Whether the output field names are known only at run time (`*`, flattening, `FOREACH`
+    /// without `DO`).
     pub fn dynamic_fields(&self) -> bool {
-        self.select.iter().any(|s| !matches!(s, SelectItem::Named { .. }))
+        self.foreach.as_ref().is_some_and(|f| !f.has_do) || self.select.iter().any(|s| !matches!(s, SelectItem::Named { .. }))
     }
 
     /// Whether evaluating the rule reads the decoded payload.
     pub fn reads_record(&self) -> bool {
         self.where_.as_ref().is_some_and(Expr::reads_record)
+            || self.foreach.as_ref().is_some_and(|f| f.array.reads_record() || f.incase.as_ref().is_some_and(Expr::reads_record))
             || self.select.iter().any(|s| match s {
                 SelectItem::Star => true,
                 SelectItem::Named { expr, .. } | SelectItem::Flatten(expr) => expr.reads_record(),
@@ -90,9 +136,33 @@ fn err_at(span: Span, message: impl Into<String>) -> SqlError {
     SqlError { line: span.start.line.max(1), col: span.start.column.max(1), message: message.into(), hint: None }
 }
 
-/// Parses and plans one rule query.
+/// Parses and plans one rule query: `SELECT … FROM "…" [WHERE …]`, or EMQX's
+/// `FOREACH <array> [AS x] [DO <items>] [INCASE <cond>] FROM "…" [WHERE …]`.
 pub fn plan(sql: &str) -> Result<Plan, Vec<SqlError>> {
-    let stmts = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| vec![parser_error(sql, &e.to_string())])?;
+    let mut errors = Vec::new();
+    let mut foreach = None;
+    let mut do_items: Option<Vec<AstItem>> = None;
+    let rewritten;
+    let mut text = sql;
+    match foreach_parts(sql) {
+        Ok(None) => {}
+        Err(e) => return Err(vec![e]),
+        Ok(Some(parts)) => {
+            match compile_foreach(&parts) {
+                Ok((f, items)) => {
+                    foreach = Some(f);
+                    do_items = items;
+                }
+                Err(e) => errors.push(e),
+            }
+            rewritten = parts.main;
+            text = &rewritten;
+        }
+    }
+    let stmts = Parser::parse_sql(&GenericDialect {}, text).map_err(|e| {
+        errors.push(parser_error(text, &e.to_string()));
+        std::mem::take(&mut errors)
+    })?;
     let stmt = match stmts.as_slice() {
         [one] => one,
         [] => return Err(vec![SqlError { line: 1, col: 1, message: "empty SQL: expected SELECT … FROM \"topic\"".into(), hint: None }]),
@@ -102,7 +172,6 @@ pub fn plan(sql: &str) -> Result<Plan, Vec<SqlError>> {
         Statement::Query(q) => q,
         other => return Err(vec![err_at(other.span(), "a rule must be a SELECT statement")]),
     };
-    let mut errors = Vec::new();
     if query.with.is_some() {
         errors.push(err_at(query.span(), "WITH is not supported in rules"));
     }
@@ -138,8 +207,15 @@ pub fn plan(sql: &str) -> Result<Plan, Vec<SqlError>> {
 
     let mut items = Vec::new();
     let mut names: Vec<(String, Span)> = Vec::new();
-    for item in &select.projection {
-        match select_item(item) {
+    // FOREACH: the rewritten statement's `SELECT*` is a placeholder; the DO items are the list.
+    let projection: &[AstItem] = match (&foreach, &do_items) {
+        (Some(_), Some(d)) => d,
+        (Some(_), None) => &[],
+        (None, _) => &select.projection,
+    };
+    let alias = foreach.as_ref().map(|f: &Foreach| f.alias.clone());
+    for item in projection {
+        match select_item(item).map(|it| bind_item_in(it, alias.as_deref())) {
             Ok(it) => {
                 if let SelectItem::Named { name, .. } = &it {
                     let span = item.span();
@@ -168,8 +244,218 @@ pub fn plan(sql: &str) -> Result<Plan, Vec<SqlError>> {
     };
 
     match filter {
-        Some(filter) if errors.is_empty() => Ok(Plan { filter, select: items, where_ }),
-        _ => Err(errors),
+        Some(filter) if errors.is_empty() => Ok(Plan { filter, select: items, where_, foreach }),
+        _ => {
+            errors.sort_by_key(|e| (e.line, e.col));
+            Err(errors)
+        }
+    }
+}
+
+/// One clause of a `FOREACH` statement: a copy of the whole SQL with everything but the clause
+/// blanked out (newlines kept), so that parsing it reports positions in the original text.
+struct Part {
+    /// The blanked copy.
+    text: String,
+    /// The keyword that ends the clause (`DO`, `INCASE` or `FROM`) and where it is.
+    end: (&'static str, Location),
+}
+
+/// The pieces of a `FOREACH` statement, found in its tokens (outside strings, quoted names,
+/// comments and brackets).
+struct ForeachParts {
+    /// `SELECT*` in place of `FOREACH`, the FOREACH…FROM part blanked: FROM and WHERE.
+    main: String,
+    /// The array expression (with its optional `AS alias`).
+    array: Part,
+    /// The `DO` items.
+    do_: Option<Part>,
+    /// The `INCASE` condition.
+    incase: Option<Part>,
+}
+
+const FOREACH_FORM: &str = "FOREACH <array> [AS x] [DO <items>] [INCASE <condition>] FROM \"<topic filter>\" [WHERE <condition>]";
+
+/// Byte offset of a 1-based line and column (columns in characters).
+fn byte_of(sql: &str, at: Location) -> usize {
+    let mut off = 0;
+    for (n, l) in sql.split_inclusive('\n').enumerate() {
+        if n as u64 + 1 == at.line {
+            return off + l.char_indices().nth(at.column.saturating_sub(1) as usize).map_or(l.len(), |(i, _)| i);
+        }
+        off += l.len();
+    }
+    sql.len()
+}
+
+/// `sql` with only the byte range `keep` left, everything else spaces (line breaks kept).
+fn blank_except(sql: &str, keep: std::ops::Range<usize>) -> String {
+    sql.char_indices().map(|(i, c)| if c == '\n' || c == '\r' || keep.contains(&i) { c } else { ' ' }).collect()
+}
+
+/// Splits a `FOREACH` statement into its parts; `None` when the SQL is not one. A SQL that does
+/// not tokenize is left to the parser (it reports the same error).
+fn foreach_parts(sql: &str) -> PResult<Option<ForeachParts>> {
+    let dialect = GenericDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
+        return Ok(None);
+    };
+    let is_word = |t: &Token, kw: &str| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw));
+    let mut toks = tokens.iter().filter(|t| !matches!(t.token, Token::Whitespace(_)));
+    let Some(first) = toks.next() else {
+        return Ok(None);
+    };
+    if !is_word(&first.token, "FOREACH") {
+        return Ok(None);
+    }
+    let (mut do_at, mut incase_at, mut from_at): (Option<Span>, Option<Span>, Option<Span>) = (None, None, None);
+    let mut depth = 0i64;
+    for t in toks {
+        match &t.token {
+            Token::LParen | Token::LBracket | Token::LBrace => depth += 1,
+            Token::RParen | Token::RBracket | Token::RBrace => depth -= 1,
+            tok if depth == 0 && is_word(tok, "FROM") => {
+                from_at = Some(t.span);
+                break;
+            }
+            tok if depth == 0 && (is_word(tok, "DO") || is_word(tok, "INCASE")) => {
+                let is_do = is_word(tok, "DO");
+                if (if is_do { do_at } else { incase_at }).is_some() {
+                    return Err(err_at(t.span, format!("FOREACH takes one {}", if is_do { "DO" } else { "INCASE" })));
+                }
+                if is_do && incase_at.is_some() {
+                    let mut e = err_at(t.span, "DO must come before INCASE");
+                    e.hint = Some(FOREACH_FORM.into());
+                    return Err(e);
+                }
+                if is_do {
+                    do_at = Some(t.span);
+                } else {
+                    incase_at = Some(t.span);
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(from) = from_at else {
+        let mut e = err_at(first.span, "FOREACH without FROM \"topic filter\"");
+        e.hint = Some(FOREACH_FORM.into());
+        return Err(e);
+    };
+    let start = |s: Span| byte_of(sql, s.start);
+    let end = |s: Span| byte_of(sql, s.end);
+    // Each clause runs from the end of its keyword to the start of the next keyword present.
+    let incase_end = ("FROM", from);
+    let do_end = incase_at.map_or(incase_end, |s| ("INCASE", s));
+    let array_end = do_at.map_or(do_end, |s| ("DO", s));
+    let part = |after: Span, until: (&'static str, Span)| Part { text: blank_except(sql, end(after)..start(until.1)), end: (until.0, until.1.start) };
+    let mut main = blank_except(sql, start(from)..sql.len());
+    // `FOREACH` and `SELECT*` have the same length: positions after it do not move.
+    main.replace_range(start(first.span)..end(first.span), "SELECT*");
+    Ok(Some(ForeachParts { main, array: part(first.span, array_end), do_: do_at.map(|s| part(s, do_end)), incase: incase_at.map(|s| part(s, incase_end)) }))
+}
+
+/// Parses one clause with `f`, which must consume all of it. `what` names the clause in errors;
+/// an error at the end of the clause points at the keyword after it.
+fn parse_part<T>(part: &Part, what: &str, f: impl FnOnce(&mut Parser<'_>) -> Result<T, sqlparser::parser::ParserError>) -> PResult<T> {
+    let dialect = GenericDialect {};
+    let (kw, at) = part.end;
+    let fix = |e: SqlError| {
+        if e.message.ends_with(", found end of SQL") {
+            let m = e.message.trim_end_matches(", found end of SQL");
+            SqlError { line: at.line.max(1), col: at.column.max(1), message: format!("{what}: {m}, found {kw}"), hint: None }
+        } else {
+            e
+        }
+    };
+    let text = &part.text;
+    let mut p = Parser::new(&dialect).try_with_sql(text).map_err(|e| fix(parser_error(text, &e.to_string())))?;
+    let v = f(&mut p).map_err(|e| fix(parser_error(text, &e.to_string())))?;
+    let next = p.peek_token();
+    if next.token != Token::EOF {
+        return Err(err_at(next.span, format!("{what}: unexpected `{}`", next.token)));
+    }
+    Ok(v)
+}
+
+/// Compiles the FOREACH array and INCASE, and parses the DO items (compiled with the select
+/// list).
+fn compile_foreach(parts: &ForeachParts) -> PResult<(Foreach, Option<Vec<AstItem>>)> {
+    let item = parse_part(&parts.array, "FOREACH", |p| p.parse_select_item())?;
+    let (array, alias) = match &item {
+        AstItem::UnnamedExpr(e) => (compile(e)?, "item".to_string()),
+        AstItem::ExprWithAlias { expr, alias } => (compile(expr)?, alias.value.clone()),
+        other => return Err(err_at(other.span(), "FOREACH takes an array expression, e.g. FOREACH sensors AS s")),
+    };
+    let do_items = match &parts.do_ {
+        None => None,
+        Some(part) => Some(parse_part(part, "DO", |p| p.parse_comma_separated(Parser::parse_select_item))?),
+    };
+    let incase = match &parts.incase {
+        None => None,
+        Some(part) => {
+            let mut c = compile(&parse_part(part, "INCASE", |p| p.parse_expr())?)?;
+            bind_item(&mut c, &alias);
+            Some(c)
+        }
+    };
+    Ok((Foreach { array, alias, has_do: do_items.is_some(), incase }, do_items))
+}
+
+/// Inside `DO`, a select item whose fields start with the FOREACH alias reads the element.
+fn bind_item_in(item: SelectItem, alias: Option<&str>) -> SelectItem {
+    let Some(alias) = alias else {
+        return item;
+    };
+    match item {
+        SelectItem::Named { name, mut expr } => {
+            bind_item(&mut expr, alias);
+            SelectItem::Named { name, expr }
+        }
+        SelectItem::Flatten(mut expr) => {
+            bind_item(&mut expr, alias);
+            SelectItem::Flatten(expr)
+        }
+        SelectItem::Star => SelectItem::Star,
+    }
+}
+
+/// Rewrites the fields `alias` and `alias.path…` of `e` into reads of the FOREACH element (the
+/// alias shadows a payload field of the same name).
+fn bind_item(e: &mut Expr, alias: &str) {
+    match e {
+        Expr::Field(path) if matches!(path.first(), Some(Seg::Key(k)) if k == alias) => {
+            let rest = path.split_off(1);
+            *e = Expr::Item(rest);
+        }
+        Expr::Field(_) | Expr::Lit(_) | Expr::Payload | Expr::Item(_) => {}
+        Expr::Neg(a) | Expr::Not(a) | Expr::IsNull(a, _) | Expr::IsBool(a, _, _) | Expr::Like(a, _, _) => bind_item(a, alias),
+        Expr::Arith(_, a, b) | Expr::Cmp(_, a, b) | Expr::Concat(a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::LikeDyn(a, b, _, _) => {
+            bind_item(a, alias);
+            bind_item(b, alias);
+        }
+        Expr::InList(a, l, _) => {
+            bind_item(a, alias);
+            l.iter_mut().for_each(|x| bind_item(x, alias));
+        }
+        Expr::Between(a, b, c, _) => {
+            bind_item(a, alias);
+            bind_item(b, alias);
+            bind_item(c, alias);
+        }
+        Expr::Case(o, w, el) => {
+            if let Some(o) = o {
+                bind_item(o, alias);
+            }
+            for (a, b) in w {
+                bind_item(a, alias);
+                bind_item(b, alias);
+            }
+            if let Some(el) = el {
+                bind_item(el, alias);
+            }
+        }
+        Expr::Array(l) | Expr::Call(_, l) => l.iter_mut().for_each(|x| bind_item(x, alias)),
     }
 }
 
@@ -286,9 +572,8 @@ pub fn compile(e: &ast::Expr) -> PResult<Expr> {
         A::Nested(inner) => compile(inner)?,
         A::UnaryOp { op, expr } => match op {
             UnaryOperator::Minus => match compile(expr)? {
-                Expr::Lit(Value::Int(i)) => Expr::Lit(Value::Int(-i)),
-                Expr::Lit(Value::Float(f)) => Expr::Lit(Value::Float(-f)),
-                Expr::Lit(Value::UInt(u)) if u == 1u64 << 63 => Expr::Lit(Value::Int(i64::MIN)),
+                // Folded exactly: `-9223372036854775808` is i64::MIN, `- -9223372036854775808` 2^63.
+                Expr::Lit(v @ (Value::Int(_) | Value::UInt(_) | Value::Float(_))) => Expr::Lit(negate(v).map_err(|m| err_at(e.span(), m.0))?),
                 other => Expr::Neg(b(other)),
             },
             UnaryOperator::Plus => compile(expr)?,
@@ -317,8 +602,11 @@ pub fn compile(e: &ast::Expr) -> PResult<Expr> {
         }
         A::IsNull(x) => Expr::IsNull(b(compile(x)?), false),
         A::IsNotNull(x) => Expr::IsNull(b(compile(x)?), true),
-        A::IsTrue(x) => Expr::Cmp(CmpOp::Eq, b(compile(x)?), b(Expr::Lit(Value::Bool(true)))),
-        A::IsFalse(x) => Expr::Cmp(CmpOp::Eq, b(compile(x)?), b(Expr::Lit(Value::Bool(false)))),
+        A::IsTrue(x) => Expr::IsBool(b(compile(x)?), true, false),
+        A::IsFalse(x) => Expr::IsBool(b(compile(x)?), false, false),
+        A::IsNotTrue(x) => Expr::IsBool(b(compile(x)?), true, true),
+        A::IsNotFalse(x) => Expr::IsBool(b(compile(x)?), false, true),
+        A::Array(ast::Array { elem, .. }) => Expr::Array(elem.iter().map(compile).collect::<PResult<_>>()?),
         A::In { expr, target: ast::InTarget::List(list), negated, .. } => Expr::InList(b(compile(expr)?), list.iter().map(compile).collect::<PResult<_>>()?, *negated),
         A::Between { expr, negated, low, high } => Expr::Between(b(compile(expr)?), b(compile(low)?), b(compile(high)?), *negated),
         A::Like { negated, any, expr, pattern, escape_char } | A::ILike { negated, any, expr, pattern, escape_char } => {
@@ -511,6 +799,133 @@ mod tests {
         let e = err("SELECT a\nFROM \"t\"\nWHERE a = 'x");
         assert_eq!((e.line, e.col), (3, 11));
         assert_eq!(e.message, "Unterminated string literal");
+    }
+
+    /// Evaluates a FOREACH plan on `payload`: each kept element's DO values (or the element).
+    fn foreach(sql: &str, payload: &str) -> Result<Vec<serde_json::Value>, String> {
+        use crate::message::Message;
+        use crate::rule::expr::Env;
+        use crate::topic::TopicInfo;
+        let p = plan(sql).map_err(|e| format!("{e:?}"))?;
+        let each = p.foreach.as_ref().ok_or("not a FOREACH")?;
+        let msg = Message::new("t/1", payload.as_bytes().to_vec());
+        let record = crate::doc::Node::parse(&msg.payload).ok();
+        let info = TopicInfo::parse(&msg.topic);
+        let env = Env::default();
+        let ctx = Ctx { msg: &msg, info: &info, record: record.as_ref(), now_ms: 0, env: &env, item: None };
+        if let Some(w) = &p.where_ {
+            if w.eval(&ctx).map_err(|e| e.0)?.truth()? != Some(true) {
+                return Ok(Vec::new());
+            }
+        }
+        let mut out = Vec::new();
+        for el in &each.elements(&ctx).map_err(|e| e.0)? {
+            let ictx = ctx.with_item(el);
+            if !each.keep(&ictx).map_err(|e| e.0)? {
+                continue;
+            }
+            if !each.has_do {
+                out.push(el.to_json());
+                continue;
+            }
+            let mut m = serde_json::Map::new();
+            for item in &p.select {
+                match item {
+                    SelectItem::Named { name, expr } => {
+                        m.insert(name.clone(), expr.eval(&ictx).map_err(|e| e.0)?.to_json());
+                    }
+                    other => return Err(format!("unexpected {other:?}")),
+                }
+            }
+            out.push(serde_json::Value::Object(m));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn foreach_emits_one_output_per_kept_element() {
+        let payload = r#"{"time":"2020-04-24","sensors":[{"name":"a","idx":0},{"name":"b","idx":1},{"name":"c","idx":2}],"n":[1,2,3]}"#;
+        let got = foreach("FOREACH sensors AS e DO e.name AS name, e.idx AS idx, time INCASE e.idx >= 1 FROM \"t/#\"", payload).unwrap();
+        assert_eq!(serde_json::to_string(&got).unwrap(), r#"[{"name":"b","idx":1,"time":"2020-04-24"},{"name":"c","idx":2,"time":"2020-04-24"}]"#);
+        // Without AS the element is `item`; without DO it is the output itself.
+        let got = foreach("foreach sensors incase item.idx <> 1 from \"t/#\"", payload).unwrap();
+        assert_eq!(serde_json::to_string(&got).unwrap(), r#"[{"name":"a","idx":0},{"name":"c","idx":2}]"#);
+        let got = foreach("FOREACH n DO item * 10 AS x, item AS v FROM \"t/#\" WHERE time = '2020-04-24'", payload).unwrap();
+        assert_eq!(serde_json::to_string(&got).unwrap(), r#"[{"x":10,"v":1},{"x":20,"v":2},{"x":30,"v":3}]"#);
+        // WHERE filters the message before iterating.
+        assert!(foreach("FOREACH n FROM \"t/#\" WHERE time = 'never'", payload).unwrap().is_empty());
+        // Any array expression; a missing field gives no element; a non-array is an error.
+        let got = foreach("FOREACH [1, 'two', split('a/b', '/')] AS x DO typeof(x) AS t FROM \"t/#\"", payload).unwrap();
+        assert_eq!(serde_json::to_string(&got).unwrap(), r#"[{"t":"int"},{"t":"string"},{"t":"array"}]"#);
+        assert!(foreach("FOREACH missing FROM \"t/#\"", payload).unwrap().is_empty());
+        assert_eq!(foreach("FOREACH time FROM \"t/#\"", payload).unwrap_err(), "FOREACH needs an array, got string \"2020-04-24\"");
+        assert_eq!(foreach("FOREACH n INCASE 'maybe' FROM \"t/#\"", payload).unwrap_err(), "INCASE: expected a boolean, got string \"maybe\"");
+        // The alias shadows a payload field of the same name; nested paths read into elements.
+        let got = foreach("FOREACH json_decode('[{\"a\":{\"b\":[5]}}]') AS time DO time.a.b[0] AS v, \"time.a\" AS o FROM \"t/#\"", payload).unwrap();
+        assert_eq!(serde_json::to_string(&got).unwrap(), r#"[{"v":5,"o":{"b":[5]}}]"#);
+        // Keywords inside strings, quoted names and brackets are not clauses.
+        let got = foreach("FOREACH [(incase), 2] AS \"DO\" DO \"DO\" AS v FROM \"t/#\"", r#"{"incase":"from"}"#).unwrap();
+        assert_eq!(serde_json::to_string(&got).unwrap(), r#"[{"v":"from"},{"v":2}]"#);
+        let got = foreach("FOREACH [' DO ', 'INCASE'] AS x DO concat(x, ' FROM ') AS v FROM \"t/#\"", "{}").unwrap();
+        assert_eq!(serde_json::to_string(&got).unwrap(), r#"[{"v":" DO  FROM "},{"v":"INCASE FROM "}]"#);
+    }
+
+    #[test]
+    fn foreach_plans_like_select() {
+        let p = plan("FOREACH sensors AS s DO s.name, s.idx AS i FROM \"t/#\"").unwrap();
+        assert_eq!(p.output_names(), vec!["name", "i"]);
+        assert!(!p.dynamic_fields());
+        assert!(p.reads_record());
+        let p = plan("FOREACH [1, 2] FROM \"t/#\"").unwrap();
+        assert!(p.dynamic_fields(), "without DO the outputs are the elements");
+        assert!(!p.reads_record());
+        assert!(p.select.is_empty());
+        assert_eq!(p.foreach.as_ref().map(|f| f.alias.as_str()), Some("item"));
+        // Names are checked among the DO items only.
+        assert!(plan("FOREACH sensors DO item.name AS sensors FROM \"t\"").is_ok());
+        assert_eq!(err("FOREACH s DO item.a AS x, item.b AS x FROM \"t\"").message, "duplicate output field `x`");
+    }
+
+    #[test]
+    fn foreach_errors_point_into_the_original_text() {
+        let e = err("FOREACH s AS e DO e.name AS n INCASE e.idx >= FROM \"t\"");
+        assert_eq!((e.line, e.col, e.message.as_str()), (1, 47, "INCASE: expected an expression, found FROM"));
+        let e = err("FOREACH s\nDO devicename(e)\nFROM \"t\"");
+        assert_eq!((e.line, e.col, e.message.as_str(), e.hint.as_deref()), (2, 4, "unknown function devicename", Some("did you mean deviceName?")));
+        let e = err("FOREACH DO x FROM \"t\"");
+        assert_eq!((e.line, e.col, e.message.as_str()), (1, 9, "FOREACH: expected an expression, found DO"));
+        let e = err("FOREACH a, b DO x FROM \"t\"");
+        assert_eq!((e.line, e.col, e.message.as_str()), (1, 10, "FOREACH: unexpected `,`"));
+        let e = err("FOREACH a INCASE x DO y FROM \"t\"");
+        assert_eq!((e.line, e.col, e.message.as_str()), (1, 20, "DO must come before INCASE"));
+        let e = err("FOREACH a DO b DO c FROM \"t\"");
+        assert_eq!((e.line, e.col, e.message.as_str()), (1, 16, "FOREACH takes one DO"));
+        let e = err("FOREACH a DO b");
+        assert_eq!((e.line, e.col, e.message.as_str()), (1, 1, "FOREACH without FROM \"topic filter\""));
+        let e = err("FOREACH a DO b FROM \"a/#/b\"");
+        assert_eq!((e.line, e.col), (1, 21));
+        assert!(e.message.starts_with("invalid topic filter `a/#/b`"), "{}", e.message);
+        let e = err("FOREACH a FROM \"t\" WHERE x = ");
+        assert_eq!(e.message, "expected an expression, found end of SQL");
+        let e = err("FOREACH a INCASE x = 'unterminated FROM \"t\"");
+        assert_eq!(e.message, "Unterminated string literal");
+        let e = err("FOREACH * FROM \"t\"");
+        assert_eq!((e.line, e.col), (1, 9));
+        assert!(e.message.starts_with("FOREACH takes an array expression"), "{}", e.message);
+        let e = err("FOREACH a INCASE b AS c FROM \"t\"");
+        assert_eq!((e.line, e.col, e.message.as_str()), (1, 20, "INCASE: unexpected `AS`"));
+    }
+
+    #[test]
+    fn negative_literals_fold_exactly() {
+        let lit = |sql: &str| match plan(&format!("SELECT {sql} AS v FROM \"t\"")).unwrap().select.remove(0) {
+            SelectItem::Named { expr: Expr::Lit(v), .. } => serde_json::to_string(&v).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(lit("-9223372036854775808"), "-9223372036854775808");
+        assert_eq!(lit("- -9223372036854775808"), "9223372036854775808");
+        assert_eq!(lit("-18446744073709551615"), "-1.8446744073709552e+19");
+        assert_eq!(lit("-1.5"), "-1.5");
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub struct Example {
 pub struct FunctionDef {
     /// The name, case-sensitive, as in Alibaba IoT / EMQX.
     pub name: &'static str,
-    /// Group in the reference (math, string, hash, time, json, type, message, device).
+    /// Group in the reference (math, string, bit, hash, compress, time, json, type, message,
+    /// device).
     pub category: &'static str,
     /// `name(arg: type, …) -> type`.
     pub signature: &'static str,
@@ -139,7 +140,7 @@ mod tests {
         let plan = plan(&sql).map_err(|e| format!("does not compile: {e:?}"))?;
         let record: Option<crate::doc::Node<'_>> = crate::doc::Node::parse(&msg.payload).ok();
         let info = TopicInfo::parse(&msg.topic);
-        let ctx = Ctx { msg, info: &info, record: record.as_ref(), now_ms: EXAMPLE_NOW_MS, env };
+        let ctx = Ctx { msg, info: &info, record: record.as_ref(), now_ms: EXAMPLE_NOW_MS, env, item: None };
         match plan.select.first() {
             Some(SelectItem::Named { expr, .. }) => expr.eval(&ctx).map(Value::into_owned).map_err(|e| e.0),
             other => Err(format!("unexpected select item {other:?}")),
@@ -384,6 +385,9 @@ mod tests {
         assert_eq!(json("nanvl('abc', 1)"), "\"abc\"");
         assert_eq!(json("nanvl(NULL, NULL)"), "null");
         assert_eq!(json("nanvl(items.Position.value, 0)"), "{\"latitude\":39.9,\"longitude\":116.38}");
+        // NULL and NaN only: an infinity is kept (and written as null).
+        assert_eq!(json("nanvl(log(0), 1)"), "null");
+        assert_eq!(json("nanvl(log(0), 1) < 0"), "true");
         assert_eq!(json("sqrt(-1)"), "null");
         assert_eq!(json("asin(2)"), "null");
     }
@@ -417,7 +421,12 @@ mod tests {
         assert_eq!(json("abs(-0.0)"), "0.0");
         assert_eq!(json("floor(1e300)"), "1e+300");
         assert_eq!(json("ceil(-0.5)"), "0");
-        assert_eq!(json("round(1e19)"), "1e+19");
+        assert_eq!(json("round(1e19)"), "10000000000000000000");
+        assert_eq!(json("round(1.9e19)"), "1.9e+19");
+        assert_eq!(json("floor(-9.3e18)"), "-9.3e+18");
+        assert_eq!(json("floor(-9223372036854775808.0)"), "-9223372036854775808");
+        assert_eq!(json("ceil(18446744073709549568.0)"), "18446744073709549568");
+        assert_eq!(json("int(1e19)"), "10000000000000000000");
         assert_eq!(json("round(2.4)"), "2");
         assert_eq!(json("round(7, 2)"), "7");
         assert_eq!(json("round(-1250, -2)"), "-1300");
@@ -579,7 +588,315 @@ mod tests {
         assert!(err("thingPropertyFlatMap(1)").contains("argument 1 must be a property name, got int 1"));
         let many = (0..51).map(|i| format!("'p{i}'")).collect::<Vec<_>>().join(", ");
         let e = plan(&format!("SELECT thingPropertyFlatMap({many}) FROM \"#\"")).unwrap_err();
-        assert!(e[0].message.contains("takes 1 to 50 arguments, got 51"), "{:?}", e[0]);
+        assert!(e[0].message.contains("takes 0 to 50 arguments, got 51"), "{:?}", e[0]);
+        // Alibaba: the items.<name>.value level goes; a struct gives <name>_<member> fields.
+        let msg = message(EXAMPLE_TOPIC, br#"{"items":{"T":{"value":21.5,"time":1},"S":{"value":{"a":1,"b":[2]},"time":1},"N":{"time":1},"Z":{"value":null}}}"#);
+        let v = |e: &str| serde_json::to_string(&eval_with(&msg, &Env::default(), e).unwrap()).unwrap();
+        assert_eq!(v("thingPropertyFlatMap()"), r#"{"T":21.5,"S_a":1,"S_b":[2],"Z":null}"#);
+        assert_eq!(v("thingPropertyFlatMap('S', 'N')"), r#"{"S_a":1,"S_b":[2]}"#);
+        let msg = message(EXAMPLE_TOPIC, br#"{"items":[1]}"#);
+        assert_eq!(serde_json::to_string(&eval_with(&msg, &Env::default(), "thingPropertyFlatMap()").unwrap()).unwrap(), "{}");
+    }
+
+    /// A message whose payload is `payload` (JSON), on the example topic.
+    fn with_payload(payload: &str) -> Message {
+        message(EXAMPLE_TOPIC, payload.as_bytes())
+    }
+
+    fn eval_on(msg: &Message, expr: &str) -> Result<String, String> {
+        eval_with(msg, &Env::default(), expr).map(|v| serde_json::to_string(&v).expect("serializes"))
+    }
+
+    /// Regression: `v / d` and `v % d` with v = i64::MIN, d = -1 panicked ("attempt to calculate
+    /// the remainder with overflow"). The values come from the payload, so no planner folding.
+    #[test]
+    fn no_operator_panics_on_extreme_integers() {
+        let msg = with_payload(r#"{"v":-9223372036854775808,"d":-1,"m":9223372036854775807,"u":18446744073709551615,"z":0}"#);
+        let v = |e: &str| eval_on(&msg, e).unwrap_or_else(|err| panic!("{e}: {err}"));
+        assert_eq!(v("v / d"), "9223372036854775808");
+        assert_eq!(v("v % d"), "0");
+        assert_eq!(v("mod(v, d)"), "0");
+        assert_eq!(v("v * d"), "9223372036854775808");
+        assert_eq!(v("-v"), "9223372036854775808");
+        assert_eq!(v("0 - v"), "9223372036854775808");
+        assert_eq!(v("- -9223372036854775808"), "9223372036854775808");
+        assert_eq!(v("-(0 - v)"), "-9223372036854775808");
+        assert_eq!(v("abs(v)"), "9223372036854775808");
+        assert_eq!(v("v - 1"), "-9.223372036854776e+18");
+        assert_eq!(v("v + v"), "-1.8446744073709552e+19");
+        assert_eq!(v("u * u"), "3.402823669209385e+38");
+        assert_eq!(v("u + u"), "3.6893488147419103e+19");
+        assert_eq!(v("-u"), "-1.8446744073709552e+19");
+        assert_eq!(v("v / 1"), "-9223372036854775808");
+        assert_eq!(v("m / -1"), "-9223372036854775807");
+        assert_eq!(v("v % 1"), "0");
+        assert!(eval_on(&msg, "v / z").unwrap_err().contains("division by zero"));
+        assert!(eval_on(&msg, "v % z").unwrap_err().contains("modulo by zero"));
+        assert!(eval_on(&msg, "u % 0").unwrap_err().contains("modulo by zero"));
+        for op in ["+", "-", "*", "/", "%"] {
+            for a in ["v", "d", "m", "u", "z", "-1", "1", "0.5", "'-9223372036854775808'"] {
+                for b in ["v", "d", "m", "u", "-1", "1", "2", "-0.0", "1e308"] {
+                    let _ = eval_on(&msg, &format!("{a} {op} {b}"));
+                    let _ = eval_on(&msg, &format!("mod({a}, {b})"));
+                    let _ = eval_on(&msg, &format!("power({a}, {b})"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unsigned_arithmetic_is_exact() {
+        let msg = with_payload(r#"{"u":18446744073709551615,"i":9223372036854775807,"h":9223372036854775808}"#);
+        let v = |e: &str| eval_on(&msg, e).unwrap_or_else(|err| panic!("{e}: {err}"));
+        assert_eq!(v("u % 10"), "5");
+        assert_eq!(v("u % 2"), "1");
+        assert_eq!(v("u % -7"), "1");
+        assert_eq!(v("u - 1"), "18446744073709551614");
+        assert_eq!(v("u - i"), "9223372036854775808");
+        assert_eq!(v("u - u"), "0");
+        assert_eq!(v("h - 1"), "9223372036854775807");
+        assert_eq!(v("h * 1"), "9223372036854775808");
+        assert_eq!(v("h + i"), "18446744073709551615");
+        assert_eq!(v("h * 2"), "1.8446744073709552e+19");
+        assert_eq!(v("u / 5"), "3689348814741910323");
+        assert_eq!(v("u / 3"), "6148914691236517205");
+        assert_eq!(v("u / -1"), "-1.8446744073709552e+19");
+        assert_eq!(v("0 - h"), "-9223372036854775808");
+        assert_eq!(v("u + 1"), "1.8446744073709552e+19", "beyond u64: the nearest float, 2^64");
+        // Inexact division: the correctly rounded float.
+        assert_eq!(v("u / 2"), "9.223372036854776e+18");
+        assert_eq!(v("7 / 2"), "3.5");
+        assert_eq!(v("-7 / 2"), "-3.5");
+        assert_eq!(v("1 / 3"), "0.3333333333333333");
+        assert_eq!(v("9007199254740991 / 2"), "4503599627370495.5");
+        assert_eq!(v("9007199254740993 / 2"), "4503599627370496.0", "the tie rounds to even");
+        assert_eq!(v("i / 10"), "9.223372036854776e+17");
+        assert_eq!(v("u % 10.0"), "6.0", "a float operand makes float arithmetic");
+        assert_eq!(v("typeof(u - 1)"), "\"int\"");
+    }
+
+    #[test]
+    fn comparisons_are_exact() {
+        assert_eq!(json("9007199254740993 > 9007199254740992.0"), "true");
+        assert_eq!(json("9007199254740993 = 9007199254740992.0"), "false");
+        assert_eq!(json("9007199254740993 <> 9007199254740992.0"), "true");
+        assert_eq!(json("1700000000000000001 > 1.7e18"), "true");
+        assert_eq!(json("1700000000000000000 = 1.7e18"), "true");
+        assert_eq!(json("9007199254740993 IN (9007199254740992.0, 1)"), "false");
+        assert_eq!(json("9007199254740992 IN (9007199254740992.0, 1)"), "true");
+        assert_eq!(json("9007199254740993 BETWEEN 9007199254740992.0 AND 9007199254740992.0"), "false");
+        assert_eq!(json("18446744073709551615 > 1.8446744073709552e19"), "false");
+        assert_eq!(json("18446744073709551615 < 1.8446744073709552e19"), "true");
+        assert_eq!(json("-9223372036854775808 = -9.223372036854775808e18"), "true");
+        assert_eq!(json("9223372036854775807 < 9.223372036854775807e18"), "true");
+        assert_eq!(json("CASE 9007199254740993 WHEN 9007199254740992.0 THEN 'bad' ELSE 'ok' END"), "\"ok\"");
+        assert_eq!(json("sqrt(-1) = sqrt(-1)"), "false");
+        assert_eq!(json("sqrt(-1) < 1"), "null");
+    }
+
+    #[test]
+    fn structures_compare_by_value() {
+        assert_eq!(json("[1, 2] = [1, 2.0]"), "true");
+        assert_eq!(json("[1, 2] = [2, 1]"), "false");
+        assert_eq!(json("[1, 2] <> [1, 2.0]"), "false");
+        assert_eq!(json("json_decode('{\"a\":1,\"b\":2}') = json_decode('{\"b\":2.0,\"a\":1}')"), "true");
+        assert_eq!(json("items.Position.value = json_decode('{\"longitude\":116.38,\"latitude\":39.9}')"), "true");
+        assert_eq!(json("items = items"), "true");
+        assert_eq!(json("[1] IN ([1.0], 2)"), "true");
+        assert_eq!(json("[1] = 1"), "false");
+    }
+
+    #[test]
+    fn array_literals() {
+        assert_eq!(json("[1, 'a', NULL, deviceType, [true]]"), "[1,\"a\",null,\"Ammeter\",[true]]");
+        assert_eq!(json("[]"), "[]");
+        assert_eq!(json("length([1, 2, 3])"), "3");
+        assert_eq!(json("nth(2, [10, 18446744073709551615])"), "18446744073709551615");
+        assert_eq!(json("typeof([1])"), "\"array\"");
+    }
+
+    #[test]
+    fn is_true_and_is_false_are_never_null() {
+        for (e, want) in [
+            ("NULL IS TRUE", "false"),
+            ("NULL IS FALSE", "false"),
+            ("NULL IS NOT TRUE", "true"),
+            ("NULL IS NOT FALSE", "true"),
+            ("items.Missing IS TRUE", "false"),
+            ("true IS TRUE", "true"),
+            ("false IS TRUE", "false"),
+            ("false IS FALSE", "true"),
+            ("true IS NOT TRUE", "false"),
+            ("false IS NOT TRUE", "true"),
+            ("(1 > 0) IS NOT FALSE", "true"),
+            ("(NULL > 0) IS NOT TRUE", "true"),
+            ("1 IS TRUE", "false"),
+            ("'true' IS TRUE", "false"),
+        ] {
+            assert_eq!(json(e), want, "{e}");
+        }
+    }
+
+    /// Regression: a format with 65,536 or more repeated letters panicked in `format!`
+    /// ("Formatting argument out of range"); the format may come from a payload field.
+    #[test]
+    fn huge_date_format_runs_do_not_panic() {
+        for letter in ["y", "d", "H", "h", "k", "K", "m", "s", "S", "D", "u"] {
+            let fmt = letter.repeat(70_000);
+            let msg = with_payload(&format!(r#"{{"f":"{fmt}"}}"#));
+            let out = eval_with(&msg, &Env::default(), "timestamp(f)").unwrap_or_else(|e| panic!("{letter}: {e}"));
+            let Value::Str(s) = out else { panic!("{letter}: not a string") };
+            assert_eq!(s.chars().count(), 70_000, "{letter}");
+        }
+        let msg = with_payload(&format!(r#"{{"f":"{}"}}"#, "y".repeat(1_100_000)));
+        let e = eval_with(&msg, &Env::default(), "timestamp_utc(f)").unwrap_err();
+        assert!(e.contains("above the limit"), "{e}");
+        let msg = with_payload(&format!(r#"{{"f":"{}"}}"#, "X".repeat(70_000)));
+        assert!(eval_with(&msg, &Env::default(), "timestamp(f)").unwrap_err().contains("too many pattern letters X (70000"));
+        // Java pads to the width, the sign included.
+        let t = FixedOffset::east_opt(0).unwrap().with_ymd_and_hms(2023, 1, 5, 6, 7, 8).unwrap();
+        assert_eq!(crate::rule::functions::java_format("yyyyyy MMM ddd", &t).unwrap(), "002023 Jan 005");
+    }
+
+    #[test]
+    fn time_functions_do_not_panic_at_the_ends_of_the_range() {
+        for unit in ["second", "millisecond", "microsecond", "nanosecond"] {
+            for ts in ["9223372036854775807", "-9223372036854775808", "8210266876799", "-8334601228800", "0", "18446744073709551615"] {
+                let _ = eval(&format!("unix_ts_to_rfc3339({ts}, '{unit}')"));
+            }
+            for s in ["'+262143-12-31T23:59:59Z'", "'-262143-01-01T00:00:00Z'", "'9999-12-31T23:59:59.999999999+23:59'", "'0000-01-01T00:00:00-23:59'"] {
+                let _ = eval(&format!("rfc3339_to_unix_ts({s}, '{unit}')"));
+            }
+        }
+        let env = Env::default();
+        for now in [i64::MAX, i64::MIN, 8_210_266_876_799_999, -8_334_601_228_800_000] {
+            let msg = example_message();
+            let record: Option<crate::doc::Node<'_>> = crate::doc::Node::parse(&msg.payload).ok();
+            let info = TopicInfo::parse(&msg.topic);
+            let ctx = Ctx { msg: &msg, info: &info, record: record.as_ref(), now_ms: now, env: &env, item: None };
+            for e in ["timestamp('yyyy-MM-dd G E')", "timestamp_utc('yy')", "now_rfc3339('nanosecond')", "now_timestamp('nanosecond')", "now_rfc3339()"] {
+                let p = plan(&format!("SELECT {e} AS r FROM \"#\"")).unwrap();
+                if let Some(SelectItem::Named { expr, .. }) = p.select.first() {
+                    let _ = expr.eval(&ctx);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bit_functions() {
+        assert_eq!(json("bitand(18446744073709551615, 9223372036854775808)"), "9223372036854775808");
+        assert_eq!(json("bitor(-9223372036854775808, 1)"), "-9223372036854775807");
+        assert_eq!(json("bitxor(-1, 9223372036854775807)"), "-9223372036854775808");
+        assert_eq!(json("bitnot(9223372036854775807)"), "-9223372036854775808");
+        assert_eq!(json("bitnot(-1)"), "0");
+        assert_eq!(json("bitsl(3, 62)"), "13835058055282163712");
+        assert_eq!(json("bitsl(-1, 63)"), "-9223372036854775808");
+        assert_eq!(json("bitsl(0, 1000)"), "0");
+        assert_eq!(json("bitsr(18446744073709551615, 63)"), "1");
+        assert_eq!(json("bitsr(1, 9223372036854775807)"), "0");
+        assert_eq!(json("bitsr(-9223372036854775808, 200)"), "-1");
+        assert_eq!(json("bitand('12', 10)"), "8");
+        assert_eq!(json("bitand(NULL, 1)"), "null");
+        assert_eq!(json("bitsl(1, NULL)"), "null");
+        assert!(err("bitnot(18446744073709551615)").contains("does not fit in 64 bits"));
+        assert!(err("bitsl(1, 64)").contains("bitsl(1, 64) = 18446744073709551616 does not fit in 64 bits"));
+        assert!(err("bitsl(2, 63)").contains("does not fit"));
+        assert!(err("bitsl(-1, 64)").contains("does not fit"));
+        assert!(err("bitsl(1, 9223372036854775807)").contains("does not fit"));
+        assert!(err("bitsl(1, -1)").contains("shift count must not be negative"));
+        assert!(err("bitsr(1, -1)").contains("shift count must not be negative"));
+        assert!(err("bitxor(-1, 9223372036854775808)").contains("does not fit"));
+        assert!(err("bitand(1.0, 1)").contains("argument 1 must be an integer, got float 1.0"));
+        assert!(err("bitor(1, 'x')").contains("argument 2 must be an integer, got string \"x\""));
+    }
+
+    #[test]
+    fn sprintf_and_pad() {
+        assert_eq!(json("sprintf('~p ~w ~s', 1.5, [1, 'a'], NULL)"), "\"1.5 [1,\\\"a\\\"] null\"");
+        assert_eq!(json("sprintf('~10s|~-6s|~3.2s|', 'right', 'left', 'truncate')"), "\"     right|left  | tr|\"");
+        assert_eq!(json("sprintf('~e ~.3e ~g ~g', 1.0, 12345.678, 0.5, 123456.0)"), "\"1.00000e+0 1.23e+4 0.500000 1.23456e+5\"");
+        assert_eq!(json("sprintf('~.2b ~.36B ~B ~.16b', 5, 35, -9223372036854775808, 18446744073709551615)"), "\"101 Z -9223372036854775808 ffffffffffffffff\"");
+        assert_eq!(json("sprintf('~c~c ~~ ~i~s~n', 72, 105, 'skipped', '!')"), "\"Hi ~ !\\n\"");
+        assert_eq!(json("sprintf('~*s|~.*f', 4, 'a', 1, 2.26)"), "\"   a|2.3\"");
+        assert_eq!(json("sprintf('~8.3.0f', 3.14159)"), "\"0003.142\"");
+        assert_eq!(json("sprintf('no directives')"), "\"no directives\"");
+        assert_eq!(json("sprintf(NULL, 1)"), "null");
+        assert!(err("sprintf('~s ~s', 'a')").contains("needs more arguments"));
+        assert!(err("sprintf('~s', 'a', 'b')").contains("1 argument(s) left over"));
+        assert!(err("sprintf('~q', 1)").contains("unknown control sequence ~q"));
+        assert!(err("sprintf('abc~')").contains("lone ~"));
+        assert!(err("sprintf('~f', 'x')").contains("~f needs a number"));
+        assert!(err("sprintf('~B', 1.5)").contains("~B needs an integer"));
+        assert!(err("sprintf('~.1B', 1)").contains("base of ~B must be 2 to 36"));
+        assert!(err("sprintf('~c', -1)").contains("~c needs a character code"));
+        assert!(err("sprintf('~99999999999s', 'a')").contains("above the limit"));
+        assert!(err("sprintf('~*s', 9223372036854775807, 'a')").contains("above the limit"));
+        assert!(err("sprintf('~.-1f', 1.0)").contains("precision must not be negative"));
+
+        assert_eq!(json("pad('héllo', 7, 'right', 'é')"), "\"hélloéé\"");
+        assert_eq!(json("pad('ab', 6, 'LEFT')"), "\"    ab\"");
+        assert_eq!(json("pad('ab', 3, 'both', '-')"), "\"ab-\"");
+        assert_eq!(json("pad('ab', -5)"), "\"ab\"");
+        assert_eq!(json("pad(12, 4, 'leading', 0)"), "\"0012\"");
+        assert_eq!(json("pad(NULL, 4)"), "null");
+        assert_eq!(json("pad('a', NULL)"), "null");
+        assert!(err("pad('a', 9223372036854775807)").contains("above the limit"));
+        assert!(err("pad('a', 2000000)").contains("above the limit"));
+        assert!(err("pad('a', 3, 'middle')").contains("unknown direction \"middle\""));
+        assert!(err("pad('a', 3, 'left', 'xy')").contains("argument 4 must be one character"));
+        assert!(err("pad('a', 3, 'left', '')").contains("argument 4 must be one character"));
+        assert!(err("pad('a', 1.5)").contains("must be an integer"));
+    }
+
+    #[test]
+    fn string_results_are_bounded() {
+        let big = "a".repeat(600_000);
+        let msg = with_payload(&format!(r#"{{"s":"{big}"}}"#));
+        let e = eval_on(&msg, "replace(s, 'a', 'bb')").unwrap_err();
+        assert!(e.contains("above the limit of 1048576"), "{e}");
+        assert!(eval_on(&msg, "replace(s, '', 'x')").unwrap_err().contains("above the limit"));
+        assert!(eval_on(&msg, "regex_replace(s, 'a', 'bb')").unwrap_err().contains("above the limit"));
+        assert!(eval_on(&msg, "regex_replace(s, '', 'x')").unwrap_err().contains("above the limit"));
+        assert_eq!(eval_on(&msg, "length(replace(s, 'a', 'b'))").unwrap(), "600000");
+        assert!(eval_on(&msg, "regex_replace(s, 'a+', '$0$0')").unwrap_err().contains("the result would be 1200000 bytes"));
+        assert_eq!(eval_on(&msg, "length(regex_replace(s, 'a+', '$0'))").unwrap(), "600000");
+        assert_eq!(json("replace('abc', '', '-')"), "\"-a-b-c-\"");
+        assert_eq!(json("regex_replace('abc', 'x*', '-')"), "\"-a-b-c-\"");
+    }
+
+    #[test]
+    fn compression_round_trips_and_bombs_are_refused() {
+        use std::io::Write as _;
+        assert_eq!(json("json_decode(zip_uncompress(zip_compress(json_encode(items))))"), json("items"));
+        assert_eq!(json("length(gunzip(gzip('')))"), "0");
+        assert_eq!(json("gzip(NULL)"), "null");
+        assert_eq!(json("unzip(NULL)"), "null");
+        assert!(err("gunzip('not gzip')").starts_with("gunzip(): not valid gzip data"));
+        assert!(err("zip_uncompress('x')").starts_with("zip_uncompress(): not valid zlib data"));
+        assert!(err("unzip(zip_compress('abc'))").starts_with("unzip(): not valid raw deflate data"));
+        // The raw bytes of a compressed payload.
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"t":21.5}"#).unwrap();
+        let msg = message("t/gz", &e.finish().unwrap());
+        let env = Env::default();
+        assert_eq!(eval_with(&msg, &env, "json_decode(gunzip(*))").unwrap().to_json(), serde_json::json!({"t": 21.5}));
+        // A bomb: 64 MiB of zeros in about 64 KiB.
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            e.write_all(&zeros).unwrap();
+        }
+        let bomb = e.finish().unwrap();
+        assert!(bomb.len() < 1 << 17, "{}", bomb.len());
+        let msg = message("t/gz", &bomb);
+        let e = eval_with(&msg, &env, "gunzip(*)").unwrap_err();
+        assert_eq!(e, "gunzip(): the decompressed data is larger than the limit of 1048576 bytes");
+        // Exactly at the limit is fine.
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&zeros).unwrap();
+        let msg = message("t/zip", &e.finish().unwrap());
+        assert_eq!(eval_with(&msg, &env, "length(unzip(*))").unwrap().to_json(), serde_json::json!(1 << 20));
     }
 
     #[test]

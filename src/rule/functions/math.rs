@@ -9,28 +9,18 @@ fn unary<'a>(args: &Args<'a>, f: fn(f64) -> f64) -> R<'a> {
     Ok(f64_arg(args, 0)?.map_or(Value::Null, |x| Value::Float(f(x))))
 }
 
-/// An `f64` as an integer when it is integral and fits in `i64`, else the float.
+/// An integral `f64` as an integer when it fits in `i64` or `u64`, else the float.
 fn int_if_fits(f: f64) -> Value<'static> {
-    super::f64_to_i64(f).map_or(Value::Float(f), Value::Int)
+    Num::int_of_f64(f).map_or(Value::Float(f), Num::into_value)
 }
 
 /// An `i128` as `Int`/`UInt` when it fits, else a float.
 fn from_i128(i: i128) -> Value<'static> {
-    if let Ok(v) = i64::try_from(i) {
-        Value::Int(v)
-    } else if let Ok(u) = u64::try_from(i) {
-        Value::UInt(u)
-    } else {
-        Value::Float(i as f64)
-    }
+    crate::rule::expr::int_value(i)
 }
 
 fn int_of(n: Num) -> Option<i128> {
-    match n {
-        Num::Int(i) => Some(i128::from(i)),
-        Num::UInt(u) => Some(i128::from(u)),
-        Num::Float(_) => None,
-    }
+    n.to_i128()
 }
 
 pub(super) fn abs<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {

@@ -67,9 +67,35 @@ pub(super) fn topic_kind<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
     Ok(Value::str(ctx.info.kind.name()))
 }
 
+/// Adds property `name` with value `v` to `out`, Alibaba style: a struct (object) value becomes
+/// one `<name>_<member>` field per member; any other value is `name` itself.
+fn flat_property(out: &mut Map<String, Json>, name: &str, v: &crate::doc::Node<'_>) {
+    match v {
+        crate::doc::Node::Object(members) => {
+            for (k, m) in members {
+                out.insert(format!("{name}_{k}"), m.to_json());
+            }
+        }
+        other => {
+            out.insert(name.to_string(), other.to_json());
+        }
+    }
+}
+
 pub(super) fn thing_property_flat_map<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let items = ctx.record.and_then(|r| r.get("items"));
     let mut out = Map::new();
+    if args.is_empty() {
+        // Every property of the post, in payload order.
+        if let Some(crate::doc::Node::Object(props)) = items {
+            for (name, p) in props {
+                if let Some(v) = p.get("value") {
+                    flat_property(&mut out, name, v);
+                }
+            }
+        }
+        return Ok(Value::Json(Cow::Owned(Json::Object(out))));
+    }
     for (i, a) in args.iter().enumerate() {
         let name = match a {
             Value::Null => continue,
@@ -77,7 +103,7 @@ pub(super) fn thing_property_flat_map<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a
             other => return Err(format!("argument {} must be a property name, got {} {}", i + 1, other.type_name(), quote(other))),
         };
         if let Some(v) = items.and_then(|it| it.get(name)).and_then(|p| p.get("value")) {
-            out.insert(name.to_string(), v.to_json());
+            flat_property(&mut out, name, v);
         }
     }
     Ok(Value::Json(Cow::Owned(Json::Object(out))))

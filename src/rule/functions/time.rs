@@ -12,8 +12,16 @@ use crate::value::Value;
 const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
 const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
+/// Writes `v` zero-padded to `width` characters (the sign counts), like Java's repeated pattern
+/// letters. No `format!` width: it panics from 65,536 on, and a format may come from a payload.
 fn pad(out: &mut String, v: i64, width: usize) {
-    out.push_str(&format!("{v:0width$}"));
+    let digits = v.unsigned_abs().to_string();
+    let sign = usize::from(v < 0);
+    if v < 0 {
+        out.push('-');
+    }
+    out.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len() + sign)));
+    out.push_str(&digits);
 }
 
 /// `+0800`, `+08:00`, `+08` (minutes shown only when non-zero, like Java's `X`).
@@ -29,8 +37,15 @@ fn offset_text(secs: i32, style: u8) -> String {
 
 /// Formats `t` with a Java `SimpleDateFormat` pattern: `yyyy yy MM M MMM MMMM dd d HH H hh h
 /// kk KK mm m ss s SSS a E EEE EEEE u D G Z X XX XXX z`, `'quoted text'` and `''` for a quote.
-/// Other ASCII letters are an error; other characters are copied.
+/// Other ASCII letters are an error; other characters are copied. A result above
+/// [`super::MAX_VALUE_BYTES`] is an error.
 pub fn java_format(pattern: &str, t: &DateTime<FixedOffset>) -> Result<String, String> {
+    let out = java_format_unbounded(pattern, t)?;
+    super::check_size(out.len())?;
+    Ok(out)
+}
+
+fn java_format_unbounded(pattern: &str, t: &DateTime<FixedOffset>) -> Result<String, String> {
     let bad = |what: String| format!("{what} in date format {}", quote(&Value::str(pattern)));
     let chars: Vec<char> = pattern.chars().collect();
     let mut out = String::with_capacity(pattern.len() + 8);
@@ -95,7 +110,7 @@ pub fn java_format(pattern: &str, t: &DateTime<FixedOffset>) -> Result<String, S
             'E' => out.push_str(&DAYS[t.weekday().num_days_from_monday() as usize % 7][..3]),
             'u' => pad(&mut out, i64::from(t.weekday().number_from_monday()), n),
             'Z' => out.push_str(&offset_text(t.offset().local_minus_utc(), 2)),
-            'X' if n > 3 => return Err(bad(format!("too many pattern letters `{}`", "X".repeat(n)))),
+            'X' if n > 3 => return Err(bad(format!("too many pattern letters X ({n}; at most XXX)"))),
             'X' if t.offset().local_minus_utc() == 0 => out.push('Z'),
             'X' => out.push_str(&offset_text(t.offset().local_minus_utc(), n as u8)),
             'z' if t.offset().local_minus_utc() == 0 => out.push_str("UTC"),

@@ -70,7 +70,7 @@ pub(super) fn int<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
         _ => None,
     };
     match n {
-        Some(Num::Float(f)) => super::f64_to_i64(f.trunc()).map_or_else(|| cannot(v, "int (out of range)"), |i| Ok(Value::Int(i))),
+        Some(Num::Float(f)) => Num::int_of_f64(f.trunc()).map_or_else(|| cannot(v, "int (out of range)"), |n| Ok(n.into_value())),
         Some(n) => Ok(n.into_value()),
         None => cannot(v, "int"),
     }
