@@ -119,7 +119,15 @@ struct Tls {
 }
 
 impl Tls {
+    /// Starts Sluice and waits until its admin server answers.
     fn start(prefix: &str, pki_dir: tempfile::TempDir, listener: &TlsListener, tls: &str) -> Tls {
+        let t = Tls::spawn(prefix, pki_dir, listener, tls);
+        t.admin.wait_up(WAIT);
+        t
+    }
+
+    /// Starts Sluice.
+    fn spawn(prefix: &str, pki_dir: tempfile::TempDir, listener: &TlsListener, tls: &str) -> Tls {
         let mosquitto = Mosquitto::start_tls(listener);
         let dir = pki_dir;
         let (rules, out) = (dir.path().join("rules"), dir.path().join("out"));
@@ -133,7 +141,6 @@ impl Tls {
         write(&config_file, &config);
         let sluice = Sluice::start(&config_file, &dir.path().join("sluice.log"));
         let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN));
-        admin.wait_up(WAIT);
         eprintln!("{prefix}: sluice on {url}, admin on {port}");
         Tls { mosquitto, dir, out, sluice, admin, check: format!("source:mqtt:{url}:{CLIENT_ID}") }
     }
@@ -275,4 +282,28 @@ fn expired_client_certificate_is_reported_and_sigterm_stops_sluice() {
     t.wait_failed_attempts(3, "TLS: certificate expired");
     assert!(t.sluice.running(), "sluice stays up");
     t.terminate();
+}
+
+#[test]
+fn mtls_without_a_client_certificate_is_reported() {
+    let dir = temp_dir("sluice-mtls-none-");
+    let pki = Pki::new(dir.path());
+    let mut t = Tls::start("no-client-cert", dir, &pki.listener(&pki.server, true), &tls_table(&pki.ca.file, None));
+    let detail = t.wait_ready(503, false, "requires a client certificate");
+    assert!(detail.contains("tls.client_cert_file"), "{detail}");
+    t.wait_failed_attempts(3, "TLS: the broker requires a client certificate");
+    t.terminate();
+}
+
+#[test]
+fn a_ca_file_without_a_certificate_fails_at_start() {
+    let dir = temp_dir("sluice-tls-bad-ca-file-");
+    let pki = Pki::new(dir.path());
+    let not_pem = dir.path().join("pki/not-a-ca.pem");
+    write(&not_pem, "this is no certificate\n");
+    let mut t = Tls::spawn("bad-ca-file", dir, &pki.listener(&pki.server, false), &tls_table(&not_pem, None));
+    // Its only source failed: Sluice stops by itself, saying why.
+    assert!(wait_until(WAIT, || !t.sluice.running()), "sluice still runs:\n{}", tail(&t.sluice.log, 20));
+    let log = t.log();
+    assert!(log.lines().any(|l| l.contains("source failed") && l.contains("`tls.ca_file`") && l.contains("not-a-ca.pem: no PEM certificate in it")), "{}", tail(&t.sluice.log, 20));
 }

@@ -78,10 +78,27 @@ impl MqttSource {
             o.set_credentials(user.clone(), self.cfg.password.clone().unwrap_or_default());
         }
         if let Some(t) = &self.cfg.tls {
+            use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
             let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| err(format!("reading {}: {e}", p.display())));
-            let ca = read(&t.ca_file)?;
+            // A file without a certificate (or key) is a configuration error: say so now
+            // rather than fail every connection attempt.
+            let certs = |key: &str, p: &std::path::Path| {
+                let pem = read(p)?;
+                match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+                    Ok(c) if !c.is_empty() => Ok(pem),
+                    Ok(_) => Err(err(format!("`tls.{key}` {}: no PEM certificate in it", p.display()))),
+                    Err(e) => Err(err(format!("`tls.{key}` {}: {e}", p.display()))),
+                }
+            };
+            let ca = certs("ca_file", &t.ca_file)?;
             let client_auth = match (&t.client_cert_file, &t.client_key_file) {
-                (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                (Some(c), Some(k)) => {
+                    let key = read(k)?;
+                    if let Err(e) = PrivateKeyDer::from_pem_slice(&key) {
+                        return Err(err(format!("`tls.client_key_file` {}: no PEM private key (PKCS#8, PKCS#1 or SEC1) in it: {e}", k.display())));
+                    }
+                    Some((certs("client_cert_file", c)?, key))
+                }
                 _ => None,
             };
             o.set_transport(Transport::tls_with_config(TlsConfiguration::Simple { ca, alpn: None, client_auth }));
@@ -586,9 +603,11 @@ mod tests {
     #[test]
     fn tls_files_are_read_into_the_transport() {
         let dir = tempfile::tempdir().unwrap();
-        for f in ["ca.pem", "c.pem", "c.key"] {
+        for f in ["ca.pem", "c.pem"] {
             std::fs::write(dir.path().join(f), "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n").unwrap();
         }
+        std::fs::write(dir.path().join("c.key"), "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n").unwrap();
+        std::fs::write(dir.path().join("not-pem.pem"), "not a certificate\n").unwrap();
         let d = dir.path().display();
         let cfg = |ca: &str| -> MqttSourceConfig {
             toml::from_str(&format!(
@@ -602,6 +621,13 @@ mod tests {
         assert_eq!(o.broker_address(), ("h".to_string(), 8883));
         let e = MqttSource::new(cfg("missing.pem"), Arc::new(AcceptAll), Duration::from_secs(1)).options().unwrap_err();
         assert!(e.to_string().contains("missing.pem"), "{e}");
+        let e = MqttSource::new(cfg("not-pem.pem"), Arc::new(AcceptAll), Duration::from_secs(1)).options().unwrap_err();
+        assert!(e.to_string().contains("`tls.ca_file`") && e.to_string().contains("not-pem.pem: no PEM certificate"), "{e}");
+        // A key file without a key (here: a certificate).
+        let mut bad_key = cfg("ca.pem");
+        bad_key.tls.as_mut().unwrap().client_key_file = Some(dir.path().join("c.pem"));
+        let e = MqttSource::new(bad_key, Arc::new(AcceptAll), Duration::from_secs(1)).options().unwrap_err();
+        assert!(e.to_string().contains("`tls.client_key_file`") && e.to_string().contains("no PEM private key"), "{e}");
     }
 
     #[test]
