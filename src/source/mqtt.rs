@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -81,10 +81,27 @@ impl MqttSource {
             o.set_credentials(user.clone(), self.cfg.password.clone().unwrap_or_default());
         }
         if let Some(t) = &self.cfg.tls {
+            use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
             let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| err(format!("reading {}: {e}", p.display())));
-            let ca = read(&t.ca_file)?;
+            // A file without a certificate (or key) is a configuration error: say so now
+            // rather than fail every connection attempt.
+            let certs = |key: &str, p: &std::path::Path| {
+                let pem = read(p)?;
+                match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+                    Ok(c) if !c.is_empty() => Ok(pem),
+                    Ok(_) => Err(err(format!("`tls.{key}` {}: no PEM certificate in it", p.display()))),
+                    Err(e) => Err(err(format!("`tls.{key}` {}: {e}", p.display()))),
+                }
+            };
+            let ca = certs("ca_file", &t.ca_file)?;
             let client_auth = match (&t.client_cert_file, &t.client_key_file) {
-                (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                (Some(c), Some(k)) => {
+                    let key = read(k)?;
+                    if let Err(e) = PrivateKeyDer::from_pem_slice(&key) {
+                        return Err(err(format!("`tls.client_key_file` {}: no PEM private key (PKCS#8, PKCS#1 or SEC1) in it: {e}", k.display())));
+                    }
+                    Some((certs("client_cert_file", c)?, key))
+                }
                 _ => None,
             };
             o.set_transport(Transport::tls_with_config(TlsConfiguration::Simple { ca, alpn: None, client_auth }));
@@ -368,6 +385,7 @@ impl MqttSource {
         let received_bytes = metrics::SOURCE_RECEIVED_BYTES.with_label_values(&[name]);
         let check = format!("source:{name}");
         health::set(&check, false, "connecting");
+        let host = self.cfg.endpoint().map(|(h, _, _)| h).unwrap_or_default();
         let subs = Self::subscriptions(&self.cfg);
         let min_backoff = Duration::from_millis(self.cfg.reconnect_backoff_ms);
         let max_backoff = Duration::from_millis(self.cfg.reconnect_backoff_max_ms);
@@ -431,14 +449,15 @@ impl MqttSource {
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    health::set(&check, false, format!("not connected: {e}"));
+                    let reason = connection_failure(&e, &host);
+                    health::set(&check, false, format!("not connected: {reason}"));
                     if connected {
                         connected = false;
                         connected_gauge.set(0);
                         metrics::MQTT_CONNECTION_EVENTS.with_label_values(&[name, "disconnect"]).inc();
-                        tracing::warn!(target: "sluice::channel", source = %name, error = %e, "disconnected");
+                        tracing::warn!(target: "sluice::channel", source = %name, error = %reason, "disconnected");
                     } else {
-                        tracing::warn!(target: "sluice::channel", source = %name, error = %e, retry_ms = backoff.as_millis() as u64, "connection failed");
+                        tracing::warn!(target: "sluice::channel", source = %name, error = %reason, retry_ms = backoff.as_millis() as u64, "connection failed");
                     }
                     if stopping.is_some() {
                         break;
@@ -469,10 +488,75 @@ impl MqttSource {
     }
 }
 
+/// The TLS error under a connection error, if any (rustls errors reach rumqttc wrapped in an
+/// `io::Error`, whose `source()` skips them, so each level is unwrapped by hand).
+fn rustls_error(e: &ConnectionError) -> Option<&rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(r) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            return Some(r);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Why a connection attempt to `host` failed, for the log and the readiness check: TLS
+/// failures say what is wrong and which setting to look at, then rumqttc's own text.
+fn connection_failure(e: &ConnectionError, host: &str) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as R};
+    let what = match rustls_error(e) {
+        Some(R::InvalidCertificate(C::UnknownIssuer)) => "TLS: unknown issuer: the broker's certificate is not signed by a CA in `tls.ca_file`".to_string(),
+        Some(R::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. })) => format!("TLS: hostname mismatch: the broker's certificate is not valid for `{host}` (the host in `url`)"),
+        Some(R::InvalidCertificate(C::Expired | C::ExpiredContext { .. })) => "TLS: certificate expired: the broker's certificate has expired".to_string(),
+        Some(R::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. })) => "TLS: the broker's certificate is not valid yet (check the clocks)".to_string(),
+        Some(R::InvalidCertificate(_)) => "TLS: the broker's certificate was rejected".to_string(),
+        Some(R::AlertReceived(A::CertificateExpired)) => "TLS: certificate expired: the broker rejected the client certificate (`tls.client_cert_file`) as expired".to_string(),
+        Some(R::AlertReceived(A::CertificateRequired | A::NoCertificate)) => "TLS: the broker requires a client certificate (`tls.client_cert_file`, `tls.client_key_file`)".to_string(),
+        Some(R::AlertReceived(a @ (A::BadCertificate | A::UnsupportedCertificate | A::CertificateRevoked | A::CertificateUnknown | A::UnknownCA | A::AccessDenied))) => {
+            format!("TLS: the broker rejected the client certificate (`tls.client_cert_file`): {a:?}")
+        }
+        Some(R::AlertReceived(a)) => format!("TLS: the broker ended the handshake: {a:?}"),
+        Some(_) => "TLS: handshake failed".to_string(),
+        None => return e.to_string(),
+    };
+    format!("{what} ({e})")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::integration::AcceptAll;
+
+    fn tls_failure(e: rustls::Error) -> String {
+        connection_failure(&ConnectionError::Tls(rumqttc::TlsError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))), "localhost")
+    }
+
+    #[test]
+    fn tls_failures_say_what_is_wrong() {
+        use rustls::{AlertDescription, CertificateError, Error};
+        let t = tls_failure(Error::InvalidCertificate(CertificateError::UnknownIssuer));
+        assert!(t.starts_with("TLS: unknown issuer: ") && t.contains("tls.ca_file") && t.ends_with("(TLS: I/O: invalid peer certificate: UnknownIssuer)"), "{t}");
+        let t = tls_failure(Error::InvalidCertificate(CertificateError::NotValidForName));
+        assert!(t.starts_with("TLS: hostname mismatch: ") && t.contains("`localhost`"), "{t}");
+        let t = tls_failure(Error::InvalidCertificate(CertificateError::Expired));
+        assert!(t.starts_with("TLS: certificate expired: the broker's certificate"), "{t}");
+        let t = tls_failure(Error::AlertReceived(AlertDescription::CertificateExpired));
+        assert!(t.starts_with("TLS: certificate expired: the broker rejected the client certificate"), "{t}");
+        let t = tls_failure(Error::AlertReceived(AlertDescription::CertificateRequired));
+        assert!(t.contains("requires a client certificate"), "{t}");
+        let t = tls_failure(Error::AlertReceived(AlertDescription::UnknownCA));
+        assert!(t.contains("rejected the client certificate") && t.contains("UnknownCA"), "{t}");
+        // The TLS error may also come as a plain I/O error (after the handshake, TLS 1.3).
+        let io = ConnectionError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, Error::AlertReceived(AlertDescription::CertificateExpired)));
+        assert!(connection_failure(&io, "h").starts_with("TLS: certificate expired"));
+        // Not TLS: rumqttc's text.
+        let refused = ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(connection_failure(&refused, "h"), refused.to_string());
+    }
 
     fn decoders() -> Decoders {
         Decoders::new("decoders".into(), Duration::from_millis(50), 16 << 20)
@@ -547,9 +631,11 @@ mod tests {
     #[test]
     fn tls_files_are_read_into_the_transport() {
         let dir = tempfile::tempdir().unwrap();
-        for f in ["ca.pem", "c.pem", "c.key"] {
+        for f in ["ca.pem", "c.pem"] {
             std::fs::write(dir.path().join(f), "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n").unwrap();
         }
+        std::fs::write(dir.path().join("c.key"), "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n").unwrap();
+        std::fs::write(dir.path().join("not-pem.pem"), "not a certificate\n").unwrap();
         let d = dir.path().display();
         let cfg = |ca: &str| -> MqttSourceConfig {
             toml::from_str(&format!(
@@ -563,6 +649,13 @@ mod tests {
         assert_eq!(o.broker_address(), ("h".to_string(), 8883));
         let e = MqttSource::new(cfg("missing.pem"), Arc::new(AcceptAll), Duration::from_secs(1)).options().unwrap_err();
         assert!(e.to_string().contains("missing.pem"), "{e}");
+        let e = MqttSource::new(cfg("not-pem.pem"), Arc::new(AcceptAll), Duration::from_secs(1)).options().unwrap_err();
+        assert!(e.to_string().contains("`tls.ca_file`") && e.to_string().contains("not-pem.pem: no PEM certificate"), "{e}");
+        // A key file without a key (here: a certificate).
+        let mut bad_key = cfg("ca.pem");
+        bad_key.tls.as_mut().unwrap().client_key_file = Some(dir.path().join("c.pem"));
+        let e = MqttSource::new(bad_key, Arc::new(AcceptAll), Duration::from_secs(1)).options().unwrap_err();
+        assert!(e.to_string().contains("`tls.client_key_file`") && e.to_string().contains("no PEM private key"), "{e}");
     }
 
     #[test]

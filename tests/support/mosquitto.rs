@@ -1,5 +1,6 @@
-//! A Mosquitto broker on a free loopback port, and a test MQTT client that publishes
-//! integration requests and collects their replies. Stopped on drop.
+//! A Mosquitto broker on a free loopback port (optionally with a second, TLS listener), and a
+//! test MQTT client that publishes integration requests and collects their replies. Stopped on
+//! drop.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -20,25 +21,58 @@ pub fn mosquitto_bin() -> PathBuf {
     dirs.into_iter().map(|d| d.join("mosquitto")).find(|p| p.is_file()).expect("`mosquitto` not found: run scripts/test-deps.sh, which installs it")
 }
 
+/// A TLS listener's PEM files.
+#[derive(Clone, Debug)]
+pub struct TlsListener {
+    /// The broker's certificate (chain).
+    pub cert_file: PathBuf,
+    /// Its private key.
+    pub key_file: PathBuf,
+    /// The CA that client certificates must chain to.
+    pub ca_file: PathBuf,
+    /// mTLS: clients must present a certificate signed by `ca_file` (`require_certificate`).
+    pub require_certificate: bool,
+}
+
 /// A running Mosquitto.
 pub struct Mosquitto {
     child: Option<Child>,
     /// Its folder (configuration and log).
     pub dir: tempfile::TempDir,
-    /// Its port on 127.0.0.1.
+    /// Its port on 127.0.0.1 (plain MQTT).
     pub port: u16,
+    /// Its TLS listener's port on 127.0.0.1, when it has one.
+    pub tls_port: Option<u16>,
 }
 
 impl Mosquitto {
     /// Starts a broker (anonymous, no persistence) and waits until it accepts connections.
     pub fn start() -> Mosquitto {
+        Mosquitto::start_with(None)
+    }
+
+    /// Starts a broker with a plain listener (for test clients) and a TLS listener.
+    pub fn start_tls(tls: &TlsListener) -> Mosquitto {
+        Mosquitto::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&TlsListener>) -> Mosquitto {
         let dir = super::temp_dir("sluice-mosquitto-");
-        let port = super::free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).expect("mosquitto.conf");
-        let mut m = Mosquitto { child: None, dir, port };
+        let mut m = Mosquitto { child: None, dir, port: super::free_port(), tls_port: tls.map(|_| super::free_port()) };
+        m.configure(tls);
         m.spawn();
         m
+    }
+
+    /// Writes the configuration: the plain listener, and the TLS listener with `tls` (which
+    /// takes effect at the next [`Mosquitto::restart`]).
+    pub fn configure(&self, tls: Option<&TlsListener>) {
+        let mut conf = format!("per_listener_settings false\nallow_anonymous true\npersistence false\nlistener {} 127.0.0.1\n", self.port);
+        if let (Some(t), Some(port)) = (tls, self.tls_port) {
+            let path = |p: &PathBuf| p.display().to_string();
+            conf += &format!("listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n", path(&t.ca_file), path(&t.cert_file), path(&t.key_file), t.require_certificate);
+        }
+        std::fs::write(self.dir.path().join("mosquitto.conf"), conf).expect("mosquitto.conf");
     }
 
     fn spawn(&mut self) {
@@ -47,9 +81,12 @@ impl Mosquitto {
         let child = Command::new(mosquitto_bin()).arg("-c").arg(&conf).stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log).spawn().expect("start mosquitto");
         self.child = Some(child);
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "mosquitto not listening on {}: {}", self.port, self.log());
-            std::thread::sleep(Duration::from_millis(50));
+        for port in std::iter::once(self.port).chain(self.tls_port) {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                assert!(exited.is_none() && started.elapsed() < Duration::from_secs(10), "mosquitto not listening on {port} (exit: {exited:?}): {}", self.log());
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 
@@ -70,6 +107,12 @@ impl Mosquitto {
     /// `mqtt://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// `mqtts://HOST:TLS_PORT` (HOST is the name Sluice checks the broker's certificate
+    /// against; it must resolve to 127.0.0.1).
+    pub fn tls_url(&self, host: &str) -> String {
+        format!("mqtts://{host}:{}", self.tls_port.expect("a TLS listener"))
     }
 
     /// The broker's log.
