@@ -540,6 +540,12 @@ pub enum SinkConfig {
         /// source (MQTT, HTTP, Kafka), so that a restart keeps what earlier runs wrote.
         #[serde(default)]
         append: bool,
+        /// `fsync` each group of batches before acknowledging it (default `true`): an
+        /// acknowledged input survives a crash of the machine. With `false` the lines are
+        /// written to the OS (flushed) before the acknowledgement, which survives `kill -9` of
+        /// Sluice but not a power loss, for less cost per batch.
+        #[serde(default = "default_true")]
+        fsync: bool,
     },
     /// A Kafka producer (see [`KafkaSinkConfig`]).
     Kafka(KafkaSinkConfig),

@@ -381,7 +381,7 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<ExitCode> 
         })
         .collect::<anyhow::Result<_>>()?;
     let sink: Box<dyn Sink> = match sink {
-        SinkConfig::File { dir, append } => Box::new(FileSink::new(dir).append(append)),
+        SinkConfig::File { dir, append, fsync } => Box::new(FileSink::new(dir).append(append).fsync(fsync)),
         SinkConfig::Kafka(k) => Box::new(KafkaSink::new(k, engine_cfg.default_error_topic.clone())),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

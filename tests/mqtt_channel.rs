@@ -142,3 +142,35 @@ fn an_oversized_request_is_answered_1413_acknowledged_and_the_channel_goes_on() 
     assert!(p.replies()[n..].iter().all(|r| r.body["id"] == json!("ping")), "nothing delivered again: {:?}", &p.replies()[n..]);
     running.stop();
 }
+
+/// A sink that fails on its first batch (an I/O error, say).
+struct BrokenSink;
+
+impl Sink for BrokenSink {
+    fn run(self: Box<Self>, mut rx: mpsc::Receiver<Batch>) -> BoxFuture<Result<SinkReport, SinkError>> {
+        Box::pin(async move {
+            let _batch = rx.recv().await;
+            Err(SinkError::Other { sink: "broken".into(), message: "disk gone".into() })
+        })
+    }
+}
+
+/// A failed sink stops the pipeline: the MQTT source, which would otherwise poll its broker
+/// until a signal, stops too, and the pipeline ends with the sink's error. The request whose
+/// batch the sink dropped is neither answered nor acknowledged: the broker keeps it.
+#[test]
+fn a_failed_sink_stops_the_whole_pipeline() {
+    let m = Mosquitto::start();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let engine = Arc::new(Engine::new(RuleSet::new(Vec::new()), Env::default(), EngineOptions::default()));
+    let pipeline = Pipeline { engine, sources: vec![source(&m, "sluice-broken-sink", "")], sink: Box::new(BrokenSink), capacity: 16, workers: 1, clock: Clock::System, registry: None };
+    let handle = rt.spawn(pipeline.run(Shutdown::new()));
+    let p = Publisher::connect(m.port, "third-party-broken");
+    p.wait_for_sluice(WAIT); // empty requests are answered without the sink
+    p.publish("sys/pk/integration/event/post", REQUEST);
+    let result = rt.block_on(async { tokio::time::timeout(WAIT, handle).await }).expect("the pipeline stops by itself").expect("pipeline task");
+    let e = result.err().expect("the pipeline reports the sink's failure");
+    assert!(e.to_string().contains("disk gone"), "{e}");
+    assert!(p.replies().iter().all(|r| r.body["id"] != json!("7")), "not answered: {:?}", p.replies());
+    rt.shutdown_timeout(Duration::from_secs(1));
+}

@@ -99,7 +99,9 @@ impl Pipeline {
         let (src_tx, mut src_rx) = mpsc::channel::<Envelope>(cap);
         let (sink_tx, sink_rx) = mpsc::channel::<Batch>(cap);
 
-        let sink_task = tokio::spawn(self.sink.run(sink_rx));
+        // A sink or source that fails or panics stops the whole pipeline (and so the process,
+        // with an error) instead of leaving the other stages running against a dead end.
+        let sink_task = tokio::spawn(stop_on_failure(tokio::spawn(self.sink.run(sink_rx)), "sink".to_string(), shutdown.clone()));
 
         // Workers, each with its own bounded queue; a router spreads messages by topic so one
         // topic's messages stay in order.
@@ -124,14 +126,15 @@ impl Pipeline {
         let mut source_tasks = Vec::new();
         for s in self.sources {
             let name = s.name();
-            source_tasks.push((name, tokio::spawn(s.run(src_tx.clone(), shutdown.clone()))));
+            let task = tokio::spawn(s.run(src_tx.clone(), shutdown.clone()));
+            source_tasks.push((name.clone(), tokio::spawn(stop_on_failure(task, format!("source {name}"), shutdown.clone()))));
         }
         drop(src_tx);
 
         let mut report = PipelineReport::default();
         let mut first_err: Option<PipelineError> = None;
         for (name, t) in source_tasks {
-            match t.await {
+            match t.await.unwrap_or_else(Err) {
                 Ok(Ok(r)) => report.sources.push((name, r)),
                 Ok(Err(e)) => {
                     tracing::error!(source = %name, error = %e, "source failed");
@@ -146,7 +149,7 @@ impl Pipeline {
         for t in worker_tasks {
             t.await.map_err(|e| PipelineError::Task(e.to_string()))?;
         }
-        report.sink = sink_task.await.map_err(|e| PipelineError::Task(e.to_string()))??;
+        report.sink = sink_task.await.unwrap_or_else(Err).map_err(|e| PipelineError::Task(format!("sink: {e}")))??;
         stopping.abort();
         health::set("pipeline", false, "stopped");
         match first_err {
@@ -154,6 +157,25 @@ impl Pipeline {
             None => Ok(report),
         }
     }
+}
+
+/// Awaits a stage's task; when it fails (an error or a panic) before shutdown was requested, it
+/// requests shutdown so the other stages stop too.
+async fn stop_on_failure<T, E: std::fmt::Display>(task: tokio::task::JoinHandle<Result<T, E>>, stage: String, shutdown: Shutdown) -> Result<Result<T, E>, tokio::task::JoinError> {
+    let r = task.await;
+    let failure = match &r {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(reason) = failure {
+        if !shutdown.is_triggered() {
+            tracing::error!(%stage, %reason, "a pipeline stage failed: stopping the pipeline");
+            health::set("pipeline", false, format!("{stage} failed: {reason}"));
+            shutdown.trigger();
+        }
+    }
+    r
 }
 
 fn topic_shard(topic: &str, n: usize) -> usize {

@@ -11,7 +11,8 @@
 //! them, flushes and syncs each file they touched (and, for a file created by this run, its
 //! folder), then acknowledges them all. So an acknowledged input (an MQTT PUBACK and reply, an
 //! HTTP 200, a Kafka commit) survives `kill -9` and power loss, and under load one sync covers
-//! many batches.
+//! many batches. With `fsync = false` the files are flushed to the OS, not synced, before the
+//! acks: that survives `kill -9` of Sluice, not a power loss.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,12 +38,20 @@ pub const GROUP_MAX_BATCHES: usize = 1024;
 pub struct FileSink {
     dir: PathBuf,
     append: bool,
+    fsync: bool,
 }
 
 impl FileSink {
     /// A sink writing under `dir` (created if missing), replacing the files it writes.
     pub fn new(dir: impl Into<PathBuf>) -> FileSink {
-        FileSink { dir: dir.into(), append: false }
+        FileSink { dir: dir.into(), append: false, fsync: true }
+    }
+
+    /// Without `fsync`, a group of batches is acknowledged once written to the OS (it survives
+    /// a crash of the process, not of the machine).
+    pub fn fsync(mut self, fsync: bool) -> FileSink {
+        self.fsync = fsync;
+        self
     }
 
     /// With `append`, lines are added to existing files instead of replacing them.
@@ -147,11 +156,13 @@ impl Sink for FileSink {
                 let mut synced = false;
                 for out in files.values_mut().filter(|o| o.dirty) {
                     out.w.flush().await.map_err(io)?;
-                    out.w.get_ref().sync_data().await.map_err(io)?;
+                    if self.fsync {
+                        out.w.get_ref().sync_data().await.map_err(io)?;
+                    }
                     out.dirty = false;
                     synced = true;
                 }
-                if created {
+                if created && self.fsync {
                     sync_dir(&self.dir).await.map_err(io)?;
                     created = false;
                 }
