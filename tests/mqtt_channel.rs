@@ -169,7 +169,7 @@ fn a_failed_sink_stops_the_whole_pipeline() {
     p.wait_for_sluice(WAIT); // empty requests are answered without the sink
     p.publish("sys/pk/integration/event/post", REQUEST);
     let result = rt.block_on(async { tokio::time::timeout(WAIT, handle).await }).expect("the pipeline stops by itself").expect("pipeline task");
-    let e = result.err().expect("the pipeline reports the sink's failure");
+    let e = result.expect_err("the pipeline reports the failure of the sink");
     assert!(e.to_string().contains("disk gone"), "{e}");
     assert!(p.replies().iter().all(|r| r.body["id"] != json!("7")), "not answered: {:?}", p.replies());
     rt.shutdown_timeout(Duration::from_secs(1));
