@@ -64,12 +64,16 @@ struct Running {
 impl Running {
     fn start(extra: &str) -> Running {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        Running::start_with(extra, Arc::new(Registry::load(&root.join("models"), None).unwrap()))
+    }
+
+    fn start_with(extra: &str, validator: Arc<dyn sluice::integration::Validator>) -> Running {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let files = tempfile::tempdir().unwrap();
         let cfg: HttpSourceConfig =
             toml::from_str(&format!("listen = \"127.0.0.1:0\"\ntokens = {{ {ORG} = [\"other\", {TOKEN:?}], org2 = [\"t2\"] }}\nfiles_dir = {:?}\n{extra}", files.path().display().to_string()))
                 .unwrap();
-        let registry = Arc::new(Registry::load(&root.join("models"), None).unwrap());
-        let source = HttpSource::bind(cfg, registry, Duration::from_secs(5)).unwrap();
+        let source = HttpSource::bind(cfg, validator, Duration::from_secs(5)).unwrap();
         let url = format!("http://{}/connect-service/v2.1/integration?action=postEvent&orgId={ORG}", source.local_addr());
         let rule = sluice::rule::compile_file(&root.join("rules/integration_event.toml")).unwrap();
         let engine = Arc::new(Engine::new(RuleSet::new(vec![rule]), Env::default(), EngineOptions::default()));
@@ -519,5 +523,34 @@ fn files_go_to_an_s3_compatible_store_when_configured() {
     assert_eq!(stored.as_ref(), FILE1);
     // Nothing was written to the local folder.
     assert_eq!(std::fs::read_dir(r.files.path()).map(|d| d.count()).unwrap_or(0), 0);
+    r.stop();
+}
+
+/// Fault injection: the models' validator, except that a request with id `panic` panics it.
+struct PanickingValidator(Registry);
+
+impl sluice::integration::Validator for PanickingValidator {
+    fn validate(&self, kind: sluice::topic::TopicKind, product_key: &str, request: &Value) -> sluice::integration::Validation {
+        assert!(request["id"] != json!("panic"), "injected panic in the validator");
+        self.0.validate(kind, product_key, request)
+    }
+    fn product_key_of(&self, entry: &Value) -> Option<String> {
+        self.0.product_key_of(entry)
+    }
+}
+
+/// A bug that panics while a request is handled is answered 500 (not a dropped connection),
+/// and the next request is handled as usual.
+#[test]
+fn a_panic_while_handling_is_answered_500_and_the_source_goes_on() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let r = Running::start_with("", Arc::new(PanickingValidator(Registry::load(&root.join("models"), None).unwrap())));
+    let mut m = seed_message();
+    m["id"] = json!("panic");
+    let (status, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));
+    assert_eq!((status, &body["code"]), (500, &json!(500)), "{body}");
+    assert_eq!(body["msg"], json!("internal error while handling the request; retry it"), "{body}");
+    let (status, body) = r.post(seed_form());
+    assert_eq!((status, &body["code"]), (200, &json!(200)), "{body}");
     r.stop();
 }

@@ -228,8 +228,15 @@ impl Source for HttpSource {
 async fn post_event(State(st): State<Arc<St>>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap, mp: Result<Multipart, MultipartRejection>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let org = q.get("orgId").cloned().unwrap_or_default();
-    let reply = match handle(&st, &q, &headers, mp).await {
-        Ok(r) | Err(r) => r,
+    // A panic while handling a request (a bug) is answered 500 like any internal failure,
+    // instead of a dropped connection.
+    let reply = match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(handle(&st, &q, &headers, mp))).await {
+        Ok(Ok(r) | Err(r)) => r,
+        Err(panic) => {
+            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+            tracing::error!(source = %st.name, reason = %what, "handling an HTTP upload panicked");
+            Reply::new(codes::INTERNAL, "internal error while handling the request; retry it")
+        }
     };
     metrics::INTEGRATION_REQUESTS.with_label_values(&[&reply.code.to_string()]).inc();
     st.received_records.inc();
