@@ -783,7 +783,7 @@ mod tests {
 
     /// Fault injection: a device lookup that panics when asked for the attribute `boom` (the
     /// registry is the engine's one pluggable part that rules call into).
-    struct Panicking;
+    pub(crate) struct Panicking;
 
     impl crate::rule::expr::DeviceLookup for Panicking {
         fn attribute(&self, _: &str, device: &str, key: &str) -> Option<String> {

@@ -263,3 +263,50 @@ async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>,
     }
     scratch.flush_metrics();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineOptions, RuleSet};
+    use crate::error::SinkError;
+    use crate::rule::expr::Env;
+    use crate::sink::BoxFuture;
+    use crate::source::file::FileSource;
+    use std::sync::Mutex;
+
+    struct Keep(Arc<Mutex<Vec<crate::sink::OutputRecord>>>);
+
+    impl Sink for Keep {
+        fn run(self: Box<Self>, mut rx: mpsc::Receiver<Batch>) -> BoxFuture<Result<SinkReport, SinkError>> {
+            Box::pin(async move {
+                while let Some(b) = rx.recv().await {
+                    self.0.lock().unwrap().extend(b.records);
+                    b.ack.done(crate::source::Delivery::Delivered);
+                }
+                Ok(SinkReport::default())
+            })
+        }
+    }
+
+    /// A panic injected into a rule, on every other message: each becomes an error record of
+    /// stage `panic`, and every message after it is processed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_rule_does_not_stop_the_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        let lines: Vec<String> = (0..20).map(|i| format!(r#"{{"topic":"/sys/pk/d{i}/thing/event/property/post","payload":{{"k":"{}"}}}}"#, if i % 2 == 0 { "boom" } else { "ok" })).collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let rule = crate::rule::compile_str(std::path::Path::new("p.toml"), "sql = \"\"\"SELECT attribute(k) AS a FROM \"/sys/+/+/thing/event/property/post\" \"\"\"\n[[actions]]\ntopic = \"out\"\n")
+            .unwrap();
+        let env = Env { devices: Box::new(crate::engine::tests::Panicking), ..Env::default() };
+        let engine = Arc::new(Engine::new(RuleSet::new(vec![rule]), env, EngineOptions::default()));
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let pipeline = Pipeline { engine, sources: vec![Box::new(FileSource::new(&path))], sink: Box::new(Keep(kept.clone())), capacity: 4, workers: 2, clock: Clock::Fixed(1), registry: None };
+        pipeline.run(Shutdown::new()).await.expect("the pipeline ends normally");
+        let kept = kept.lock().unwrap();
+        let (errors, data): (Vec<_>, Vec<_>) = kept.iter().partition(|r| r.is_error);
+        assert_eq!((errors.len(), data.len()), (10, 10), "{kept:?}");
+        assert!(errors.iter().all(|r| r.headers.iter().any(|(k, v)| k == "sluice-error-stage" && v == "panic")));
+        assert!(data.iter().all(|r| r.value == br#"{"a":"ok"}"#));
+    }
+}
