@@ -50,7 +50,7 @@ dir = "$WORK/out-$1"
 fsync = $1
 EOF
     /usr/bin/time -f "%e %U %S" -o "$WORK/time-$1" "$SLUICE" run --config "$WORK/file-$1.toml" >/dev/null 2>"$WORK/log-$1"
-    awk '{ printf "%s %.2f", $1, $2 + $3 }' "$WORK/time-$1"
+    awk '{ printf "%s %.2f\n", $1, $2 + $3 }' "$WORK/time-$1"
 }
 read -r wall_t cpu_t < <(run_file true)
 read -r wall_f cpu_f < <(run_file false)

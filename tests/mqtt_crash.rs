@@ -150,3 +150,58 @@ append = true
         assert!(text.contains(&format!("\"key\":\"{key}\"")), "{key} missing after the restart:\n{text}");
     }
 }
+
+/// SIGTERM always ends the process, even when the sink can never deliver (its Kafka broker is
+/// gone for good): within `shutdown_timeout_ms`, plus the hard deadline's 1 s grace at worst.
+#[test]
+fn sigterm_ends_the_process_in_time_while_the_sink_is_stuck() {
+    let mosquitto = Mosquitto::start();
+    let dir = support::temp_dir("sluice-test-");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead); // nothing listens there
+    let config = dir.path().join("sluice.toml");
+    write(
+        &config,
+        &format!(
+            r#"[rules]
+paths = [{rules:?}]
+
+[engine]
+shutdown_timeout_ms = 2000
+
+[[sources]]
+type = "mqtt"
+url = "{url}"
+client_id = "sluice-stuck-sink"
+decoders_dir = {decoders:?}
+reconnect_backoff_ms = 100
+
+[sink]
+type = "kafka"
+brokers = "127.0.0.1:{dead_port}"
+"#,
+            rules = repo.join("rules/integration_measurepoint.toml").display().to_string(),
+            decoders = repo.join("decoders").display().to_string(),
+            url = mosquitto.url(),
+        ),
+    );
+    let log = dir.path().join("sluice.log");
+    let mut sluice = Sluice::start(&config, &log);
+    let publisher = Publisher::connect(mosquitto.port, "third-party-stuck");
+    publisher.wait_for_sluice(Duration::from_secs(30));
+    let req = json!({"id": "stuck-1", "version": "1.0", "method": "integration.measurepoint.post", "params": [{"deviceKey": "deviceS", "measurepoints": {"temp": 1}, "time": 1700000000000_i64}]});
+    publisher.publish("sys/pkS/integration/measurepoint/post", req.to_string());
+    let waited = Instant::now();
+    while waited.elapsed() < Duration::from_secs(10) && !tail(&log, 200).contains("pkS/integration/measurepoint/post") {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(tail(&log, 200).contains("pkS/integration/measurepoint/post"), "the request was not received; log:\n{}", tail(&log, 40));
+    let started = Instant::now();
+    let status = sluice.terminate(Duration::from_secs(10));
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(3500), "SIGTERM took {took:?}; log:\n{}", tail(&log, 40));
+    assert!(status.code().is_some(), "exited by itself, not by a signal: {status}");
+    assert!(publisher.replies().iter().all(|r| r.body["id"] != json!("stuck-1")), "the undelivered request is not answered");
+}
