@@ -11,6 +11,38 @@ use serde_json::json;
 use support::mosquitto::{Mosquitto, Publisher};
 use support::{tail, write, Broker, Collector, Sluice};
 
+/// Writes `sluice.toml` in `dir`: the sample measure-point rule, the MQTT integration source on
+/// `mosquitto` as `client_id`, `shutdown_timeout_ms`, and the given `[sink]` table.
+fn config(dir: &std::path::Path, mosquitto: &Mosquitto, client_id: &str, shutdown_timeout_ms: u64, sink: &str) -> std::path::PathBuf {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = dir.join("sluice.toml");
+    let rules = repo.join("rules/integration_measurepoint.toml").display().to_string();
+    let decoders = repo.join("decoders").display().to_string();
+    let url = mosquitto.url();
+    write(
+        &path,
+        &format!(
+            r#"[rules]
+paths = [{rules:?}]
+
+[engine]
+shutdown_timeout_ms = {shutdown_timeout_ms}
+
+[[sources]]
+type = "mqtt"
+url = "{url}"
+client_id = "{client_id}"
+decoders_dir = {decoders:?}
+reconnect_backoff_ms = 100
+reconnect_backoff_max_ms = 1000
+
+[sink]
+{sink}"#
+        ),
+    );
+    path
+}
+
 #[test]
 fn sigkill_before_the_reply_loses_nothing() {
     let started = Instant::now();
@@ -18,37 +50,8 @@ fn sigkill_before_the_reply_loses_nothing() {
     broker.create_topics(&[("iot-integration-measurepoint", 1), ("sluice-errors", 1)]);
     let mosquitto = Mosquitto::start();
     let dir = support::temp_dir("sluice-test-");
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = dir.path().join("sluice.toml");
-    write(
-        &config,
-        &format!(
-            r#"[rules]
-paths = [{rules:?}]
-
-[engine]
-shutdown_timeout_ms = 5000
-
-[[sources]]
-type = "mqtt"
-url = "{url}"
-client_id = "sluice-crash"
-decoders_dir = {decoders:?}
-reconnect_backoff_ms = 100
-reconnect_backoff_max_ms = 1000
-
-[sink]
-type = "kafka"
-brokers = "{bootstrap}"
-linger_ms = 1
-retry_backoff_max_ms = 500
-"#,
-            rules = repo.join("rules/integration_measurepoint.toml").display().to_string(),
-            decoders = repo.join("decoders").display().to_string(),
-            url = mosquitto.url(),
-            bootstrap = broker.bootstrap(),
-        ),
-    );
+    let sink = format!("type = \"kafka\"\nbrokers = \"{}\"\nlinger_ms = 1\nretry_backoff_max_ms = 500\n", broker.bootstrap());
+    let config = config(dir.path(), &mosquitto, "sluice-crash", 5000, &sink);
     let log = dir.path().join("sluice.log");
     let mut sluice = Sluice::start(&config, &log);
     let publisher = Publisher::connect(mosquitto.port, "third-party");
@@ -90,33 +93,8 @@ retry_backoff_max_ms = 500
 fn sigkill_right_after_the_reply_loses_nothing_with_the_file_sink() {
     let mosquitto = Mosquitto::start();
     let dir = support::temp_dir("sluice-test-");
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = dir.path().join("out");
-    let config = dir.path().join("sluice.toml");
-    write(
-        &config,
-        &format!(
-            r#"[rules]
-paths = [{rules:?}]
-
-[[sources]]
-type = "mqtt"
-url = "{url}"
-client_id = "sluice-crash-file"
-decoders_dir = {decoders:?}
-reconnect_backoff_ms = 100
-
-[sink]
-type = "file"
-dir = {out:?}
-append = true
-"#,
-            rules = repo.join("rules/integration_measurepoint.toml").display().to_string(),
-            decoders = repo.join("decoders").display().to_string(),
-            url = mosquitto.url(),
-            out = out.display().to_string(),
-        ),
-    );
+    let config = config(dir.path(), &mosquitto, "sluice-crash-file", 5000, &format!("type = \"file\"\ndir = {:?}\nappend = true\n", out.display().to_string()));
     let log = dir.path().join("sluice.log");
     let mut sluice = Sluice::start(&config, &log);
     let publisher = Publisher::connect(mosquitto.port, "third-party-file");
@@ -157,36 +135,10 @@ append = true
 fn sigterm_ends_the_process_in_time_while_the_sink_is_stuck() {
     let mosquitto = Mosquitto::start();
     let dir = support::temp_dir("sluice-test-");
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_port = dead.local_addr().unwrap().port();
     drop(dead); // nothing listens there
-    let config = dir.path().join("sluice.toml");
-    write(
-        &config,
-        &format!(
-            r#"[rules]
-paths = [{rules:?}]
-
-[engine]
-shutdown_timeout_ms = 2000
-
-[[sources]]
-type = "mqtt"
-url = "{url}"
-client_id = "sluice-stuck-sink"
-decoders_dir = {decoders:?}
-reconnect_backoff_ms = 100
-
-[sink]
-type = "kafka"
-brokers = "127.0.0.1:{dead_port}"
-"#,
-            rules = repo.join("rules/integration_measurepoint.toml").display().to_string(),
-            decoders = repo.join("decoders").display().to_string(),
-            url = mosquitto.url(),
-        ),
-    );
+    let config = config(dir.path(), &mosquitto, "sluice-stuck-sink", 2000, &format!("type = \"kafka\"\nbrokers = \"127.0.0.1:{dead_port}\"\n"));
     let log = dir.path().join("sluice.log");
     let mut sluice = Sluice::start(&config, &log);
     let publisher = Publisher::connect(mosquitto.port, "third-party-stuck");

@@ -79,6 +79,17 @@ fn int_arg(args: &Args<'_>, i: usize) -> Result<Option<i64>, String> {
     }
 }
 
+/// The bytes a function works on (digests, encodings, compression): raw bytes, or the text's
+/// UTF-8, or any other value's JSON text. NULL gives `None`.
+fn bytes_input<'v>(v: &'v Value<'_>) -> Option<Cow<'v, [u8]>> {
+    match v {
+        Value::Null => None,
+        Value::Bytes(b) => Some(Cow::Borrowed(b.as_ref())),
+        Value::Str(s) => Some(Cow::Borrowed(s.as_bytes())),
+        other => Some(Cow::Owned(other.to_string().into_bytes())),
+    }
+}
+
 /// Argument `i` as text (`None` for NULL): strings as they are, other values printed.
 fn text_arg<'v>(args: &'v Args<'_>, i: usize) -> Option<Cow<'v, str>> {
     arg(args, i).as_text()

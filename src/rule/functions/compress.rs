@@ -8,19 +8,9 @@ use std::io::{Read, Write};
 
 use flate2::Compression;
 
-use super::{arg, MAX_VALUE_BYTES, R};
+use super::{arg, bytes_input as input, MAX_VALUE_BYTES, R};
 use crate::rule::expr::{Args, Ctx};
 use crate::value::Value;
-
-/// The bytes to work on; `None` for NULL.
-fn input<'v>(v: &'v Value<'_>) -> Option<Cow<'v, [u8]>> {
-    match v {
-        Value::Null => None,
-        Value::Bytes(b) => Some(Cow::Borrowed(b.as_ref())),
-        Value::Str(s) => Some(Cow::Borrowed(s.as_bytes())),
-        other => Some(Cow::Owned(other.to_string().into_bytes())),
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Format {

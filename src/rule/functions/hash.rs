@@ -3,19 +3,9 @@
 
 use std::borrow::Cow;
 
-use super::{arg, quote, text_arg, R};
+use super::{arg, bytes_input as input, quote, text_arg, R};
 use crate::rule::expr::{Args, Ctx};
 use crate::value::{base64_encode, Value};
-
-/// The bytes a digest or encoding works on: raw bytes, or the text's UTF-8. NULL gives `None`.
-fn input<'v>(v: &'v Value<'_>) -> Option<Cow<'v, [u8]>> {
-    match v {
-        Value::Null => None,
-        Value::Bytes(b) => Some(Cow::Borrowed(b.as_ref())),
-        Value::Str(s) => Some(Cow::Borrowed(s.as_bytes())),
-        other => Some(Cow::Owned(other.to_string().into_bytes())),
-    }
-}
 
 fn digest<D: md5::Digest>(data: &[u8]) -> String {
     hex::encode(D::digest(data))
