@@ -186,10 +186,13 @@ pub fn handle_request(topic: &str, payload: &[u8], validator: &dyn Validator, de
                 return Handled::fail(Value::Null, codes::DECODER_FAILED, "decoder", e.to_string());
             }
         },
-        k if topic_level(k).is_some() => match serde_json::from_slice::<Value>(payload) {
-            Ok(v) if v.is_object() => (v, k),
-            Ok(_) => return Handled::fail(Value::Null, codes::BAD_REQUEST, "bad_request", "the request must be a JSON object".into()),
-            Err(e) => return Handled::fail(Value::Null, codes::BAD_REQUEST, "bad_request", format!("malformed JSON: {e}")),
+        k if topic_level(k).is_some() => match std::str::from_utf8(payload).map_err(|e| e.valid_up_to()).map(serde_json::from_str::<Value>) {
+            Err(at) => return Handled::fail(Value::Null, codes::BAD_REQUEST, "bad_request", format!("the request is not UTF-8 text (invalid byte at offset {at}); JSON requests are UTF-8")),
+            Ok(parsed) => match parsed {
+                Ok(v) if v.is_object() => (v, k),
+                Ok(_) => return Handled::fail(Value::Null, codes::BAD_REQUEST, "bad_request", "the request must be a JSON object".into()),
+                Err(e) => return Handled::fail(Value::Null, codes::BAD_REQUEST, "bad_request", format!("malformed JSON: {e}")),
+            },
         },
         _ => return Handled::fail(Value::Null, codes::BAD_REQUEST, "bad_request", format!("`{topic}` is not an integration request topic")),
     };
@@ -613,6 +616,20 @@ mod tests {
         assert_eq!(h.code, codes::BAD_REQUEST);
         let h = handle_request("sys/nodecoder/integration/up_raw", &[1, 2], &AcceptAll, &decoders(), 1 << 20);
         assert_eq!(h.code, codes::DECODER_FAILED);
+        let h = handle_request("sys/pk/integration/event/post", b"{\"id\":\"\xff\"}", &AcceptAll, &decoders(), 1 << 20);
+        assert_eq!((h.code, h.error.unwrap().1), (codes::BAD_REQUEST, "the request is not UTF-8 text (invalid byte at offset 7); JSON requests are UTF-8".to_string()));
+    }
+
+    /// Regression: the 1413 reply to an oversized JSON request had `"id": null`.
+    #[test]
+    fn an_oversized_request_keeps_its_id_when_its_json_can_be_read() {
+        let big = format!(r#"{{"params":[{{"x":"{}"}}],"id":"big-7"}}"#, "y".repeat(200));
+        let h = handle_request("sys/pk/integration/event/post", big.as_bytes(), &AcceptAll, &decoders(), 100);
+        assert_eq!((h.code, h.id), (codes::TOO_LARGE, json!("big-7")));
+        let h = handle_request("sys/pk/integration/event/post", &big.as_bytes()[..150], &AcceptAll, &decoders(), 100);
+        assert_eq!((h.code, h.id), (codes::TOO_LARGE, Value::Null), "truncated JSON: no id");
+        let h = handle_request("sys/pk/integration/event/post", format!(r#"{{"id":{{"a":1}},"p":"{}"}}"#, "y".repeat(200)).as_bytes(), &AcceptAll, &decoders(), 100);
+        assert_eq!(h.id, Value::Null, "only a string or number id is echoed");
     }
 
     #[test]
