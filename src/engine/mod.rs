@@ -554,7 +554,17 @@ fn eval_foreach<'a>(rule: &'a Rule, each: &'a Foreach, ctx: &Ctx<'a>, star: &mut
     let start = out.len();
     let result = (|| {
         let mut any = false;
-        for element in &each.elements(ctx).map_err(|e| (Stage::Select, e))? {
+        let elements = each.elements(ctx).map_err(|e| (Stage::Select, e))?;
+        if elements.len() > FOREACH_MAX_ELEMENTS {
+            return Err((Stage::Select, EvalError(format!("FOREACH over {} elements: at most {FOREACH_MAX_ELEMENTS} per record", elements.len()))));
+        }
+        let (mut bytes, mut counted) = (0usize, start);
+        for element in &elements {
+            bytes += out[counted..].iter().map(|r| r.value.len()).sum::<usize>();
+            counted = out.len();
+            if bytes > FOREACH_MAX_OUTPUT_BYTES {
+                return Err((Stage::Select, EvalError(format!("FOREACH outputs of one record exceed {FOREACH_MAX_OUTPUT_BYTES} bytes"))));
+            }
             let ctx = ctx.with_item(element);
             if !each.keep(&ctx).map_err(|e| (Stage::Select, e))? {
                 continue;
@@ -587,6 +597,14 @@ fn eval_foreach<'a>(rule: &'a Rule, each: &'a Foreach, ctx: &Ctx<'a>, star: &mut
     }
     result
 }
+
+/// At most this many elements are iterated by one FOREACH on one record (more is an error of
+/// stage `select`): bad input must not be amplified into unbounded output.
+pub const FOREACH_MAX_ELEMENTS: usize = 10_000;
+
+/// At most this many bytes of output values one FOREACH may produce from one record (more is
+/// an error of stage `select`, and none of the record's outputs are kept).
+pub const FOREACH_MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Evaluates the select list on one record (or FOREACH element) and emits its output.
 fn select_output<'a>(rule: &'a Rule, ctx: &Ctx<'a>, star: &mut Option<Vec<u8>>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
@@ -872,5 +890,31 @@ mod tests {
         assert!(e.get("payload_truncated").is_none() && e.get("payload_bytes").is_none(), "{e}");
         assert_eq!(e["failed_entries"], 1);
         forget_rule("engine-unit-amplify");
+    }
+
+    /// FOREACH cannot turn one record into unbounded output: at most
+    /// [`FOREACH_MAX_ELEMENTS`] elements, and [`FOREACH_MAX_OUTPUT_BYTES`] of outputs.
+    #[test]
+    fn foreach_output_is_bounded() {
+        let engine = Engine::new(
+            RuleSet::new(vec![rule("engine-unit-foreach", "FOREACH arr FROM \"/f/+\""), rule("engine-unit-foreach-do", "FOREACH arr AS e DO blob, e AS i FROM \"/f/+\"")]),
+            Env::default(),
+            EngineOptions::default(),
+        );
+        let mut out = Vec::new();
+        let many = format!(r#"{{"arr":[{}]}}"#, vec!["1"; FOREACH_MAX_ELEMENTS + 1].join(","));
+        engine.process(&msg("/f/a", &many), 1, &mut Scratch::default(), &mut out);
+        assert_eq!(out.len(), 2, "one error record per rule, no outputs");
+        assert!(out.iter().all(|r| r.is_error && value(r)["reason"].as_str().unwrap().starts_with("FOREACH over 10001 elements")), "{out:?}");
+        // 2,000 elements, each output carrying a 10 KB field: 20 MB, over the cap.
+        out.clear();
+        let wide = format!(r#"{{"blob":"{}","arr":[{}]}}"#, "b".repeat(10_000), vec!["1"; 2_000].join(","));
+        engine.process(&msg("/f/a", &wide), 1, &mut Scratch::default(), &mut out);
+        let (errors, data): (Vec<_>, Vec<_>) = out.iter().partition(|r| r.is_error);
+        assert_eq!(data.len(), 2 * 2_000, "the plain FOREACH outputs its 2,000 small elements (two actions)");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(value(errors[0])["reason"].as_str().unwrap().contains("exceed 16777216 bytes"), "{:?}", value(errors[0]));
+        forget_rule("engine-unit-foreach");
+        forget_rule("engine-unit-foreach-do");
     }
 }
