@@ -196,6 +196,21 @@ mod tests {
     }
 
     #[test]
+    fn output_must_be_a_request_of_a_known_method() {
+        let (v, kind) = parse_output(r#"{"method":"integration.attribute.post","params":[]}"#).unwrap();
+        assert_eq!((v["params"].clone(), kind), (serde_json::json!([]), TopicKind::IntegrationAttributes));
+        let bad = |text: &str| match parse_output(text) {
+            Err(DecodeError::BadOutput(m)) => m,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert!(bad("{").starts_with("invalid JSON: "));
+        assert_eq!(bad("[1]"), "an array instead of a request object");
+        assert_eq!(bad(r#"{"params":[]}"#), "a request without a `method` string");
+        assert_eq!(bad(r#"{"method":"integration.up_raw","params":[]}"#), "unknown method `integration.up_raw`");
+        assert_eq!(bad(r#"{"method":"integration.event.post","params":{}}"#), "a request without a `params` array");
+    }
+
+    #[test]
     fn failures_are_decoder_errors() {
         let (_d, dec) = decoders("function rawDataToProtocol(b) { throw new Error('bad frame'); }");
         assert_eq!(dec.decode("pk", &[1]), Err(DecodeError::Threw("bad frame".into())));
