@@ -72,6 +72,24 @@ pub fn topic_level(kind: TopicKind) -> Option<&'static str> {
     }
 }
 
+/// Turns what a decoder script returned (its result as JSON text) into the request object and its
+/// kind: an object with a known `method` string and a `params` array, else
+/// [`DecodeError::BadOutput`] saying what it was instead.
+pub fn parse_output(text: &str) -> Result<(serde_json::Value, TopicKind), DecodeError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| DecodeError::BadOutput(format!("invalid JSON: {e}")))?;
+    let Some(obj) = value.as_object() else {
+        return Err(DecodeError::BadOutput(format!("{} instead of a request object", json_type(&value))));
+    };
+    let kind = match obj.get("method") {
+        Some(serde_json::Value::String(m)) => kind_of_method(m).ok_or_else(|| DecodeError::BadOutput(format!("unknown method `{m}`")))?,
+        _ => return Err(DecodeError::BadOutput("a request without a `method` string".into())),
+    };
+    if !obj.get("params").is_some_and(|p| p.is_array()) {
+        return Err(DecodeError::BadOutput("a request without a `params` array".into()));
+    }
+    Ok((value, kind))
+}
+
 /// Runs the decoder scripts of a folder.
 #[derive(Clone, Debug)]
 pub struct Decoders {
@@ -94,18 +112,7 @@ impl Decoders {
         let path = self.dir.join(format!("{product_key}.js"));
         let source = std::fs::read_to_string(&path).map_err(|_| DecodeError::Missing(product_key.to_string()))?;
         let text = self.run(&source, bytes)?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| DecodeError::BadOutput(format!("invalid JSON: {e}")))?;
-        let Some(obj) = value.as_object() else {
-            return Err(DecodeError::BadOutput(format!("{} instead of a request object", json_type(&value))));
-        };
-        let kind = match obj.get("method") {
-            Some(serde_json::Value::String(m)) => kind_of_method(m).ok_or_else(|| DecodeError::BadOutput(format!("unknown method `{m}`")))?,
-            _ => return Err(DecodeError::BadOutput("a request without a `method` string".into())),
-        };
-        if !obj.get("params").is_some_and(|p| p.is_array()) {
-            return Err(DecodeError::BadOutput("a request without a `params` array".into()));
-        }
-        Ok((value, kind))
+        parse_output(&text)
     }
 
     /// Runs `rawDataToProtocol(bytes)` and returns its result as JSON text.
@@ -186,6 +193,21 @@ mod tests {
         let (v, kind) = dec.decode("pk", &[7, 1, 2]).unwrap();
         assert_eq!(kind, TopicKind::IntegrationMeasurepoint);
         assert_eq!(v, serde_json::json!({"id": "1", "version": "1.0", "method": "integration.measurepoint.post", "params": [{"deviceKey": "d7", "measurepoints": {"v": 258}}]}));
+    }
+
+    #[test]
+    fn output_must_be_a_request_of_a_known_method() {
+        let (v, kind) = parse_output(r#"{"method":"integration.attribute.post","params":[]}"#).unwrap();
+        assert_eq!((v["params"].clone(), kind), (serde_json::json!([]), TopicKind::IntegrationAttributes));
+        let bad = |text: &str| match parse_output(text) {
+            Err(DecodeError::BadOutput(m)) => m,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert!(bad("{").starts_with("invalid JSON: "));
+        assert_eq!(bad("[1]"), "an array instead of a request object");
+        assert_eq!(bad(r#"{"params":[]}"#), "a request without a `method` string");
+        assert_eq!(bad(r#"{"method":"integration.up_raw","params":[]}"#), "unknown method `integration.up_raw`");
+        assert_eq!(bad(r#"{"method":"integration.event.post","params":{}}"#), "a request without a `params` array");
     }
 
     #[test]

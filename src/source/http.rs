@@ -190,25 +190,8 @@ impl Source for HttpSource {
                     (Arc::new(b.build().map_err(store_err)?), format!("s3://{}", s3.bucket))
                 }
             };
-            let max_body = cfg.max_body_bytes;
-            let counter = |vec: &prometheus::IntCounterVec| vec.with_label_values(&[name.as_str()]);
-            let st = Arc::new(St {
-                name: Arc::from(name.as_str()),
-                cfg,
-                validator,
-                store,
-                root,
-                tx,
-                seq: AtomicU64::new(0),
-                forwarded: AtomicU64::new(0),
-                rejected: AtomicU64::new(0),
-                received_records: counter(&metrics::SOURCE_RECEIVED_RECORDS),
-                received_bytes: counter(&metrics::SOURCE_RECEIVED_BYTES),
-                decode_errors: counter(&metrics::SOURCE_DECODE_ERRORS),
-                stored_files: counter(&metrics::INTEGRATION_STORED_FILES),
-                stored_bytes: counter(&metrics::INTEGRATION_STORED_BYTES),
-            });
-            let app = Router::new().route(PATH, post(post_event)).layer(DefaultBodyLimit::max(max_body)).with_state(st.clone());
+            let st = St::new(&name, cfg, validator, store, root, tx);
+            let app = app(st.clone());
             tracing::info!(target: "sluice::channel", source = %name, addr = ?listener.local_addr().ok(), "HTTP event upload listening");
             let sd = shutdown.clone();
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move { sd.wait().await }).into_future();
@@ -223,6 +206,40 @@ impl Source for HttpSource {
             Ok(SourceReport { messages: st.forwarded.load(Ordering::Relaxed), rejected: st.rejected.load(Ordering::Relaxed) })
         })
     }
+}
+
+impl St {
+    fn new(name: &str, cfg: HttpSourceConfig, validator: Arc<dyn Validator>, store: Arc<dyn ObjectStore>, root: String, tx: mpsc::Sender<Envelope>) -> Arc<St> {
+        let counter = |vec: &prometheus::IntCounterVec| vec.with_label_values(&[name]);
+        Arc::new(St {
+            name: Arc::from(name),
+            cfg,
+            validator,
+            store,
+            root,
+            tx,
+            seq: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            received_records: counter(&metrics::SOURCE_RECEIVED_RECORDS),
+            received_bytes: counter(&metrics::SOURCE_RECEIVED_BYTES),
+            decode_errors: counter(&metrics::SOURCE_DECODE_ERRORS),
+            stored_files: counter(&metrics::INTEGRATION_STORED_FILES),
+            stored_bytes: counter(&metrics::INTEGRATION_STORED_BYTES),
+        })
+    }
+}
+
+fn app(st: Arc<St>) -> Router {
+    let max_body = st.cfg.max_body_bytes;
+    Router::new().route(PATH, post(post_event)).layer(DefaultBodyLimit::max(max_body)).with_state(st)
+}
+
+/// The upload's routes as [`HttpSource`] serves them, without a listener: files go to `store`
+/// (their URIs start with `root`), accepted requests into `tx` as messages of source `name`. For
+/// driving the upload in-process (fuzzing, tests).
+pub fn router(name: &str, cfg: HttpSourceConfig, validator: Arc<dyn Validator>, store: Arc<dyn ObjectStore>, root: String, tx: mpsc::Sender<Envelope>) -> Router {
+    app(St::new(name, cfg, validator, store, root, tx))
 }
 
 async fn post_event(State(st): State<Arc<St>>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap, mp: Result<Multipart, MultipartRejection>) -> Response {

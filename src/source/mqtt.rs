@@ -196,11 +196,19 @@ pub fn handle_request(topic: &str, payload: &[u8], validator: &dyn Validator, de
         },
         _ => return Handled::fail(Value::Null, codes::BAD_REQUEST, "bad_request", format!("`{topic}` is not an integration request topic")),
     };
+    judge(topic, &request, kind, validator)
+}
+
+/// Judges a request received on `topic` once parsed (or decoded: `kind` is then its `method`'s):
+/// validates its entries and builds the message for the rules. Pure.
+pub fn judge(topic: &str, request: &Value, kind: TopicKind, validator: &dyn Validator) -> Handled {
+    let info = TopicInfo::parse(topic);
+    let pk = info.product_key.unwrap_or_default();
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     let Some(params) = request.get("params").and_then(Value::as_array) else {
         return Handled::fail(id, codes::BAD_REQUEST, "bad_request", "`params` must be an array of entries".into());
     };
-    let verdicts = match validator.validate(kind, &pk, &request) {
+    let verdicts = match validator.validate(kind, pk, request) {
         Validation::Request { code, message } => return Handled::fail(id, code, "validation", message),
         Validation::Entries(v) if v.len() != params.len() => {
             return Handled::fail(id, codes::INTERNAL, "validation", format!("the validator judged {} of {} entries", v.len(), params.len()));
