@@ -321,13 +321,19 @@ static FUNCTION_ENGINE: LazyLock<Engine> = LazyLock::new(|| {
 /// under each of [`PAYLOAD_TOPICS`] without a panic, and update a registry under each of
 /// [`REGISTRY_TOPICS`].
 pub fn payload_eval(data: &[u8]) {
-    match (Node::parse(data), serde_json::from_slice::<Value>(data)) {
-        (Ok(node), Ok(value)) => assert_eq!(node.to_json(), value, "Node and serde_json agree"),
-        (Err(_), Err(_)) => {}
+    let parsed = match (Node::parse(data), serde_json::from_slice::<Value>(data)) {
+        (Ok(node), Ok(value)) => {
+            assert_eq!(node.to_json(), value, "Node and serde_json agree");
+            Some(value)
+        }
+        (Err(_), Err(_)) => None,
         (node, value) => panic!("Node::parse gave {node:?}, serde_json {value:?}"),
-    }
+    };
     let engine = &*FUNCTION_ENGINE;
     guarded(|| {
+        if let Some(a) = parsed.as_ref().and_then(|v| v.get("a")).filter(|a| !a.is_null()) {
+            check_exact(data, a);
+        }
         for topic in PAYLOAD_TOPICS {
             run(engine, &message(topic, data));
         }
@@ -336,6 +342,29 @@ pub fn payload_eval(data: &[u8]) {
             registry.observe(&message(topic, data));
         }
     });
+}
+
+/// Expressions that give the payload's field `a` back unchanged: 64-bit integers, floats,
+/// strings and nested values stay exact through them.
+pub const EXACT: &[&str] = &["a", "coalesce(NULL, a)", "nanvl(a, 0)", "json_decode(json_encode(a))", "CASE WHEN true THEN a END"];
+
+static EXACT_ENGINE: LazyLock<Engine> = LazyLock::new(|| {
+    let rule = |(i, e): (usize, &&str)| {
+        let text = format!("name = \"exact-{i}\"\nsql = {}\n[[actions]]\ntopic = \"fuzz-out\"\n", serde_json::to_string(&format!("SELECT {e} AS r FROM \"#\"")).expect("a string serializes"));
+        compile_str(Path::new("exact.toml"), &text).unwrap_or_else(|e| panic!("{text}: {e:?}"))
+    };
+    engine(EXACT.iter().enumerate().map(rule).collect())
+});
+
+/// Every expression of [`EXACT`] gives `a` (the payload's field, as `serde_json` reads it).
+fn check_exact(data: &[u8], a: &Value) {
+    let mut out = Vec::new();
+    EXACT_ENGINE.process(&message(PAYLOAD_TOPICS[0], data), EXAMPLE_NOW_MS, &mut Scratch::default(), &mut out);
+    assert_eq!(out.len(), EXACT.len(), "one output per expression: {:?}", out.iter().map(|r| String::from_utf8_lossy(&r.value)).collect::<Vec<_>>());
+    for r in &out {
+        let got: Value = serde_json::from_slice(&r.value).expect("JSON");
+        assert!(!r.is_error && got.get("r") == Some(a), "{}: {got} instead of r = {a}", r.rule);
+    }
 }
 
 // ------------------------------------------------------------------------------ 3. integration_validate
