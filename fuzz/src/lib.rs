@@ -12,6 +12,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{json, Value};
 use sluice::doc::Node;
+use sluice::engine::guard::panic_text;
 use sluice::engine::{Engine, EngineOptions, RuleSet, Scratch};
 use sluice::integration::{codes, Validator};
 use sluice::message::{Message, Metadata};
@@ -60,10 +61,6 @@ const KNOWN_PANICS: &[(&str, &str)] = &[];
 
 fn known_panic(file: &str, message: &str) -> bool {
     cfg!(fuzzing) && KNOWN_PANICS.iter().any(|(f, m)| file.ends_with(f) && message.contains(m))
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied()).unwrap_or_default()
 }
 
 /// Runs `f`; while fuzzing, a known panic (see [`KNOWN_PANICS`]) ends the input quietly.

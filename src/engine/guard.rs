@@ -6,6 +6,7 @@
 //! panic once through `tracing` and remembers where it happened, so the error record says where
 //! the bug is: `attempt to negate with overflow (at src/rule/expr.rs:120:9)`.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 
@@ -21,16 +22,21 @@ thread_local! {
 /// output records a panicking rule may have appended.
 pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        let msg = match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
-            (Some(s), _) => (*s).to_string(),
-            (None, Some(s)) => s.clone(),
-            (None, None) => "panic with a non-text payload".to_string(),
-        };
+        let msg = panic_text(&*payload);
         match LAST_LOCATION.with(|l| l.borrow_mut().take()) {
             Some(at) => format!("{msg} (at {at})"),
-            None => msg,
+            None => msg.to_string(),
         }
     })
+}
+
+/// The message of a panic's payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_text(payload: &(dyn Any + Send)) -> &str {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => s,
+        (None, Some(s)) => s,
+        (None, None) => "panic with a non-text payload",
+    }
 }
 
 /// Installs a panic hook that logs every panic as one `tracing` error (thread, message,
@@ -39,11 +45,7 @@ pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 pub fn install_hook() {
     panic::set_hook(Box::new(|info| {
         let at = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-        let msg = match (info.payload().downcast_ref::<&str>(), info.payload().downcast_ref::<String>()) {
-            (Some(s), _) => *s,
-            (None, Some(s)) => s.as_str(),
-            (None, None) => "non-text payload",
-        };
+        let msg = panic_text(info.payload());
         let thread = std::thread::current();
         tracing::error!(thread = thread.name().unwrap_or("unnamed"), message = msg, location = at.as_deref().unwrap_or("unknown"), "panic");
         LAST_LOCATION.with(|l| *l.borrow_mut() = at);

@@ -456,8 +456,8 @@ impl Engine {
         outcome
     }
 
-    /// The error record of a failed evaluation, remembered (when `live`) for the rules API.
-    /// For an integration batch, `entries` holds the entries that failed (and how many entries
+    /// The error record of a failed evaluation, like AWS IoT's error action (rule, topic, stage,
+    /// reason, payload), remembered (when `live`) for the rules API. For an integration batch, `entries` holds the entries that failed (and how many entries
     /// the batch has): one record for all of them.
     fn rule_failed(&self, rule: &Rule, msg: &Message, stage: Stage, reason: &str, entries: Option<(&[EntryFailure], usize)>, live: bool) -> OutputRecord {
         if live {
@@ -478,12 +478,6 @@ impl Engine {
     /// A dead-letter record for an input that a source could not decode (no rule ran).
     pub fn dead_letter(&self, msg: &Message, reason: &str) -> OutputRecord {
         self.error_to(None, self.opts.default_error_topic.clone(), msg, Stage::Source, reason, None)
-    }
-
-    /// An error record, like AWS IoT's error action: rule, topic, stage, reason, payload.
-    pub fn error_record(&self, rule: &Rule, msg: &Message, stage: Stage, reason: &str) -> OutputRecord {
-        let topic = rule.error_topic.clone().unwrap_or_else(|| self.opts.default_error_topic.clone());
-        self.error_to(Some(&rule.name), topic, msg, stage, reason, None)
     }
 
     /// The error record of a message whose processing panicked outside any rule (decode,
@@ -574,17 +568,13 @@ fn eval_foreach<'a>(rule: &'a Rule, each: &'a Foreach, ctx: &Ctx<'a>, star: &mut
             } else {
                 let mut value = Vec::with_capacity(128);
                 jsonw::write_value(&mut value, element).map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
-                let lookup = |name: &str| -> Result<String, String> {
+                let lookup = |name: &str| {
                     let field = match element {
                         Value::Doc(n) => n.get(name).map(Value::from_node),
                         Value::Json(j) => j.get(name).map(Value::from_json),
                         _ => None,
                     };
-                    match field {
-                        Some(Value::Null) => Err(format!("template field `{name}` is null")),
-                        Some(v) => Ok(v.as_text().map(Cow::into_owned).unwrap_or_default()),
-                        None => Err(format!("template field `{name}` is not in the output")),
-                    }
+                    template_field(name, field)
                 };
                 emit(rule, value, lookup, out)?;
             }
@@ -618,13 +608,7 @@ fn select_output<'a>(rule: &'a Rule, ctx: &Ctx<'a>, star: &mut Option<Vec<u8>>, 
                 star.insert(v).clone()
             }
         };
-        let lookup = |name: &str| -> Result<String, String> {
-            match record.get(name).map(Value::from_node) {
-                Some(Value::Null) => Err(format!("template field `{name}` is null")),
-                Some(v) => Ok(v.as_text().map(Cow::into_owned).unwrap_or_default()),
-                None => Err(format!("template field `{name}` is not in the output")),
-            }
-        };
+        let lookup = |name: &str| template_field(name, record.get(name).map(Value::from_node));
         return emit(rule, value, lookup, out).map(|()| true);
     }
     let mut fields: OutFields<'a> = SmallVec::new();
@@ -675,6 +659,16 @@ fn select_output<'a>(rule: &'a Rule, ctx: &Ctx<'a>, star: &mut Option<Vec<u8>>, 
     };
     emit(rule, value, lookup, out)?;
     Ok(true)
+}
+
+/// A template field's text, from the field of a whole-record output (`SELECT *`, or a FOREACH
+/// element): an error when it is NULL or missing.
+fn template_field(name: &str, field: Option<Value<'_>>) -> Result<String, String> {
+    match field {
+        Some(Value::Null) => Err(format!("template field `{name}` is null")),
+        Some(v) => Ok(v.as_text().map(Cow::into_owned).unwrap_or_default()),
+        None => Err(format!("template field `{name}` is not in the output")),
+    }
 }
 
 /// Renders the rule's actions for one output value and appends the records; on any failure

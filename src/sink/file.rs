@@ -151,7 +151,7 @@ impl Sink for FileSink {
                     }
                 }
                 // Group commit: every touched file flushed and synced, then the acks. An I/O
-                // error stops the sink: the group's acks are dropped, so they report failures.
+                // error stops the sink: the group's acks are dropped, so they report `Delivery::Dropped`.
                 let started = std::time::Instant::now();
                 let mut synced = false;
                 for out in files.values_mut().filter(|o| o.dirty) {

@@ -250,8 +250,7 @@ async fn post_event(State(st): State<Arc<St>>, Query(q): Query<HashMap<String, S
     let reply = match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(handle(&st, &q, &headers, mp))).await {
         Ok(Ok(r) | Err(r)) => r,
         Err(panic) => {
-            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
-            tracing::error!(source = %st.name, reason = %what, "handling an HTTP upload panicked");
+            tracing::error!(source = %st.name, reason = crate::engine::guard::panic_text(&*panic), "handling an HTTP upload panicked");
             Reply::new(codes::INTERNAL, "internal error while handling the request; retry it")
         }
     };
@@ -381,7 +380,7 @@ async fn handle(st: &St, q: &HashMap<String, String>, headers: &HeaderMap, mp: R
     match done_rx.await {
         Ok(Delivery::Delivered) => Ok(outcome),
         Ok(Delivery::Failed(reason)) => Err(Reply { data: json!({"error": reason}), ..Reply::new(codes::INTERNAL, format!("accepted entries not delivered: {reason}")) }),
-        Err(_) => Err(Reply::new(codes::INTERNAL, "accepted entries not delivered: the pipeline dropped them")),
+        Ok(Delivery::Dropped) | Err(_) => Err(Reply::new(codes::INTERNAL, "accepted entries not delivered: the pipeline dropped them")),
     }
 }
 

@@ -35,7 +35,7 @@ use crate::message::{Message, Metadata};
 use crate::shutdown::Shutdown;
 use crate::sink::BoxFuture;
 use crate::source::offsets::{OffsetTracker, TopicPartition};
-use crate::source::{Ack, Delivery, Envelope, Source, SourceReport, DROPPED};
+use crate::source::{Ack, Delivery, Envelope, Source, SourceReport};
 use crate::telemetry::kafka_stats::Stats;
 use crate::telemetry::{health, metrics};
 
@@ -526,8 +526,8 @@ impl KafkaSource {
                         Ack::new(move |d: Delivery| {
                             let ok = match &d {
                                 Delivery::Delivered => true,
-                                // Dropped undelivered: shutdown or a revoke gave the record up.
-                                Delivery::Failed(reason) if reason == DROPPED => false,
+                                // Shutdown or a revoke gave the record up: read again later.
+                                Delivery::Dropped => false,
                                 Delivery::Failed(reason) => {
                                     tracing::error!(source = %shared.name, topic = %tp.0, partition = tp.1, offset, %reason, "delivery failed");
                                     false

@@ -25,18 +25,19 @@ pub enum Delivery {
     Delivered,
     /// At least one output could not be written; the source must not commit past it.
     Failed(String),
+    /// The message was given up before its outputs were delivered (a stage stopped with it in
+    /// hand, or shutdown): nothing is known to be written, and nothing refused it. The source
+    /// must not commit past it, and may leave it to be delivered again.
+    Dropped,
 }
 
 /// Called exactly once when all the outputs of a message are delivered (or failed). Sources use
 /// it to commit input positions only after their outputs are safe (at-least-once).
 ///
 /// An ack dropped without [`done`](Ack::done) (a stage stopped or panicked with the message in
-/// hand) reports [`Delivery::Failed`] with [`DROPPED`]: the source never commits past it, and
-/// never waits for it forever.
+/// hand) reports [`Delivery::Dropped`]: the source never commits past it, and never waits for
+/// it forever.
 pub struct Ack(Option<Box<dyn FnOnce(Delivery) + Send>>);
-
-/// The reason of the failure an ack reports when it is dropped undelivered.
-pub const DROPPED: &str = "the message was dropped before its outputs were delivered (a pipeline stage stopped)";
 
 impl Ack {
     /// An ack that does nothing (sources with nothing to commit).
@@ -60,7 +61,7 @@ impl Ack {
 impl Drop for Ack {
     fn drop(&mut self) {
         if let Some(f) = self.0.take() {
-            f(Delivery::Failed(DROPPED.to_string()));
+            f(Delivery::Dropped);
         }
     }
 }
@@ -134,7 +135,7 @@ mod tests {
     fn a_dropped_ack_reports_a_failure() {
         let (ack, seen) = recorder();
         drop(ack);
-        assert_eq!(*seen.lock().unwrap(), vec![Delivery::Failed(DROPPED.to_string())]);
+        assert_eq!(*seen.lock().unwrap(), vec![Delivery::Dropped]);
         drop(Ack::none());
     }
 }

@@ -40,7 +40,7 @@ use crate::shutdown::Shutdown;
 use crate::sink::BoxFuture;
 use crate::source::channel_log::{self, ErrorRecord};
 use crate::source::decoder::{topic_level, Decoders};
-use crate::source::{Ack, Delivery, Envelope, Source, SourceReport, DROPPED};
+use crate::source::{Ack, Delivery, Envelope, Source, SourceReport};
 use crate::telemetry::{health, metrics};
 use crate::topic::{TopicInfo, TopicKind};
 
@@ -186,14 +186,24 @@ pub fn handle_request(topic: &str, payload: &[u8], validator: &dyn Validator, de
                 return Handled::fail(Value::Null, codes::DECODER_FAILED, "decoder", e.to_string());
             }
         },
-        k if topic_level(k).is_some() => match std::str::from_utf8(payload).map_err(|e| e.valid_up_to()).map(serde_json::from_str::<Value>) {
-            Err(at) => return Handled::fail(Value::Null, codes::BAD_REQUEST, "bad_request", format!("the request is not UTF-8 text (invalid byte at offset {at}); JSON requests are UTF-8")),
-            Ok(parsed) => match parsed {
+        k if topic_level(k).is_some() => {
+            let text = match std::str::from_utf8(payload) {
+                Ok(t) => t,
+                Err(e) => {
+                    return Handled::fail(
+                        Value::Null,
+                        codes::BAD_REQUEST,
+                        "bad_request",
+                        format!("the request is not UTF-8 text (invalid byte at offset {}); JSON requests are UTF-8", e.valid_up_to()),
+                    )
+                }
+            };
+            match serde_json::from_str::<Value>(text) {
                 Ok(v) if v.is_object() => (v, k),
                 Ok(_) => return Handled::fail(Value::Null, codes::BAD_REQUEST, "bad_request", "the request must be a JSON object".into()),
                 Err(e) => return Handled::fail(Value::Null, codes::BAD_REQUEST, "bad_request", format!("malformed JSON: {e}")),
-            },
-        },
+            }
+        }
         _ => return Handled::fail(Value::Null, codes::BAD_REQUEST, "bad_request", format!("`{topic}` is not an integration request topic")),
     };
     judge(topic, &request, kind, validator)
@@ -328,7 +338,7 @@ async fn process(
                     Delivery::Delivered => completion(publish, &id, code, data),
                     // Given up undelivered (shutdown): no reply and no PUBACK, so the broker
                     // delivers the request again on the next connection.
-                    Delivery::Failed(reason) if reason == DROPPED => {
+                    Delivery::Dropped => {
                         shared.in_flight(-1);
                         return;
                     }
