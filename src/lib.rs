@@ -31,6 +31,7 @@ pub mod config;
 pub mod doc;
 pub mod engine;
 pub mod error;
+pub mod flow;
 pub mod integration;
 pub mod jsonw;
 pub mod message;

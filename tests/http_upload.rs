@@ -17,9 +17,10 @@ use sluice::error::SinkError;
 use sluice::registry::Registry;
 use sluice::rule::expr::Env;
 use sluice::shutdown::Shutdown;
-use sluice::sink::{Batch, BoxFuture, Sink, SinkReport};
+use sluice::flow::{Batch, BoxFuture};
+use sluice::sink::{Sink, SinkReport};
 use sluice::source::http::HttpSource;
-use sluice::source::Delivery;
+use sluice::flow::Delivery;
 use sluice::telemetry::metrics;
 use tokio::sync::mpsc;
 

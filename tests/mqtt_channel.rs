@@ -14,9 +14,11 @@ use sluice::error::SinkError;
 use sluice::integration::AcceptAll;
 use sluice::rule::expr::Env;
 use sluice::shutdown::Shutdown;
-use sluice::sink::{Batch, BoxFuture, Sink, SinkReport};
+use sluice::flow::{Batch, BoxFuture};
+use sluice::sink::{Sink, SinkReport};
 use sluice::source::mqtt::MqttSource;
-use sluice::source::{Delivery, Source};
+use sluice::flow::Delivery;
+use sluice::source::Source;
 use support::mosquitto::{Mosquitto, Publisher};
 use tokio::sync::mpsc;
 

@@ -21,7 +21,7 @@ use sluice::rule::expr::Env;
 use sluice::rule::registry::{self as functions, EXAMPLE_MESSAGE_ID, EXAMPLE_NOW_MS, EXAMPLE_PAYLOAD};
 use sluice::rule::template::valid_kafka_topic;
 use sluice::rule::{compile_str, Rule};
-use sluice::sink::OutputRecord;
+use sluice::flow::OutputRecord;
 use sluice::source::decoder::{parse_output, topic_level, DecodeError};
 use sluice::source::mqtt::{handle_request, judge, Handled};
 use sluice::topic::{filter_matches, TopicFilter, TopicIndex, TopicInfo, TopicKind};
@@ -448,7 +448,7 @@ pub fn http_upload(data: &[u8]) {
     }))
     .expect("an HTTP source config");
     guarded(|| {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<sluice::source::Envelope>(4);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<sluice::flow::Envelope>(4);
         let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let app = sluice::source::http::router("http:fuzz", cfg, REGISTRY.clone(), store, "memory://".into(), tx);
         let request = axum::http::Request::post(format!("{}?action=postEvent&orgId=yourOrgId", sluice::source::http::PATH))
@@ -461,7 +461,7 @@ pub fn http_upload(data: &[u8]) {
                 let mut msgs = Vec::new();
                 while let Some(env) = rx.recv().await {
                     msgs.push(env.msg);
-                    env.ack.done(sluice::source::Delivery::Delivered);
+                    env.ack.done(sluice::flow::Delivery::Delivered);
                 }
                 msgs
             };

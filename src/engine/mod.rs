@@ -20,7 +20,7 @@ use crate::rule::expr::{Ctx, Env};
 use crate::rule::plan::{Foreach, SelectItem};
 use crate::rule::template::{valid_kafka_topic, Template};
 use crate::rule::Rule;
-use crate::sink::OutputRecord;
+use crate::flow::OutputRecord;
 use crate::telemetry::metrics::{LocalRuleMetrics, RuleMetrics};
 use crate::topic::{TopicIndex, TopicInfo};
 use crate::value::{base64_encode, Value};

@@ -13,8 +13,10 @@ use crate::engine::{guard, Engine, Outcome, Scratch};
 use crate::error::{SinkError, SourceError};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
-use crate::sink::{Batch, Sink, SinkReport};
-use crate::source::{Envelope, Source, SourceReport};
+use crate::flow::Batch;
+use crate::sink::{Sink, SinkReport};
+use crate::flow::Envelope;
+use crate::source::{Source, SourceReport};
 use crate::telemetry::{health, metrics};
 
 /// The clock of the engine.
@@ -270,18 +272,18 @@ mod tests {
     use crate::engine::{EngineOptions, RuleSet};
     use crate::error::SinkError;
     use crate::rule::expr::Env;
-    use crate::sink::BoxFuture;
+    use crate::flow::BoxFuture;
     use crate::source::file::FileSource;
     use std::sync::Mutex;
 
-    struct Keep(Arc<Mutex<Vec<crate::sink::OutputRecord>>>);
+    struct Keep(Arc<Mutex<Vec<crate::flow::OutputRecord>>>);
 
     impl Sink for Keep {
         fn run(self: Box<Self>, mut rx: mpsc::Receiver<Batch>) -> BoxFuture<Result<SinkReport, SinkError>> {
             Box::pin(async move {
                 while let Some(b) = rx.recv().await {
                     self.0.lock().unwrap().extend(b.records);
-                    b.ack.done(crate::source::Delivery::Delivered);
+                    b.ack.done(crate::flow::Delivery::Delivered);
                 }
                 Ok(SinkReport::default())
             })

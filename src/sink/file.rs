@@ -24,8 +24,9 @@ use tokio::sync::mpsc;
 
 use crate::error::SinkError;
 use crate::rule::template::valid_kafka_topic;
-use crate::sink::{Batch, BoxFuture, Sink, SinkReport};
-use crate::source::Delivery;
+use crate::flow::{Batch, BoxFuture};
+use crate::sink::{Sink, SinkReport};
+use crate::flow::Delivery;
 use crate::telemetry::metrics;
 
 /// The `sink` label of this sink's metrics.

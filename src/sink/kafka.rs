@@ -37,8 +37,8 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::config::KafkaSinkConfig;
 use crate::error::SinkError;
-use crate::sink::{Batch, BoxFuture, OutputRecord, Sink, SinkReport};
-use crate::source::{Ack, Delivery};
+use crate::flow::{Ack, Batch, BoxFuture, Delivery, OutputRecord};
+use crate::sink::{Sink, SinkReport};
 use crate::telemetry::kafka_stats::Stats as ClientStats;
 use crate::telemetry::{health, metrics};
 use crate::value::base64_encode;

@@ -15,8 +15,9 @@ use tokio::sync::mpsc;
 use crate::error::SourceError;
 use crate::message::{Message, Metadata};
 use crate::shutdown::Shutdown;
-use crate::sink::BoxFuture;
-use crate::source::{Ack, Envelope, Source, SourceReport};
+use crate::flow::BoxFuture;
+use crate::flow::{Ack, Envelope};
+use crate::source::{Source, SourceReport};
 use crate::telemetry::metrics;
 
 /// Reads messages from a JSON-lines file.

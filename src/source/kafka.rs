@@ -33,9 +33,10 @@ use crate::config::{IotTopicFrom, KafkaSourceConfig};
 use crate::error::SourceError;
 use crate::message::{Message, Metadata};
 use crate::shutdown::Shutdown;
-use crate::sink::BoxFuture;
+use crate::flow::BoxFuture;
 use crate::source::offsets::{OffsetTracker, TopicPartition};
-use crate::source::{Ack, Delivery, Envelope, Source, SourceReport};
+use crate::flow::{Ack, Delivery, Envelope};
+use crate::source::{Source, SourceReport};
 use crate::telemetry::kafka_stats::Stats;
 use crate::telemetry::{health, metrics};
 

@@ -37,10 +37,11 @@ use crate::error::SourceError;
 use crate::integration::{codes, EntryVerdict, Validation, Validator};
 use crate::message::{Message, Metadata};
 use crate::shutdown::Shutdown;
-use crate::sink::BoxFuture;
+use crate::flow::BoxFuture;
 use crate::source::channel_log::{self, ErrorRecord};
 use crate::source::decoder::{topic_level, Decoders};
-use crate::source::{Ack, Delivery, Envelope, Source, SourceReport};
+use crate::flow::{Ack, Delivery, Envelope};
+use crate::source::{Source, SourceReport};
 use crate::telemetry::{health, metrics};
 use crate::topic::{TopicInfo, TopicKind};
 

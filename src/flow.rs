@@ -1,0 +1,171 @@
+//! The pipeline's contract: what travels from sources through the engine to sinks, and how
+//! delivery travels back. Sources, the engine and sinks all import it; it imports only the
+//! message type below it.
+//!
+//! ```text
+//!  source ──Envelope{msg, ack}──▶ engine ──Batch{records, ack}──▶ sink
+//!     ▲                                                             │
+//!     └──────────── Ack::done(Delivery) once all records are durable ┘
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::message::Message;
+
+/// A boxed future, for object-safe async traits.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// One output record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputRecord {
+    /// The rule that produced it.
+    pub rule: Arc<str>,
+    /// Target topic.
+    pub topic: String,
+    /// Record key.
+    pub key: Option<String>,
+    /// Headers from the rule's action.
+    pub headers: Vec<(String, String)>,
+    /// The value: a JSON document.
+    pub value: Vec<u8>,
+    /// Whether this is an error record (evaluation failure or dead letter).
+    pub is_error: bool,
+}
+
+impl OutputRecord {
+    /// `{"rule", "topic", "key", "headers", "value"}` as one JSON line: the output contract of
+    /// `sluice test` and of the rules API's test. The value is embedded as written (numbers
+    /// keep their exact text); a value that is not JSON (never produced by the engine) is
+    /// shown as a string.
+    pub fn test_line(&self) -> String {
+        let headers: serde_json::Map<String, serde_json::Value> = self.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let fallback;
+        let value: &serde_json::value::RawValue = match serde_json::from_slice(&self.value) {
+            Ok(v) => v,
+            Err(_) => {
+                fallback = serde_json::value::to_raw_value(&String::from_utf8_lossy(&self.value)).unwrap_or_default();
+                &fallback
+            }
+        };
+        serde_json::json!({ "rule": &*self.rule, "topic": self.topic, "key": self.key, "headers": headers, "value": value }).to_string()
+    }
+}
+
+/// The outputs of one input message, acknowledged together.
+pub struct Batch {
+    /// The IoT topic of the input (sinks put it in a header).
+    pub iot_topic: String,
+    /// The outputs (possibly none: the ack still has to travel in order).
+    pub records: Vec<OutputRecord>,
+    /// Called once all records are delivered.
+    pub ack: Ack,
+}
+
+/// How the outputs of a message ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every output was written (or there was none).
+    Delivered,
+    /// At least one output could not be written; the source must not commit past it.
+    Failed(String),
+    /// The message was given up before its outputs were delivered (a stage stopped with it in
+    /// hand, or shutdown): nothing is known to be written, and nothing refused it. The source
+    /// must not commit past it, and may leave it to be delivered again.
+    Dropped,
+}
+
+/// Called exactly once when all the outputs of a message are delivered (or failed). Sources use
+/// it to commit input positions only after their outputs are safe (at-least-once).
+///
+/// An ack dropped without [`done`](Ack::done) (a stage stopped or panicked with the message in
+/// hand) reports [`Delivery::Dropped`]: the source never commits past it, and never waits for
+/// it forever.
+pub struct Ack(Option<Box<dyn FnOnce(Delivery) + Send>>);
+
+impl Ack {
+    /// An ack that does nothing (sources with nothing to commit).
+    pub fn none() -> Ack {
+        Ack(None)
+    }
+
+    /// An ack running `f`.
+    pub fn new(f: impl FnOnce(Delivery) + Send + 'static) -> Ack {
+        Ack(Some(Box::new(f)))
+    }
+
+    /// Reports the delivery.
+    pub fn done(mut self, d: Delivery) {
+        if let Some(f) = self.0.take() {
+            f(d);
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Delivery::Dropped);
+        }
+    }
+}
+
+impl fmt::Debug for Ack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Ack(pending)" } else { "Ack(none)" })
+    }
+}
+
+/// A message with its ack.
+#[derive(Debug)]
+pub struct Envelope {
+    /// The message.
+    pub msg: Message,
+    /// Called when its outputs are delivered.
+    pub ack: Ack,
+    /// Set when the source could not make a valid message of its input: the engine routes it
+    /// to the dead-letter topic with this reason instead of running rules.
+    pub reject: Option<String>,
+}
+
+impl Envelope {
+    /// A valid message.
+    pub fn new(msg: Message, ack: Ack) -> Envelope {
+        Envelope { msg, ack, reject: None }
+    }
+
+    /// An input the source could not decode; `msg.payload` holds the raw input.
+    pub fn rejected(msg: Message, ack: Ack, reason: impl Into<String>) -> Envelope {
+        Envelope { msg, ack, reject: Some(reason.into()) }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn recorder() -> (Ack, Arc<Mutex<Vec<Delivery>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        (Ack::new(move |d| s.lock().unwrap().push(d)), seen)
+    }
+
+    #[test]
+    fn an_ack_reports_once() {
+        let (ack, seen) = recorder();
+        ack.done(Delivery::Delivered);
+        assert_eq!(*seen.lock().unwrap(), vec![Delivery::Delivered]);
+    }
+
+    #[test]
+    fn a_dropped_ack_reports_a_failure() {
+        let (ack, seen) = recorder();
+        drop(ack);
+        assert_eq!(*seen.lock().unwrap(), vec![Delivery::Dropped]);
+        drop(Ack::none());
+    }
+}
