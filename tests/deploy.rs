@@ -80,7 +80,7 @@ fn prometheus_scrapes_the_admin_default_address() {
     let prom = read("deploy/prometheus.yml");
     assert!(prom.contains("metrics_path: /metrics"));
     assert!(prom.contains("127.0.0.1:9898"), "scrape target is the [admin] default");
-    assert!(read("src/config.rs").contains("\"127.0.0.1:9898\".into()"), "the [admin] default is 127.0.0.1:9898");
+    assert_eq!(sluice::config::AdminConfig::default().listen, "127.0.0.1:9898", "the [admin] default");
     let unit = read("deploy/systemd/sluice.service");
     assert!(unit.contains("ExecStart=/usr/local/bin/sluice run --config /etc/sluice/sluice.toml"));
 }

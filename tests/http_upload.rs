@@ -14,13 +14,13 @@ use sluice::config::HttpSourceConfig;
 use sluice::engine::pipeline::{Clock, Pipeline, PipelineReport};
 use sluice::engine::{Engine, EngineOptions, RuleSet};
 use sluice::error::SinkError;
+use sluice::flow::Delivery;
+use sluice::flow::{Batch, BoxFuture};
 use sluice::registry::Registry;
 use sluice::rule::expr::Env;
 use sluice::shutdown::Shutdown;
-use sluice::flow::{Batch, BoxFuture};
 use sluice::sink::{Sink, SinkReport};
 use sluice::source::http::HttpSource;
-use sluice::flow::Delivery;
 use sluice::telemetry::metrics;
 use tokio::sync::mpsc;
 

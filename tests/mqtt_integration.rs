@@ -38,7 +38,7 @@ struct InProcess {
 impl InProcess {
     fn start(mqtt_url: &str, client_id: &str, bootstrap: &str, decoders: &Path, validator: Arc<dyn Validator>) -> InProcess {
         let rules: Vec<PathBuf> = ["integration_measurepoint.toml", "integration_event.toml", "integration_attributes.toml"].iter().map(|f| repo().join("rules").join(f)).collect();
-        let (rules, errors) = sluice::rule::compile_paths(&rules);
+        let (rules, errors) = sluice::control::compile_paths(&rules);
         assert!(errors.is_empty(), "rules: {:?}", errors.iter().map(|e| e.render()).collect::<Vec<_>>());
         let engine = Arc::new(Engine::new(RuleSet::new(rules), Env::default(), EngineOptions::default()));
         let src: MqttSourceConfig =
