@@ -206,7 +206,7 @@ impl<'a> Value<'a> {
             Value::Float(f) => Ok(Some(*f != 0.0)),
             Value::Str(s) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
             Value::Str(s) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            other => Err(format!("expected a boolean, got {} {}", other.type_name(), crate::rule::expr::quote(other))),
+            other => Err(format!("expected a boolean, got {} {}", other.type_name(), quote(other))),
         }
     }
 
@@ -398,6 +398,25 @@ pub fn base64_encode(b: &[u8]) -> String {
 pub fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s.trim()).map_err(|e| format!("not base64: {e}"))
+}
+
+/// Quotes a value for an error message, shortened.
+pub fn quote(v: &Value<'_>) -> String {
+    let s = match v {
+        Value::Str(s) => format!("{:?}", s.as_ref()),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// An exact integer result: `Int` or `UInt` when it fits, else the nearest float (the documented
+/// overflow fallback).
+pub fn int_value(r: i128) -> Value<'static> {
+    Num::from_i128(r).map_or(Value::Float(r as f64), Num::into_value)
 }
 
 /// Formats a float the way it is written in JSON (shortest round-trip form, `.0` kept).

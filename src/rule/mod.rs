@@ -9,6 +9,7 @@
 //! topic = "alerts-${dn}"
 //! ```
 
+pub mod ctx;
 pub mod expr;
 pub mod functions;
 pub mod plan;

@@ -12,7 +12,8 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Span, Token, Tokenizer};
 
 use crate::error::EvalError;
-use crate::rule::expr::{negate, parse_path, ArithOp, CmpOp, Ctx, Expr, LikePattern, Seg};
+use crate::rule::ctx::Ctx;
+use crate::rule::expr::{negate, parse_path, ArithOp, CmpOp, Expr, LikePattern, Seg};
 use crate::rule::registry;
 use crate::topic::TopicFilter;
 use crate::value::{parse_num, Value};
@@ -87,7 +88,7 @@ impl Foreach {
             Value::Json(Cow::Borrowed(Json::Array(a))) => a.iter().map(Value::from_json).collect(),
             Value::Json(Cow::Owned(Json::Array(a))) => a.into_iter().map(Value::from_owned_json).collect(),
             Value::Doc(crate::doc::Node::Array(a)) => a.iter().map(Value::from_node).collect(),
-            other => return Err(EvalError(format!("FOREACH needs an array, got {} {}", other.type_name(), crate::rule::expr::quote(&other)))),
+            other => return Err(EvalError(format!("FOREACH needs an array, got {} {}", other.type_name(), crate::value::quote(&other)))),
         })
     }
 

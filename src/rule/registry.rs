@@ -5,63 +5,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use crate::rule::expr::{Args, Ctx};
-use crate::value::Value;
-
-/// A function implementation: evaluated arguments in, a value or an error message out.
-/// It must never panic on message data.
-pub type FnImpl = for<'a> fn(&Ctx<'a>, Args<'a>) -> Result<Value<'a>, String>;
-
-/// A documented example: `expr` evaluated against the example message (see
-/// [`EXAMPLE_TOPIC`], [`EXAMPLE_PAYLOAD`], [`EXAMPLE_NOW_MS`]) gives `result`.
-#[derive(Debug)]
-pub struct Example {
-    /// A SQL expression.
-    pub expr: &'static str,
-    /// The expected result as JSON text, or `type:<name>` when only the type is fixed
-    /// (for `rand()`, `newuuid()`).
-    pub result: &'static str,
-}
-
-/// A function of the rule language.
-#[derive(Debug)]
-pub struct FunctionDef {
-    /// The name, case-sensitive, as in Alibaba IoT / EMQX.
-    pub name: &'static str,
-    /// Group in the reference (math, string, bit, hash, compress, time, json, type, message,
-    /// device).
-    pub category: &'static str,
-    /// `name(arg: type, …) -> type`.
-    pub signature: &'static str,
-    /// What it does, including NULL and error behaviour.
-    pub doc: &'static str,
-    /// Minimum number of arguments.
-    pub min_args: usize,
-    /// Maximum number of arguments (`usize::MAX` for variadic).
-    pub max_args: usize,
-    /// Whether it reads the decoded record (so the payload must be JSON).
-    pub reads_record: bool,
-    /// Whether, in a SELECT list without an alias, its object result is merged into the output
-    /// (`thingPropertyFlatMap`).
-    pub flattens: bool,
-    /// Examples, run as tests.
-    pub examples: &'static [Example],
-    /// The implementation.
-    pub imp: FnImpl,
-}
-
-impl FunctionDef {
-    /// "1 argument", "1 to 2 arguments", "any number of arguments"…
-    pub fn arity_text(&self) -> String {
-        let plural = |n: usize| if n == 1 { "argument" } else { "arguments" };
-        match (self.min_args, self.max_args) {
-            (0, usize::MAX) => "any number of arguments".into(),
-            (a, usize::MAX) => format!("at least {a} {}", plural(a)),
-            (a, b) if a == b => format!("{a} {}", plural(a)),
-            (a, b) => format!("{a} to {b} arguments"),
-        }
-    }
-}
+pub use crate::rule::ctx::{Example, FnImpl, FunctionDef};
 
 /// The topic of the example message.
 pub const EXAMPLE_TOPIC: &str = "/sys/1234556554/deviceName1234/thing/event/property/post";
@@ -117,9 +61,10 @@ pub fn markdown_reference() -> String {
 mod tests {
     use super::*;
     use crate::message::Message;
-    use crate::rule::expr::{DeviceLookup, Env};
+    use crate::rule::ctx::{Ctx, DeviceLookup, Env};
     use crate::rule::plan::{plan, SelectItem};
     use crate::topic::TopicInfo;
+    use crate::value::Value;
     use chrono::{FixedOffset, TimeZone};
     use serde_json::Value as Json;
 

@@ -1,9 +1,9 @@
 //! Bit functions (EMQX): exact on the whole `i64` and `u64` range, two's complement like
 //! Erlang's unbounded integers. A result outside both ranges is an error, never a wrap.
 
-use super::{arg, exact_int_arg, quote, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::{Num, Value};
+use super::args::{arg, exact_int_arg, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{quote, Num, Value};
 
 /// A bit result as `Int`/`UInt`, or an error naming the operation when it fits in neither.
 fn fit<'a>(r: i128, what: impl FnOnce() -> String) -> R<'a> {

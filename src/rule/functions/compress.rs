@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 
 use flate2::Compression;
 
-use super::{arg, bytes_input as input, MAX_VALUE_BYTES, R};
-use crate::rule::expr::{Args, Ctx};
+use super::args::{arg, bytes_input as input, MAX_VALUE_BYTES, R};
+use crate::rule::ctx::{Args, Ctx};
 use crate::value::Value;
 
 #[derive(Clone, Copy)]

@@ -3,9 +3,9 @@
 
 use std::borrow::Cow;
 
-use super::{arg, bytes_input as input, quote, text_arg, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::{base64_encode, Value};
+use super::args::{arg, bytes_input as input, text_arg, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{base64_encode, quote, Value};
 
 fn digest<D: md5::Digest>(data: &[u8]) -> String {
     hex::encode(D::digest(data))

@@ -5,9 +5,9 @@ use std::borrow::Cow;
 
 use serde_json::Value as Json;
 
-use super::{arg, int_arg, quote, text_arg, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::Value;
+use super::args::{arg, int_arg, text_arg, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{quote, Value};
 
 /// Takes argument `i` out of `args` (NULL when absent).
 fn take<'a>(args: &mut Args<'a>, i: usize) -> Value<'a> {

@@ -1,7 +1,7 @@
 //! Math functions. Integers stay integers wherever the result is exact and fits.
 
-use super::{arg, f64_arg, int_arg, num_arg, R};
-use crate::rule::expr::{Args, Ctx};
+use super::args::{arg, f64_arg, int_arg, num_arg, R};
+use crate::rule::ctx::{Args, Ctx};
 use crate::value::{Num, Value};
 
 /// Applies `f` to a float argument; NULL gives NULL.
@@ -16,7 +16,7 @@ fn int_if_fits(f: f64) -> Value<'static> {
 
 /// An `i128` as `Int`/`UInt` when it fits, else a float.
 fn from_i128(i: i128) -> Value<'static> {
-    crate::rule::expr::int_value(i)
+    crate::value::int_value(i)
 }
 
 fn int_of(n: Num) -> Option<i128> {
@@ -105,13 +105,13 @@ pub(super) fn modulo<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     };
     if let (Some(x), Some(y)) = (int_of(a), int_of(b)) {
         if y == 0 {
-            return Err(format!("modulo by zero ({} mod 0)", super::quote(arg(&args, 0))));
+            return Err(format!("modulo by zero ({} mod 0)", crate::value::quote(arg(&args, 0))));
         }
         return Ok(from_i128(x % y));
     }
     let (x, y) = (a.to_f64(), b.to_f64());
     if y == 0.0 {
-        return Err(format!("modulo by zero ({} mod 0)", super::quote(arg(&args, 0))));
+        return Err(format!("modulo by zero ({} mod 0)", crate::value::quote(arg(&args, 0))));
     }
     Ok(Value::Float(x % y))
 }

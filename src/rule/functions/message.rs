@@ -5,9 +5,9 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value as Json};
 
-use super::{arg, int_arg, quote, text_arg, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::{base64_encode, Value};
+use super::args::{arg, int_arg, text_arg, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{base64_encode, quote, Value};
 
 fn opt_str<'a>(s: Option<&'a str>) -> Value<'a> {
     s.map_or(Value::Null, Value::str)

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use regex::{Regex, RegexBuilder};
 use serde_json::Value as Json;
 
-use super::{arg, check_size, int_arg, quote, text_arg, wrong, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::{Num, Value};
+use super::args::{arg, check_size, int_arg, text_arg, wrong, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{quote, Num, Value};
 
 fn owned<'a>(s: String) -> Value<'a> {
     Value::Str(Cow::Owned(s))

@@ -5,9 +5,9 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Datelike, FixedOffset, SecondsFormat, Timelike, Utc};
 
-use super::{arg, int_arg, quote, text_arg, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::Value;
+use super::args::{arg, int_arg, text_arg, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{quote, Value};
 
 const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
 const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
@@ -38,10 +38,10 @@ fn offset_text(secs: i32, style: u8) -> String {
 /// Formats `t` with a Java `SimpleDateFormat` pattern: `yyyy yy MM M MMM MMMM dd d HH H hh h
 /// kk KK mm m ss s SSS a E EEE EEEE u D G Z X XX XXX z`, `'quoted text'` and `''` for a quote.
 /// Other ASCII letters are an error; other characters are copied. A result above
-/// [`super::MAX_VALUE_BYTES`] is an error.
+/// [`MAX_VALUE_BYTES`](crate::rule::functions::MAX_VALUE_BYTES) is an error.
 pub fn java_format(pattern: &str, t: &DateTime<FixedOffset>) -> Result<String, String> {
     let out = java_format_unbounded(pattern, t)?;
-    super::check_size(out.len())?;
+    super::args::check_size(out.len())?;
     Ok(out)
 }
 

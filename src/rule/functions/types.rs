@@ -4,9 +4,9 @@ use std::borrow::Cow;
 
 use serde_json::Value as Json;
 
-use super::{arg, quote, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::{parse_num, Num, Value};
+use super::args::{arg, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{parse_num, quote, Num, Value};
 
 fn test<'a>(args: &Args<'a>, f: fn(&Value<'a>) -> bool) -> R<'a> {
     Ok(Value::Bool(f(arg(args, 0))))
