@@ -18,7 +18,7 @@ use sluice::integration::{codes, Validator};
 use sluice::message::{Message, Metadata};
 use sluice::registry::Registry;
 use sluice::rule::expr::Env;
-use sluice::rule::registry::{self as functions, EXAMPLE_MESSAGE_ID, EXAMPLE_NOW_MS, EXAMPLE_PAYLOAD};
+use sluice::rule::catalog::{self as functions, EXAMPLE_MESSAGE_ID, EXAMPLE_NOW_MS, EXAMPLE_PAYLOAD};
 use sluice::rule::template::valid_kafka_topic;
 use sluice::rule::{compile_str, Rule};
 use sluice::flow::OutputRecord;

@@ -101,9 +101,9 @@ pub type Args<'a> = SmallVec<[Value<'a>; 4]>;
 pub type FnImpl = for<'a> fn(&Ctx<'a>, Args<'a>) -> Result<Value<'a>, String>;
 
 /// A documented example: `expr` evaluated against the example message (see
-/// [`EXAMPLE_TOPIC`](crate::rule::registry::EXAMPLE_TOPIC),
-/// [`EXAMPLE_PAYLOAD`](crate::rule::registry::EXAMPLE_PAYLOAD),
-/// [`EXAMPLE_NOW_MS`](crate::rule::registry::EXAMPLE_NOW_MS)) gives `result`.
+/// [`EXAMPLE_TOPIC`](crate::rule::catalog::EXAMPLE_TOPIC),
+/// [`EXAMPLE_PAYLOAD`](crate::rule::catalog::EXAMPLE_PAYLOAD),
+/// [`EXAMPLE_NOW_MS`](crate::rule::catalog::EXAMPLE_NOW_MS)) gives `result`.
 #[derive(Debug)]
 pub struct Example {
     /// A SQL expression.

@@ -12,9 +12,9 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Span, Token, Tokenizer};
 
 use crate::error::EvalError;
+use crate::rule::catalog;
 use crate::rule::ctx::Ctx;
 use crate::rule::expr::{negate, parse_path, ArithOp, CmpOp, Expr, LikePattern, Seg};
-use crate::rule::registry;
 use crate::topic::TopicFilter;
 use crate::value::{parse_num, Value};
 
@@ -727,9 +727,9 @@ fn function(f: &ast::Function) -> PResult<Expr> {
 }
 
 fn call(name: &str, span: Span, args: Vec<Expr>) -> PResult<Expr> {
-    let Some(def) = registry::get(name) else {
+    let Some(def) = catalog::get(name) else {
         let mut e = err_at(span, format!("unknown function {name}"));
-        e.hint = registry::suggest(name).map(|s| format!("did you mean {s}?"));
+        e.hint = catalog::suggest(name).map(|s| format!("did you mean {s}?"));
         return Err(e);
     };
     if args.len() < def.min_args || args.len() > def.max_args {

@@ -136,11 +136,11 @@ fn timestamp_in<'a>(ctx: &Ctx<'a>, args: &Args<'a>, tz: FixedOffset) -> R<'a> {
     Ok(Value::Str(Cow::Owned(java_format(&fmt, &now_in(ctx, tz)?)?)))
 }
 
-pub(super) fn timestamp<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn timestamp<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     timestamp_in(ctx, &args, ctx.env.tz)
 }
 
-pub(super) fn timestamp_utc<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn timestamp_utc<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     timestamp_in(ctx, &args, FixedOffset::east_opt(0).unwrap_or(ctx.env.tz))
 }
 
@@ -200,7 +200,7 @@ fn ms_in(ms: i64, unit: Unit) -> Option<i64> {
     }
 }
 
-pub(super) fn unix_ts_to_rfc3339<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn unix_ts_to_rfc3339<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(ts), Some(unit)) = (int_arg(&args, 0)?, unit_arg(&args, 1)?) else {
         return Ok(Value::Null);
     };
@@ -208,7 +208,7 @@ pub(super) fn unix_ts_to_rfc3339<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(Value::Str(Cow::Owned(rfc3339(&t, unit))))
 }
 
-pub(super) fn rfc3339_to_unix_ts<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn rfc3339_to_unix_ts<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(s), Some(unit)) = (text_arg(&args, 0), unit_arg(&args, 1)?) else {
         return Ok(Value::Null);
     };
@@ -222,14 +222,14 @@ pub(super) fn rfc3339_to_unix_ts<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     v.map(Value::Int).ok_or_else(|| format!("{} is out of range in nanoseconds", quote(arg(&args, 0))))
 }
 
-pub(super) fn now_timestamp<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn now_timestamp<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(unit) = unit_arg(&args, 0)? else {
         return Ok(Value::Null);
     };
     ms_in(ctx.now_ms, unit).map(Value::Int).ok_or_else(|| format!("clock {} ms is out of range in that unit", ctx.now_ms))
 }
 
-pub(super) fn now_rfc3339<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn now_rfc3339<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(unit) = unit_arg(&args, 0)? else {
         return Ok(Value::Null);
     };
