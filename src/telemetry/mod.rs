@@ -1,9 +1,8 @@
 //! Telemetry: logging setup, Prometheus metrics (all names in [`metrics`]), readiness checks
-//! ([`health`]), librdkafka statistics ([`kafka_stats`]) and the admin HTTP server ([`http`]).
+//! ([`health`]) and the admin HTTP server ([`http`]).
 
 pub mod health;
 pub mod http;
-pub mod kafka_stats;
 pub mod metrics;
 
 /// The format of log lines on stderr.
