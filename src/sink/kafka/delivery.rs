@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::flow::{Ack, Delivery, OutputRecord};
 use crate::kafka::client::Context;
+use crate::retry::Backoff;
 use crate::sink::kafka::dead_letter::dead_letter;
 use crate::telemetry::metrics;
 
@@ -118,8 +119,8 @@ pub struct Deliveries {
     pub counters: Counters,
     /// Set when the producer failed fatally.
     pub fatal: Mutex<Option<String>>,
-    backoff: Duration,
-    backoff_max: Duration,
+    /// The delay before producing a failed record again, from its failed attempts.
+    backoff: Backoff,
     dead_letter_topic: String,
     started: Instant,
     last_retry_log_ms: AtomicU64,
@@ -157,9 +158,9 @@ pub fn classify(err: &KafkaError) -> Class {
 
 impl Deliveries {
     /// Nothing in flight yet; `resend` takes records to produce again, `max_in_flight` bounds
-    /// the records in flight, failed records wait from `backoff` to `backoff_max` before
+    /// the records in flight, a failed record waits `backoff.delay(its failed attempts)` before
     /// another attempt, and refused ones go to `dead_letter_topic`.
-    pub fn new(resend: mpsc::UnboundedSender<Box<Pending>>, max_in_flight: usize, backoff: Duration, backoff_max: Duration, dead_letter_topic: String) -> Deliveries {
+    pub fn new(resend: mpsc::UnboundedSender<Box<Pending>>, max_in_flight: usize, backoff: Backoff, dead_letter_topic: String) -> Deliveries {
         Deliveries {
             resend,
             rt: tokio::runtime::Handle::current(),
@@ -169,7 +170,6 @@ impl Deliveries {
             counters: Counters::new(),
             fatal: Mutex::new(None),
             backoff,
-            backoff_max,
             dead_letter_topic,
             started: Instant::now(),
             last_retry_log_ms: AtomicU64::new(0),
@@ -208,7 +208,7 @@ impl Deliveries {
         match classify(err) {
             Class::Retry(reason) => {
                 metrics::SINK_RETRIES.with_label_values(&[SINK, reason]).inc();
-                let delay = self.backoff.saturating_mul(1u32 << p.attempt.min(20)).min(self.backoff_max);
+                let delay = self.backoff.delay(p.attempt);
                 // One line per second at most: an outage fails every record in flight.
                 let retries = self.retries_unlogged.fetch_add(1, Ordering::Relaxed) + 1;
                 let now = self.started.elapsed().as_millis() as u64;

@@ -7,9 +7,9 @@
 //!
 //! Failures:
 //! - retriable (broker down, timeouts, leader changes, full queue): produced again after a
-//!   backoff that doubles up to a bound, forever. Records in flight are bounded, so a broker
-//!   that stays down stops the sink taking batches, which stops the workers, which pauses the
-//!   sources: backpressure, nothing dropped.
+//!   backoff that doubles up to a bound ([`Backoff`](crate::retry::Backoff)), forever. Records
+//!   in flight are bounded, so a broker that stays down stops the sink taking batches, which
+//!   stops the workers, which pauses the sources: backpressure, nothing dropped.
 //! - permanent (unknown or unauthorised topic, record too large, invalid): a dead-letter record
 //!   with the reason goes to the dead-letter topic (the engine's default error topic) through
 //!   the same producer, counted in `sluice_sink_dead_letters_total{sink="kafka"}`. If the dead
@@ -43,6 +43,7 @@ use crate::config::KafkaSinkConfig;
 use crate::error::SinkError;
 use crate::flow::{Batch, BoxFuture, Delivery};
 use crate::kafka::client::{Client, Context, Role};
+use crate::retry::Backoff;
 use crate::sink::kafka::delivery::{produce, BatchState, Deliveries, KafkaProducer, Pending, SINK};
 use crate::sink::{Sink, SinkReport};
 use crate::telemetry::metrics;
@@ -77,13 +78,8 @@ impl Sink for KafkaSink {
             let err = |message: String| SinkError::Other { sink: "kafka".into(), message };
             let max_in_flight = self.cfg.max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
             let (resend_tx, mut resend_rx) = mpsc::unbounded_channel::<Box<Pending>>();
-            let d = Arc::new(Deliveries::new(
-                resend_tx,
-                max_in_flight,
-                Duration::from_millis(self.cfg.retry_backoff_ms),
-                Duration::from_millis(self.cfg.retry_backoff_max_ms),
-                self.dead_letter_topic.clone(),
-            ));
+            let backoff = Backoff::new(Duration::from_millis(self.cfg.retry_backoff_ms), Duration::from_millis(self.cfg.retry_backoff_max_ms));
+            let d = Arc::new(Deliveries::new(resend_tx, max_in_flight, backoff, self.dead_letter_topic.clone()));
             let client_config = config::client_config(&self.cfg);
             let client = Client::new(Role::Producer, HEALTH_CHECK);
             client.start(&client_config);
