@@ -39,11 +39,11 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::Producer;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::config::KafkaSinkConfig;
 use crate::error::SinkError;
 use crate::flow::{Batch, BoxFuture, Delivery};
 use crate::kafka::client::{Client, Context, Role};
 use crate::retry::Backoff;
+use crate::sink::kafka::config::KafkaSinkConfig;
 use crate::sink::kafka::delivery::{produce, BatchState, Deliveries, KafkaProducer, Pending, SINK};
 use crate::sink::{Sink, SinkReport};
 use crate::telemetry::metrics;
@@ -67,7 +67,14 @@ impl KafkaSink {
 
     /// The librdkafka configuration of the producer.
     pub fn client_config(cfg: &KafkaSinkConfig) -> ClientConfig {
-        config::client_config(cfg)
+        cfg.client_config()
+    }
+}
+
+impl KafkaSinkConfig {
+    /// The sink of this configuration; permanently refused records go to `dead_letter_topic`.
+    pub fn build(self, dead_letter_topic: impl Into<String>) -> KafkaSink {
+        KafkaSink::new(self, dead_letter_topic)
     }
 }
 
@@ -80,7 +87,7 @@ impl Sink for KafkaSink {
             let (resend_tx, mut resend_rx) = mpsc::unbounded_channel::<Box<Pending>>();
             let backoff = Backoff::new(Duration::from_millis(self.cfg.retry_backoff_ms), Duration::from_millis(self.cfg.retry_backoff_max_ms));
             let d = Arc::new(Deliveries::new(resend_tx, max_in_flight, backoff, self.dead_letter_topic.clone()));
-            let client_config = config::client_config(&self.cfg);
+            let client_config = self.cfg.client_config();
             let client = Client::new(Role::Producer, HEALTH_CHECK);
             client.start(&client_config);
             let producer: KafkaProducer = client_config.create_with_context(Context { client, state: d.clone() }).map_err(|e| err(format!("cannot create the producer: {e}")))?;

@@ -14,13 +14,12 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message as _;
 use tokio::sync::mpsc;
 
-use crate::config::{IotTopicFrom, KafkaSourceConfig};
 use crate::error::SourceError;
 use crate::flow::{Ack, Delivery, Envelope};
 use crate::kafka::client::{is_connection_error, Client, Context, Role};
 use crate::message::{Message, Metadata};
 use crate::shutdown::Shutdown;
-use crate::source::kafka::config::client_config;
+use crate::source::kafka::config::{IotTopicFrom, KafkaSourceConfig};
 use crate::source::kafka::consumer::{Consumption, KafkaConsumer};
 use crate::source::offsets::TopicPartition;
 use crate::source::SourceReport;
@@ -60,7 +59,7 @@ pub fn consume(
     rt: &tokio::runtime::Handle,
 ) -> Result<SourceReport, SourceError> {
     let err = |message: String| SourceError::Other { source_name: name.to_string(), message };
-    let config = client_config(cfg);
+    let config = cfg.client_config();
     let client = Client::new(Role::Consumer(name.clone()), format!("source:{name}"));
     client.start(&config);
     let c = Arc::new(Consumption::new(name.clone(), cfg.max_in_flight, Duration::from_millis(cfg.revoke_timeout_ms)));

@@ -34,10 +34,10 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use tokio::sync::mpsc;
 
-use crate::config::KafkaSourceConfig;
 use crate::error::SourceError;
 use crate::flow::{BoxFuture, Envelope};
 use crate::shutdown::Shutdown;
+use crate::source::kafka::config::KafkaSourceConfig;
 use crate::source::{Source, SourceReport};
 use crate::telemetry::metrics;
 
@@ -57,7 +57,14 @@ impl KafkaSource {
 
     /// The librdkafka configuration of the consumer.
     pub fn client_config(cfg: &KafkaSourceConfig) -> ClientConfig {
-        config::client_config(cfg)
+        cfg.client_config()
+    }
+}
+
+impl KafkaSourceConfig {
+    /// The source of this configuration; `shutdown_timeout` bounds the drain at shutdown.
+    pub fn build(self, shutdown_timeout: Duration) -> KafkaSource {
+        KafkaSource::new(self, shutdown_timeout)
     }
 }
 
