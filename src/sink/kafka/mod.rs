@@ -7,9 +7,9 @@
 //!
 //! Failures:
 //! - retriable (broker down, timeouts, leader changes, full queue): produced again after a
-//!   backoff that doubles up to a bound ([`Backoff`](crate::retry::Backoff)), forever. Records
-//!   in flight are bounded, so a broker that stays down stops the sink taking batches, which
-//!   stops the workers, which pauses the sources: backpressure, nothing dropped.
+//!   backoff that doubles up to a bound ([`Backoff`]), forever. Records in flight are bounded,
+//!   so a broker that stays down stops the sink taking batches, which stops the workers, which
+//!   pauses the sources: backpressure, nothing dropped.
 //! - permanent (unknown or unauthorised topic, record too large, invalid): a dead-letter record
 //!   with the reason goes to the dead-letter topic (the engine's default error topic) through
 //!   the same producer, counted in `sluice_sink_dead_letters_total{sink="kafka"}`. If the dead
