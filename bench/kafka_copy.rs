@@ -3,8 +3,9 @@
 //! - `produce BROKERS TOPIC COUNT`: COUNT property posts of about 300 bytes, topic
 //!   `/sys/{pk}/{dn}/thing/event/property/post` in the `iot-topic` header (seed 004's format).
 //! - `copy BROKERS FROM TO GROUP COUNT`: the plain consume-and-produce copy: a consumer in a
-//!   group and an idempotent lz4 producer (Sluice's sink defaults), headers kept, offsets
-//!   committed every second; stops after COUNT records are delivered. With
+//!   group and a producer with the settings of Sluice's sink and its defaults
+//!   (`KafkaSinkConfig::client_config`), headers kept, offsets committed every second; stops
+//!   after COUNT records are delivered. With
 //!   `COPY_EXTRA_HEADERS` set, each copy also gets the two more headers Sluice's benchmark
 //!   outputs carry (`sluice-rule`, and the rule's own `band`).
 //! - `wait BROKERS TOPIC COUNT TIMEOUT_S`: waits until TOPIC holds COUNT records (sum of its
@@ -20,6 +21,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use sluice::sink::kafka::config::KafkaSinkConfig;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -55,16 +57,9 @@ impl ProducerContext for Count {
 
 fn producer(brokers: &str) -> (ThreadedProducer<Count>, Arc<AtomicU64>, Arc<AtomicU64>) {
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let p = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
-        .set("batch.size", "1000000")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "100000")
-        .create_with_context(Count { ok: ok.clone(), failed: failed.clone() })
-        .expect("producer");
+    // Exactly the producer settings of Sluice's Kafka sink with its defaults.
+    let cfg = KafkaSinkConfig { brokers: brokers.to_string(), ..KafkaSinkConfig::default() };
+    let p = cfg.client_config().create_with_context(Count { ok: ok.clone(), failed: failed.clone() }).expect("producer");
     (p, ok, failed)
 }
 

@@ -6,7 +6,7 @@
 #   1. sluice: Kafka source -> 10 rules (each record passes exactly one WHERE) -> Kafka sink;
 #   2. the broker's ceiling: a plain consume-and-produce copy with no rules
 #      (bench/kafka_copy.rs, same producer settings as Sluice's sink).
-# Prints both rates and their ratio. Usage: bench/kafka_e2e.sh [N]
+# Prints both rates and their ratio. Usage: [PROFILE=dev] [PARTITIONS=8] [WORKERS=2] bench/kafka_e2e.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-1000000}"
@@ -15,9 +15,12 @@ WORKERS="${WORKERS:-2}"
 
 bash scripts/test-deps.sh >/dev/null
 TANSU="${SLUICE_TANSU:-$HOME/.cache/sluice/tools/bin/tansu}"
-cargo build --release --locked --bin sluice --example kafka_copy
-SLUICE="$PWD/target/release/sluice"
-TOOL="$PWD/target/release/examples/kafka_copy"
+# PROFILE=dev measures a debug build (quicker to build, for checking the script).
+PROFILE="${PROFILE:-release}"
+cargo build --profile "$PROFILE" --locked --bin sluice --example kafka_copy
+OUT="$PWD/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
+SLUICE="$OUT/sluice"
+TOOL="$OUT/examples/kafka_copy"
 
 WORK="$(mktemp -d /tmp/sluice-bench-XXXXXX)"
 PIDS=()
@@ -31,11 +34,11 @@ trap cleanup EXIT
 # CPU seconds (user + system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"; }
 
+# A free port for the broker: pick at random until nothing answers on it.
 PORT=$(( 20000 + RANDOM % 20000 ))
-while (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do # CPU seconds (user + system) a process has used so far.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"; }
-
-PORT=$(( 20000 + RANDOM % 20000 )); done
+while (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
+    PORT=$(( 20000 + RANDOM % 20000 ))
+done
 B="127.0.0.1:$PORT"
 (cd "$WORK" && exec env RUST_LOG=warn "$TANSU" broker --listener-url "tcp://$B" --advertised-listener-url "tcp://$B" --storage-engine sqlite://tansu.db >tansu.log 2>&1) &
 TPID=$!

@@ -382,83 +382,7 @@ impl MqttSourceConfig {
     }
 }
 
-/// `[[sources]] type = "kafka"`: a consumer in a consumer group. Instances with the same
-/// `group_id` share the partitions (scale-out). Offsets are committed only once every output of
-/// a record, and of every earlier record of its partition, is acknowledged by the sink
-/// (at-least-once).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSourceConfig {
-    /// `bootstrap.servers`: `host:port[,host:port…]`.
-    pub brokers: String,
-    /// Topics to read. An entry starting with `^` is a regular expression matched against every
-    /// topic of the cluster (librdkafka's convention), e.g. `^iot-.*`.
-    pub topics: Vec<String>,
-    /// The consumer group.
-    pub group_id: String,
-    /// Where the IoT topic of a record comes from.
-    #[serde(default)]
-    pub iot_topic: IotTopicFrom,
-    /// Records consumed and not yet acknowledged by the sink, at most; at the bound, consumption
-    /// pauses (backpressure) and memory stays bounded.
-    #[serde(default = "default_kafka_max_in_flight")]
-    pub max_in_flight: usize,
-    /// How often (ms) offsets are committed (librdkafka's `auto.commit.interval.ms`). Sluice
-    /// stores an offset for commit only once it is acknowledged: every output of its record and
-    /// of every earlier record of the partition was delivered.
-    #[serde(default = "default_kafka_commit_interval_ms")]
-    pub commit_interval_ms: u64,
-    /// On a rebalance, how long (ms) to wait for the in-flight records of revoked partitions
-    /// to be delivered before committing and letting them go (what is not done by then is read
-    /// again by the partition's next owner).
-    #[serde(default = "default_kafka_revoke_timeout_ms")]
-    pub revoke_timeout_ms: u64,
-    /// Any librdkafka consumer property (`session.timeout.ms`, `security.protocol`, …), passed
-    /// through as is. Sluice sets `enable.auto.commit`, `enable.auto.offset.store` and
-    /// `auto.commit.interval.ms` itself;
-    /// `auto.offset.reset` defaults to `earliest` and `partition.assignment.strategy` to
-    /// `cooperative-sticky` (incremental rebalances).
-    #[serde(default)]
-    pub properties: BTreeMap<String, String>,
-}
-
-/// Where a Kafka record's IoT topic comes from.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(tag = "from", rename_all = "snake_case", deny_unknown_fields)]
-pub enum IotTopicFrom {
-    /// A record header (`iot_topic = { from = "header", name = "iot-topic" }`).
-    Header {
-        /// The header's name.
-        #[serde(default = "default_iot_topic_header")]
-        name: String,
-    },
-    /// The record key (`iot_topic = { from = "key" }`).
-    Key,
-    /// The same topic for every record (`iot_topic = { from = "fixed", topic = "/a/b" }`).
-    Fixed {
-        /// The IoT topic.
-        topic: String,
-    },
-}
-
-impl Default for IotTopicFrom {
-    fn default() -> Self {
-        IotTopicFrom::Header { name: default_iot_topic_header() }
-    }
-}
-
-fn default_iot_topic_header() -> String {
-    "iot-topic".into()
-}
-fn default_kafka_max_in_flight() -> usize {
-    10_000
-}
-fn default_kafka_commit_interval_ms() -> u64 {
-    1_000
-}
-fn default_kafka_revoke_timeout_ms() -> u64 {
-    10_000
-}
+pub use crate::source::kafka::config::{IotTopicFrom, KafkaSourceConfig, KAFKA_SOURCE_RESERVED};
 
 /// The sink.
 #[derive(Debug, Deserialize)]
@@ -484,85 +408,11 @@ pub enum SinkConfig {
     Kafka(KafkaSinkConfig),
 }
 
-/// `[sink] type = "kafka"`: a producer with delivery reports. Each record goes to the topic and
-/// key its rule rendered, with headers `iot-topic` (the input's IoT topic), `sluice-rule` and
-/// the rule's own. A batch is acknowledged once the broker acknowledged all its records.
-/// Retriable errors are retried with backoff, forever; records the broker refuses for good
-/// (unknown or unauthorised topic, too large) become dead letters in the engine's default
-/// error topic.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSinkConfig {
-    /// `bootstrap.servers`: `host:port[,host:port…]`.
-    pub brokers: String,
-    /// `enable.idempotence`: no duplicates or reordering from the producer's own retries.
-    #[serde(default = "default_true")]
-    pub idempotence: bool,
-    /// `compression.type`: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
-    #[serde(default = "default_kafka_compression")]
-    pub compression: String,
-    /// `linger.ms`: how long to wait for more records to fill a batch.
-    #[serde(default = "default_kafka_linger_ms")]
-    pub linger_ms: u64,
-    /// `batch.size`: the largest batch of one partition, in bytes.
-    #[serde(default = "default_kafka_batch_bytes")]
-    pub batch_bytes: usize,
-    /// `batch.num.messages`: the most records in one batch.
-    #[serde(default = "default_kafka_batch_records")]
-    pub batch_records: usize,
-    /// Records handed to the producer and not yet acknowledged by the broker, at most; at the
-    /// bound the sink stops taking batches (backpressure up to the sources).
-    #[serde(default = "default_kafka_sink_max_in_flight")]
-    pub max_in_flight: usize,
-    /// First delay (ms) before a record that failed with a retriable error is produced again;
-    /// it doubles on each failure of the same record, up to `retry_backoff_max_ms`.
-    #[serde(default = "default_kafka_retry_backoff_ms")]
-    pub retry_backoff_ms: u64,
-    /// Longest delay (ms) between two attempts of a record.
-    #[serde(default = "default_kafka_retry_backoff_max_ms")]
-    pub retry_backoff_max_ms: u64,
-    /// `topic.metadata.propagation.max.ms`: how long records for a topic the cluster says does
-    /// not exist are held before they become dead letters.
-    #[serde(default = "default_kafka_unknown_topic_timeout_ms")]
-    pub unknown_topic_timeout_ms: u64,
-    /// Any librdkafka producer property (`acks`, `message.max.bytes`, `security.protocol`, …),
-    /// passed through as is; it wins over the fields above.
-    #[serde(default)]
-    pub properties: BTreeMap<String, String>,
-}
+pub use crate::sink::kafka::config::{KafkaSinkConfig, KAFKA_SINK_RESERVED};
 
 fn default_true() -> bool {
     true
 }
-fn default_kafka_compression() -> String {
-    "lz4".into()
-}
-fn default_kafka_linger_ms() -> u64 {
-    5
-}
-fn default_kafka_batch_bytes() -> usize {
-    1_000_000
-}
-fn default_kafka_batch_records() -> usize {
-    10_000
-}
-fn default_kafka_sink_max_in_flight() -> usize {
-    100_000
-}
-fn default_kafka_retry_backoff_ms() -> u64 {
-    100
-}
-fn default_kafka_retry_backoff_max_ms() -> u64 {
-    10_000
-}
-fn default_kafka_unknown_topic_timeout_ms() -> u64 {
-    10_000
-}
-
-/// Consumer properties Sluice sets itself; `properties` may not override them.
-pub const KAFKA_SOURCE_RESERVED: &[&str] = &["bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store", "auto.commit.interval.ms"];
-/// Producer properties Sluice sets itself (they have their own fields).
-pub const KAFKA_SINK_RESERVED: &[&str] = &["bootstrap.servers"];
 
 impl Config {
     /// Reads and validates a configuration file.
@@ -607,57 +457,6 @@ impl Config {
             k.validate().map_err(|e| ConfigError::Value(format!("sink: {e}")))?;
         }
         Ok(())
-    }
-}
-
-impl KafkaSourceConfig {
-    fn validate(&self) -> Result<(), String> {
-        if self.brokers.trim().is_empty() {
-            return Err("`brokers` is empty".into());
-        }
-        if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
-            return Err("`topics` needs at least one non-empty topic or `^regex`".into());
-        }
-        for t in self.topics.iter().filter(|t| t.starts_with('^')) {
-            regex::Regex::new(t).map_err(|e| format!("topic pattern `{t}`: {e}"))?;
-        }
-        if self.group_id.trim().is_empty() {
-            return Err("`group_id` is empty".into());
-        }
-        if self.max_in_flight == 0 {
-            return Err("`max_in_flight` must be at least 1".into());
-        }
-        if let IotTopicFrom::Fixed { topic } | IotTopicFrom::Header { name: topic } = &self.iot_topic {
-            if topic.is_empty() {
-                return Err("`iot_topic` names an empty header or topic".into());
-            }
-        }
-        reserved(&self.properties, KAFKA_SOURCE_RESERVED)
-    }
-}
-
-impl KafkaSinkConfig {
-    fn validate(&self) -> Result<(), String> {
-        if self.brokers.trim().is_empty() {
-            return Err("`brokers` is empty".into());
-        }
-        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
-            return Err(format!("`compression` `{}` must be none, gzip, snappy, lz4 or zstd", self.compression));
-        }
-        if self.max_in_flight == 0 {
-            return Err("`max_in_flight` must be at least 1".into());
-        }
-        if self.retry_backoff_ms == 0 || self.retry_backoff_max_ms < self.retry_backoff_ms {
-            return Err("`retry_backoff_ms` must be at least 1 and at most `retry_backoff_max_ms`".into());
-        }
-        reserved(&self.properties, KAFKA_SINK_RESERVED)
-    }
-}
-
-fn reserved(properties: &BTreeMap<String, String>, keys: &[&str]) -> Result<(), String> {
-    match properties.keys().find(|k| keys.contains(&k.as_str())) {
-        Some(k) => Err(format!("property `{k}` is set by Sluice (use the dedicated field)")),
-        None => Ok(()),
     }
 }
 

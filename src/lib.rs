@@ -19,6 +19,8 @@
 //! - [`engine`]: evaluation of a rule set on a message, and the running pipeline.
 //! - [`source`]: where messages come from (one file per source).
 //! - [`sink`]: where output records go (one file per sink).
+//! - [`kafka`]: the librdkafka plumbing the Kafka source and sink share.
+//! - [`retry`]: retry delays (exponential backoff with jitter), and which layer retries what.
 //! - [`telemetry`]: logging, Prometheus metrics, readiness checks and the admin HTTP server.
 //! - [`api`]: the token-protected rules REST API (hot reload through the rules folder).
 //! - [`config`]: the `sluice run` configuration.
@@ -35,8 +37,10 @@ pub mod error;
 pub mod flow;
 pub mod integration;
 pub mod jsonw;
+pub mod kafka;
 pub mod message;
 pub mod registry;
+pub mod retry;
 pub mod rule;
 pub mod shutdown;
 pub mod sink;

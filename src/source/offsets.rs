@@ -217,6 +217,20 @@ impl OffsetTracker {
         out
     }
 
+    /// The watermarks of the given partitions, moved or not (each counts as handed out).
+    pub fn watermarks_of<'a>(&mut self, tps: impl IntoIterator<Item = &'a TopicPartition>) -> Vec<(TopicPartition, i64)> {
+        let mut out = Vec::new();
+        for tp in tps {
+            if let Some((_, t)) = self.partitions.get_mut(tp) {
+                if let Some(w) = t.watermark() {
+                    t.committed = Some(w);
+                    out.push((tp.clone(), w));
+                }
+            }
+        }
+        out
+    }
+
     /// Watermarks of the given partitions that moved since the last commit.
     pub fn take_commits_of<'a>(&mut self, tps: impl IntoIterator<Item = &'a TopicPartition>) -> Vec<(TopicPartition, i64)> {
         let mut out = Vec::new();
@@ -379,6 +393,8 @@ mod tests {
         assert_eq!(o.ack(&tp, g1, 1, true), Ok(true));
         assert_eq!(o.take_commits(), vec![(tp.clone(), 2)]);
         assert_eq!(o.in_flight_of([&other]), 1);
+        assert_eq!(o.watermarks_of([&other]), vec![], "nothing acknowledged in `other`");
+        assert_eq!(o.watermarks_of([&tp]), vec![(tp.clone(), 2)], "moved or not");
         assert_eq!(o.watermarks(), vec![(tp.clone(), 2)], "every watermark, moved or not");
         assert_eq!(o.take_commits(), vec![]);
     }

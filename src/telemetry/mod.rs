@@ -1,10 +1,9 @@
 //! Telemetry: logging setup, Prometheus metrics (all names in [`metrics`]), readiness checks
-//! ([`health`]), librdkafka statistics ([`kafka_stats`]) and the admin HTTP server ([`http`]).
+//! ([`health`]) and the admin HTTP server ([`http`]).
 
 pub mod config;
 pub mod health;
 pub mod http;
-pub mod kafka_stats;
 pub mod metrics;
 
 /// The format of log lines on stderr.
