@@ -14,13 +14,13 @@ use sluice::config::HttpSourceConfig;
 use sluice::engine::pipeline::{Clock, Pipeline, PipelineReport};
 use sluice::engine::{Engine, EngineOptions, RuleSet};
 use sluice::error::SinkError;
+use sluice::flow::Delivery;
+use sluice::flow::{Batch, BoxFuture};
 use sluice::registry::Registry;
 use sluice::rule::expr::Env;
 use sluice::shutdown::Shutdown;
-use sluice::flow::{Batch, BoxFuture};
 use sluice::sink::{Sink, SinkReport};
 use sluice::source::http::HttpSource;
-use sluice::flow::Delivery;
 use sluice::telemetry::metrics;
 use tokio::sync::mpsc;
 
@@ -465,21 +465,29 @@ struct S3Server {
 }
 
 impl S3Server {
+    /// A port picked free may be taken before moto binds it: a server that exits before it
+    /// listens is started again on a new port (up to 5 times).
     fn start() -> S3Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto_server (an S3-compatible server) must be installed: run scripts/test-deps.sh");
-        let server = S3Server { child, port };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
+        for _ in 0..5 {
+            let port = sluice_testkit::free_port();
+            let child = std::process::Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("moto_server (an S3-compatible server) must be installed: run scripts/test-deps.sh");
+            let mut server = S3Server { child, port };
+            let mut exited = false;
+            let up = sluice_testkit::poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+                exited = server.child.try_wait().ok().flatten().is_some();
+                exited || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+            if up && !exited {
+                return server;
+            }
+            assert!(exited, "moto_server did not start");
         }
-        server
+        panic!("moto_server exited at start 5 times");
     }
 
     fn url(&self) -> String {

@@ -3,7 +3,7 @@
 //! configuration Sluice accepts and probes `/healthz` (liveness) and `/readyz` (readiness), and
 //! the Prometheus scrape target is the admin server's default address.
 
-mod support;
+use sluice_testkit as support;
 
 use std::path::Path;
 
