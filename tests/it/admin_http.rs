@@ -79,15 +79,13 @@ fn the_binary_refuses_an_admin_address_in_use() {
     let input = dir.path().join("in.jsonl");
     std::fs::File::create(&input).unwrap().write_all(b"").unwrap();
     let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[rules]\npaths = []\n[admin]\nlisten = \"{addr}\"\n[[sources]]\ntype = \"file\"\npath = {:?}\n[sink]\ntype = \"file\"\ndir = {:?}\n",
-            input.display().to_string(),
-            dir.path().join("out").display().to_string()
-        ),
-    )
-    .unwrap();
+    let text = sluice_testkit::config::table(serde_json::json!({
+        "rules": {"paths": []},
+        "admin": {"listen": addr.to_string()},
+        "sources": [{"type": "file", "path": sluice_testkit::config::path(&input)}],
+        "sink": {"type": "file", "dir": sluice_testkit::config::path(&dir.path().join("out"))},
+    }));
+    sluice_testkit::config::write_config(&config, &text);
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_sluice")).args(["run", "--config"]).arg(&config).stdin(Stdio::null()).output().unwrap();
     assert!(!out.status.success());

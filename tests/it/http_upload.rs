@@ -63,17 +63,17 @@ struct Running {
 }
 
 impl Running {
-    fn start(extra: &str) -> Running {
+    fn start(extra: Value) -> Running {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         Running::start_with(extra, Arc::new(Registry::load(&root.join("models"), None).unwrap()))
     }
 
-    fn start_with(extra: &str, validator: Arc<dyn sluice::integration::Validator>) -> Running {
+    fn start_with(extra: Value, validator: Arc<dyn sluice::integration::Validator>) -> Running {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let files = tempfile::tempdir().unwrap();
-        let cfg: HttpSourceConfig =
-            toml::from_str(&format!("listen = \"127.0.0.1:0\"\ntokens = {{ {ORG} = [\"other\", {TOKEN:?}], org2 = [\"t2\"] }}\nfiles_dir = {:?}\n{extra}", files.path().display().to_string()))
-                .unwrap();
+        let mut cfg = sluice_testkit::config::table(json!({"listen": "127.0.0.1:0", "tokens": {ORG: ["other", TOKEN], "org2": ["t2"]}, "files_dir": sluice_testkit::config::path(files.path())}));
+        sluice_testkit::config::merge(&mut cfg, extra);
+        let cfg: HttpSourceConfig = toml::Value::Table(cfg).try_into().unwrap();
         let source = HttpSource::bind(cfg, validator, Duration::from_secs(5)).unwrap();
         let url = format!("http://{}/connect-service/v2.1/integration?action=postEvent&orgId={ORG}", source.local_addr());
         let rule = sluice::rule::compile_file(&root.join("rules/integration_event.toml")).unwrap();
@@ -169,7 +169,7 @@ fn stored_path(uri: &str, root: &Path) -> PathBuf {
 
 #[test]
 fn seed_sample_is_stored_and_forwarded_after_delivery() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     // Every test's source is `http:127.0.0.1:0` and they run in parallel: counts only grow.
     let stored = || (metrics::INTEGRATION_STORED_FILES.with_label_values(&["http:127.0.0.1:0"]).get(), metrics::INTEGRATION_STORED_BYTES.with_label_values(&["http:127.0.0.1:0"]).get());
     let before = stored();
@@ -204,7 +204,7 @@ fn seed_sample_is_stored_and_forwarded_after_delivery() {
 
 #[test]
 fn bad_token_and_unknown_org_are_401() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let before = metrics::INTEGRATION_REQUESTS.with_label_values(&["401"]).get();
     // A wrong token, no token, a token of another org, an org not configured, and a token that
     // only starts like the right one: all refused with the same answer, so the answer does not
@@ -239,7 +239,7 @@ fn assert_code(resp: (u16, Value), code: u32, msg_has: &str) {
 
 #[test]
 fn message_part_missing_twice_or_malformed_is_1203() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let files = Form::new().part("enos-file", file_part("filename1", FILE1));
     assert_code(r.post(files), 1203, "missing the `enos-message` part");
     let twice = seed_form().text("enos-message", seed_message().to_string());
@@ -268,7 +268,7 @@ fn message_part_missing_twice_or_malformed_is_1203() {
 
 #[test]
 fn md5_or_length_mismatch_is_1204_naming_the_file() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let mut m = seed_message();
     m["files"]["filename2"]["md5"] = json!("0e202f9b67323d11df8a79b319a3d4f6");
     assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1204, "md5 mismatch for file `filename2`");
@@ -284,7 +284,7 @@ fn md5_or_length_mismatch_is_1204_naming_the_file() {
 
 #[test]
 fn unreferenced_or_missing_files_are_1203() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let extra = form(&seed_message(), &[("filename1", FILE1), ("filename2", FILE2), ("filename3", b"x")]);
     assert_code(r.post(extra), 1203, "file part `filename3` is not referred to");
     let missing = form(&seed_message(), &[("filename1", FILE1)]);
@@ -309,7 +309,7 @@ fn unreferenced_or_missing_files_are_1203() {
 
 #[test]
 fn unknown_device_is_1257_and_the_other_entry_goes_on() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let mut m = seed_message();
     m["params"][1]["assetId"] = json!("assetNope");
     m["files"]["filename2"]["assetId"] = json!("assetNope");
@@ -337,7 +337,7 @@ fn unknown_device_is_1257_and_the_other_entry_goes_on() {
 
 #[test]
 fn model_mismatch_is_1204() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let mut m = seed_message();
     m["params"][0]["events"]["eventId1"]["intParam1"] = json!("not a number");
     let (_, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));
@@ -352,7 +352,7 @@ fn model_mismatch_is_1204() {
 
 #[test]
 fn too_large_is_413() {
-    let r = Running::start("max_body_bytes = 4096\nmax_file_bytes = 1024\nmax_files = 2\nmax_message_bytes = 2048");
+    let r = Running::start(json!({"max_body_bytes": 4096, "max_file_bytes": 1024, "max_files": 2, "max_message_bytes": 2048}));
     let before = metrics::INTEGRATION_REQUESTS.with_label_values(&["1413"]).get();
     let check = |resp: (u16, Value), has: &str| {
         let (status, body) = resp;
@@ -373,7 +373,7 @@ fn too_large_is_413() {
 
 #[test]
 fn traversal_file_names_stay_under_the_root() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let mut m = seed_message();
     m["files"]["filename1"]["originalFilename"] = json!("../../etc/passwd");
     m["params"][1]["events"]["eventId2"]["fileParam2"] = json!("local://../../../x/evil");
@@ -399,7 +399,7 @@ fn traversal_file_names_stay_under_the_root() {
 
 #[test]
 fn failed_delivery_is_answered_500() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     r.fail.store(true, Ordering::Relaxed);
     let (status, body) = r.post(seed_form());
     assert_eq!((status, &body["code"]), (500, &json!(500)), "{body}");
@@ -411,7 +411,7 @@ fn failed_delivery_is_answered_500() {
 
 #[test]
 fn asset_only_request_goes_to_the_assets_product_topic() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let mut m = seed_message();
     m["params"].as_array_mut().unwrap().remove(0);
     m["files"].as_object_mut().unwrap().remove("filename1");
@@ -426,7 +426,7 @@ fn asset_only_request_goes_to_the_assets_product_topic() {
 #[test]
 fn chunked_body_over_the_limit_is_413() {
     use std::io::{Read, Write};
-    let r = Running::start("max_body_bytes = 2048\nmax_file_bytes = 100000");
+    let r = Running::start(json!({"max_body_bytes": 2048, "max_file_bytes": 100000}));
     let addr = r.url.split('/').nth(2).unwrap().to_string();
     let path = &r.url[r.url.find("/connect-service").unwrap()..];
     let boundary = "XyZ";
@@ -507,7 +507,7 @@ fn files_go_to_an_s3_compatible_store_when_configured() {
     let s3 = S3Server::start();
     let http = reqwest::blocking::Client::new();
     assert!(http.put(format!("{}/uploads", s3.url())).send().unwrap().status().is_success(), "create bucket");
-    let r = Running::start(&format!("s3 = {{ bucket = \"uploads\", endpoint = {:?}, access_key_id = \"test\", secret_access_key = \"test\", allow_http = true }}\n", s3.url()));
+    let r = Running::start(json!({"s3": {"bucket": "uploads", "endpoint": s3.url(), "access_key_id": "test", "secret_access_key": "test", "allow_http": true}}));
     let (status, body) = r.post(seed_form());
     assert_eq!((status, &body["code"]), (200, &json!(200)), "{body}");
     let records = r.records.lock().unwrap().clone();
@@ -553,7 +553,7 @@ impl sluice::integration::Validator for PanickingValidator {
 #[test]
 fn a_panic_while_handling_is_answered_500_and_the_source_goes_on() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let r = Running::start_with("", Arc::new(PanickingValidator(Registry::load(&root.join("models"), None).unwrap())));
+    let r = Running::start_with(json!({}), Arc::new(PanickingValidator(Registry::load(&root.join("models"), None).unwrap())));
     let mut m = seed_message();
     m["id"] = json!("panic");
     let (status, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));

@@ -194,47 +194,18 @@ fn readyz_follows_kafka_and_mqtt() {
     write(&rules.join("power.toml"), &POWER.replace("[[actions]]\ntopic = \"power-copy\"\n", ""));
     let admin = format!("127.0.0.1:{}", free_port());
     let config = dir.path().join("sluice.toml");
-    let fast_reconnect = "\"reconnect.backoff.ms\" = \"100\"\n\"reconnect.backoff.max.ms\" = \"1000\"\n";
-    write(
-        &config,
-        &format!(
-            r#"[rules]
-paths = [{rules:?}]
-
-[admin]
-listen = "{admin}"
-token = "readyz-token"
-
-[[sources]]
-type = "kafka"
-brokers = "{bootstrap}"
-topics = ["iot-in"]
-group_id = "readyz-test"
-[sources.properties]
-{fast_reconnect}
-[[sources]]
-type = "mqtt"
-url = "{mqtt}"
-client_id = "sluice-readyz"
-reconnect_backoff_ms = 100
-reconnect_backoff_max_ms = 1000
-
-[[sources]]
-type = "http"
-listen = "127.0.0.1:0"
-files_dir = {files:?}
-tokens = {{ "org" = ["t"] }}
-
-[sink]
-type = "kafka"
-brokers = "{bootstrap}"
-[sink.properties]
-{fast_reconnect}"#,
-            rules = rules.display().to_string(),
-            mqtt = mosquitto.url(),
-            files = dir.path().join("files").display().to_string(),
-        ),
-    );
+    let fast_reconnect = json!({"reconnect.backoff.ms": "100", "reconnect.backoff.max.ms": "1000"});
+    let text = support::config::table(json!({
+        "rules": {"paths": [support::config::path(&rules)]},
+        "admin": {"listen": admin, "token": "readyz-token"},
+        "sources": [
+            {"type": "kafka", "brokers": bootstrap, "topics": ["iot-in"], "group_id": "readyz-test", "properties": fast_reconnect},
+            {"type": "mqtt", "url": mosquitto.url(), "client_id": "sluice-readyz", "reconnect_backoff_ms": 100, "reconnect_backoff_max_ms": 1000},
+            {"type": "http", "listen": "127.0.0.1:0", "files_dir": support::config::path(&dir.path().join("files")), "tokens": {"org": ["t"]}},
+        ],
+        "sink": {"type": "kafka", "brokers": bootstrap, "properties": fast_reconnect},
+    }));
+    support::config::write_config(&config, &text);
     let sluice = Sluice::start(&config, &dir.path().join("sluice.log"));
     let log = sluice.log.clone();
     let kafka_source = "source:kafka:readyz-test:iot-in".to_string();

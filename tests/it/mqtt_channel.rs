@@ -39,8 +39,10 @@ impl Sink for FixedSink {
     }
 }
 
-fn source(m: &Mosquitto, client_id: &str, extra: &str) -> Box<dyn Source> {
-    let cfg: MqttSourceConfig = toml::from_str(&format!("url = {:?}\nclient_id = {client_id:?}\nreconnect_backoff_ms = 100\n{extra}", m.url())).expect("config");
+fn source(m: &Mosquitto, client_id: &str, extra: serde_json::Value) -> Box<dyn Source> {
+    let mut cfg = sluice_testkit::config::table(json!({"url": m.url(), "client_id": client_id, "reconnect_backoff_ms": 100}));
+    sluice_testkit::config::merge(&mut cfg, extra);
+    let cfg: MqttSourceConfig = toml::Value::Table(cfg).try_into().expect("config");
     Box::new(MqttSource::new(cfg, Arc::new(AcceptAll), Duration::from_secs(5)))
 }
 
@@ -75,7 +77,7 @@ const REQUEST: &str = r#"{"id":"7","version":"1.0","params":[{"deviceKey":"devic
 #[test]
 fn failed_delivery_is_answered_500_and_the_channel_goes_on() {
     let m = Mosquitto::start();
-    let running = Running::start(vec![source(&m, "sluice-fail", "")], Box::new(FixedSink(Delivery::Failed("the sink refused it".into()))));
+    let running = Running::start(vec![source(&m, "sluice-fail", json!({}))], Box::new(FixedSink(Delivery::Failed("the sink refused it".into()))));
     let p = Publisher::connect(m.port, "third-party");
     p.wait_for_sluice(WAIT);
     for _ in 0..3 {
@@ -90,8 +92,8 @@ fn failed_delivery_is_answered_500_and_the_channel_goes_on() {
 #[test]
 fn shared_subscriptions_split_the_requests() {
     let m = Mosquitto::start();
-    let extra = "shared_group = \"sluice\"\n";
-    let running = Running::start(vec![source(&m, "sluice-a", extra), source(&m, "sluice-b", extra)], Box::new(FixedSink(Delivery::Delivered)));
+    let extra = || json!({"shared_group": "sluice"});
+    let running = Running::start(vec![source(&m, "sluice-a", extra()), source(&m, "sluice-b", extra())], Box::new(FixedSink(Delivery::Delivered)));
     let p = Publisher::connect(m.port, "third-party");
     p.wait_for_sluice(WAIT);
     // Both instances subscribed: the pings prove one is; nothing Sluice reports tells that the
@@ -124,8 +126,8 @@ fn shared_subscriptions_split_the_requests() {
 fn an_oversized_request_is_answered_1413_acknowledged_and_the_channel_goes_on() {
     let m = Mosquitto::start();
     let client_id = "sluice-oversized";
-    let extra = "max_request_bytes = 1048576\n";
-    let running = Running::start(vec![source(&m, client_id, extra)], Box::new(FixedSink(Delivery::Delivered)));
+    let extra = || json!({"max_request_bytes": 1048576});
+    let running = Running::start(vec![source(&m, client_id, extra())], Box::new(FixedSink(Delivery::Delivered)));
     let p = Publisher::connect(m.port, "third-party-big");
     p.wait_for_sluice(WAIT);
     let name = format!("mqtt:{}:{client_id}", m.url());
@@ -144,7 +146,7 @@ fn an_oversized_request_is_answered_1413_acknowledged_and_the_channel_goes_on() 
 
     // Same client id, persistent session: the oversized request was acknowledged, so the broker
     // has nothing to deliver again; the first reply after the restart is the sentinel's.
-    let running = Running::start(vec![source(&m, client_id, extra)], Box::new(FixedSink(Delivery::Delivered)));
+    let running = Running::start(vec![source(&m, client_id, extra())], Box::new(FixedSink(Delivery::Delivered)));
     let n = p.replies().len();
     p.wait_for_sluice(WAIT);
     // (Replies to the pings are not among `replies()`.)
@@ -172,7 +174,7 @@ fn a_failed_sink_stops_the_whole_pipeline() {
     let m = Mosquitto::start();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let engine = Arc::new(Engine::new(RuleSet::new(Vec::new()), Env::default(), EngineOptions::default()));
-    let pipeline = Pipeline { engine, sources: vec![source(&m, "sluice-broken-sink", "")], sink: Box::new(BrokenSink), capacity: 16, workers: 1, clock: Clock::System, registry: None };
+    let pipeline = Pipeline { engine, sources: vec![source(&m, "sluice-broken-sink", json!({}))], sink: Box::new(BrokenSink), capacity: 16, workers: 1, clock: Clock::System, registry: None };
     let handle = rt.spawn(pipeline.run(Shutdown::new()));
     let p = Publisher::connect(m.port, "third-party-broken");
     p.wait_for_sluice(WAIT); // empty requests are answered without the sink

@@ -41,9 +41,10 @@ impl InProcess {
         let (rules, errors) = sluice::rule::compile_paths(&rules);
         assert!(errors.is_empty(), "rules: {:?}", errors.iter().map(|e| e.render()).collect::<Vec<_>>());
         let engine = Arc::new(Engine::new(RuleSet::new(rules), Env::default(), EngineOptions::default()));
-        let src: MqttSourceConfig =
-            toml::from_str(&format!("url = {mqtt_url:?}\nclient_id = {client_id:?}\ndecoders_dir = {:?}\nreconnect_backoff_ms = 100\n", decoders.display().to_string())).expect("mqtt config");
-        let sink: KafkaSinkConfig = toml::from_str(&format!("brokers = {bootstrap:?}\nlinger_ms = 1\n")).expect("sink config");
+        let src: MqttSourceConfig = toml::Value::Table(support::config::table(json!({"url": mqtt_url, "client_id": client_id, "decoders_dir": support::config::path(decoders), "reconnect_backoff_ms": 100})))
+            .try_into()
+            .expect("mqtt config");
+        let sink: KafkaSinkConfig = toml::Value::Table(support::config::table(json!({"brokers": bootstrap, "linger_ms": 1}))).try_into().expect("sink config");
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let shutdown = Shutdown::new();
         let pipeline = Pipeline {
