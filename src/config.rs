@@ -32,46 +32,7 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
 }
 
-/// `[admin]`: the admin HTTP server.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// Address to listen on.
-    #[serde(default = "default_admin_listen")]
-    pub listen: String,
-    /// Bearer token of the rules API (`/api/v1/…`). Prefer `token_file` or the
-    /// `SLUICE_ADMIN_TOKEN` environment variable (which wins over both). Without a token the
-    /// rules API answers 403; `/metrics`, `/healthz` and `/readyz` need none.
-    #[serde(default)]
-    pub token: Option<String>,
-    /// A file holding the bearer token (surrounding whitespace is ignored), e.g. a mounted
-    /// Kubernetes secret.
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-}
-
-impl AdminConfig {
-    /// The rules API token: `SLUICE_ADMIN_TOKEN`, else `token_file`, else `token`.
-    pub fn resolve_token(&self) -> Result<Option<String>, String> {
-        if let Ok(t) = std::env::var("SLUICE_ADMIN_TOKEN") {
-            if !t.trim().is_empty() {
-                return Ok(Some(t.trim().to_string()));
-            }
-        }
-        if let Some(f) = &self.token_file {
-            let t = std::fs::read_to_string(f).map_err(|e| format!("admin.token_file {}: {e}", f.display()))?;
-            if t.trim().is_empty() {
-                return Err(format!("admin.token_file {} is empty", f.display()));
-            }
-            return Ok(Some(t.trim().to_string()));
-        }
-        Ok(self.token.as_ref().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
-    }
-}
-
-fn default_admin_listen() -> String {
-    "127.0.0.1:9898".into()
-}
+pub use crate::telemetry::config::AdminConfig;
 
 /// `[registry]`: product thing models and the device registry (format: `models/README.md`).
 #[derive(Debug, Deserialize)]
@@ -89,35 +50,7 @@ fn default_models_dir() -> PathBuf {
     PathBuf::from("models")
 }
 
-/// `[rules]`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RulesConfig {
-    /// Rule files or folders of `*.toml` rules. The first folder is where the rules API
-    /// writes (the folder stays the source of truth).
-    #[serde(default = "default_rule_paths")]
-    pub paths: Vec<PathBuf>,
-    /// Watch the rule paths and reload when a file changes (SIGHUP reloads in any case).
-    #[serde(default = "default_true")]
-    pub watch: bool,
-    /// How long (ms) changes must settle before a reload, so an editor's several writes
-    /// make one reload.
-    #[serde(default = "default_rules_debounce_ms")]
-    pub debounce_ms: u64,
-}
-
-impl Default for RulesConfig {
-    fn default() -> Self {
-        RulesConfig { paths: default_rule_paths(), watch: true, debounce_ms: default_rules_debounce_ms() }
-    }
-}
-
-fn default_rule_paths() -> Vec<PathBuf> {
-    vec![PathBuf::from("rules")]
-}
-fn default_rules_debounce_ms() -> u64 {
-    250
-}
+pub use crate::control::config::RulesConfig;
 
 /// `[engine]`
 #[derive(Debug, Deserialize)]

@@ -142,7 +142,6 @@ impl Envelope {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

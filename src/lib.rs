@@ -26,8 +26,9 @@
 //! - [`shutdown`]: graceful shutdown.
 #![warn(missing_docs)]
 
-pub mod api;
+pub mod app;
 pub mod config;
+pub mod control;
 pub mod doc;
 pub mod engine;
 pub mod error;

@@ -8,21 +8,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use sluice::config::{parse_timezone, Config, SinkConfig, SourceConfig};
-use sluice::engine::pipeline::{Clock, Pipeline};
+use sluice::app::{App, AppError, RunOutcome};
+use sluice::config::{parse_timezone, Config};
+use sluice::control::client::{self, ClientError, RulesClient};
+use sluice::engine::pipeline::Clock;
 use sluice::engine::{Engine, EngineOptions, RuleSet};
 use sluice::message::{Message, Metadata};
-use sluice::registry::Registry;
 use sluice::rule::expr::Env;
 use sluice::shutdown::Shutdown;
-use sluice::sink::file::FileSink;
-use sluice::sink::kafka::KafkaSink;
-use sluice::sink::Sink;
-use sluice::source::file::FileSource;
-use sluice::source::http::HttpSource;
-use sluice::source::kafka::KafkaSource;
-use sluice::source::mqtt::MqttSource;
-use sluice::source::Source;
 use sluice::telemetry::LogFormat;
 
 #[derive(Parser)]
@@ -183,7 +176,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn check(paths: Vec<PathBuf>) -> ExitCode {
     let paths = if paths.is_empty() { vec![PathBuf::from("rules")] } else { paths };
-    let (rules, errors) = sluice::rule::compile_paths(&paths);
+    let (rules, errors) = sluice::control::compile_paths(&paths);
     for e in &errors {
         eprintln!("{}", e.render());
     }
@@ -239,82 +232,66 @@ fn read_payload(payload: Option<&str>) -> anyhow::Result<Vec<u8>> {
 /// `sluice rules …`: one API request; prints the answer. Exit 0 on success, 2 when the rule
 /// does not compile (its `path:line:col` errors on stderr), 1 on any other failure.
 fn rules_cli(r: RulesCli) -> anyhow::Result<ExitCode> {
-    use reqwest::blocking::Client;
-    use reqwest::Method;
-    let base = r.url.trim_end_matches('/').to_string();
-    let client = Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
-    let enc = |name: &str| -> String { name.bytes().map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') { (b as char).to_string() } else { format!("%{b:02X}") }).collect() };
+    let client = RulesClient::new(&r.url, r.token)?;
     let read = |f: &PathBuf| std::fs::read_to_string(f).with_context(|| format!("reading rule file {}", f.display()));
-    let (method, path, body): (Method, String, Option<String>) = match &r.cmd {
-        RulesCmd::List => (Method::GET, "/api/v1/rules".into(), None),
-        RulesCmd::Get { name } => (Method::GET, format!("/api/v1/rules/{}", enc(name)), None),
-        RulesCmd::Create { file, name } => (Method::POST, format!("/api/v1/rules{}", name.as_ref().map(|n| format!("?name={}", enc(n))).unwrap_or_default()), Some(read(file)?)),
-        RulesCmd::Update { name, file } => (Method::PUT, format!("/api/v1/rules/{}", enc(name)), Some(read(file)?)),
-        RulesCmd::Delete { name } => (Method::DELETE, format!("/api/v1/rules/{}", enc(name)), None),
-        RulesCmd::Enable { name } => (Method::POST, format!("/api/v1/rules/{}/enable", enc(name)), None),
-        RulesCmd::Disable { name } => (Method::POST, format!("/api/v1/rules/{}/disable", enc(name)), None),
-        RulesCmd::Test { name, sample: Sample { topic, payload, now } } => {
-            use base64::Engine as _;
-            let bytes = read_payload(payload.as_deref())?;
-            let req = serde_json::json!({ "topic": topic, "payload_base64": base64::engine::general_purpose::STANDARD.encode(bytes), "now": now });
-            (Method::POST, format!("/api/v1/rules/{}/test", enc(name)), Some(req.to_string()))
-        }
-        RulesCmd::Errors { name } => (Method::GET, format!("/api/v1/rules/{}/errors", enc(name)), None),
-        RulesCmd::Reload => (Method::POST, "/api/v1/reload".into(), None),
-    };
-    let mut req = client.request(method, format!("{base}{path}"));
-    if let Some(t) = &r.token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.body(b);
-    }
-    let resp = req.send().with_context(|| format!("cannot reach {base}"))?;
-    let status = resp.status();
-    let text = resp.text()?;
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-    if !status.is_success() {
-        eprintln!("error: {} ({status})", json.get("error").and_then(|e| e.as_str()).unwrap_or("request failed"));
-        if let Some(hint) = json.get("hint").and_then(|h| h.as_str()) {
-            eprintln!("hint: {hint}");
-        }
-        // Errors in a rule file sent from here point at the local file.
-        let local = match &r.cmd {
-            RulesCmd::Create { file, .. } | RulesCmd::Update { file, .. } => Some(file.display().to_string()),
-            _ => None,
-        };
-        for e in json.get("errors").and_then(|e| e.as_array()).into_iter().flatten() {
-            match (&local, e["line"].as_u64(), e["col"].as_u64(), e["message"].as_str()) {
-                (Some(f), Some(line), Some(col), Some(msg)) => eprintln!("{f}:{line}:{col}: {msg}{}", e["hint"].as_str().map(|h| format!("; {h}")).unwrap_or_default()),
-                _ => eprintln!("{}", e["text"].as_str().unwrap_or_default()),
-            }
-        }
-        return Ok(ExitCode::from(if status.as_u16() == 422 { 2 } else { 1 }));
-    }
-    match &r.cmd {
-        RulesCmd::List => {
-            let rules = json["rules"].as_array().cloned().unwrap_or_default();
-            let width = rules.iter().filter_map(|r| r["name"].as_str()).map(str::len).max().unwrap_or(4).max(4);
+    let result = match &r.cmd {
+        RulesCmd::List => client.list().map(|list| {
+            let width = list.rules.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
             println!("{:width$}  {:9}  {:40}  FILE", "NAME", "STATUS", "FROM");
-            for r in &rules {
-                let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
-                println!("{:width$}  {:9}  {:40}  {}", s("name"), s("status"), s("from"), s("path"));
-                for e in r["errors"].as_array().into_iter().flatten() {
-                    println!("    {}", e["text"].as_str().unwrap_or_default());
+            for r in &list.rules {
+                println!("{:width$}  {:9}  {:40}  {}", r.name, r.status.as_str(), r.from.as_deref().unwrap_or("-"), r.path);
+                for e in &r.errors {
+                    println!("    {}", e.text);
                 }
             }
+        }),
+        RulesCmd::Test { name, sample: Sample { topic, payload, now } } => {
+            use base64::Engine as _;
+            let sample = client::Sample { topic: topic.clone(), payload_base64: base64::engine::general_purpose::STANDARD.encode(read_payload(payload.as_deref())?), now: *now };
+            client.test(name, &sample).map(|t| {
+                if !t.topic_matches {
+                    eprintln!("note: the topic does not match the rule's filter");
+                }
+                for rec in &t.records {
+                    println!("{}", rec.get());
+                }
+            })
         }
-        RulesCmd::Test { .. } => {
-            if json["topic_matches"] == serde_json::Value::Bool(false) {
-                eprintln!("note: the topic does not match the rule's filter");
-            }
-            for rec in json["records"].as_array().into_iter().flatten() {
-                println!("{}", serde_json::to_string(rec)?);
-            }
-        }
-        _ => println!("{}", serde_json::to_string_pretty(&json)?),
+        RulesCmd::Get { name } => client.get(name).map(|v| print_pretty(&v)),
+        RulesCmd::Create { file, name } => client.create(name.as_deref(), read(file)?).map(|v| print_pretty(&v)),
+        RulesCmd::Update { name, file } => client.update(name, read(file)?).map(|v| print_pretty(&v)),
+        RulesCmd::Delete { name } => client.delete(name).map(|v| print_pretty(&v)),
+        RulesCmd::Enable { name } => client.set_enabled(name, true).map(|v| print_pretty(&v)),
+        RulesCmd::Disable { name } => client.set_enabled(name, false).map(|v| print_pretty(&v)),
+        RulesCmd::Errors { name } => client.errors(name).map(|v| print_pretty(&v)),
+        RulesCmd::Reload => client.reload().map(|v| print_pretty(&v)),
+    };
+    let (status, body) = match result {
+        Ok(()) => return Ok(ExitCode::SUCCESS),
+        Err(ClientError::Refused { status, body }) => (status, body),
+        Err(e) => return Err(e.into()),
+    };
+    eprintln!("error: {} ({})", body.error, reqwest::StatusCode::from_u16(status).map_or_else(|_| status.to_string(), |s| s.to_string()));
+    if let Some(hint) = &body.hint {
+        eprintln!("hint: {hint}");
     }
-    Ok(ExitCode::SUCCESS)
+    // Errors in a rule file sent from here point at the local file.
+    let local = match &r.cmd {
+        RulesCmd::Create { file, .. } | RulesCmd::Update { file, .. } => Some(file.display().to_string()),
+        _ => None,
+    };
+    for e in &body.errors {
+        match &local {
+            Some(f) => eprintln!("{f}:{}:{}: {}{}", e.line, e.col, e.message, e.hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default()),
+            None => eprintln!("{}", e.text),
+        }
+    }
+    Ok(ExitCode::from(if status == 422 { 2 } else { 1 }))
+}
+
+/// Prints an API answer as pretty JSON.
+fn print_pretty<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 /// How long after `shutdown_timeout_ms` a stuck graceful stop is cut off (exit 1).
@@ -324,106 +301,32 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<ExitCode> 
     sluice::telemetry::init_logging(log_format);
     sluice::engine::guard::install_hook();
     let cfg = Config::load(&config_path)?;
-    let (rules, errors) = sluice::rule::compile_paths(&cfg.rules.paths);
-    if !errors.is_empty() {
-        for e in &errors {
-            eprintln!("{}", e.render());
-        }
-        anyhow::bail!("{} rule error(s); nothing was run", errors.len());
-    }
-    tracing::info!(rules = rules.len(), enabled = rules.iter().filter(|r| r.enabled).count(), "rules compiled");
-    let tz = parse_timezone(&cfg.engine.timezone).map_err(anyhow::Error::msg)?;
-    let registry = match &cfg.registry {
-        None => None,
-        Some(r) => {
-            let reg = Registry::load(&r.models, r.devices.as_deref()).context("loading the device registry")?.with_timezone(tz);
-            let (models, devices) = reg.len();
-            tracing::info!(models, devices, "device registry loaded");
-            Some(Arc::new(reg))
-        }
-    };
-    let mut env = Env { tz, ..Env::default() };
-    if let Some(r) = &registry {
-        env.devices = Box::new(r.clone());
-    }
-    let opts = EngineOptions {
-        default_error_topic: cfg.engine.default_error_topic.clone(),
-        max_payload_bytes: cfg.engine.max_payload_bytes,
-        rule_metrics: cfg.engine.rule_metrics,
-        error_payload_max_bytes: cfg.engine.error_payload_max_bytes,
-    };
-    // The rule store owns the rules from here on: it loads the same files into the engine and
-    // reloads them when they change.
-    drop(rules);
-    let engine = Arc::new(Engine::new(RuleSet::new(Vec::new()), env, opts));
-    let store = Arc::new(sluice::rule::store::RuleStore::new(cfg.rules.paths.clone(), engine.clone()));
-    let loaded = store.reload();
-    if let Some(e) = loaded.errors.first() {
-        anyhow::bail!("rules changed while loading: {}", e.text);
-    }
-    let (watch, debounce) = (cfg.rules.watch, std::time::Duration::from_millis(cfg.rules.debounce_ms));
-    let shutdown_timeout = std::time::Duration::from_millis(cfg.engine.shutdown_timeout_ms);
-    let Config { sources, sink, engine: engine_cfg, admin, .. } = cfg;
-    // Integration requests are validated by the device registry when one is configured.
-    let validator: Arc<dyn sluice::integration::Validator> = match &registry {
-        Some(r) => r.clone(),
-        None => Arc::new(sluice::integration::AcceptAll),
-    };
-    let sources: Vec<Box<dyn Source>> = sources
-        .into_iter()
-        .map(|s| -> anyhow::Result<Box<dyn Source>> {
-            Ok(match s {
-                SourceConfig::File { path } => Box::new(FileSource::new(path)),
-                SourceConfig::Kafka(k) => Box::new(KafkaSource::new(k, shutdown_timeout)),
-                SourceConfig::Mqtt(m) => Box::new(MqttSource::new(m, validator.clone(), shutdown_timeout)),
-                SourceConfig::Http(h) => Box::new(HttpSource::bind(h, validator.clone(), shutdown_timeout)?),
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let sink: Box<dyn Sink> = match sink {
-        SinkConfig::File { dir, append, fsync } => Box::new(FileSink::new(dir).append(append).fsync(fsync)),
-        SinkConfig::Kafka(k) => Box::new(KafkaSink::new(k, engine_cfg.default_error_topic.clone())),
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    // The admin server stays up while the pipeline drains, and stops with it.
-    let admin_stop = Shutdown::new();
-    if let Some(a) = &admin {
-        let token = a.resolve_token().map_err(anyhow::Error::msg)?;
-        if token.is_none() {
-            tracing::warn!("no admin token: the rules API is disabled (set [admin] token_file, token or SLUICE_ADMIN_TOKEN)");
-        }
-        let api = sluice::api::router(store.clone(), token);
-        let listener = rt.block_on(tokio::net::TcpListener::bind(&a.listen)).with_context(|| format!("admin server: cannot listen on {}", a.listen))?;
-        let stop = admin_stop.clone();
-        rt.spawn(async move {
-            if let Err(e) = sluice::telemetry::http::serve_with(listener, stop, api).await {
-                tracing::error!(error = %e, "admin HTTP server failed");
+    let app = match App::build(cfg) {
+        Ok(app) => app,
+        Err(AppError::Rules(errors)) => {
+            for e in &errors {
+                eprintln!("{}", e.render());
             }
-        });
-    }
-    let report = rt.block_on(async {
+            anyhow::bail!("{} rule error(s); nothing was run", errors.len());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let shutdown_timeout = app.shutdown_timeout();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let outcome = rt.block_on(async {
         // Should the graceful stop be stuck, the process still ends shortly after the deadline.
         let shutdown = Shutdown::new().with_hard_deadline(shutdown_timeout + HARD_DEADLINE_GRACE);
         shutdown.on_signals();
-        let _reloader = sluice::rule::store::spawn_reloader(store.clone(), watch, debounce, shutdown.clone());
-        let pipeline = Pipeline { engine, sources, sink, capacity: engine_cfg.channel_capacity, workers: engine_cfg.workers, clock: Clock::System, registry };
-        // After a signal, the pipeline has `shutdown_timeout` to drain, flush and commit.
-        let deadline = async {
-            shutdown.wait().await;
-            tokio::time::sleep(shutdown_timeout).await;
-        };
-        tokio::select! {
-            r = pipeline.run(shutdown.clone()) => Some(r),
-            () = deadline => None,
+        app.run(shutdown).await
+    })?;
+    let report = match outcome {
+        RunOutcome::Finished(report) => report,
+        RunOutcome::TimedOut => {
+            tracing::warn!(timeout_ms = shutdown_timeout.as_millis() as u64, "shutdown timeout: exiting with work in flight (not committed: it is read again on restart)");
+            rt.shutdown_timeout(std::time::Duration::from_millis(100));
+            return Ok(ExitCode::SUCCESS);
         }
-    });
-    admin_stop.trigger();
-    let Some(report) = report else {
-        tracing::warn!(timeout_ms = engine_cfg.shutdown_timeout_ms, "shutdown timeout: exiting with work in flight (not committed: it is read again on restart)");
-        rt.shutdown_timeout(std::time::Duration::from_millis(100));
-        return Ok(ExitCode::SUCCESS);
     };
-    let report = report?;
     for (name, r) in &report.sources {
         tracing::info!(source = %name, messages = r.messages, rejected = r.rejected, "source done");
     }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use sluice::doc::Node;
 use sluice::engine::guard::panic_text;
 use sluice::engine::{Engine, EngineOptions, RuleSet, Scratch};
+use sluice::flow::OutputRecord;
 use sluice::integration::{codes, Validator};
 use sluice::message::{Message, Metadata};
 use sluice::registry::Registry;
@@ -21,7 +22,6 @@ use sluice::rule::expr::Env;
 use sluice::rule::registry::{self as functions, EXAMPLE_MESSAGE_ID, EXAMPLE_NOW_MS, EXAMPLE_PAYLOAD};
 use sluice::rule::template::valid_kafka_topic;
 use sluice::rule::{compile_str, Rule};
-use sluice::flow::OutputRecord;
 use sluice::source::decoder::{parse_output, topic_level, DecodeError};
 use sluice::source::mqtt::{handle_request, judge, Handled};
 use sluice::topic::{filter_matches, TopicFilter, TopicIndex, TopicInfo, TopicKind};
@@ -133,7 +133,7 @@ fn engine(rules: Vec<Rule>) -> Engine {
 
 /// The sample rules of `rules/`, on the registry of `models/`.
 static SAMPLE_RULES: LazyLock<Engine> = LazyLock::new(|| {
-    let (rules, errors) = sluice::rule::compile_paths(&[repo().join("rules")]);
+    let (rules, errors) = sluice::control::compile_paths(&[repo().join("rules")]);
     assert!(errors.is_empty(), "rules/ compiles: {errors:?}");
     engine(rules)
 });

@@ -14,13 +14,13 @@ use serde_json::Value as Json;
 
 use crate::doc::Node;
 use crate::error::EvalError;
+use crate::flow::OutputRecord;
 use crate::jsonw;
 use crate::message::{is_batch, split_integration_batch, Message};
 use crate::rule::expr::{Ctx, Env};
 use crate::rule::plan::{Foreach, SelectItem};
 use crate::rule::template::{valid_kafka_topic, Template};
 use crate::rule::Rule;
-use crate::flow::OutputRecord;
 use crate::telemetry::metrics::{LocalRuleMetrics, RuleMetrics};
 use crate::topic::{TopicIndex, TopicInfo};
 use crate::value::{base64_encode, Value};

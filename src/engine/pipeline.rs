@@ -11,11 +11,11 @@ use tokio::sync::mpsc;
 
 use crate::engine::{guard, Engine, Outcome, Scratch};
 use crate::error::{SinkError, SourceError};
+use crate::flow::Batch;
+use crate::flow::Envelope;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
-use crate::flow::Batch;
 use crate::sink::{Sink, SinkReport};
-use crate::flow::Envelope;
 use crate::source::{Source, SourceReport};
 use crate::telemetry::{health, metrics};
 
@@ -271,8 +271,8 @@ mod tests {
     use super::*;
     use crate::engine::{EngineOptions, RuleSet};
     use crate::error::SinkError;
-    use crate::rule::expr::Env;
     use crate::flow::BoxFuture;
+    use crate::rule::expr::Env;
     use crate::source::file::FileSource;
     use std::sync::Mutex;
 

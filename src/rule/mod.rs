@@ -13,7 +13,6 @@ pub mod expr;
 pub mod functions;
 pub mod plan;
 pub mod registry;
-pub mod store;
 pub mod template;
 
 use std::collections::BTreeMap;
@@ -315,32 +314,6 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
             Err(errors)
         }
     }
-}
-
-/// Compiles every `*.toml` rule under the given files or folders (sorted by path). Returns the
-/// rules and every error; duplicate names are errors.
-pub fn compile_paths(paths: &[PathBuf]) -> (Vec<Rule>, Vec<CompileError>) {
-    let (files, mut errors) = store::rule_files(paths);
-    let mut rules: Vec<Rule> = Vec::new();
-    for f in files {
-        match compile_file(&f) {
-            Ok(r) => {
-                if let Some(other) = rules.iter().find(|o| o.name == r.name) {
-                    errors.push(CompileError {
-                        path: f.clone(),
-                        pos: Pos { line: 1, col: 1 },
-                        message: format!("duplicate rule name `{}` (also in {})", r.name, other.path.display()),
-                        hint: Some("set a unique `name`".into()),
-                        source_line: None,
-                    });
-                } else {
-                    rules.push(r);
-                }
-            }
-            Err(e) => errors.extend(e),
-        }
-    }
-    (rules, errors)
 }
 
 #[cfg(test)]

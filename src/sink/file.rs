@@ -23,10 +23,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::error::SinkError;
-use crate::rule::template::valid_kafka_topic;
-use crate::flow::{Batch, BoxFuture};
-use crate::sink::{Sink, SinkReport};
 use crate::flow::Delivery;
+use crate::flow::{Batch, BoxFuture};
+use crate::rule::template::valid_kafka_topic;
+use crate::sink::{Sink, SinkReport};
 use crate::telemetry::metrics;
 
 /// The `sink` label of this sink's metrics.

@@ -13,10 +13,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::error::SourceError;
-use crate::message::{Message, Metadata};
-use crate::shutdown::Shutdown;
 use crate::flow::BoxFuture;
 use crate::flow::{Ack, Envelope};
+use crate::message::{Message, Metadata};
+use crate::shutdown::Shutdown;
 use crate::source::{Source, SourceReport};
 use crate::telemetry::metrics;
 

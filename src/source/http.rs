@@ -47,12 +47,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::HttpSourceConfig;
 use crate::error::SourceError;
+use crate::flow::BoxFuture;
+use crate::flow::{Ack, Delivery, Envelope};
 use crate::integration::{codes, EntryVerdict, Validation, Validator};
 use crate::message::{Message, Metadata};
 use crate::shutdown::Shutdown;
-use crate::flow::BoxFuture;
 use crate::source::channel_log::{self, ErrorRecord};
-use crate::flow::{Ack, Delivery, Envelope};
 use crate::source::{Source, SourceReport};
 use crate::telemetry::metrics;
 use crate::topic::TopicKind;

@@ -31,11 +31,11 @@ use tokio::sync::mpsc;
 
 use crate::config::{IotTopicFrom, KafkaSourceConfig};
 use crate::error::SourceError;
+use crate::flow::BoxFuture;
+use crate::flow::{Ack, Delivery, Envelope};
 use crate::message::{Message, Metadata};
 use crate::shutdown::Shutdown;
-use crate::flow::BoxFuture;
 use crate::source::offsets::{OffsetTracker, TopicPartition};
-use crate::flow::{Ack, Delivery, Envelope};
 use crate::source::{Source, SourceReport};
 use crate::telemetry::kafka_stats::Stats;
 use crate::telemetry::{health, metrics};

@@ -12,8 +12,8 @@ pub mod offsets;
 use tokio::sync::mpsc;
 
 use crate::error::SourceError;
-use crate::shutdown::Shutdown;
 use crate::flow::{BoxFuture, Envelope};
+use crate::shutdown::Shutdown;
 
 /// What a source did, reported when it stops.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

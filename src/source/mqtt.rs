@@ -34,13 +34,13 @@ use tokio::sync::mpsc;
 
 use crate::config::MqttSourceConfig;
 use crate::error::SourceError;
+use crate::flow::BoxFuture;
+use crate::flow::{Ack, Delivery, Envelope};
 use crate::integration::{codes, EntryVerdict, Validation, Validator};
 use crate::message::{Message, Metadata};
 use crate::shutdown::Shutdown;
-use crate::flow::BoxFuture;
 use crate::source::channel_log::{self, ErrorRecord};
 use crate::source::decoder::{topic_level, Decoders};
-use crate::flow::{Ack, Delivery, Envelope};
 use crate::source::{Source, SourceReport};
 use crate::telemetry::{health, metrics};
 use crate::topic::{TopicInfo, TopicKind};

@@ -1,6 +1,7 @@
 //! Telemetry: logging setup, Prometheus metrics (all names in [`metrics`]), readiness checks
 //! ([`health`]), librdkafka statistics ([`kafka_stats`]) and the admin HTTP server ([`http`]).
 
+pub mod config;
 pub mod health;
 pub mod http;
 pub mod kafka_stats;

@@ -152,7 +152,7 @@ fn every_seed_format_flows_end_to_end() {
     produce(&bootstrap, "status-fixed", [In { key: None, headers: vec![], value: serde_json::to_vec(&fixed.1).unwrap() }]);
 
     // What the engine makes of each input, with the headers the sink adds.
-    let (rules, errors) = sluice::rule::compile_paths(std::slice::from_ref(&rules_dir));
+    let (rules, errors) = sluice::control::compile_paths(std::slice::from_ref(&rules_dir));
     assert!(errors.is_empty(), "{errors:?}");
     let engine = Engine::new(RuleSet::new(rules), Env::default(), EngineOptions::default());
     let mut expected: Vec<View> = Vec::new();

@@ -218,13 +218,13 @@ fn without_a_token_the_api_is_off() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("a.toml"), &rule("a", "", "x"));
     let engine = std::sync::Arc::new(sluice::engine::Engine::new(sluice::engine::RuleSet::new(Vec::new()), Default::default(), Default::default()));
-    let store = std::sync::Arc::new(sluice::rule::store::RuleStore::new(vec![dir.path().to_path_buf()], engine));
+    let store = std::sync::Arc::new(sluice::control::RuleStore::new(vec![dir.path().to_path_buf()], engine));
     store.reload();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = sluice::shutdown::Shutdown::new();
-    let server = rt.spawn(sluice::telemetry::http::serve_with(listener, stop.clone(), sluice::api::router(store, None)));
+    let server = rt.spawn(sluice::telemetry::http::serve_with(listener, stop.clone(), sluice::control::api::router(store, None)));
     let t = std::thread::spawn(move || {
         let a = Admin::new(&base, Some("anything"));
         let (s, v) = a.get("/api/v1/rules");

@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub mod admin;
+pub mod app;
 pub mod config;
 pub mod metrics;
 pub mod mosquitto;

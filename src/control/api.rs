@@ -27,11 +27,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 
+use crate::control::store::RuleStore;
+use crate::control::view::{ApiErrorBody, ErrorView, Removed, RuleChange, RuleErrors, RuleList, TestAnswer};
 use crate::error::StoreError;
 use crate::message::{Message, Metadata};
-use crate::rule::store::{ErrorView, RuleStore};
 use crate::telemetry::metrics;
 use crate::value::base64_decode;
 
@@ -67,7 +67,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 async fn auth(State(st): State<ApiState>, headers: HeaderMap, req: Request, next: Next) -> Response {
     let Some(token) = &st.token else {
         metrics::API_REQUESTS.with_label_values(&["auth", "403"]).inc();
-        return (StatusCode::FORBIDDEN, Json(json!({"error": "the rules API is disabled: set [admin] token or token_file, or SLUICE_ADMIN_TOKEN"}))).into_response();
+        return (StatusCode::FORBIDDEN, Json(ApiErrorBody::new("the rules API is disabled: set [admin] token or token_file, or SLUICE_ADMIN_TOKEN"))).into_response();
     };
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
     match given {
@@ -75,13 +75,13 @@ async fn auth(State(st): State<ApiState>, headers: HeaderMap, req: Request, next
         other => {
             metrics::API_REQUESTS.with_label_values(&["auth", "401"]).inc();
             let msg = if other.is_none() { "missing bearer token (Authorization: Bearer <token>)" } else { "invalid bearer token" };
-            (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer realm=\"sluice\"")], Json(json!({ "error": msg }))).into_response()
+            (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer realm=\"sluice\"")], Json(ApiErrorBody::new(msg))).into_response()
         }
     }
 }
 
 /// An API failure, as a status code and a JSON body.
-struct ApiError(StatusCode, serde_json::Value);
+struct ApiError(StatusCode, ApiErrorBody);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -99,11 +99,12 @@ impl From<StoreError> for ApiError {
             StoreError::Io { source, .. } if read_only(source) => StatusCode::CONFLICT,
             StoreError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let mut body = json!({ "error": e.to_string() });
+        let mut body = ApiErrorBody::new(e.to_string());
         match &e {
-            StoreError::Invalid(errs) => body["errors"] = json!(errs.iter().map(ErrorView::from).collect::<Vec<_>>()),
+            StoreError::Invalid(errs) => body.errors = errs.iter().map(ErrorView::from).collect(),
             StoreError::Io { source, .. } if read_only(source) => {
-                body["hint"] = json!("the rules folder is read-only here (a Kubernetes ConfigMap mount, say): change the rules where the folder comes from; Sluice reloads them when the files change")
+                body.hint =
+                    Some("the rules folder is read-only here (a Kubernetes ConfigMap mount, say): change the rules where the folder comes from; Sluice reloads them when the files change".into())
             }
             _ => {}
         }
@@ -121,7 +122,7 @@ type ApiResult = Result<Response, ApiError>;
 
 /// Runs blocking store work (file I/O, compiling) off the async threads, counting the request.
 async fn blocking<T: Send + 'static>(op: &'static str, f: impl FnOnce() -> Result<T, StoreError> + Send + 'static, ok: impl FnOnce(T) -> Response) -> ApiResult {
-    let r = tokio::task::spawn_blocking(f).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": format!("task failed: {e}") })));
+    let r = tokio::task::spawn_blocking(f).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, ApiErrorBody::new(format!("task failed: {e}"))));
     let r = match r {
         Ok(Ok(v)) => Ok(ok(v)),
         Ok(Err(e)) => Err(ApiError::from(e)),
@@ -136,11 +137,11 @@ async fn blocking<T: Send + 'static>(op: &'static str, f: impl FnOnce() -> Resul
 }
 
 fn text_body(body: &Bytes) -> Result<String, ApiError> {
-    String::from_utf8(body.to_vec()).map_err(|_| ApiError(StatusCode::BAD_REQUEST, json!({"error": "the body must be a UTF-8 rule file (TOML)"})))
+    String::from_utf8(body.to_vec()).map_err(|_| ApiError(StatusCode::BAD_REQUEST, ApiErrorBody::new("the body must be a UTF-8 rule file (TOML)")))
 }
 
 async fn list(State(st): State<ApiState>) -> ApiResult {
-    blocking("list", move || Ok(st.store.list()), |rules| Json(json!({ "rules": rules })).into_response()).await
+    blocking("list", move || Ok(st.store.list()), |rules| Json(RuleList { rules }).into_response()).await
 }
 
 async fn get_rule(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
@@ -154,24 +155,24 @@ struct CreateQuery {
 
 async fn create(State(st): State<ApiState>, Query(q): Query<CreateQuery>, body: Bytes) -> ApiResult {
     let text = text_body(&body)?;
-    blocking("create", move || st.store.create(q.name.as_deref(), &text), |(rule, report)| (StatusCode::CREATED, Json(json!({ "rule": rule, "reload": report }))).into_response()).await
+    blocking("create", move || st.store.create(q.name.as_deref(), &text), |(rule, reload)| (StatusCode::CREATED, Json(RuleChange { rule, reload })).into_response()).await
 }
 
 async fn update(State(st): State<ApiState>, UrlPath(name): UrlPath<String>, body: Bytes) -> ApiResult {
     let text = text_body(&body)?;
-    blocking("update", move || st.store.update(&name, &text), |(rule, report)| Json(json!({ "rule": rule, "reload": report })).into_response()).await
+    blocking("update", move || st.store.update(&name, &text), |(rule, reload)| Json(RuleChange { rule, reload }).into_response()).await
 }
 
 async fn delete(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
-    blocking("delete", move || st.store.delete(&name), |report| Json(json!({ "reload": report })).into_response()).await
+    blocking("delete", move || st.store.delete(&name), |reload| Json(Removed { reload }).into_response()).await
 }
 
 async fn enable(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
-    blocking("enable", move || st.store.set_enabled(&name, true), |(rule, report)| Json(json!({ "rule": rule, "reload": report })).into_response()).await
+    blocking("enable", move || st.store.set_enabled(&name, true), |(rule, reload)| Json(RuleChange { rule, reload }).into_response()).await
 }
 
 async fn disable(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
-    blocking("disable", move || st.store.set_enabled(&name, false), |(rule, report)| Json(json!({ "rule": rule, "reload": report })).into_response()).await
+    blocking("disable", move || st.store.set_enabled(&name, false), |(rule, reload)| Json(RuleChange { rule, reload }).into_response()).await
 }
 
 async fn reload(State(st): State<ApiState>) -> ApiResult {
@@ -183,7 +184,8 @@ async fn errors(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> A
         "errors",
         move || {
             let rule = st.store.get(&name)?;
-            Ok(json!({ "rule": name, "compile": rule.errors, "recent": st.store.engine().recent_errors(&name) }))
+            let recent = st.store.engine().recent_errors(&name).iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
+            Ok(RuleErrors { rule: name, compile: rule.errors, recent })
         },
         |v| Json(v).into_response(),
     )
@@ -228,11 +230,11 @@ impl TestRequest {
 
 fn test_response(lines: Vec<String>, matches: bool) -> Response {
     let records: Vec<Box<serde_json::value::RawValue>> = lines.into_iter().filter_map(|l| serde_json::value::RawValue::from_string(l).ok()).collect();
-    Json(json!({ "topic_matches": matches, "records": records })).into_response()
+    Json(TestAnswer { topic_matches: matches, records }).into_response()
 }
 
 fn parse_test(body: &Bytes) -> Result<TestRequest, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, json!({ "error": format!("invalid test request: {e}") })))
+    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, ApiErrorBody::new(format!("invalid test request: {e}"))))
 }
 
 async fn test_saved(State(st): State<ApiState>, UrlPath(name): UrlPath<String>, body: Bytes) -> ApiResult {
@@ -282,12 +284,12 @@ mod tests {
         for kind in [std::io::ErrorKind::ReadOnlyFilesystem, std::io::ErrorKind::PermissionDenied] {
             let ApiError(status, body) = io(kind);
             assert_eq!(status, StatusCode::CONFLICT, "{kind:?}");
-            assert!(body["error"].as_str().is_some_and(|e| e.starts_with("rules/a.toml: ")), "{body}");
-            assert!(body["hint"].as_str().is_some_and(|h| h.contains("read-only")), "{body}");
+            assert!(body.error.starts_with("rules/a.toml: "), "{body:?}");
+            assert!(body.hint.as_deref().is_some_and(|h| h.contains("read-only")), "{body:?}");
         }
         let ApiError(status, body) = io(std::io::ErrorKind::StorageFull);
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(body.get("hint").is_none());
+        assert!(body.hint.is_none());
     }
 
     #[test]
@@ -295,6 +297,9 @@ mod tests {
         let Err(errs) = crate::rule::compile_str(std::path::Path::new("rules/bad.toml"), "sql = \"SELECT FROM\"") else { panic!("compiled") };
         let ApiError(status, body) = ApiError::from(StoreError::Invalid(errs));
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(body["errors"][0]["line"].as_u64().is_some(), "{body}");
+        assert!(body.errors[0].line > 0, "{body:?}");
+        // The body the server writes is the body the client reads.
+        let back: ApiErrorBody = serde_json::from_str(&serde_json::to_string(&body).unwrap()).unwrap();
+        assert_eq!(back, body);
     }
 }

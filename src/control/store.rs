@@ -8,7 +8,7 @@
 //! - The API's writes (create, update, delete, enable, disable) are checked first (a rule that
 //!   does not compile is refused and nothing is written), then written to the folder atomically
 //!   (temporary file + rename), then reloaded.
-//! - [`spawn_reloader`] reloads when a watched file changes (debounced) and on SIGHUP.
+//! - [`spawn_reloader`](super::watch::spawn_reloader) reloads when a watched file changes (debounced) and on SIGHUP.
 //!
 //! A reload swaps one `Arc`: each message is evaluated entirely by the old set or entirely by
 //! the new one, so a reload loses and duplicates no message.
@@ -16,34 +16,32 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use serde::Serialize;
-
+use crate::control::resolve::{resolve, rule_files};
+use crate::control::view::{ErrorView, ReloadReport, RuleStatus, RuleView};
 use crate::engine::Engine;
 use crate::error::{CompileError, Pos, StoreError};
 use crate::rule::{compile_str, Rule};
-use crate::shutdown::Shutdown;
 use crate::telemetry::metrics;
 
 /// One rule file as the store last saw it.
-struct FileState {
+pub(super) struct FileState {
     /// The file's text.
-    text: String,
+    pub(super) text: String,
     /// The rule compiled from `text`, when it compiles.
-    compiled: Option<Arc<Rule>>,
+    pub(super) compiled: Option<Arc<Rule>>,
     /// The rule the engine runs from this file (the last good one, when `text` is broken).
-    running: Option<Arc<Rule>>,
+    pub(super) running: Option<Arc<Rule>>,
     /// Why `text` does not compile.
-    errors: Vec<CompileError>,
+    pub(super) errors: Vec<CompileError>,
     /// Set when the rule's name is taken by an earlier file.
-    conflict: Option<CompileError>,
+    pub(super) conflict: Option<CompileError>,
 }
 
 impl FileState {
     /// The rule name the file declares (or would declare): running or compiled name, else the
     /// `name` key, else the file stem.
-    fn declared_name(&self, path: &Path) -> String {
+    pub(super) fn declared_name(&self, path: &Path) -> String {
         if let Some(r) = self.compiled.as_ref().or(self.running.as_ref()) {
             return r.name.to_string();
         }
@@ -54,120 +52,21 @@ impl FileState {
     }
 }
 
-/// What a reload did.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ReloadReport {
-    /// Rules running after the reload.
-    pub rules: usize,
-    /// Files (re)compiled because their text changed.
-    pub compiled: usize,
-    /// Whether the engine's rule set was swapped.
-    pub swapped: bool,
-    /// Rules added, changed and removed by this reload.
-    pub added: Vec<String>,
-    /// Rules whose definition changed.
-    pub changed: Vec<String>,
-    /// Rules no longer running.
-    pub removed: Vec<String>,
-    /// Every file that does not compile now (its previous rule, if any, keeps running).
-    pub errors: Vec<ErrorView>,
-}
-
-/// A compile error, for the API.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ErrorView {
-    /// The file.
-    pub path: String,
-    /// Line, from 1.
-    pub line: usize,
-    /// Column, from 1.
-    pub col: usize,
-    /// What is wrong.
-    pub message: String,
-    /// A suggestion.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
-    /// `path:line:col: message[; hint]`.
-    pub text: String,
-}
-
-impl From<&CompileError> for ErrorView {
-    fn from(e: &CompileError) -> Self {
-        ErrorView { path: e.path.display().to_string(), line: e.pos.line, col: e.pos.col, message: e.message.clone(), hint: e.hint.clone(), text: e.to_string() }
-    }
-}
-
-/// A rule, for the API.
-#[derive(Clone, Debug, Serialize)]
-pub struct RuleView {
-    /// The rule's name.
-    pub name: String,
-    /// Its file.
-    pub path: String,
-    /// `running`, `disabled`, `invalid` (does not compile; the previous version, if any, keeps
-    /// running: see `running_sql`) or `conflict` (its name is taken).
-    pub status: &'static str,
-    /// Whether the file enables the rule.
-    pub enabled: bool,
-    /// Free text.
-    pub description: String,
-    /// The SQL of the running rule (or the file's, when it compiles).
-    pub sql: Option<String>,
-    /// The topic filter.
-    pub from: Option<String>,
-    /// Action topic templates.
-    pub actions: Vec<String>,
-    /// The error action's topic.
-    pub error_topic: Option<String>,
-    /// Whether a version of the rule is running in the engine.
-    pub running: bool,
-    /// Compile errors of the file's current text.
-    pub errors: Vec<ErrorView>,
-    /// The file's text (only for a single rule).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-}
-
-struct State {
-    files: BTreeMap<PathBuf, FileState>,
+pub(super) struct State {
+    pub(super) files: BTreeMap<PathBuf, FileState>,
 }
 
 /// Keeps the engine's rules in step with the rule paths.
 pub struct RuleStore {
     paths: Vec<PathBuf>,
     engine: Arc<Engine>,
-    state: Mutex<State>,
+    pub(super) state: Mutex<State>,
     /// Serializes API writes (check, write, reload) so two writers cannot both pass a check.
-    writes: Mutex<()>,
+    pub(super) writes: Mutex<()>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Whether a rule name can name a file the API creates.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 128 && !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-/// The `*.toml` files under the given files or folders, sorted, and the folders that could
-/// not be read.
-pub fn rule_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<CompileError>) {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            match std::fs::read_dir(p) {
-                Ok(rd) => files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.extension().is_some_and(|x| x == "toml") && f.is_file())),
-                Err(e) => errors.push(CompileError { path: p.clone(), pos: Pos { line: 1, col: 1 }, message: format!("cannot read rules folder: {e}"), hint: None, source_line: None }),
-            }
-        } else {
-            files.push(p.clone());
-        }
-    }
-    files.sort();
-    files.dedup();
-    (files, errors)
 }
 
 impl RuleStore {
@@ -181,13 +80,34 @@ impl RuleStore {
         &self.engine
     }
 
+    /// The configured rule paths (files or folders).
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
     /// The folder the API writes new rules to: the first configured folder.
     pub fn folder(&self) -> Option<&Path> {
         self.paths.iter().find(|p| p.is_dir()).map(PathBuf::as_path)
     }
 
+    /// The first load, at start: like [`reload`](Self::reload), but any file that does not
+    /// compile (or whose name is taken) is an error, so nothing runs with a rule missing.
+    pub fn load(&self) -> Result<ReloadReport, Vec<CompileError>> {
+        let (report, errors) = self.rescan();
+        if errors.is_empty() {
+            Ok(report)
+        } else {
+            Err(errors)
+        }
+    }
+
     /// Rescans the rule paths and swaps the engine's rule set if anything changed.
     pub fn reload(&self) -> ReloadReport {
+        self.rescan().0
+    }
+
+    /// A reload, with the compile errors of every file that does not compile now.
+    fn rescan(&self) -> (ReloadReport, Vec<CompileError>) {
         let mut st = lock(&self.state);
         let (files, mut list_errors) = rule_files(&self.paths);
         let mut report = ReloadReport::default();
@@ -220,40 +140,15 @@ impl RuleStore {
         }
         // Decide what runs from each file: its current rule when it compiles, else the last
         // good one; a name already claimed by an earlier file is a conflict.
-        let mut claimed: HashMap<Arc<str>, PathBuf> = HashMap::new();
-        for (path, fs) in next.iter_mut() {
-            fs.conflict = None;
-            let mut candidates: Vec<Arc<Rule>> = fs.compiled.iter().chain(fs.running.iter()).cloned().collect();
-            candidates.dedup_by(|a, b| Arc::ptr_eq(a, b));
-            let mut chosen = None;
-            for c in candidates {
-                match claimed.get(&c.name) {
-                    Some(other) if other != path => {
-                        if fs.conflict.is_none() {
-                            fs.conflict = Some(CompileError {
-                                path: path.clone(),
-                                pos: Pos { line: 1, col: 1 },
-                                message: format!("duplicate rule name `{}` (also in {})", c.name, other.display()),
-                                hint: Some("set a unique `name`".into()),
-                                source_line: None,
-                            });
-                        }
-                    }
-                    _ => {
-                        chosen = Some(c);
-                        break;
-                    }
-                }
-            }
-            if let Some(c) = &chosen {
-                claimed.insert(c.name.clone(), path.clone());
-            }
-            fs.running = chosen;
+        let candidates = next.iter().map(|(path, fs)| (path.as_path(), fs.compiled.iter().chain(fs.running.iter()).cloned().collect()));
+        let resolved = resolve(candidates.collect::<Vec<_>>());
+        for (fs, r) in next.values_mut().zip(resolved) {
+            fs.running = r.running;
+            fs.conflict = r.conflict;
         }
-        for (_, fs) in next.iter() {
-            report.errors.extend(fs.errors.iter().chain(fs.conflict.iter()).map(ErrorView::from));
-        }
-        report.errors.extend(list_errors.iter().map(ErrorView::from));
+        let mut errors: Vec<CompileError> = next.values().flat_map(|fs| fs.errors.iter().chain(fs.conflict.iter()).cloned()).collect();
+        errors.extend(list_errors);
+        report.errors = errors.iter().map(ErrorView::from).collect();
 
         let rules: Vec<Arc<Rule>> = next.values().filter_map(|f| f.running.clone()).collect();
         let current = self.engine.rules();
@@ -297,7 +192,7 @@ impl RuleStore {
                 tracing::warn!(error = %e.text, "rule not loaded; the running version (if any) is kept");
             }
         }
-        report
+        (report, errors)
     }
 
     /// Every rule file, sorted by path.
@@ -326,85 +221,14 @@ impl RuleStore {
         Ok(rule)
     }
 
-    /// Creates a rule from a rule file's text. Its name is `name`, or the file's `name` key;
-    /// it is written to `<folder>/<name>.toml`.
-    pub fn create(&self, name: Option<&str>, text: &str) -> Result<(RuleView, ReloadReport), StoreError> {
-        let _w = lock(&self.writes);
-        let folder = self.folder().ok_or(StoreError::NoFolder)?.to_path_buf();
-        let declared = toml::from_str::<toml::Table>(text).ok().and_then(|t| t.get("name").and_then(|n| n.as_str().map(str::to_string)));
-        let name = match (name, declared.as_deref()) {
-            (Some(n), Some(d)) if n != d => return Err(StoreError::BadRequest(format!("the name `{n}` differs from the file's name `{d}`"))),
-            (Some(n), _) | (None, Some(n)) => n.to_string(),
-            (None, None) => return Err(StoreError::BadRequest("the rule needs a name: a `name` key or the `name` parameter".into())),
-        };
-        if !valid_name(&name) {
-            return Err(StoreError::BadRequest(format!("`{name}` cannot name a rule file: use letters, digits, `_`, `-` and `.` (at most 128)")));
-        }
-        let path = folder.join(format!("{name}.toml"));
-        {
-            let st = lock(&self.state);
-            if let Some((p, _)) = find(&st, &name) {
-                return Err(StoreError::Conflict(name, p.clone()));
-            }
-        }
-        if path.exists() {
-            return Err(StoreError::Conflict(name, path));
-        }
-        compile_str(&path, text).map_err(StoreError::Invalid)?;
-        write_atomic(&path, text)?;
-        let report = self.reload();
-        Ok((self.get(&name)?, report))
-    }
-
-    /// Replaces the rule named `name` with a new text (same name).
-    pub fn update(&self, name: &str, text: &str) -> Result<(RuleView, ReloadReport), StoreError> {
-        let _w = lock(&self.writes);
-        let path = self.path_of(name)?;
-        let rule = compile_str(&path, text).map_err(StoreError::Invalid)?;
-        if &*rule.name != name {
-            return Err(StoreError::BadRequest(format!("the text names the rule `{}`, not `{name}`: to rename a rule, create the new one and delete the old", rule.name)));
-        }
-        write_atomic(&path, text)?;
-        let report = self.reload();
-        Ok((self.get(name)?, report))
-    }
-
-    /// Enables or disables the rule named `name` (rewrites `enabled` in its file, keeping the
-    /// rest of the file as it is).
-    pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<(RuleView, ReloadReport), StoreError> {
-        let _w = lock(&self.writes);
-        let path = self.path_of(name)?;
-        let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
-        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
-            let pos = e.span().map_or(Pos { line: 1, col: 1 }, |s| crate::error::pos_of_offset(&text, s.start));
-            StoreError::Invalid(vec![CompileError { path: path.clone(), pos, message: e.message().to_string(), hint: None, source_line: crate::error::line_text(&text, pos.line) }])
-        })?;
-        doc["enabled"] = toml_edit::value(enabled);
-        let new_text = doc.to_string();
-        compile_str(&path, &new_text).map_err(StoreError::Invalid)?;
-        if new_text != text {
-            write_atomic(&path, &new_text)?;
-        }
-        let report = self.reload();
-        Ok((self.get(name)?, report))
-    }
-
-    /// Deletes the rule named `name` (removes its file).
-    pub fn delete(&self, name: &str) -> Result<ReloadReport, StoreError> {
-        let _w = lock(&self.writes);
-        let path = self.path_of(name)?;
-        std::fs::remove_file(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
-        Ok(self.reload())
-    }
-
-    fn path_of(&self, name: &str) -> Result<PathBuf, StoreError> {
+    pub(super) fn path_of(&self, name: &str) -> Result<PathBuf, StoreError> {
         let st = lock(&self.state);
         find(&st, name).map(|(p, _)| p.clone()).ok_or_else(|| StoreError::NotFound(name.into()))
     }
 }
 
 /// The file of the rule named `name`: the one running it, else one declaring it.
-fn find<'a>(st: &'a State, name: &str) -> Option<(&'a PathBuf, &'a FileState)> {
+pub(super) fn find<'a>(st: &'a State, name: &str) -> Option<(&'a PathBuf, &'a FileState)> {
     st.files.iter().find(|(_, f)| f.running.as_ref().is_some_and(|r| &*r.name == name)).or_else(|| st.files.iter().find(|(p, f)| f.declared_name(p) == name))
 }
 
@@ -412,13 +236,13 @@ fn view(path: &Path, f: &FileState, with_source: bool) -> RuleView {
     let shown = f.compiled.as_ref().or(f.running.as_ref());
     let enabled = f.compiled.as_ref().map(|r| r.enabled).or_else(|| toml::from_str::<toml::Table>(&f.text).ok().and_then(|t| t.get("enabled").and_then(toml::Value::as_bool))).unwrap_or(true);
     let status = if f.conflict.is_some() {
-        "conflict"
+        RuleStatus::Conflict
     } else if !f.errors.is_empty() {
-        "invalid"
+        RuleStatus::Invalid
     } else if enabled {
-        "running"
+        RuleStatus::Running
     } else {
-        "disabled"
+        RuleStatus::Disabled
     };
     RuleView {
         name: f.declared_name(path),
@@ -434,101 +258,6 @@ fn view(path: &Path, f: &FileState, with_source: bool) -> RuleView {
         errors: f.errors.iter().chain(f.conflict.iter()).map(ErrorView::from).collect(),
         source: with_source.then(|| f.text.clone()),
     }
-}
-
-/// Writes `text` to `path` atomically: a temporary file in the same folder (not `*.toml`, so
-/// a reload never reads it half-written), then a rename.
-fn write_atomic(path: &Path, text: &str) -> Result<(), StoreError> {
-    let io = |source| StoreError::Io { path: path.to_path_buf(), source };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
-}
-
-/// Reloads `store` on SIGHUP and, with `watch`, when a file under the rule paths changes
-/// (changes settle for `debounce` first). Runs until `shutdown`.
-pub fn spawn_reloader(store: Arc<RuleStore>, watch: bool, debounce: Duration, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
-    // Capacity 1: events arriving while a reload is pending coalesce into it (every reload
-    // rescans everything, so no change is missed).
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<&'static str>(1);
-    let watcher = if watch { start_watcher(&store.paths, tx.clone()) } else { None };
-    #[cfg(unix)]
-    {
-        let tx = tx.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGHUP");
-                    return;
-                }
-            };
-            loop {
-                tokio::select! {
-                    _ = hup.recv() => {
-                        tracing::info!(signal = "SIGHUP", "reloading rules");
-                        let _ = tx.try_send("sighup");
-                    }
-                    () = shutdown.wait() => return,
-                }
-            }
-        });
-    }
-    drop(tx);
-    tokio::spawn(async move {
-        let _watcher = watcher;
-        loop {
-            let cause = tokio::select! {
-                c = rx.recv() => match c { Some(c) => c, None => return },
-                () = shutdown.wait() => return,
-            };
-            if cause == "watch" {
-                // Let an editor finish writing; later events fold into this reload.
-                tokio::time::sleep(debounce).await;
-                while rx.try_recv().is_ok() {}
-            }
-            let s = store.clone();
-            match tokio::task::spawn_blocking(move || s.reload()).await {
-                Ok(r) => tracing::debug!(cause, swapped = r.swapped, errors = r.errors.len(), "rules rescanned"),
-                Err(e) => tracing::error!(error = %e, "rule reload task failed"),
-            }
-        }
-    })
-}
-
-/// Watches the rule folders (and the folders of single rule files: editors often replace a
-/// file by renaming, which a watch on the file itself would miss).
-fn start_watcher(paths: &[PathBuf], tx: tokio::sync::mpsc::Sender<&'static str>) -> Option<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
-    let handler = move |ev: notify::Result<notify::Event>| match ev {
-        Ok(ev) if ev.kind.is_access() => {}
-        Ok(_) => {
-            let _ = tx.try_send("watch");
-        }
-        Err(e) => tracing::warn!(error = %e, "rule folder watch error"),
-    };
-    let mut watcher = match notify::recommended_watcher(handler) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch the rule paths; reload with SIGHUP or the API");
-            return None;
-        }
-    };
-    let mut dirs: Vec<PathBuf> =
-        paths.iter().map(|p| if p.is_dir() { p.clone() } else { p.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf) }).collect();
-    dirs.sort();
-    dirs.dedup();
-    for d in dirs {
-        if let Err(e) = watcher.watch(&d, RecursiveMode::NonRecursive) {
-            tracing::warn!(path = %d.display(), error = %e, "cannot watch a rule folder; reload with SIGHUP or the API");
-        }
-    }
-    Some(watcher)
 }
 
 #[cfg(test)]
@@ -565,7 +294,7 @@ mod tests {
         assert_eq!(r.errors.len(), 1);
         assert!(r.errors[0].text.contains("a.toml:2:"), "{}", r.errors[0].text);
         assert!(Arc::ptr_eq(&before, &s.engine().rules().rules()[0]));
-        assert_eq!(s.get("a").unwrap().status, "invalid");
+        assert_eq!(s.get("a").unwrap().status, RuleStatus::Invalid);
         assert!(s.get("a").unwrap().running);
         // Fixing it swaps the new version in.
         std::fs::write(dir.path().join("a.toml"), rule("a", "t/b")).unwrap();
@@ -607,7 +336,7 @@ mod tests {
         let (dir, s) = store();
         s.reload();
         let (v, r) = s.create(None, &rule("new", "t/n")).unwrap();
-        assert_eq!((v.status, r.added.clone()), ("running", vec!["new".to_string()]));
+        assert_eq!((v.status, r.added.clone()), (RuleStatus::Running, vec!["new".to_string()]));
         assert!(dir.path().join("new.toml").exists());
         assert!(matches!(s.create(None, &rule("new", "t/n")), Err(StoreError::Conflict(..))));
         assert!(matches!(s.create(Some("../evil"), "name = \"../evil\""), Err(StoreError::BadRequest(_))));
@@ -616,7 +345,7 @@ mod tests {
         let text = format!("# keep this comment\n{}", rule("new", "t/n"));
         s.update("new", &text).unwrap();
         let (v, _) = s.set_enabled("new", false).unwrap();
-        assert_eq!(v.status, "disabled");
+        assert_eq!(v.status, RuleStatus::Disabled);
         let written = std::fs::read_to_string(dir.path().join("new.toml")).unwrap();
         assert!(written.starts_with("# keep this comment\n") && written.contains("enabled = false"), "{written}");
         assert!(!s.engine().rules().rules()[0].enabled);
