@@ -5,21 +5,29 @@
 
 use sluice_testkit as support;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::config::{self, table, write_config};
+use support::config::{self, table};
 use support::metrics::wait_metric;
 use support::mosquitto::{Mosquitto, Publisher};
-use support::{free_port, tail, Broker, Collector, Sluice};
+use support::{tail, Broker, Collector, Sluice};
 
-/// Writes `sluice.toml` in `dir`: the sample measure-point rule, the MQTT integration source on
-/// `mosquitto` as `client_id`, `shutdown_timeout_ms`, the given `[sink]` table, and the admin
-/// server on `admin` (`127.0.0.1:PORT`).
-fn config(dir: &std::path::Path, mosquitto: &Mosquitto, client_id: &str, shutdown_timeout_ms: u64, sink: serde_json::Value, admin: &str) -> std::path::PathBuf {
+/// Starts `sluice run` on `dir/sluice.toml`: the sample measure-point rule, the MQTT
+/// integration source on `mosquitto` as `client_id`, `shutdown_timeout_ms`, the given `[sink]`
+/// table, and the admin server on a free port. Returns the process, the config file, its log
+/// and the admin address (`127.0.0.1:PORT`).
+fn start(dir: &Path, mosquitto: &Mosquitto, client_id: &str, shutdown_timeout_ms: u64, sink: serde_json::Value) -> (Sluice, PathBuf, PathBuf, String) {
+    let (path, log) = (dir.join("sluice.toml"), dir.join("sluice.log"));
+    let (sluice, port) = Sluice::start_with_admin(&path, &log, |port| config(mosquitto, client_id, shutdown_timeout_ms, sink.clone(), &format!("127.0.0.1:{port}")));
+    (sluice, path, log, format!("127.0.0.1:{port}"))
+}
+
+/// The configuration of [`start`], its admin server on `admin`.
+fn config(mosquitto: &Mosquitto, client_id: &str, shutdown_timeout_ms: u64, sink: serde_json::Value, admin: &str) -> toml::Table {
     let repo = support::repo_root();
-    let path = dir.join("sluice.toml");
-    let config = table(json!({
+    table(json!({
         "rules": {"paths": [config::path(&repo.join("rules/integration_measurepoint.toml"))]},
         "engine": {"shutdown_timeout_ms": shutdown_timeout_ms},
         "sources": [{
@@ -32,9 +40,7 @@ fn config(dir: &std::path::Path, mosquitto: &Mosquitto, client_id: &str, shutdow
         }],
         "sink": sink,
         "admin": {"listen": admin},
-    }));
-    write_config(&path, &config);
-    path
+    }))
 }
 
 /// Waits until the MQTT source `client_id` of the sluice whose admin server is `admin` holds
@@ -52,10 +58,7 @@ fn sigkill_before_the_reply_loses_nothing() {
     let mosquitto = Mosquitto::start();
     let dir = support::temp_dir("sluice-test-");
     let sink = json!({"type": "kafka", "brokers": broker.bootstrap(), "linger_ms": 1, "retry_backoff_max_ms": 500});
-    let admin = format!("127.0.0.1:{}", free_port());
-    let config = config(dir.path(), &mosquitto, "sluice-crash", 5000, sink, &admin);
-    let log = dir.path().join("sluice.log");
-    let mut sluice = Sluice::start(&config, &log);
+    let (mut sluice, config, log, admin) = start(dir.path(), &mosquitto, "sluice-crash", 5000, sink);
     let publisher = Publisher::connect(mosquitto.port, "third-party");
     publisher.wait_for_sluice(Duration::from_secs(30));
 
@@ -93,10 +96,7 @@ fn sigkill_right_after_the_reply_loses_nothing_with_the_file_sink() {
     let mosquitto = Mosquitto::start();
     let dir = support::temp_dir("sluice-test-");
     let out = dir.path().join("out");
-    let admin = format!("127.0.0.1:{}", free_port());
-    let config = config(dir.path(), &mosquitto, "sluice-crash-file", 5000, json!({"type": "file", "dir": config::path(&out), "append": true}), &admin);
-    let log = dir.path().join("sluice.log");
-    let mut sluice = Sluice::start(&config, &log);
+    let (mut sluice, config, log, _) = start(dir.path(), &mosquitto, "sluice-crash-file", 5000, json!({"type": "file", "dir": config::path(&out), "append": true}));
     let publisher = Publisher::connect(mosquitto.port, "third-party-file");
     publisher.wait_for_sluice(Duration::from_secs(30));
     let file = out.join("iot-integration-measurepoint.jsonl");
@@ -138,10 +138,7 @@ fn sigterm_ends_the_process_in_time_while_the_sink_is_stuck() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_port = dead.local_addr().unwrap().port();
     drop(dead); // nothing listens there
-    let admin = format!("127.0.0.1:{}", free_port());
-    let config = config(dir.path(), &mosquitto, "sluice-stuck-sink", 2000, json!({"type": "kafka", "brokers": format!("127.0.0.1:{dead_port}")}), &admin);
-    let log = dir.path().join("sluice.log");
-    let mut sluice = Sluice::start(&config, &log);
+    let (mut sluice, _, log, admin) = start(dir.path(), &mosquitto, "sluice-stuck-sink", 2000, json!({"type": "kafka", "brokers": format!("127.0.0.1:{dead_port}")}));
     let publisher = Publisher::connect(mosquitto.port, "third-party-stuck");
     publisher.wait_for_sluice(Duration::from_secs(30));
     let req = json!({"id": "stuck-1", "version": "1.0", "method": "integration.measurepoint.post", "params": [{"deviceKey": "deviceS", "measurepoints": {"temp": 1}, "time": 1700000000000_i64}]});

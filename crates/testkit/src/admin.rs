@@ -137,13 +137,11 @@ impl Instance {
         for (name, text) in rules {
             crate::write(&rules_dir.join(name), text);
         }
-        let port = crate::free_port();
         let config = dir.path().join("sluice.toml");
-        crate::config::write_config(&config, &mqtt_file_config(&rules_dir, &mosquitto.url(), &out, port, token, watch));
         let log = dir.path().join("sluice.log");
-        let sluice = crate::Sluice::start(&config, &log);
+        let url = mosquitto.url();
+        let (sluice, port) = crate::Sluice::start_with_admin(&config, &log, |port| mqtt_file_config(&rules_dir, &url, &out, port, token, watch));
         let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(token));
-        admin.wait_up(Duration::from_secs(30));
         Instance { mosquitto, dir, rules: rules_dir, out, sluice, log, admin }
     }
 }

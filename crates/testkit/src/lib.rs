@@ -582,6 +582,31 @@ impl Sluice {
         Sluice { child: Some(child), log: log.to_path_buf() }
     }
 
+    /// Starts `sluice run` on `config(port)` (written to `path`) with its admin server on
+    /// `127.0.0.1:port`, a free port, and waits until it answers `/healthz`. A port picked free
+    /// may be taken before Sluice binds it: when Sluice exits because it cannot listen there,
+    /// it is started again on a new port (up to 5 times). Returns the process and the port.
+    pub fn start_with_admin(path: &Path, log: &Path, mut config: impl FnMut(u16) -> toml::Table) -> (Sluice, u16) {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().expect("http client");
+        for attempt in 1.. {
+            let port = free_port();
+            config::write_config(path, &config(port));
+            let mut sluice = Sluice::start(path, log);
+            let mut exited = false;
+            let up = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
+                exited = !sluice.running();
+                exited || client.get(format!("http://127.0.0.1:{port}/healthz")).send().is_ok()
+            });
+            if up && !exited {
+                return (sluice, port);
+            }
+            let taken = tail(log, 20).contains("admin server: cannot listen");
+            assert!(taken && attempt < 5, "sluice did not serve its admin server on {port} (exited: {exited}); log:\n{}", tail(log, 40));
+            eprintln!("testkit: admin port {port} taken; again on a new port");
+        }
+        unreachable!()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
