@@ -3,7 +3,7 @@
 //! long-running Sluice that needs no Kafka.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::blocking::Client;
 use reqwest::Method;
@@ -63,11 +63,8 @@ impl Admin {
 
     /// Waits until the admin server answers `/healthz`.
     pub fn wait_up(&self, timeout: Duration) {
-        let started = Instant::now();
-        while self.client.get(format!("{}/healthz", self.base)).send().is_err() {
-            assert!(started.elapsed() < timeout, "admin server not up at {}", self.base);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let up = crate::poll_until(timeout, Duration::from_millis(50), || self.client.get(format!("{}/healthz", self.base)).send().is_ok());
+        assert!(up, "admin server not up at {}", self.base);
     }
 }
 

@@ -315,14 +315,12 @@ impl Drop for Broker {
 /// The cluster's metadata, retried until the broker at `brokers` answers or `timeout` passes.
 pub fn wait_for_broker(brokers: &str, timeout: Duration) -> Result<Metadata, String> {
     let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("log_level", "2").create().map_err(|e| format!("client: {e}"))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        match client.fetch_metadata(None, Duration::from_secs(1)) {
-            Ok(md) => return Ok(md),
-            Err(e) if Instant::now() >= deadline => return Err(format!("broker {brokers} not reachable after {timeout:?}: {e}")),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
+    let mut last = Err(String::new());
+    poll_until(timeout, Duration::from_millis(100), || {
+        last = client.fetch_metadata(None, Duration::from_secs(1)).map_err(|e| e.to_string());
+        last.is_ok()
+    });
+    last.map_err(|e| format!("broker {brokers} not reachable after {timeout:?}: {e}"))
 }
 
 /// Creates topics (name, partitions) on `brokers` (topics that exist already are fine) and waits
@@ -345,15 +343,12 @@ pub fn create_topics(brokers: &str, topics: &[(&str, i32)], timeout: Duration) -
     let deadline = Instant::now() + timeout;
     for (t, p) in topics {
         let want = |n: usize| if created.iter().any(|c| c == t) { n == *p as usize } else { n > 0 };
-        loop {
-            let n = client.fetch_metadata(Some(t), Duration::from_secs(2)).ok().and_then(|m| m.topics().first().map(|t| t.partitions().len())).unwrap_or(0);
-            if want(n) {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("topic {t} has {n} partitions after {timeout:?}, not {p}"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let mut n = 0;
+        if !poll_until(deadline.saturating_duration_since(Instant::now()), Duration::from_millis(100), || {
+            n = client.fetch_metadata(Some(t), Duration::from_secs(2)).ok().and_then(|m| m.topics().first().map(|t| t.partitions().len())).unwrap_or(0);
+            want(n)
+        }) {
+            return Err(format!("topic {t} has {n} partitions after {timeout:?}, not {p}"));
         }
     }
     Ok(created.len())
@@ -625,18 +620,16 @@ impl Sluice {
         let mut c = self.child.take().expect("running");
         let ok = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill -TERM");
         assert!(ok.success(), "kill -TERM failed");
-        let started = Instant::now();
-        loop {
-            if let Some(s) = c.try_wait().expect("wait") {
-                return s;
-            }
-            if started.elapsed() > timeout {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("sluice did not exit within {timeout:?} of SIGTERM; log:\n{}", tail(&self.log, 60));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut status = None;
+        if !wait_until(timeout, || {
+            status = c.try_wait().expect("wait");
+            status.is_some()
+        }) {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("sluice did not exit within {timeout:?} of SIGTERM; log:\n{}", tail(&self.log, 60));
         }
+        status.expect("exit status")
     }
 
     /// Whether it still runs.

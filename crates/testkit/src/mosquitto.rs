@@ -201,6 +201,7 @@ impl Publisher {
                         }
                         Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                         Ok(_) => {}
+                        // The client reconnects: back off between attempts.
                         Err(_) => std::thread::sleep(Duration::from_millis(100)),
                     }
                 }
