@@ -156,6 +156,7 @@ fn sighup_reloads_when_watching_is_off() {
 /// to the end.
 #[test]
 fn kafka_rules_change_under_load_without_loss_or_duplicates() {
+    let _heavy = sluice_testkit::heavy();
     use support::{kafka_config, produce, Broker, Collector, In};
     const K: usize = 6000;
     let broker = Broker::start();

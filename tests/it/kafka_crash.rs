@@ -15,6 +15,7 @@ const MESSAGES: u64 = 100_000;
 
 #[test]
 fn sigkill_and_restart_lose_nothing() {
+    let _heavy = sluice_testkit::heavy();
     let started = Instant::now();
     let broker = Broker::start();
     let dir = support::temp_dir("sluice-test-");

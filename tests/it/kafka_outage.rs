@@ -13,7 +13,6 @@
 use sluice_testkit as support;
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -21,9 +20,6 @@ use support::admin::{wait_check, wait_until};
 use support::config::{merge, write_config};
 use support::metrics::{wait_metric, Metrics};
 use support::{kafka_config, produce, tail, write, Broker, Collector, In, Rec, Sluice};
-
-/// The tests of this file run one at a time (each runs brokers and sluice).
-static SERIAL: Mutex<()> = Mutex::new(());
 
 const RULE: &str = "sql = \"\"\"SELECT deviceName() AS dn, seq FROM \"/sys/+/+/thing/event/property/post\" \"\"\"\n[[actions]]\ntopic = \"out\"\nkey = \"${dn}\"\n";
 
@@ -42,7 +38,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn broker_outage_and_restart_lose_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _heavy = support::heavy();
     const N: u64 = 30_000;
     let started = Instant::now();
     let mut broker = Broker::start();
@@ -94,7 +90,7 @@ fn broker_outage_and_restart_lose_nothing() {
 
 #[test]
 fn sink_outage_applies_backpressure_and_loses_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _heavy = support::heavy();
     const N: u64 = 30_000;
     let started = Instant::now();
     let inputs_broker = Broker::start();

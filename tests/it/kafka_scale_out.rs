@@ -26,6 +26,7 @@ fn wait_until(timeout: Duration, f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn two_instances_share_partitions_and_one_takes_over() {
+    let _heavy = sluice_testkit::heavy();
     let started = Instant::now();
     let broker = Broker::start();
     let dir = support::temp_dir("sluice-test-");

@@ -14,9 +14,6 @@ use std::time::Duration;
 use serde_json::Value;
 use sluice_testkit::poll_until;
 
-/// One stack at a time: each starts three servers on a small machine.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 struct Script {
     child: Child,
     out: Arc<Mutex<String>>,
@@ -201,7 +198,8 @@ fn check_smoke_output(s: &Script) -> String {
 
 #[test]
 fn smoke_run_answers_200_and_writes_the_outputs_to_kafka() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // One stack at a time: each starts three servers on a small machine.
+    let _heavy = sluice_testkit::heavy();
     let mut s = Script::start(&["--smoke"]);
     let status = s.wait(Duration::from_secs(400));
     assert!(status.success(), "--smoke failed ({status})\n{}", s.output());
@@ -213,7 +211,8 @@ fn smoke_run_answers_200_and_writes_the_outputs_to_kafka() {
 /// already there) checks its own records, not the first run's.
 #[test]
 fn smoke_runs_twice_in_a_given_folder() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // One stack at a time: each starts three servers on a small machine.
+    let _heavy = sluice_testkit::heavy();
     let dir = tempfile::Builder::new().prefix("sluice-local-stack-dir-").tempdir().expect("temp dir");
     let work = dir.path().join("stack");
     let mut ids = Vec::new();
@@ -241,7 +240,8 @@ fn started_stack() -> Script {
 
 #[test]
 fn sigterm_stops_everything_and_removes_the_work_folder() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // One stack at a time: each starts three servers on a small machine.
+    let _heavy = sluice_testkit::heavy();
     let mut s = started_stack();
     assert!(group_members(s.pid()).len() >= 4, "script, mosquitto, tansu and sluice run: {:?}", group_members(s.pid()));
     signal(s.pid(), "TERM");
@@ -252,7 +252,8 @@ fn sigterm_stops_everything_and_removes_the_work_folder() {
 
 #[test]
 fn sigkill_of_the_script_still_stops_what_it_started() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // One stack at a time: each starts three servers on a small machine.
+    let _heavy = sluice_testkit::heavy();
     let mut s = started_stack();
     s.child.kill().expect("SIGKILL");
     let _ = s.child.wait();

@@ -109,6 +109,14 @@ pub fn own_process(module: &str, test: &str) -> bool {
     false
 }
 
+/// The heavy tests (tens of thousands of records through brokers and `sluice`, or a whole
+/// local stack) hold this while they run: one at a time, as when each had a binary of its own,
+/// so that two of them never share the machine's cores and their timeouts hold.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The broker binary: `$SLUICE_TANSU`, `$HOME/.cache/sluice/tools/bin/tansu`, or `tansu` on
 /// `PATH`. Panics (the test fails, never skips) when there is none.
 pub fn tansu_bin() -> PathBuf {
