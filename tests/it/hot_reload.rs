@@ -167,16 +167,13 @@ fn kafka_rules_change_under_load_without_loss_or_duplicates() {
     let krule = |name: &str, where_: &str, topic: &str| format!("name = \"{name}\"\nsql = \"SELECT seq FROM \\\"/sys/+/+/thing/event/property/post\\\" {where_}\"\n[[actions]]\ntopic = \"{topic}\"\n");
     write(&rules.join("a.toml"), &krule("a", "", "out-a"));
     write(&rules.join("b.toml"), &krule("b", "WHERE seq % 2 = 0", "out-b"));
-    let port = support::free_port();
     let config = dir.path().join("sluice.toml");
     let mut text = kafka_config(&broker.bootstrap(), "reload-group", &["reload-in"], &rules);
-    support::config::merge(&mut text, json!({"rules": {"debounce_ms": 100}, "sink": {"linger_ms": 5}, "admin": {"listen": format!("127.0.0.1:{port}"), "token": TOKEN}}));
-    support::config::write_config(&config, &text);
+    support::config::merge(&mut text, json!({"rules": {"debounce_ms": 100}, "sink": {"linger_ms": 5}, "admin": {"token": TOKEN}}));
     let log = dir.path().join("sluice.log");
     let collector = Collector::start(&broker.bootstrap(), &["out-a", "out-b", "out-b2"]);
-    let mut sluice = Sluice::start(&config, &log);
-    let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN));
-    admin.wait_up(Duration::from_secs(30));
+    let (mut sluice, addr) = Sluice::start_admin(&text, &config, &log);
+    let admin = Admin::new(&format!("http://{addr}"), Some(TOKEN));
 
     let published = AtomicUsize::new(0);
     let edited_at = std::thread::scope(|s| {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::admin::{wait_check, wait_until};
-use support::config::{merge, write_config};
+use support::config::merge;
 use support::metrics::{wait_metric, Metrics};
 use support::{kafka_config, produce, tail, write, Broker, Collector, In, Rec, Sluice};
 
@@ -50,13 +50,10 @@ fn broker_outage_and_restart_lose_nothing() {
     produce(&bootstrap, "iot-in", inputs(N));
 
     let config_path = dir.path().join("sluice.toml");
-    let admin = format!("127.0.0.1:{}", support::free_port());
-    let mut config = kafka_config(&bootstrap, "outage", &["iot-in"], &rules);
-    merge(&mut config, json!({"admin": {"listen": admin}}));
-    write_config(&config_path, &config);
+    let config = kafka_config(&bootstrap, "outage", &["iot-in"], &rules);
     let log = dir.path().join("sluice.log");
     let collector = Collector::start(&bootstrap, &["out"]);
-    let mut sluice = Sluice::start(&config_path, &log);
+    let (mut sluice, admin) = Sluice::start_admin(&config, &config_path, &log);
     assert!(collector.wait_for(Duration::from_secs(60), |r| r.len() >= (N / 4) as usize), "no progress before the outage; log:\n{}", tail(&log, 60));
 
     broker.kill();
@@ -105,16 +102,13 @@ fn sink_outage_applies_backpressure_and_loses_nothing() {
     let mut config = kafka_config(&outputs_broker.bootstrap(), "bp", &["iot-in"], &rules);
     merge(&mut config, json!({"engine": {"channel_capacity": 64}, "sink": {"max_in_flight": 1000, "idempotence": false, "properties": {"message.timeout.ms": "3000"}}}));
     // The source reads from the other broker.
-    let admin = format!("127.0.0.1:{}", support::free_port());
-    merge(&mut config, json!({"admin": {"listen": admin}}));
     let source = support::config::source(&mut config, 0);
     source.insert("brokers".into(), inputs_broker.bootstrap().into());
     source.insert("max_in_flight".into(), 2000.into());
     let config_path = dir.path().join("sluice.toml");
-    write_config(&config_path, &config);
     let log = dir.path().join("sluice.log");
     let collector = Collector::start(&outputs_broker.bootstrap(), &["out"]);
-    let mut sluice = Sluice::start(&config_path, &log);
+    let (mut sluice, admin) = Sluice::start_admin(&config, &config_path, &log);
     assert!(collector.wait_for(Duration::from_secs(60), |r| r.len() >= (N / 5) as usize), "no progress before the outage; log:\n{}", tail(&log, 60));
 
     outputs_broker.kill();

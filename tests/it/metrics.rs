@@ -91,15 +91,13 @@ fn metrics_count_exactly_what_happened() {
     write(&rules.join("power.toml"), POWER);
     let models = dir.path().join("models");
     write(&models.join("devices.toml"), "[[devices]]\nproduct_key = \"pk\"\ndevice_key = \"dev1\"\n\n[[devices]]\nproduct_key = \"pk\"\ndevice_key = \"dev2\"\n");
-    let admin = format!("127.0.0.1:{}", free_port());
     let group = "metrics-test";
     let config = dir.path().join("sluice.toml");
     let mut text = support::kafka_config(&bootstrap, group, &["iot-in"], &rules);
-    support::config::merge(&mut text, json!({"admin": {"listen": admin}, "registry": {"models": support::config::path(&models)}}));
-    support::config::write_config(&config, &text);
+    support::config::merge(&mut text, json!({"registry": {"models": support::config::path(&models)}}));
 
     let collector = Collector::start(&bootstrap, &["alerts", "power", "power-copy", "sluice-errors"]);
-    let sluice = Sluice::start(&config, &dir.path().join("sluice.log"));
+    let (sluice, admin) = Sluice::start_admin(&text, &config, &dir.path().join("sluice.log"));
     let count = |recs: &[support::Rec], topic: &str| recs.iter().filter(|r| r.topic == topic).count();
     let all_out = collector.wait_for(Duration::from_secs(90), |r| count(r, "alerts") >= 2 && count(r, "power") >= 2 && count(r, "power-copy") >= 2 && count(r, "sluice-errors") >= 6);
     assert!(all_out, "outputs: {:?}; sluice log:\n{}", collector.records().iter().map(|r| &r.topic).collect::<Vec<_>>(), tail(&sluice.log, 80));

@@ -610,6 +610,18 @@ impl Sluice {
         unreachable!()
     }
 
+    /// [`Sluice::start_with_admin`] on `config` with its `[admin] listen` set to the free port
+    /// (other `[admin]` settings kept). Returns the process and the admin address
+    /// (`127.0.0.1:PORT`).
+    pub fn start_admin(config: &toml::Table, path: &Path, log: &Path) -> (Sluice, String) {
+        let (sluice, port) = Sluice::start_with_admin(path, log, |port| {
+            let mut c = config.clone();
+            config::merge(&mut c, serde_json::json!({"admin": {"listen": format!("127.0.0.1:{port}")}}));
+            c
+        });
+        (sluice, format!("127.0.0.1:{port}"))
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
