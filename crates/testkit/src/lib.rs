@@ -467,6 +467,8 @@ pub struct Collector {
     /// Every (topic, partition) read.
     partitions: Vec<(String, i32)>,
     recs: Arc<Mutex<Vec<Rec>>>,
+    /// The consumer's next offset by (topic, partition), once it has read there.
+    positions: Arc<Mutex<HashMap<(String, i32), i64>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -495,12 +497,14 @@ impl Collector {
         }
         consumer.assign(&tpl).expect("assign");
         let recs = Arc::new(Mutex::new(Vec::new()));
+        let positions = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (recs, stop) = (recs.clone(), stop.clone());
+            let (recs, positions, stop) = (recs.clone(), positions.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                    let polled = consumer.poll(Duration::from_millis(100));
+                    if let Some(Ok(m)) = polled {
                         let headers = m.headers().map(|hs| hs.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect()).unwrap_or_default();
                         let rec = Rec {
                             topic: m.topic().to_string(),
@@ -512,10 +516,20 @@ impl Collector {
                         };
                         recs.lock().unwrap().push(rec);
                     }
+                    // Where the consumer reads next, by partition: past every record read (and
+                    // kept, just above), the offsets a broker skips included.
+                    if let Ok(tpl) = consumer.position() {
+                        let mut pos = positions.lock().unwrap();
+                        for e in tpl.elements() {
+                            if let Some(o) = e.offset().to_raw().filter(|o| *o >= 0) {
+                                pos.insert((e.topic().to_string(), e.partition()), o);
+                            }
+                        }
+                    }
                 }
             })
         };
-        Collector { bootstrap: bootstrap.to_string(), partitions, recs, stop, thread: Some(thread) }
+        Collector { bootstrap: bootstrap.to_string(), partitions, recs, positions, stop, thread: Some(thread) }
     }
 
     /// Waits until the collector has read every record the broker holds in its topics right now
@@ -526,8 +540,9 @@ impl Collector {
         let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().expect("consumer");
         let ends: Vec<(&str, i32, i64)> = self.partitions.iter().map(|(t, p)| (t.as_str(), *p, c.fetch_watermarks(t, *p, Duration::from_secs(10)).expect("watermarks").1)).collect();
         wait_until(timeout, || {
+            let pos = self.positions.lock().unwrap();
             let recs = self.recs.lock().unwrap();
-            ends.iter().all(|(t, p, end)| *end <= 0 || recs.iter().any(|r| r.topic == *t && r.partition == *p && r.offset >= end - 1))
+            ends.iter().all(|(t, p, end)| *end <= 0 || pos.get(&(t.to_string(), *p)).is_some_and(|o| o >= end) || recs.iter().any(|r| r.topic == *t && r.partition == *p && r.offset >= end - 1))
         })
     }
 
