@@ -1,6 +1,8 @@
-//! The HTTP event upload (seed 002) end to end, in-process: a pipeline with the shipped
-//! `integration-event` rule, the registry of `models/`, the HTTP source on a free port, a sink
-//! that keeps the records, and a real HTTP client sending real multipart bodies.
+//! The HTTP event upload (seed 002) end to end, in-process: the production assembly
+//! (`App::build`) with the shipped `integration-event` rule, the registry of `models/`, the HTTP
+//! source on a free port and the file sink, and a real HTTP client sending real multipart
+//! bodies. The two tests with a sink or a validator of their own (a failing sink, a panicking
+//! validator) assemble that pipeline themselves: `App::build` takes neither.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +12,7 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
+use sluice::app::RunOutcome;
 use sluice::config::HttpSourceConfig;
 use sluice::engine::pipeline::{Clock, Pipeline, PipelineReport};
 use sluice::engine::{Engine, EngineOptions, RuleSet};
@@ -51,48 +54,105 @@ impl Sink for KeepSink {
     }
 }
 
+/// What runs the HTTP source.
+enum Pipe {
+    /// The production assembly (`App::build`): the registry of `models/` validates, the file
+    /// sink writes into `out`.
+    App(sluice_testkit::app::InProcess),
+    /// A validator or a sink of the test's own (`App::build` takes neither): the pipeline
+    /// assembled here, as `App` does, with [`KeepSink`].
+    Custom { rt: tokio::runtime::Runtime, shutdown: Shutdown, handle: tokio::task::JoinHandle<PipelineReport>, records: Arc<Mutex<Vec<(String, Value)>>> },
+}
+
 struct Running {
-    rt: tokio::runtime::Runtime,
-    shutdown: Shutdown,
-    handle: tokio::task::JoinHandle<PipelineReport>,
+    pipe: Pipe,
     url: String,
     files: tempfile::TempDir,
-    records: Arc<Mutex<Vec<(String, Value)>>>,
-    fail: Arc<AtomicBool>,
+    /// The file sink's folder (`Pipe::App`).
+    out: tempfile::TempDir,
     client: reqwest::Client,
 }
 
+/// The HTTP source's configuration: `tokens`, `files_dir`, and `extra`.
+fn source_table(files: &Path, extra: Value) -> toml::Table {
+    let mut cfg = sluice_testkit::config::table(json!({"type": "http", "listen": "127.0.0.1:0", "tokens": {ORG: ["other", TOKEN], "org2": ["t2"]}, "files_dir": sluice_testkit::config::path(files)}));
+    sluice_testkit::config::merge(&mut cfg, extra);
+    cfg
+}
+
+fn url_of(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}/connect-service/v2.1/integration?action=postEvent&orgId={ORG}")
+}
+
 impl Running {
+    /// The production App: the shipped `integration-event` rule, the registry of `models/`,
+    /// the HTTP source on a free port and the file sink.
     fn start(extra: Value) -> Running {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        Running::start_with(extra, Arc::new(Registry::load(&root.join("models"), None).unwrap()))
+        let root = sluice_testkit::repo_root();
+        let (files, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let config = sluice_testkit::config::table(json!({
+            "rules": {"paths": [sluice_testkit::config::path(&root.join("rules/integration_event.toml"))], "watch": false},
+            "engine": {"channel_capacity": 16, "workers": 1, "shutdown_timeout_ms": 5000},
+            "sources": [toml::Value::Table(source_table(files.path(), extra))],
+            "sink": {"type": "file", "dir": sluice_testkit::config::path(out.path())},
+            "registry": {"models": sluice_testkit::config::path(&root.join("models"))},
+        }));
+        let app = sluice_testkit::app::InProcess::start(&config);
+        let url = url_of(app.http_addrs[0]);
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        Running { pipe: Pipe::App(app), url, files, out, client }
     }
 
-    fn start_with(extra: Value, validator: Arc<dyn sluice::integration::Validator>) -> Running {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let files = tempfile::tempdir().unwrap();
-        let mut cfg = sluice_testkit::config::table(json!({"listen": "127.0.0.1:0", "tokens": {ORG: ["other", TOKEN], "org2": ["t2"]}, "files_dir": sluice_testkit::config::path(files.path())}));
-        sluice_testkit::config::merge(&mut cfg, extra);
+    /// The pipeline with `validator` and a [`KeepSink`] that fails every batch while `fail` is
+    /// set.
+    fn start_custom(validator: Arc<dyn sluice::integration::Validator>, fail: Arc<AtomicBool>) -> Running {
+        let root = sluice_testkit::repo_root();
+        let (files, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut cfg = source_table(files.path(), json!({}));
+        cfg.remove("type");
         let cfg: HttpSourceConfig = toml::Value::Table(cfg).try_into().unwrap();
         let source = HttpSource::bind(cfg, validator, Duration::from_secs(5)).unwrap();
-        let url = format!("http://{}/connect-service/v2.1/integration?action=postEvent&orgId={ORG}", source.local_addr());
+        let url = url_of(source.local_addr());
         let rule = sluice::rule::compile_file(&root.join("rules/integration_event.toml")).unwrap();
         let engine = Arc::new(Engine::new(RuleSet::new(vec![rule]), Env::default(), EngineOptions::default()));
         let records = Arc::new(Mutex::new(Vec::new()));
-        let fail = Arc::new(AtomicBool::new(false));
-        let sink = KeepSink { records: records.clone(), fail: fail.clone() };
+        let sink = KeepSink { records: records.clone(), fail };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let shutdown = Shutdown::new();
         let pipeline = Pipeline { engine, sources: vec![Box::new(source)], sink: Box::new(sink), capacity: 16, workers: 1, clock: Clock::System, registry: None };
         let sd = shutdown.clone();
         let handle = rt.spawn(async move { pipeline.run(sd).await.expect("pipeline") });
         let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        Running { rt, shutdown, handle, url, files, records, fail, client }
+        Running { pipe: Pipe::Custom { rt, shutdown, handle, records }, url, files, out, client }
+    }
+
+    /// Every record delivered so far: (IoT topic, value).
+    fn records(&self) -> Vec<(String, Value)> {
+        match &self.pipe {
+            Pipe::Custom { records, .. } => records.lock().unwrap().clone(),
+            Pipe::App(_) => {
+                let mut paths: Vec<PathBuf> = std::fs::read_dir(self.out.path()).unwrap().map(|e| e.unwrap().path()).collect();
+                paths.sort();
+                paths
+                    .iter()
+                    .flat_map(|p| std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>())
+                    .map(|r| (r["iot_topic"].as_str().unwrap_or_default().to_string(), r["value"].clone()))
+                    .collect()
+            }
+        }
+    }
+
+    /// Runs `f` on the pipeline's runtime.
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        match &self.pipe {
+            Pipe::App(app) => app.block_on(f),
+            Pipe::Custom { rt, .. } => rt.block_on(f),
+        }
     }
 
     /// Posts `form` with `token` to `url`; returns the HTTP status and the JSON body.
     fn post_to(&self, url: &str, token: Option<&str>, form: Form) -> (u16, Value) {
-        self.rt.block_on(async {
+        self.block_on(async {
             let mut req = self.client.post(url).multipart(form);
             if let Some(t) = token {
                 req = req.header("apim-accesstoken", t);
@@ -108,10 +168,18 @@ impl Running {
     }
 
     fn stop(self) -> PipelineReport {
-        self.shutdown.trigger();
-        let r = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), self.handle).await }).expect("pipeline stops").expect("pipeline task");
-        self.rt.shutdown_timeout(Duration::from_secs(1));
-        r
+        match self.pipe {
+            Pipe::App(app) => match app.stop().expect("the app runs") {
+                RunOutcome::Finished(report) => report,
+                RunOutcome::TimedOut => panic!("the app did not drain in time"),
+            },
+            Pipe::Custom { rt, shutdown, handle, .. } => {
+                shutdown.trigger();
+                let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), handle).await }).expect("pipeline stops").expect("pipeline task");
+                rt.shutdown_timeout(Duration::from_secs(1));
+                r
+            }
+        }
     }
 }
 
@@ -178,7 +246,7 @@ fn seed_sample_is_stored_and_forwarded_after_delivery() {
     assert_eq!((&body["code"], &body["msg"], &body["data"]), (&json!(200), &json!("OK"), &json!({})), "{body}");
     assert_eq!(body["requestId"].as_str().unwrap().len(), 36, "{body}");
     // Answered after delivery: the records are already there.
-    let records = r.records.lock().unwrap().clone();
+    let records = r.records();
     assert_eq!(records.len(), 2, "{records:?}");
     // assetId2 is a device of productKey1: one message on productKey1's topic.
     assert!(records.iter().all(|(t, _)| t == "sys/productKey1/integration/event/post"), "{records:?}");
@@ -225,7 +293,7 @@ fn bad_token_and_unknown_org_are_401() {
         assert_eq!(body["data"], answers[0].1["data"], "{body}");
     }
     assert!(metrics::INTEGRATION_REQUESTS.with_label_values(&["401"]).get() >= before + 5);
-    assert!(r.records.lock().unwrap().is_empty());
+    assert!(r.records().is_empty());
     assert_eq!(std::fs::read_dir(r.files.path()).unwrap().count(), 0, "nothing stored");
     r.stop();
 }
@@ -257,12 +325,12 @@ fn message_part_missing_twice_or_malformed_is_1203() {
     let no_name = seed_form().part("enos-file", Part::bytes(b"x".to_vec()));
     assert_code(r.post(no_name), 1203, "no filename");
     // Not multipart at all.
-    let (status, body) = r.rt.block_on(async {
+    let (status, body) = r.block_on(async {
         let resp = r.client.post(&r.url).header("apim-accesstoken", TOKEN).body("{}").send().await.unwrap();
         (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
     });
     assert_eq!((status, &body["code"]), (200, &json!(1203)), "{body}");
-    assert!(r.records.lock().unwrap().is_empty());
+    assert!(r.records().is_empty());
     r.stop();
 }
 
@@ -303,7 +371,7 @@ fn unreferenced_or_missing_files_are_1203() {
     assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1203, "`files.filename2.assetId` is `assetId9`");
     let dup = form(&seed_message(), &[("filename1", FILE1), ("filename2", FILE2), ("filename1", FILE1)]);
     assert_code(r.post(dup), 1203, "two `enos-file` parts named `filename1`");
-    assert!(r.records.lock().unwrap().is_empty());
+    assert!(r.records().is_empty());
     r.stop();
 }
 
@@ -320,7 +388,7 @@ fn unknown_device_is_1257_and_the_other_entry_goes_on() {
     assert_eq!(body["data"]["failed"][0]["index"], 1, "{body}");
     assert_eq!(body["data"]["failed"][0]["code"], 1257, "{body}");
     assert!(body["data"]["failed"][0]["message"].as_str().unwrap().contains("assetNope"), "{body}");
-    let records = r.records.lock().unwrap().clone();
+    let records = r.records();
     assert_eq!(records.len(), 1, "{records:?}");
     assert!(records[0].1["events"]["eventId1"]["fileParam1"].as_str().unwrap().starts_with("file://"));
     // Only the accepted entry's file is stored.
@@ -331,7 +399,7 @@ fn unknown_device_is_1257_and_the_other_entry_goes_on() {
     m["files"]["filename1"]["deviceKey"] = json!("deviceNope");
     let (_, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));
     assert_eq!((&body["code"], &body["data"]["accepted"]), (&json!(1257), &json!(0)), "{body}");
-    assert_eq!(r.records.lock().unwrap().len(), 1);
+    assert_eq!(r.records().len(), 1);
     r.stop();
 }
 
@@ -381,7 +449,7 @@ fn traversal_file_names_stay_under_the_root() {
     m["files"].as_object_mut().unwrap().remove("filename2");
     let (status, body) = r.post(form(&m, &[("filename1", FILE1), ("../../../x/evil", FILE2)]));
     assert_eq!((status, &body["code"]), (200, &json!(200)), "{body}");
-    let records = r.records.lock().unwrap().clone();
+    let records = r.records();
     let uris: Vec<String> = records
         .iter()
         .flat_map(|(_, v)| {
@@ -399,12 +467,13 @@ fn traversal_file_names_stay_under_the_root() {
 
 #[test]
 fn failed_delivery_is_answered_500() {
-    let r = Running::start(json!({}));
-    r.fail.store(true, Ordering::Relaxed);
+    let root = sluice_testkit::repo_root();
+    let fail = Arc::new(AtomicBool::new(true));
+    let r = Running::start_custom(Arc::new(Registry::load(&root.join("models"), None).unwrap()), fail.clone());
     let (status, body) = r.post(seed_form());
     assert_eq!((status, &body["code"]), (500, &json!(500)), "{body}");
     assert!(body["msg"].as_str().unwrap().contains("the sink refused it"), "{body}");
-    r.fail.store(false, Ordering::Relaxed);
+    fail.store(false, Ordering::Relaxed);
     assert_code(r.post(seed_form()), 200, "OK");
     r.stop();
 }
@@ -416,7 +485,7 @@ fn asset_only_request_goes_to_the_assets_product_topic() {
     m["params"].as_array_mut().unwrap().remove(0);
     m["files"].as_object_mut().unwrap().remove("filename1");
     assert_code(r.post(form(&m, &[("filename2", FILE2)])), 200, "OK");
-    let records = r.records.lock().unwrap().clone();
+    let records = r.records();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].0, "sys/productKey1/integration/event/post");
     assert_eq!(records[0].1["device"], "assetId2");
@@ -453,7 +522,7 @@ fn chunked_body_over_the_limit_is_413() {
     let _ = s.read_to_string(&mut resp);
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
     assert!(resp.contains("\"code\":1413"), "{resp}");
-    assert!(r.records.lock().unwrap().is_empty());
+    assert!(r.records().is_empty());
     r.stop();
 }
 
@@ -510,7 +579,7 @@ fn files_go_to_an_s3_compatible_store_when_configured() {
     let r = Running::start(json!({"s3": {"bucket": "uploads", "endpoint": s3.url(), "access_key_id": "test", "secret_access_key": "test", "allow_http": true}}));
     let (status, body) = r.post(seed_form());
     assert_eq!((status, &body["code"]), (200, &json!(200)), "{body}");
-    let records = r.records.lock().unwrap().clone();
+    let records = r.records();
     let e1 = &records.iter().find(|(_, v)| v["device"] == "deviceKey1").expect("deviceKey1 record").1;
     let uri = e1["events"]["eventId1"]["fileParam1"].as_str().unwrap().to_string();
     let key = uri.strip_prefix("s3://uploads/").unwrap_or_else(|| panic!("{uri} is not in the bucket"));
@@ -524,7 +593,7 @@ fn files_go_to_an_s3_compatible_store_when_configured() {
         .with_secret_access_key("test")
         .build()
         .unwrap();
-    let stored = r.rt.block_on(async {
+    let stored = r.block_on(async {
         use object_store::ObjectStoreExt;
         let got = store.get(&object_store::path::Path::from(key)).await.expect("object stored in the bucket");
         got.bytes().await.unwrap()
@@ -553,7 +622,7 @@ impl sluice::integration::Validator for PanickingValidator {
 #[test]
 fn a_panic_while_handling_is_answered_500_and_the_source_goes_on() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let r = Running::start_with(json!({}), Arc::new(PanickingValidator(Registry::load(&root.join("models"), None).unwrap())));
+    let r = Running::start_custom(Arc::new(PanickingValidator(Registry::load(&root.join("models"), None).unwrap())), Arc::new(AtomicBool::new(false)));
     let mut m = seed_message();
     m["id"] = json!("panic");
     let (status, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));

@@ -34,6 +34,11 @@ impl InProcess {
         InProcess { rt: Some(rt), shutdown, handle: Some(handle), admin_addr, http_addrs }
     }
 
+    /// Runs `f` to completion on the app's runtime (a client of the app, say).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.as_ref().expect("running").block_on(f)
+    }
+
     /// Triggers shutdown and waits for the run to end (at most 15 s).
     pub fn stop(mut self) -> Result<RunOutcome, AppError> {
         self.stop_inner().expect("the app stops within 15 s")
