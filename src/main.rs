@@ -168,7 +168,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Run { config, log_format } => run(config, log_format),
         Cmd::Rules(r) => rules_cli(r),
         Cmd::Functions => {
-            print!("{}", sluice::rule::registry::markdown_reference());
+            print!("{}", sluice::rule::catalog::markdown_reference());
             Ok(ExitCode::SUCCESS)
         }
     }

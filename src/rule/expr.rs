@@ -4,15 +4,20 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use crate::doc::Node;
-use chrono::FixedOffset;
 use smallvec::SmallVec;
 
+use crate::doc::Node;
 use crate::error::EvalError;
-use crate::message::Message;
-use crate::rule::registry::FunctionDef;
-use crate::topic::TopicInfo;
-use crate::value::{Num, Value};
+use crate::rule::ctx::FunctionDef;
+use crate::value::Value;
+
+mod like;
+mod ops;
+
+pub use crate::rule::ctx::{Args, Ctx, DeviceLookup, Env, NoDevices};
+pub use crate::value::int_value;
+pub use like::LikePattern;
+pub use ops::{arith, compare, negate, ArithOp, CmpOp};
 
 /// One step of a field path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,187 +68,6 @@ pub fn parse_path(text: &str) -> Result<Vec<Seg>, String> {
     Ok(out)
 }
 
-/// Device facts the rules may read (`attribute()`, device status, gateway). The device registry
-/// provides them; without one, every lookup is NULL.
-pub trait DeviceLookup: Send + Sync {
-    /// The device's tag `key`.
-    fn attribute(&self, product_key: &str, device: &str, key: &str) -> Option<String>;
-    /// `"online"` / `"offline"`, when known.
-    fn status(&self, product_key: &str, device: &str) -> Option<String>;
-    /// The device's gateway as `(productKey, deviceName)`, when it has one.
-    fn gateway(&self, product_key: &str, device: &str) -> Option<(String, String)>;
-}
-
-/// The lookup used when no device registry is configured.
-pub struct NoDevices;
-
-impl DeviceLookup for NoDevices {
-    fn attribute(&self, _: &str, _: &str, _: &str) -> Option<String> {
-        None
-    }
-    fn status(&self, _: &str, _: &str) -> Option<String> {
-        None
-    }
-    fn gateway(&self, _: &str, _: &str) -> Option<(String, String)> {
-        None
-    }
-}
-
-/// Settings shared by all evaluations.
-pub struct Env {
-    /// The time zone of `timestamp()` (UTC by default).
-    pub tz: FixedOffset,
-    /// Device facts.
-    pub devices: Box<dyn DeviceLookup>,
-}
-
-impl Default for Env {
-    fn default() -> Self {
-        Env { tz: FixedOffset::east_opt(0).expect("UTC"), devices: Box::new(NoDevices) }
-    }
-}
-
-/// What an expression is evaluated against: one record of one message.
-pub struct Ctx<'a> {
-    /// The message.
-    pub msg: &'a Message,
-    /// The message topic's recognised parts.
-    pub info: &'a TopicInfo<'a>,
-    /// The decoded record (the payload, or one integration entry); `None` if not JSON.
-    pub record: Option<&'a Node<'a>>,
-    /// The evaluation clock, ms since the epoch.
-    pub now_ms: i64,
-    /// Shared settings.
-    pub env: &'a Env,
-    /// The element a `FOREACH` is at (`item` or its alias); `None` outside `FOREACH`.
-    pub item: Option<&'a Value<'a>>,
-}
-
-impl<'a> Ctx<'a> {
-    /// The context of one `FOREACH` element: the same message and record, with `item` bound.
-    pub fn with_item<'b>(&'b self, item: &'b Value<'b>) -> Ctx<'b> {
-        Ctx { msg: self.msg, info: self.info, record: self.record, now_ms: self.now_ms, env: self.env, item: Some(item) }
-    }
-
-    /// The device name: from the topic, else the record's `deviceName` or `deviceKey`.
-    pub fn device_name(&self) -> Option<&'a str> {
-        self.info.device_name.or_else(|| self.record_str("deviceName")).or_else(|| self.record_str("deviceKey"))
-    }
-
-    /// The device key: the record's `deviceKey`, else the topic's device name.
-    pub fn device_key(&self) -> Option<&'a str> {
-        self.record_str("deviceKey").or(self.info.device_name)
-    }
-
-    /// The product key: from the topic, else the record's `productKey`.
-    pub fn product_key(&self) -> Option<&'a str> {
-        self.info.product_key.or_else(|| self.record_str("productKey"))
-    }
-
-    fn record_str(&self, key: &str) -> Option<&'a str> {
-        self.record?.get(key)?.as_str()
-    }
-}
-
-/// Arithmetic operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ArithOp {
-    /// `+`
-    Add,
-    /// `-`
-    Sub,
-    /// `*`
-    Mul,
-    /// `/`
-    Div,
-    /// `%`
-    Mod,
-}
-
-/// Comparison operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CmpOp {
-    /// `=`
-    Eq,
-    /// `<>` or `!=`
-    NotEq,
-    /// `<`
-    Lt,
-    /// `<=`
-    LtEq,
-    /// `>`
-    Gt,
-    /// `>=`
-    GtEq,
-}
-
-/// A compiled LIKE pattern.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LikePattern {
-    toks: Vec<LikeTok>,
-    case_insensitive: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum LikeTok {
-    Char(char),
-    One,
-    Any,
-}
-
-impl LikePattern {
-    /// Compiles `%` (any run) and `_` (one character); `escape` makes the next character literal.
-    pub fn new(pattern: &str, escape: Option<char>, case_insensitive: bool) -> LikePattern {
-        let mut toks = Vec::new();
-        let mut chars = pattern.chars();
-        while let Some(c) = chars.next() {
-            let tok = match c {
-                c if Some(c) == escape => LikeTok::Char(chars.next().unwrap_or(c)),
-                '%' => LikeTok::Any,
-                '_' => LikeTok::One,
-                c if case_insensitive => LikeTok::Char(c.to_ascii_lowercase()),
-                c => LikeTok::Char(c),
-            };
-            if !(tok == LikeTok::Any && toks.last() == Some(&LikeTok::Any)) {
-                toks.push(tok);
-            }
-        }
-        LikePattern { toks, case_insensitive }
-    }
-
-    /// Whether `text` matches (iterative wildcard matching with backtracking to the last `%`).
-    pub fn matches(&self, text: &str) -> bool {
-        let text: SmallVec<[char; 64]> = if self.case_insensitive { text.chars().map(|c| c.to_ascii_lowercase()).collect() } else { text.chars().collect() };
-        let (mut p, mut t) = (0usize, 0usize);
-        let mut star: Option<(usize, usize)> = None;
-        while t < text.len() {
-            match self.toks.get(p) {
-                Some(LikeTok::Any) => {
-                    star = Some((p, t));
-                    p += 1;
-                }
-                Some(LikeTok::One) => {
-                    p += 1;
-                    t += 1;
-                }
-                Some(LikeTok::Char(c)) if *c == text[t] => {
-                    p += 1;
-                    t += 1;
-                }
-                _ => match star {
-                    Some((sp, st)) => {
-                        p = sp + 1;
-                        t = st + 1;
-                        star = Some((sp, st + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        self.toks[p..].iter().all(|t| *t == LikeTok::Any)
-    }
-}
-
 /// A compiled expression.
 #[derive(Debug)]
 pub enum Expr {
@@ -291,9 +115,6 @@ pub enum Expr {
 }
 
 type Res<'a> = Result<Value<'a>, EvalError>;
-
-/// Evaluated function arguments.
-pub type Args<'a> = SmallVec<[Value<'a>; 4]>;
 
 impl Expr {
     /// Whether evaluating the expression reads the decoded record.
@@ -489,127 +310,6 @@ fn truth(v: &Value<'_>) -> Result<Option<bool>, EvalError> {
     v.truth().map_err(EvalError)
 }
 
-/// Quotes a value for an error message, shortened.
-pub fn quote(v: &Value<'_>) -> String {
-    let s = match v {
-        Value::Str(s) => format!("{:?}", s.as_ref()),
-        other => other.to_string(),
-    };
-    if s.chars().count() > 60 {
-        format!("{}…", s.chars().take(60).collect::<String>())
-    } else {
-        s
-    }
-}
-
-/// Applies an arithmetic operator under the documented coercion rules: integers are exact over
-/// the whole `i64`/`u64` range (computed in `i128`, an integer result when it fits in `i64` or
-/// `u64`, else a float); any float operand makes a float. Never panics.
-pub fn arith<'a>(op: ArithOp, x: Value<'a>, y: Value<'a>) -> Res<'a> {
-    if x.is_null() || y.is_null() {
-        return Ok(Value::Null);
-    }
-    let sym = match op {
-        ArithOp::Add => "+",
-        ArithOp::Sub => "-",
-        ArithOp::Mul => "*",
-        ArithOp::Div => "/",
-        ArithOp::Mod => "%",
-    };
-    let (a, b) = match (x.as_number(), y.as_number()) {
-        (Some(a), Some(b)) => (a, b),
-        _ => {
-            let hint = if op == ArithOp::Add && (matches!(x, Value::Str(_)) || matches!(y, Value::Str(_))) { " (use concat() or || to join strings)" } else { "" };
-            return Err(EvalError(format!("cannot apply {sym} to {} {} and {} {}{hint}", x.type_name(), quote(&x), y.type_name(), quote(&y))));
-        }
-    };
-    if let (Some(a), Some(b)) = (a.to_i128(), b.to_i128()) {
-        // Both are in [-2^63, 2^64): sums and differences fit in i128, products may not.
-        let exact = match op {
-            ArithOp::Add => a.checked_add(b),
-            ArithOp::Sub => a.checked_sub(b),
-            ArithOp::Mul => a.checked_mul(b),
-            ArithOp::Div if b == 0 => return Err(EvalError("division by zero".into())),
-            ArithOp::Div if a % b == 0 => Some(a / b),
-            ArithOp::Div => return Ok(Value::Float(div_to_f64(a, b))),
-            ArithOp::Mod if b == 0 => return Err(EvalError("modulo by zero".into())),
-            ArithOp::Mod => Some(a % b),
-        };
-        return Ok(match exact {
-            Some(r) => int_value(r),
-            // Only a product of two 64-bit integers can leave i128.
-            None => Value::Float(a as f64 * b as f64),
-        });
-    }
-    let (a, b) = (a.to_f64(), b.to_f64());
-    let r = match op {
-        ArithOp::Add => a + b,
-        ArithOp::Sub => a - b,
-        ArithOp::Mul => a * b,
-        ArithOp::Div if b == 0.0 => return Err(EvalError("division by zero".into())),
-        ArithOp::Div => a / b,
-        ArithOp::Mod if b == 0.0 => return Err(EvalError("modulo by zero".into())),
-        ArithOp::Mod => a % b,
-    };
-    Ok(Value::Float(r))
-}
-
-/// An exact integer result: `Int` or `UInt` when it fits, else the nearest float (the documented
-/// overflow fallback).
-pub fn int_value(r: i128) -> Value<'static> {
-    Num::from_i128(r).map_or(Value::Float(r as f64), Num::into_value)
-}
-
-/// `a / b` (b ≠ 0, both within ±2^64) correctly rounded to the nearest float, so a quotient that
-/// is representable comes out exactly.
-fn div_to_f64(a: i128, b: i128) -> f64 {
-    let negative = (a < 0) != (b < 0);
-    let (n, d) = (a.unsigned_abs(), b.unsigned_abs());
-    // Scale the dividend so that the quotient has at least 62 significant bits, then fold the
-    // remainder into a sticky bit: one rounding (u128 → f64) then gives the correctly rounded
-    // quotient, and the power-of-two scale is exact.
-    let shift = n.leading_zeros().saturating_sub(1);
-    let scaled = n << shift;
-    let (q, r) = (scaled / d, scaled % d);
-    let f = (q | u128::from(r != 0)) as f64 / 2f64.powi(shift as i32);
-    if negative {
-        -f
-    } else {
-        f
-    }
-}
-
-/// Unary minus: exact for integers (`-(-2^63)` is the `u64` 2^63, `-(2^63)` the `i64` minimum),
-/// a float below `-(2^63)`; floats negate. NULL gives NULL; a non-number is an error.
-pub fn negate<'a>(v: Value<'a>) -> Res<'a> {
-    if v.is_null() {
-        return Ok(Value::Null);
-    }
-    match v.as_number() {
-        Some(Num::Float(f)) => Ok(Value::Float(-f)),
-        Some(n) => Ok(int_value(-n.to_i128().unwrap_or(0))),
-        None => Err(EvalError(format!("cannot negate {} {}", v.type_name(), quote(&v)))),
-    }
-}
-
-/// Applies a comparison; NULL when the values are NULL or not comparable (`=`/`<>` on
-/// different types are false/true).
-pub fn compare(op: CmpOp, x: &Value<'_>, y: &Value<'_>) -> Value<'static> {
-    match op {
-        CmpOp::Eq => x.sql_eq(y).map_or(Value::Null, Value::Bool),
-        CmpOp::NotEq => x.sql_eq(y).map_or(Value::Null, |b| Value::Bool(!b)),
-        _ => match x.sql_cmp(y) {
-            None => Value::Null,
-            Some(o) => Value::Bool(match op {
-                CmpOp::Lt => o == Ordering::Less,
-                CmpOp::LtEq => o != Ordering::Greater,
-                CmpOp::Gt => o == Ordering::Greater,
-                _ => o != Ordering::Less,
-            }),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,103 +322,5 @@ mod tests {
         assert!(parse_path("a[x]").is_err());
         assert!(parse_path("a..b").is_err());
         assert!(parse_path("a[1").is_err());
-    }
-
-    #[test]
-    fn like_patterns() {
-        let p = LikePattern::new("dev%_1", None, false);
-        assert!(p.matches("device_1"));
-        assert!(p.matches("dev_1"));
-        assert!(!p.matches("dev1"));
-        assert!(LikePattern::new("%", None, false).matches(""));
-        assert!(LikePattern::new("a\\%", Some('\\'), false).matches("a%"));
-        assert!(!LikePattern::new("a\\%", Some('\\'), false).matches("ab"));
-        assert!(LikePattern::new("ON%", None, true).matches("online"));
-        assert!(LikePattern::new("%a%b%", None, false).matches("xxaxxbxx"));
-    }
-
-    fn num() -> impl proptest::strategy::Strategy<Value = Num> {
-        use proptest::prelude::*;
-        prop_oneof![
-            any::<i64>().prop_map(Num::Int),
-            (i64::MAX as u64 + 1..=u64::MAX).prop_map(Num::UInt),
-            prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(-1), Just(0), Just(1)].prop_map(Num::Int),
-            prop_oneof![Just(1u64 << 63), Just(u64::MAX)].prop_map(Num::UInt),
-            any::<f64>().prop_map(Num::Float),
-            (-1e19f64..2e19).prop_map(|f| Num::Float(f.trunc())),
-        ]
-    }
-
-    proptest::proptest! {
-        /// Integer arithmetic equals the exact i128 result whenever that fits in i64 or u64, and
-        /// nothing panics for any operands.
-        #[test]
-        fn integer_arithmetic_is_exact(a in num(), b in num()) {
-            for op in [ArithOp::Add, ArithOp::Sub, ArithOp::Mul, ArithOp::Div, ArithOp::Mod] {
-                let got = arith(op, a.into_value(), b.into_value());
-                let (Some(x), Some(y)) = (a.to_i128(), b.to_i128()) else { continue };
-                let exact = match op {
-                    ArithOp::Add => x.checked_add(y),
-                    ArithOp::Sub => x.checked_sub(y),
-                    ArithOp::Mul => x.checked_mul(y),
-                    ArithOp::Div => (y != 0 && x % y == 0).then(|| x / y),
-                    ArithOp::Mod => (y != 0).then(|| x % y),
-                };
-                if let Some(r) = exact.and_then(Num::from_i128) {
-                    let got = got.map(|v| v.as_number()).unwrap_or(None);
-                    proptest::prop_assert_eq!(got, Some(r), "{:?} {:?} {:?}", a, op, b);
-                }
-            }
-            let _ = negate(a.into_value());
-        }
-
-        /// Int/float comparison agrees with exact i128 comparison for integral floats, and is
-        /// antisymmetric.
-        #[test]
-        fn int_float_comparison_is_exact(a in num(), b in num()) {
-            let ab = a.compare(&b);
-            proptest::prop_assert_eq!(ab.map(Ordering::reverse), b.compare(&a));
-            let exact = |n: Num| n.to_i128().or(match n {
-                Num::Float(f) if f.fract() == 0.0 && f.abs() < 1e30 => Some(f as i128),
-                _ => None,
-            });
-            if let (Some(x), Some(y)) = (exact(a), exact(b)) {
-                proptest::prop_assert_eq!(ab, Some(x.cmp(&y)));
-            }
-        }
-    }
-
-    #[test]
-    fn inexact_division_is_correctly_rounded() {
-        // Below 2^53 both operands are exact floats and IEEE division rounds correctly.
-        let mut x: i64 = 0x2545_F491_4F6C_DD1D;
-        for _ in 0..2000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let a = i128::from(x >> 11);
-            let b = i128::from((x % 1_000_003).max(1)) * if x & 1 == 0 { 1 } else { -1 };
-            if a % b != 0 {
-                assert_eq!(div_to_f64(a, b), a as f64 / b as f64, "{a} / {b}");
-            }
-        }
-        assert_eq!(div_to_f64(1, 3), 1.0 / 3.0);
-        assert_eq!(div_to_f64(-1, 18_446_744_073_709_551_615), -1.0 / 18_446_744_073_709_551_615.0);
-        // (2^64 - 1) / 2 = 2^63 - 0.5: rounds to 2^63.
-        assert_eq!(div_to_f64(18_446_744_073_709_551_615, 2), 9_223_372_036_854_775_808.0);
-        // 2^63 + 1 over 2^11: exactly representable, though 2^63 + 1 is not a float.
-        assert_eq!(div_to_f64((1 << 63) + 1, 1 << 11), 4_503_599_627_370_496.0 + 1.0 / 2048.0);
-    }
-
-    #[test]
-    fn arithmetic_keeps_integers() {
-        assert!(matches!(arith(ArithOp::Add, Value::Int(i64::MAX - 1), Value::Int(1)).unwrap(), Value::Int(i64::MAX)));
-        assert!(matches!(arith(ArithOp::Div, Value::Int(6), Value::Int(3)).unwrap(), Value::Int(2)));
-        assert!(matches!(arith(ArithOp::Div, Value::Int(7), Value::Int(2)).unwrap(), Value::Float(f) if f == 3.5));
-        assert!(matches!(arith(ArithOp::Mul, Value::str("2.5"), Value::Int(2)).unwrap(), Value::Float(f) if f == 5.0));
-        assert!(arith(ArithOp::Div, Value::Int(1), Value::Int(0)).is_err());
-        assert!(matches!(arith(ArithOp::Add, Value::Null, Value::Int(1)).unwrap(), Value::Null));
-        let e = arith(ArithOp::Add, Value::str("a"), Value::Int(1)).unwrap_err();
-        assert_eq!(e.0, "cannot apply + to string \"a\" and int 1 (use concat() or || to join strings)");
     }
 }

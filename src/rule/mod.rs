@@ -1,5 +1,6 @@
 //! Rules: parse (TOML + SQL) → plan (bind names and functions) → expr (the tree evaluated per
-//! message) → functions (the library) → registry (lookup, docs, examples).
+//! message) → functions (the library) → catalog (lookup, docs, examples); `ctx` holds what they
+//! share (the evaluation context and the shape of a function).
 //!
 //! A rule is one TOML file:
 //! ```toml
@@ -9,10 +10,11 @@
 //! topic = "alerts-${dn}"
 //! ```
 
+pub mod catalog;
+pub mod ctx;
 pub mod expr;
 pub mod functions;
 pub mod plan;
-pub mod registry;
 pub mod template;
 
 use std::collections::BTreeMap;

@@ -73,7 +73,7 @@ fn every_target_has_a_fuzz_binary_and_seeds() {
 #[test]
 fn the_function_rules_cover_the_registry() {
     let rules = harness::function_rules();
-    for f in sluice::rule::registry::all() {
+    for f in sluice::rule::catalog::all() {
         assert!(rules.iter().any(|r| r.contains(&format!("{}(a", f.name)) || r.contains(&format!("{}()", f.name))), "{} gets fuzzed arguments", f.name);
     }
 }

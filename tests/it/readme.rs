@@ -9,9 +9,9 @@ fn readme_function_reference_matches_the_registry() {
     let end = "<!-- functions:end -->";
     let start = readme.find(begin).expect("functions:begin marker") + begin.len();
     let stop = readme.find(end).expect("functions:end marker");
-    let generated = sluice::rule::registry::markdown_reference();
+    let generated = sluice::rule::catalog::markdown_reference();
     assert!(readme[start..stop] == generated, "README's function reference is stale: replace the block between the markers with `cargo run -- functions`");
-    for f in sluice::rule::registry::all() {
+    for f in sluice::rule::catalog::all() {
         assert!(readme[start..stop].contains(&format!("`{}", f.name)), "{} missing from README", f.name);
     }
 }

@@ -1,9 +1,9 @@
 //! Bit functions (EMQX): exact on the whole `i64` and `u64` range, two's complement like
 //! Erlang's unbounded integers. A result outside both ranges is an error, never a wrap.
 
-use super::{arg, exact_int_arg, quote, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::{Num, Value};
+use super::args::{arg, exact_int_arg, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{quote, Num, Value};
 
 /// A bit result as `Int`/`UInt`, or an error naming the operation when it fits in neither.
 fn fit<'a>(r: i128, what: impl FnOnce() -> String) -> R<'a> {
@@ -18,7 +18,7 @@ fn two(args: &Args<'_>) -> Result<Option<(i128, i128)>, String> {
     })
 }
 
-pub(super) fn bitnot<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn bitnot<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(x) = exact_int_arg(&args, 0)? else {
         return Ok(Value::Null);
     };
@@ -32,15 +32,15 @@ fn binary<'a>(args: &Args<'a>, name: &str, op: fn(i128, i128) -> i128) -> R<'a> 
     fit(op(a, b), || format!("{name}({a}, {b})"))
 }
 
-pub(super) fn bitand<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn bitand<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     binary(&args, "bitand", |a, b| a & b)
 }
 
-pub(super) fn bitor<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn bitor<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     binary(&args, "bitor", |a, b| a | b)
 }
 
-pub(super) fn bitxor<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn bitxor<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     binary(&args, "bitxor", |a, b| a ^ b)
 }
 
@@ -52,7 +52,7 @@ fn shift_count(args: &Args<'_>, n: i128) -> Result<u32, String> {
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-pub(super) fn bitsl<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn bitsl<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some((x, n)) = two(&args)? else {
         return Ok(Value::Null);
     };
@@ -68,7 +68,7 @@ pub(super) fn bitsl<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     }
 }
 
-pub(super) fn bitsr<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn bitsr<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some((x, n)) = two(&args)? else {
         return Ok(Value::Null);
     };

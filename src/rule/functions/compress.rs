@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 
 use flate2::Compression;
 
-use super::{arg, bytes_input as input, MAX_VALUE_BYTES, R};
-use crate::rule::expr::{Args, Ctx};
+use super::args::{arg, bytes_input as input, MAX_VALUE_BYTES, R};
+use crate::rule::ctx::{Args, Ctx};
 use crate::value::Value;
 
 #[derive(Clone, Copy)]
@@ -71,26 +71,26 @@ fn decompress<'a>(args: &Args<'a>, format: Format) -> R<'a> {
     Ok(Value::Bytes(Cow::Owned(out)))
 }
 
-pub(super) fn gzip<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn gzip<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     compress(&args, Format::Gzip)
 }
 
-pub(super) fn gunzip<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn gunzip<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     decompress(&args, Format::Gzip)
 }
 
-pub(super) fn zip<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn zip<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     compress(&args, Format::Deflate)
 }
 
-pub(super) fn unzip<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn unzip<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     decompress(&args, Format::Deflate)
 }
 
-pub(super) fn zip_compress<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn zip_compress<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     compress(&args, Format::Zlib)
 }
 
-pub(super) fn zip_uncompress<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn zip_uncompress<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     decompress(&args, Format::Zlib)
 }

@@ -3,16 +3,16 @@
 
 use std::borrow::Cow;
 
-use super::{arg, bytes_input as input, quote, text_arg, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::{base64_encode, Value};
+use super::args::{arg, bytes_input as input, text_arg, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{base64_encode, quote, Value};
 
 fn digest<D: md5::Digest>(data: &[u8]) -> String {
     hex::encode(D::digest(data))
 }
 
 /// The lowercase hex digest of `data` with `algo` (case-insensitive; `-` optional).
-pub(super) fn hex_digest(algo: &str, data: &[u8]) -> Option<String> {
+pub(crate) fn hex_digest(algo: &str, data: &[u8]) -> Option<String> {
     let norm: String = algo.chars().filter(|c| *c != '-' && *c != '_').collect::<String>().to_ascii_uppercase();
     Some(match norm.as_str() {
         "MD2" => digest::<md2::Md2>(data),
@@ -25,7 +25,7 @@ pub(super) fn hex_digest(algo: &str, data: &[u8]) -> Option<String> {
     })
 }
 
-pub(super) fn crypto<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn crypto<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(algo) = text_arg(&args, 1) else {
         return Ok(Value::Null);
     };
@@ -39,22 +39,22 @@ fn fixed<'a>(args: &Args<'a>, algo: &str) -> R<'a> {
     Ok(input(arg(args, 0)).and_then(|d| hex_digest(algo, &d)).map_or(Value::Null, |h| Value::Str(Cow::Owned(h))))
 }
 
-pub(super) fn md5<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn md5<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     fixed(&args, "MD5")
 }
 
-pub(super) fn sha1<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn sha1<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     fixed(&args, "SHA1")
 }
 
-pub(super) fn sha256<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn sha256<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     fixed(&args, "SHA256")
 }
 
-pub(super) fn to_base64<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn to_base64<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(input(arg(&args, 0)).map_or(Value::Null, |d| Value::Str(Cow::Owned(base64_encode(&d)))))
 }
 
-pub(super) fn to_hex<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn to_hex<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(input(arg(&args, 0)).map_or(Value::Null, |d| Value::Str(Cow::Owned(hex::encode(d)))))
 }

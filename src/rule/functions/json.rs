@@ -5,9 +5,9 @@ use std::borrow::Cow;
 
 use serde_json::Value as Json;
 
-use super::{arg, int_arg, quote, text_arg, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::Value;
+use super::args::{arg, int_arg, text_arg, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{quote, Value};
 
 /// Takes argument `i` out of `args` (NULL when absent).
 fn take<'a>(args: &mut Args<'a>, i: usize) -> Value<'a> {
@@ -26,15 +26,15 @@ fn child<'a>(v: Value<'a>, pick: impl Fn(&Json) -> Option<&Json>) -> Value<'a> {
     }
 }
 
-pub(super) fn coalesce<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn coalesce<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(args.into_iter().find(|v| !v.is_null()).unwrap_or(Value::Null))
 }
 
-pub(super) fn json_encode<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn json_encode<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     serde_json::to_string(arg(&args, 0)).map(|s| Value::Str(Cow::Owned(s))).map_err(|e| format!("cannot encode {}: {e}", quote(arg(&args, 0))))
 }
 
-pub(super) fn json_decode<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn json_decode<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let parsed = match arg(&args, 0) {
         Value::Null => return Ok(Value::Null),
         Value::Bytes(b) => serde_json::from_slice::<Json>(b),
@@ -43,7 +43,7 @@ pub(super) fn json_decode<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     parsed.map(Value::from_owned_json).map_err(|e| format!("invalid JSON {}: {e}", quote(arg(&args, 0))))
 }
 
-pub(super) fn nth<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
+pub(crate) fn nth<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
     let Some(n) = int_arg(&args, 0)? else {
         return Ok(Value::Null);
     };
@@ -59,7 +59,7 @@ pub(super) fn nth<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
     Ok(child(list, |j| j.get(i)))
 }
 
-pub(super) fn map_get<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
+pub(crate) fn map_get<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
     let default = take(&mut args, 2);
     let Some(key) = text_arg(&args, 0).map(Cow::into_owned) else {
         return Ok(default);

@@ -1,7 +1,7 @@
 //! Math functions. Integers stay integers wherever the result is exact and fits.
 
-use super::{arg, f64_arg, int_arg, num_arg, R};
-use crate::rule::expr::{Args, Ctx};
+use super::args::{arg, f64_arg, int_arg, num_arg, R};
+use crate::rule::ctx::{Args, Ctx};
 use crate::value::{Num, Value};
 
 /// Applies `f` to a float argument; NULL gives NULL.
@@ -16,14 +16,14 @@ fn int_if_fits(f: f64) -> Value<'static> {
 
 /// An `i128` as `Int`/`UInt` when it fits, else a float.
 fn from_i128(i: i128) -> Value<'static> {
-    crate::rule::expr::int_value(i)
+    crate::value::int_value(i)
 }
 
 fn int_of(n: Num) -> Option<i128> {
     n.to_i128()
 }
 
-pub(super) fn abs<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn abs<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(match num_arg(&args, 0)? {
         None => Value::Null,
         Some(Num::Int(i)) => i.checked_abs().map_or(Value::UInt(i.unsigned_abs()), Value::Int),
@@ -32,47 +32,47 @@ pub(super) fn abs<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     })
 }
 
-pub(super) fn asin<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn asin<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     unary(&args, f64::asin)
 }
 
-pub(super) fn cos<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn cos<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     unary(&args, f64::cos)
 }
 
-pub(super) fn cosh<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn cosh<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     unary(&args, f64::cosh)
 }
 
-pub(super) fn exp<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn exp<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     unary(&args, f64::exp)
 }
 
-pub(super) fn sin<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn sin<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     unary(&args, f64::sin)
 }
 
-pub(super) fn sinh<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn sinh<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     unary(&args, f64::sinh)
 }
 
-pub(super) fn tan<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn tan<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     unary(&args, f64::tan)
 }
 
-pub(super) fn tanh<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn tanh<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     unary(&args, f64::tanh)
 }
 
-pub(super) fn sqrt<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn sqrt<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     unary(&args, f64::sqrt)
 }
 
-pub(super) fn log10<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn log10<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     unary(&args, f64::log10)
 }
 
-pub(super) fn log<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn log<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(x) = f64_arg(&args, 0)? else {
         return Ok(Value::Null);
     };
@@ -91,32 +91,32 @@ fn floor_ceil<'a>(args: &Args<'a>, f: fn(f64) -> f64) -> R<'a> {
     })
 }
 
-pub(super) fn floor<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn floor<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     floor_ceil(&args, f64::floor)
 }
 
-pub(super) fn ceil<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn ceil<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     floor_ceil(&args, f64::ceil)
 }
 
-pub(super) fn modulo<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn modulo<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(a), Some(b)) = (num_arg(&args, 0)?, num_arg(&args, 1)?) else {
         return Ok(Value::Null);
     };
     if let (Some(x), Some(y)) = (int_of(a), int_of(b)) {
         if y == 0 {
-            return Err(format!("modulo by zero ({} mod 0)", super::quote(arg(&args, 0))));
+            return Err(format!("modulo by zero ({} mod 0)", crate::value::quote(arg(&args, 0))));
         }
         return Ok(from_i128(x % y));
     }
     let (x, y) = (a.to_f64(), b.to_f64());
     if y == 0.0 {
-        return Err(format!("modulo by zero ({} mod 0)", super::quote(arg(&args, 0))));
+        return Err(format!("modulo by zero ({} mod 0)", crate::value::quote(arg(&args, 0))));
     }
     Ok(Value::Float(x % y))
 }
 
-pub(super) fn power<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn power<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(a), Some(b)) = (num_arg(&args, 0)?, num_arg(&args, 1)?) else {
         return Ok(Value::Null);
     };
@@ -135,11 +135,11 @@ pub(super) fn power<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(Value::Float(a.to_f64().powf(b.to_f64())))
 }
 
-pub(super) fn rand<'a>(_: &Ctx<'a>, _: Args<'a>) -> R<'a> {
+pub(crate) fn rand<'a>(_: &Ctx<'a>, _: Args<'a>) -> R<'a> {
     Ok(Value::Float(rand::random::<f64>()))
 }
 
-pub(super) fn nanvl<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
+pub(crate) fn nanvl<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
     let default = if args.len() > 1 { args.swap_remove(1) } else { Value::Null };
     let value = if args.is_empty() { Value::Null } else { args.swap_remove(0) };
     Ok(match value {
@@ -149,7 +149,7 @@ pub(super) fn nanvl<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
     })
 }
 
-pub(super) fn round<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn round<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(n) = num_arg(&args, 0)? else {
         return Ok(Value::Null);
     };
@@ -181,7 +181,7 @@ pub(super) fn round<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
 
 /// Rounds `x` half away from zero at `digits` decimal places (negative: tens, hundreds…),
 /// working on its shortest decimal form, so `round(2.675, 2)` is 2.68 as written.
-pub(super) fn round_decimal(x: f64, digits: i64) -> f64 {
+pub(crate) fn round_decimal(x: f64, digits: i64) -> f64 {
     if !x.is_finite() {
         return x;
     }

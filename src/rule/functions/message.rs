@@ -5,32 +5,32 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value as Json};
 
-use super::{arg, int_arg, quote, text_arg, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::{base64_encode, Value};
+use super::args::{arg, int_arg, text_arg, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{base64_encode, quote, Value};
 
 fn opt_str<'a>(s: Option<&'a str>) -> Value<'a> {
     s.map_or(Value::Null, Value::str)
 }
 
-pub(super) fn device_name<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
+pub(crate) fn device_name<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
     Ok(opt_str(ctx.device_name()))
 }
 
-pub(super) fn product_key<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
+pub(crate) fn product_key<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
     Ok(opt_str(ctx.product_key()))
 }
 
-pub(super) fn device_key<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
+pub(crate) fn device_key<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
     Ok(opt_str(ctx.device_key()))
 }
 
-pub(super) fn message_id<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
+pub(crate) fn message_id<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
     let id = ctx.msg.meta.id;
     Ok(i64::try_from(id).map_or(Value::UInt(id), Value::Int))
 }
 
-pub(super) fn payload<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn payload<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let bytes: &'a [u8] = &ctx.msg.payload;
     let encoding = if args.is_empty() {
         Cow::Borrowed("utf-8")
@@ -51,7 +51,7 @@ pub(super) fn payload<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     })
 }
 
-pub(super) fn topic<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn topic<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let t: &'a str = &ctx.msg.topic;
     if args.is_empty() {
         return Ok(Value::str(t));
@@ -63,7 +63,7 @@ pub(super) fn topic<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(opt_str(level))
 }
 
-pub(super) fn topic_kind<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
+pub(crate) fn topic_kind<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
     Ok(Value::str(ctx.info.kind.name()))
 }
 
@@ -82,7 +82,7 @@ fn flat_property(out: &mut Map<String, Json>, name: &str, v: &crate::doc::Node<'
     }
 }
 
-pub(super) fn thing_property_flat_map<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn thing_property_flat_map<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let items = ctx.record.and_then(|r| r.get("items"));
     let mut out = Map::new();
     if args.is_empty() {
@@ -109,21 +109,21 @@ pub(super) fn thing_property_flat_map<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a
     Ok(Value::Json(Cow::Owned(Json::Object(out))))
 }
 
-pub(super) fn attribute<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn attribute<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(key), Some(pk), Some(dn)) = (text_arg(&args, 0), ctx.product_key(), ctx.device_name()) else {
         return Ok(Value::Null);
     };
     Ok(ctx.env.devices.attribute(pk, dn, &key).map_or(Value::Null, |s| Value::Str(Cow::Owned(s))))
 }
 
-pub(super) fn device_status<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
+pub(crate) fn device_status<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
     let (Some(pk), Some(dn)) = (ctx.product_key(), ctx.device_name()) else {
         return Ok(Value::Null);
     };
     Ok(ctx.env.devices.status(pk, dn).map_or(Value::Null, |s| Value::Str(Cow::Owned(s))))
 }
 
-pub(super) fn gateway<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
+pub(crate) fn gateway<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> R<'a> {
     let (Some(pk), Some(dn)) = (ctx.product_key(), ctx.device_name()) else {
         return Ok(Value::Null);
     };

@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use regex::{Regex, RegexBuilder};
 use serde_json::Value as Json;
 
-use super::{arg, check_size, int_arg, quote, text_arg, wrong, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::{Num, Value};
+use super::args::{arg, check_size, int_arg, text_arg, wrong, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{quote, Num, Value};
 
 fn owned<'a>(s: String) -> Value<'a> {
     Value::Str(Cow::Owned(s))
 }
 
-pub(super) fn concat<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn concat<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let mut s = String::new();
     for a in &args {
         if let Some(t) = a.as_text() {
@@ -25,11 +25,11 @@ pub(super) fn concat<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(owned(s))
 }
 
-pub(super) fn lower<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn lower<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(text_arg(&args, 0).map_or(Value::Null, |t| owned(t.to_lowercase())))
 }
 
-pub(super) fn upper<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn upper<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(text_arg(&args, 0).map_or(Value::Null, |t| owned(t.to_uppercase())))
 }
 
@@ -43,33 +43,33 @@ fn trim_with<'a>(mut args: Args<'a>, f: fn(&str) -> &str) -> R<'a> {
     })
 }
 
-pub(super) fn trim<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn trim<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     trim_with(args, str::trim)
 }
 
-pub(super) fn ltrim<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn ltrim<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     trim_with(args, str::trim_start)
 }
 
-pub(super) fn rtrim<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn rtrim<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     trim_with(args, str::trim_end)
 }
 
-pub(super) fn startswith<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn startswith<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(match (text_arg(&args, 0), text_arg(&args, 1)) {
         (Some(s), Some(p)) => Value::Bool(s.starts_with(p.as_ref())),
         _ => Value::Null,
     })
 }
 
-pub(super) fn endswith<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn endswith<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(match (text_arg(&args, 0), text_arg(&args, 1)) {
         (Some(s), Some(p)) => Value::Bool(s.ends_with(p.as_ref())),
         _ => Value::Null,
     })
 }
 
-pub(super) fn replace<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn replace<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(s), Some(t), Some(r)) = (text_arg(&args, 0), text_arg(&args, 1), text_arg(&args, 2)) else {
         return Ok(Value::Null);
     };
@@ -84,7 +84,7 @@ fn char_offset(s: &str, n: usize) -> usize {
     s.char_indices().nth(n).map_or(s.len(), |(i, _)| i)
 }
 
-pub(super) fn substring<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn substring<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(s) = text_arg(&args, 0) else {
         return Ok(Value::Null);
     };
@@ -114,7 +114,7 @@ pub(super) fn substring<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(owned(s[from..to].to_string()))
 }
 
-pub(super) fn length<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn length<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let n = match arg(&args, 0) {
         Value::Null => return Ok(Value::Null),
         Value::Json(j) => match j.as_ref() {
@@ -128,7 +128,7 @@ pub(super) fn length<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(Value::Int(i64::try_from(n).unwrap_or(i64::MAX)))
 }
 
-pub(super) fn split<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn split<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(s), Some(sep)) = (text_arg(&args, 0), text_arg(&args, 1)) else {
         return Ok(Value::Null);
     };
@@ -139,7 +139,7 @@ pub(super) fn split<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(Value::Json(Cow::Owned(Json::Array(parts))))
 }
 
-pub(super) fn newuuid<'a>(_: &Ctx<'a>, _: Args<'a>) -> R<'a> {
+pub(crate) fn newuuid<'a>(_: &Ctx<'a>, _: Args<'a>) -> R<'a> {
     Ok(owned(uuid::Uuid::new_v4().to_string()))
 }
 
@@ -151,7 +151,7 @@ thread_local! {
 }
 
 /// A compiled regex from the per-thread cache. Invalid or too large patterns are errors.
-pub(super) fn regex(pattern: &str) -> Result<Regex, String> {
+pub(crate) fn regex(pattern: &str) -> Result<Regex, String> {
     if let Some(r) = REGEX_CACHE.with(|c| c.borrow().get(pattern).cloned()) {
         return Ok(r);
     }
@@ -170,14 +170,14 @@ pub(super) fn regex(pattern: &str) -> Result<Regex, String> {
     Ok(re)
 }
 
-pub(super) fn regex_match<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn regex_match<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(s), Some(p)) = (text_arg(&args, 0), text_arg(&args, 1)) else {
         return Ok(Value::Null);
     };
     Ok(Value::Bool(regex(&p)?.is_match(&s)))
 }
 
-pub(super) fn regex_replace<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn regex_replace<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(s), Some(p), Some(r)) = (text_arg(&args, 0), text_arg(&args, 1), text_arg(&args, 2)) else {
         return Ok(Value::Null);
     };
@@ -205,7 +205,7 @@ enum Side {
     Both,
 }
 
-pub(super) fn pad<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn pad<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(s) = text_arg(&args, 0) else {
         return Ok(Value::Null);
     };
@@ -302,7 +302,7 @@ fn field_size(chars: &mut Chars<'_>, cur: &mut Cursor<'_, '_>) -> Result<Option<
 }
 
 /// Formats with Erlang `io_lib:format` control sequences, as EMQX's `sprintf` does.
-pub(super) fn sprintf<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn sprintf<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(fmt) = text_arg(&args, 0) else {
         return Ok(Value::Null);
     };

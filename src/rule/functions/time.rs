@@ -5,9 +5,9 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Datelike, FixedOffset, SecondsFormat, Timelike, Utc};
 
-use super::{arg, int_arg, quote, text_arg, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::Value;
+use super::args::{arg, int_arg, text_arg, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{quote, Value};
 
 const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
 const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
@@ -38,10 +38,10 @@ fn offset_text(secs: i32, style: u8) -> String {
 /// Formats `t` with a Java `SimpleDateFormat` pattern: `yyyy yy MM M MMM MMMM dd d HH H hh h
 /// kk KK mm m ss s SSS a E EEE EEEE u D G Z X XX XXX z`, `'quoted text'` and `''` for a quote.
 /// Other ASCII letters are an error; other characters are copied. A result above
-/// [`super::MAX_VALUE_BYTES`] is an error.
+/// [`MAX_VALUE_BYTES`](crate::rule::functions::MAX_VALUE_BYTES) is an error.
 pub fn java_format(pattern: &str, t: &DateTime<FixedOffset>) -> Result<String, String> {
     let out = java_format_unbounded(pattern, t)?;
-    super::check_size(out.len())?;
+    super::args::check_size(out.len())?;
     Ok(out)
 }
 
@@ -136,11 +136,11 @@ fn timestamp_in<'a>(ctx: &Ctx<'a>, args: &Args<'a>, tz: FixedOffset) -> R<'a> {
     Ok(Value::Str(Cow::Owned(java_format(&fmt, &now_in(ctx, tz)?)?)))
 }
 
-pub(super) fn timestamp<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn timestamp<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     timestamp_in(ctx, &args, ctx.env.tz)
 }
 
-pub(super) fn timestamp_utc<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn timestamp_utc<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     timestamp_in(ctx, &args, FixedOffset::east_opt(0).unwrap_or(ctx.env.tz))
 }
 
@@ -200,7 +200,7 @@ fn ms_in(ms: i64, unit: Unit) -> Option<i64> {
     }
 }
 
-pub(super) fn unix_ts_to_rfc3339<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn unix_ts_to_rfc3339<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(ts), Some(unit)) = (int_arg(&args, 0)?, unit_arg(&args, 1)?) else {
         return Ok(Value::Null);
     };
@@ -208,7 +208,7 @@ pub(super) fn unix_ts_to_rfc3339<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(Value::Str(Cow::Owned(rfc3339(&t, unit))))
 }
 
-pub(super) fn rfc3339_to_unix_ts<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn rfc3339_to_unix_ts<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let (Some(s), Some(unit)) = (text_arg(&args, 0), unit_arg(&args, 1)?) else {
         return Ok(Value::Null);
     };
@@ -222,14 +222,14 @@ pub(super) fn rfc3339_to_unix_ts<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     v.map(Value::Int).ok_or_else(|| format!("{} is out of range in nanoseconds", quote(arg(&args, 0))))
 }
 
-pub(super) fn now_timestamp<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn now_timestamp<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(unit) = unit_arg(&args, 0)? else {
         return Ok(Value::Null);
     };
     ms_in(ctx.now_ms, unit).map(Value::Int).ok_or_else(|| format!("clock {} ms is out of range in that unit", ctx.now_ms))
 }
 
-pub(super) fn now_rfc3339<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn now_rfc3339<'a>(ctx: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let Some(unit) = unit_arg(&args, 0)? else {
         return Ok(Value::Null);
     };

@@ -4,9 +4,9 @@ use std::borrow::Cow;
 
 use serde_json::Value as Json;
 
-use super::{arg, quote, R};
-use crate::rule::expr::{Args, Ctx};
-use crate::value::{parse_num, Num, Value};
+use super::args::{arg, R};
+use crate::rule::ctx::{Args, Ctx};
+use crate::value::{parse_num, quote, Num, Value};
 
 fn test<'a>(args: &Args<'a>, f: fn(&Value<'a>) -> bool) -> R<'a> {
     Ok(Value::Bool(f(arg(args, 0))))
@@ -16,43 +16,43 @@ fn is_json(v: &Value<'_>, array: bool) -> bool {
     matches!(v, Value::Json(j) if matches!(j.as_ref(), Json::Array(_)) == array)
 }
 
-pub(super) fn is_null<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn is_null<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     test(&args, |v| v.is_null())
 }
 
-pub(super) fn is_not_null<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn is_not_null<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     test(&args, |v| !v.is_null())
 }
 
-pub(super) fn is_str<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn is_str<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     test(&args, |v| matches!(v, Value::Str(_)))
 }
 
-pub(super) fn is_num<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn is_num<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     test(&args, |v| matches!(v, Value::Int(_) | Value::UInt(_) | Value::Float(_)))
 }
 
-pub(super) fn is_int<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn is_int<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     test(&args, |v| matches!(v, Value::Int(_) | Value::UInt(_)))
 }
 
-pub(super) fn is_float<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn is_float<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     test(&args, |v| matches!(v, Value::Float(_)))
 }
 
-pub(super) fn is_bool<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn is_bool<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     test(&args, |v| matches!(v, Value::Bool(_)))
 }
 
-pub(super) fn is_map<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn is_map<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     test(&args, |v| is_json(v, false))
 }
 
-pub(super) fn is_array<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn is_array<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     test(&args, |v| is_json(v, true))
 }
 
-pub(super) fn type_of<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn type_of<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     Ok(Value::str(arg(&args, 0).type_name()))
 }
 
@@ -60,7 +60,7 @@ fn cannot<'a>(v: &Value<'_>, to: &str) -> R<'a> {
     Err(format!("cannot convert {} {} to {to}", v.type_name(), quote(v)))
 }
 
-pub(super) fn int<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn int<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let v = arg(&args, 0);
     let n = match v {
         Value::Null => return Ok(Value::Null),
@@ -76,7 +76,7 @@ pub(super) fn int<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     }
 }
 
-pub(super) fn float<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn float<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let v = arg(&args, 0);
     match v {
         Value::Null => Ok(Value::Null),
@@ -86,7 +86,7 @@ pub(super) fn float<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     }
 }
 
-pub(super) fn string<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
+pub(crate) fn string<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
     let v = if args.is_empty() { Value::Null } else { args.swap_remove(0) };
     Ok(match v {
         Value::Null => Value::Null,
@@ -95,7 +95,7 @@ pub(super) fn string<'a>(_: &Ctx<'a>, mut args: Args<'a>) -> R<'a> {
     })
 }
 
-pub(super) fn bool<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
+pub(crate) fn bool<'a>(_: &Ctx<'a>, args: Args<'a>) -> R<'a> {
     let v = arg(&args, 0);
     Ok(match v {
         Value::Null => Value::Null,
