@@ -53,17 +53,9 @@ fn sigkill_and_restart_lose_nothing() {
         // Restart once the group has dropped the dead member (after the session timeout), as a
         // supervisor's restart delay would: tansu 0.6 can hand a lone new member the stale,
         // empty assignment of a group whose dead member it drops later.
-        match broker.group_members("crash") {
-            Ok(_) => {
-                let dropped = broker.wait_group_empty("crash", Duration::from_millis(3 * support::SESSION_TIMEOUT_MS));
-                assert!(dropped, "the group still has members {:?} after 3 session timeouts", broker.group_members("crash"));
-            }
-            // A broker that cannot describe its groups: wait the session timeout out instead.
-            Err(e) => {
-                eprintln!("crash: cannot describe the group ({e}); waiting one session timeout");
-                std::thread::sleep(Duration::from_millis(support::SESSION_TIMEOUT_MS + 1000));
-            }
-        }
+        // A fixed wait: tansu 0.6 cannot describe its groups (a DescribeGroups request breaks
+        // its connection, and the group coordinator with it), so no state shows the member gone.
+        std::thread::sleep(Duration::from_millis(support::SESSION_TIMEOUT_MS + 1000));
         sluice = Sluice::start(&config_path, &log);
     }
 

@@ -60,8 +60,10 @@ fn broker_outage_and_restart_lose_nothing() {
     let at = collector.len();
     let killed = Instant::now();
     eprintln!("outage: broker killed after {at} outputs");
-    // The outage lasts until Sluice has seen it: its sink is not ready.
+    // Sluice sees the outage (its sink is not ready), which lasts 8 s: the scenario's length, not
+    // a wait for state.
     assert!(wait_check(&admin, "sink:kafka", false, Duration::from_secs(30)), "the sink never saw the outage; log:\n{}", tail(&log, 60));
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(killed.elapsed()));
     assert!(sluice.running(), "sluice must ride out the outage; log:\n{}", tail(&log, 60));
     broker.restart();
     eprintln!("outage: broker restarted after {:.1}s", killed.elapsed().as_secs_f64());
@@ -120,6 +122,8 @@ fn sink_outage_applies_backpressure_and_loses_nothing() {
     assert!(wait_metric(&admin, "sluice_kafka_source_paused", &source, Duration::from_secs(30), |v| v == 1.0), "the source must pause; log:\n{}", tail(&log, 60));
     let committed_during = inputs_broker.committed("bp", "iot-in", 2);
     let rss_1 = rss_kib(sluice.pid());
+    // Memory is watched over 6 s of the outage: the scenario's length, not a wait for state.
+    std::thread::sleep(Duration::from_secs(6));
     let retried = || Metrics::try_fetch(&admin).map_or(0.0, |m| m.sum("sluice_sink_retries_total"));
     assert!(wait_until(Duration::from_secs(60), || retried() > 0.0), "records timed out during the outage and were produced again; log:\n{}", tail(&log, 60));
     let rss_2 = rss_kib(sluice.pid());

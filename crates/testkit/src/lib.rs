@@ -294,19 +294,6 @@ impl Broker {
         poll_until(timeout, Duration::from_millis(200), || self.committed(group, topic, partitions) == end)
     }
 
-    /// The members of consumer group `group` (their client ids), as the broker describes it.
-    pub fn group_members(&self, group: &str) -> Result<Vec<String>, String> {
-        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().map_err(|e| e.to_string())?;
-        let list = c.fetch_group_list(Some(group), Duration::from_secs(10)).map_err(|e| e.to_string())?;
-        Ok(list.groups().iter().filter(|g| g.name() == group).flat_map(|g| g.members().iter().map(|m| m.client_id().to_string())).collect())
-    }
-
-    /// Waits until consumer group `group` has no members (a killed member is dropped after its
-    /// session timeout); false on timeout.
-    pub fn wait_group_empty(&self, group: &str, timeout: Duration) -> bool {
-        poll_until(timeout, Duration::from_millis(250), || self.group_members(group).is_ok_and(|m| m.is_empty()))
-    }
-
     /// The high watermarks (end offsets) of a topic, by partition.
     pub fn end_offsets(&self, topic: &str, partitions: i32) -> Vec<i64> {
         let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("consumer");
