@@ -318,7 +318,7 @@ for ((i = 0; ; i++)); do
 done
 
 # ---------------------------------------------------------------------------------------------
-# tansu (the command line of tests/support/mod.rs), then the topics.
+# tansu (the command line of crates/testkit/src/lib.rs), then the topics.
 tansu_broker() {
     cd "$DIR/tansu" &&
         exec env -u STORAGE_ENGINE -u LISTENER_URL -u ADVERTISED_LISTENER_URL RUST_LOG="${SLUICE_TANSU_LOG:-warn}" \

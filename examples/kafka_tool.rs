@@ -23,16 +23,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::metadata::Metadata;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::value::RawValue;
+use sluice_testkit::wait_for_broker;
 
 #[derive(Parser)]
 #[command(about = "Create topics, read and write records on a Kafka(-compatible) broker")]
@@ -109,25 +107,12 @@ fn main() {
 
 type Result<T> = std::result::Result<T, String>;
 
-/// The cluster's metadata, retried until the broker answers or `timeout` passes.
-fn wait_for_broker(brokers: &str, timeout: Duration) -> Result<Metadata> {
-    let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("log_level", "2").create().map_err(|e| format!("client: {e}"))?;
-    let started = Instant::now();
-    loop {
-        match client.fetch_metadata(None, Duration::from_secs(1)) {
-            Ok(md) => return Ok(md),
-            Err(e) if started.elapsed() >= timeout => return Err(format!("broker {brokers} not reachable after {timeout:?}: {e}")),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
 fn create_topics(brokers: &str, partitions: i32, timeout: Duration, topics: &[String]) -> Result<()> {
-    let mut wanted: Vec<(String, i32)> = Vec::new();
+    let mut wanted: Vec<(&str, i32)> = Vec::new();
     for t in topics {
         let (name, n) = match t.rsplit_once(':') {
-            Some((name, n)) => (name.to_string(), n.parse().map_err(|_| format!("`{t}`: partitions must be a number"))?),
-            None => (t.clone(), partitions),
+            Some((name, n)) => (name, n.parse().map_err(|_| format!("`{t}`: partitions must be a number"))?),
+            None => (t.as_str(), partitions),
         };
         // A name given twice is created once.
         if !wanted.iter().any(|(w, _)| *w == name) {
@@ -135,33 +120,7 @@ fn create_topics(brokers: &str, partitions: i32, timeout: Duration, topics: &[St
         }
     }
     wait_for_broker(brokers, timeout)?;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| format!("admin client: {e}"))?;
-    let new: Vec<NewTopic<'_>> = wanted.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))?;
-    let results = rt.block_on(admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))).map_err(|e| format!("create topics: {e}"))?;
-    let mut created = 0;
-    for r in results {
-        match r {
-            Ok(_) => created += 1,
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, e)) => return Err(format!("cannot create topic {t}: {e}")),
-        }
-    }
-    // Wait until the metadata shows every topic with its partitions.
-    let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| format!("client: {e}"))?;
-    let started = Instant::now();
-    for (t, _) in &wanted {
-        loop {
-            let n = client.fetch_metadata(Some(t), Duration::from_secs(2)).ok().and_then(|m| m.topics().first().map(|t| t.partitions().len())).unwrap_or(0);
-            if n > 0 {
-                break;
-            }
-            if started.elapsed() >= timeout {
-                return Err(format!("topic {t} has no partitions after {timeout:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    let created = sluice_testkit::create_topics(brokers, &wanted, timeout)?;
     eprintln!("kafka_tool: {} topic(s) ready ({created} created)", wanted.len());
     Ok(())
 }

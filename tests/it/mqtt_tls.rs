@@ -6,7 +6,7 @@
 //! SIGTERM. Test clients publish on the broker's plain listener; only Sluice's connection is
 //! TLS.
 
-mod support;
+use sluice_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use rcgen::{date_time_ymd, BasicConstraints, CertificateParams, DnType, Extended
 use serde_json::{json, Value};
 use support::admin::{file_records, mqtt_file_config, wait_until, Admin};
 use support::mosquitto::{Mosquitto, Publisher, TlsListener};
-use support::{free_port, tail, temp_dir, write, Sluice};
+use support::{config, free_port, tail, temp_dir, write, Sluice};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The `[engine] shutdown_timeout_ms` of [`mqtt_file_config`].
@@ -98,10 +98,11 @@ impl Pki {
 }
 
 /// `[sources.tls]`: trust `ca`, and present `client` (cert, key) when given.
-fn tls_table(ca: &Path, client: Option<&(PathBuf, PathBuf)>) -> String {
-    let mut t = format!("[sources.tls]\nca_file = {:?}\n", ca.display().to_string());
+fn tls_table(ca: &Path, client: Option<&(PathBuf, PathBuf)>) -> Value {
+    let mut t = json!({"ca_file": config::path(ca)});
     if let Some((cert, key)) = client {
-        t += &format!("client_cert_file = {:?}\nclient_key_file = {:?}\n", cert.display().to_string(), key.display().to_string());
+        t["client_cert_file"] = json!(config::path(cert));
+        t["client_key_file"] = json!(config::path(key));
     }
     t
 }
@@ -120,14 +121,14 @@ struct Tls {
 
 impl Tls {
     /// Starts Sluice and waits until its admin server answers.
-    fn start(prefix: &str, pki_dir: tempfile::TempDir, listener: &TlsListener, tls: &str) -> Tls {
+    fn start(prefix: &str, pki_dir: tempfile::TempDir, listener: &TlsListener, tls: &Value) -> Tls {
         let t = Tls::spawn(prefix, pki_dir, listener, tls);
         t.admin.wait_up(WAIT);
         t
     }
 
     /// Starts Sluice.
-    fn spawn(prefix: &str, pki_dir: tempfile::TempDir, listener: &TlsListener, tls: &str) -> Tls {
+    fn spawn(prefix: &str, pki_dir: tempfile::TempDir, listener: &TlsListener, tls: &Value) -> Tls {
         let mosquitto = Mosquitto::start_tls(listener);
         let dir = pki_dir;
         let (rules, out) = (dir.path().join("rules"), dir.path().join("out"));
@@ -135,10 +136,10 @@ impl Tls {
         write(&rules.join("integration_measurepoint.toml"), &rule);
         let url = mosquitto.tls_url("localhost");
         let port = free_port();
-        let config = mqtt_file_config(&rules, &url, &out, port, TOKEN, false).replace("reconnect_backoff_ms = 100\n", &format!("reconnect_backoff_ms = 100\nreconnect_backoff_max_ms = 1000\n{tls}"));
-        assert!(config.contains("[sources.tls]"), "{config}");
+        let mut config = mqtt_file_config(&rules, &url, &out, port, TOKEN, false);
+        config::merge(config::source(&mut config, 0), json!({"reconnect_backoff_max_ms": 1000, "tls": tls}));
         let config_file = dir.path().join("sluice.toml");
-        write(&config_file, &config);
+        config::write_config(&config_file, &config);
         let sluice = Sluice::start(&config_file, &dir.path().join("sluice.log"));
         let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN));
         eprintln!("{prefix}: sluice on {url}, admin on {port}");

@@ -3,44 +3,51 @@
 //! and restarted after the broker is back. The broker redelivers the unacknowledged request to
 //! the persistent session, and it is imported and answered: nothing is lost.
 
-mod support;
+use sluice_testkit as support;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::config::{self, table};
+use support::metrics::wait_metric;
 use support::mosquitto::{Mosquitto, Publisher};
-use support::{tail, write, Broker, Collector, Sluice};
+use support::{tail, Broker, Collector, Sluice};
 
-/// Writes `sluice.toml` in `dir`: the sample measure-point rule, the MQTT integration source on
-/// `mosquitto` as `client_id`, `shutdown_timeout_ms`, and the given `[sink]` table.
-fn config(dir: &std::path::Path, mosquitto: &Mosquitto, client_id: &str, shutdown_timeout_ms: u64, sink: &str) -> std::path::PathBuf {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path = dir.join("sluice.toml");
-    let rules = repo.join("rules/integration_measurepoint.toml").display().to_string();
-    let decoders = repo.join("decoders").display().to_string();
-    let url = mosquitto.url();
-    write(
-        &path,
-        &format!(
-            r#"[rules]
-paths = [{rules:?}]
+/// Starts `sluice run` on `dir/sluice.toml`: the sample measure-point rule, the MQTT
+/// integration source on `mosquitto` as `client_id`, `shutdown_timeout_ms`, the given `[sink]`
+/// table, and the admin server on a free port. Returns the process, the config file, its log
+/// and the admin address (`127.0.0.1:PORT`).
+fn start(dir: &Path, mosquitto: &Mosquitto, client_id: &str, shutdown_timeout_ms: u64, sink: serde_json::Value) -> (Sluice, PathBuf, PathBuf, String) {
+    let (path, log) = (dir.join("sluice.toml"), dir.join("sluice.log"));
+    let (sluice, port) = Sluice::start_with_admin(&path, &log, |port| config(mosquitto, client_id, shutdown_timeout_ms, sink.clone(), &format!("127.0.0.1:{port}")));
+    (sluice, path, log, format!("127.0.0.1:{port}"))
+}
 
-[engine]
-shutdown_timeout_ms = {shutdown_timeout_ms}
+/// The configuration of [`start`], its admin server on `admin`.
+fn config(mosquitto: &Mosquitto, client_id: &str, shutdown_timeout_ms: u64, sink: serde_json::Value, admin: &str) -> toml::Table {
+    let repo = support::repo_root();
+    table(json!({
+        "rules": {"paths": [config::path(&repo.join("rules/integration_measurepoint.toml"))]},
+        "engine": {"shutdown_timeout_ms": shutdown_timeout_ms},
+        "sources": [{
+            "type": "mqtt",
+            "url": mosquitto.url(),
+            "client_id": client_id,
+            "decoders_dir": config::path(&repo.join("decoders")),
+            "reconnect_backoff_ms": 100,
+            "reconnect_backoff_max_ms": 1000,
+        }],
+        "sink": sink,
+        "admin": {"listen": admin},
+    }))
+}
 
-[[sources]]
-type = "mqtt"
-url = "{url}"
-client_id = "{client_id}"
-decoders_dir = {decoders:?}
-reconnect_backoff_ms = 100
-reconnect_backoff_max_ms = 1000
-
-[sink]
-{sink}"#
-        ),
-    );
-    path
+/// Waits until the MQTT source `client_id` of the sluice whose admin server is `admin` holds
+/// `n` requests received and not answered (`sluice_mqtt_in_flight_requests`).
+fn wait_in_flight(admin: &str, mosquitto: &Mosquitto, client_id: &str, n: f64) -> bool {
+    let source = format!("mqtt:{}:{client_id}", mosquitto.url());
+    wait_metric(admin, "sluice_mqtt_in_flight_requests", &[("source", &source)], Duration::from_secs(10), |v| v == n)
 }
 
 #[test]
@@ -50,10 +57,8 @@ fn sigkill_before_the_reply_loses_nothing() {
     broker.create_topics(&[("iot-integration-measurepoint", 1), ("sluice-errors", 1)]);
     let mosquitto = Mosquitto::start();
     let dir = support::temp_dir("sluice-test-");
-    let sink = format!("type = \"kafka\"\nbrokers = \"{}\"\nlinger_ms = 1\nretry_backoff_max_ms = 500\n", broker.bootstrap());
-    let config = config(dir.path(), &mosquitto, "sluice-crash", 5000, &sink);
-    let log = dir.path().join("sluice.log");
-    let mut sluice = Sluice::start(&config, &log);
+    let sink = json!({"type": "kafka", "brokers": broker.bootstrap(), "linger_ms": 1, "retry_backoff_max_ms": 500});
+    let (mut sluice, config, log, admin) = start(dir.path(), &mosquitto, "sluice-crash", 5000, sink);
     let publisher = Publisher::connect(mosquitto.port, "third-party");
     publisher.wait_for_sluice(Duration::from_secs(30));
 
@@ -62,11 +67,8 @@ fn sigkill_before_the_reply_loses_nothing() {
     let before = publisher.replies().len();
     let req = json!({"id": "crash-1", "version": "1.0", "method": "integration.measurepoint.post", "params": [{"deviceKey": "deviceC", "measurepoints": {"temp": 21.5}, "time": 1700000000000_i64}]});
     publisher.publish("sys/pkC/integration/measurepoint/post", req.to_string());
-    let waited = Instant::now();
-    while waited.elapsed() < Duration::from_secs(3) && !tail(&log, 200).contains("pkC/integration/measurepoint/post") {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(tail(&log, 200).contains("pkC/integration/measurepoint/post"), "sluice did not receive the request; log:\n{}", tail(&log, 40));
+    assert!(wait_in_flight(&admin, &mosquitto, "sluice-crash", 1.0), "sluice did not receive the request; log:\n{}", tail(&log, 40));
+    // A negative: a wrong reply gets half a second to show (no state marks its absence).
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(publisher.replies().len(), before, "no reply while the outputs are not delivered: {:?}", publisher.replies());
     assert!(sluice.running());
@@ -94,9 +96,7 @@ fn sigkill_right_after_the_reply_loses_nothing_with_the_file_sink() {
     let mosquitto = Mosquitto::start();
     let dir = support::temp_dir("sluice-test-");
     let out = dir.path().join("out");
-    let config = config(dir.path(), &mosquitto, "sluice-crash-file", 5000, &format!("type = \"file\"\ndir = {:?}\nappend = true\n", out.display().to_string()));
-    let log = dir.path().join("sluice.log");
-    let mut sluice = Sluice::start(&config, &log);
+    let (mut sluice, config, log, _) = start(dir.path(), &mosquitto, "sluice-crash-file", 5000, json!({"type": "file", "dir": config::path(&out), "append": true}));
     let publisher = Publisher::connect(mosquitto.port, "third-party-file");
     publisher.wait_for_sluice(Duration::from_secs(30));
     let file = out.join("iot-integration-measurepoint.jsonl");
@@ -138,18 +138,12 @@ fn sigterm_ends_the_process_in_time_while_the_sink_is_stuck() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_port = dead.local_addr().unwrap().port();
     drop(dead); // nothing listens there
-    let config = config(dir.path(), &mosquitto, "sluice-stuck-sink", 2000, &format!("type = \"kafka\"\nbrokers = \"127.0.0.1:{dead_port}\"\n"));
-    let log = dir.path().join("sluice.log");
-    let mut sluice = Sluice::start(&config, &log);
+    let (mut sluice, _, log, admin) = start(dir.path(), &mosquitto, "sluice-stuck-sink", 2000, json!({"type": "kafka", "brokers": format!("127.0.0.1:{dead_port}")}));
     let publisher = Publisher::connect(mosquitto.port, "third-party-stuck");
     publisher.wait_for_sluice(Duration::from_secs(30));
     let req = json!({"id": "stuck-1", "version": "1.0", "method": "integration.measurepoint.post", "params": [{"deviceKey": "deviceS", "measurepoints": {"temp": 1}, "time": 1700000000000_i64}]});
     publisher.publish("sys/pkS/integration/measurepoint/post", req.to_string());
-    let waited = Instant::now();
-    while waited.elapsed() < Duration::from_secs(10) && !tail(&log, 200).contains("pkS/integration/measurepoint/post") {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(tail(&log, 200).contains("pkS/integration/measurepoint/post"), "the request was not received; log:\n{}", tail(&log, 40));
+    assert!(wait_in_flight(&admin, &mosquitto, "sluice-stuck-sink", 1.0), "the request was not received; log:\n{}", tail(&log, 40));
     let started = Instant::now();
     let status = sluice.terminate(Duration::from_secs(10));
     let took = started.elapsed();

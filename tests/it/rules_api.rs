@@ -2,7 +2,7 @@
 //! bad tokens, invalid rules, and the `sluice rules` CLI front. The folder stays the source of
 //! truth: every write shows in it, and an invalid rule changes nothing.
 
-mod support;
+use sluice_testkit as support;
 
 use std::path::Path;
 use std::process::Command;

@@ -10,17 +10,16 @@
 //!   the idempotent producer's epoch (InitProducerId with its current id), which tansu 0.6 does
 //!   not implement (its broker task panics and every later produce fails).
 
-mod support;
+use sluice_testkit as support;
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::admin::{wait_check, wait_until};
+use support::config::merge;
+use support::metrics::{wait_metric, Metrics};
 use support::{kafka_config, produce, tail, write, Broker, Collector, In, Rec, Sluice};
-
-/// The tests of this file run one at a time (each runs brokers and sluice).
-static SERIAL: Mutex<()> = Mutex::new(());
 
 const RULE: &str = "sql = \"\"\"SELECT deviceName() AS dn, seq FROM \"/sys/+/+/thing/event/property/post\" \"\"\"\n[[actions]]\ntopic = \"out\"\nkey = \"${dn}\"\n";
 
@@ -39,7 +38,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn broker_outage_and_restart_lose_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _heavy = support::heavy();
     const N: u64 = 30_000;
     let started = Instant::now();
     let mut broker = Broker::start();
@@ -51,19 +50,23 @@ fn broker_outage_and_restart_lose_nothing() {
     produce(&bootstrap, "iot-in", inputs(N));
 
     let config_path = dir.path().join("sluice.toml");
-    write(&config_path, &kafka_config(&bootstrap, "outage", &["iot-in"], &rules, "", ""));
+    let config = kafka_config(&bootstrap, "outage", &["iot-in"], &rules);
     let log = dir.path().join("sluice.log");
     let collector = Collector::start(&bootstrap, &["out"]);
-    let mut sluice = Sluice::start(&config_path, &log);
+    let (mut sluice, admin) = Sluice::start_admin(&config, &config_path, &log);
     assert!(collector.wait_for(Duration::from_secs(60), |r| r.len() >= (N / 4) as usize), "no progress before the outage; log:\n{}", tail(&log, 60));
 
     broker.kill();
     let at = collector.len();
+    let killed = Instant::now();
     eprintln!("outage: broker killed after {at} outputs");
-    std::thread::sleep(Duration::from_secs(8));
+    // Sluice sees the outage (its sink is not ready), which lasts 8 s: the scenario's length, not
+    // a wait for state.
+    assert!(wait_check(&admin, "sink:kafka", false, Duration::from_secs(30)), "the sink never saw the outage; log:\n{}", tail(&log, 60));
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(killed.elapsed()));
     assert!(sluice.running(), "sluice must ride out the outage; log:\n{}", tail(&log, 60));
     broker.restart();
-    eprintln!("outage: broker restarted after 8s");
+    eprintln!("outage: broker restarted after {:.1}s", killed.elapsed().as_secs_f64());
 
     let complete = collector.wait_for(Duration::from_secs(180), |r| r.len() as u64 >= N && seqs(r).len() as u64 == N);
     let records = collector.records();
@@ -74,10 +77,7 @@ fn broker_outage_and_restart_lose_nothing() {
     // the outage (the assignment is then lost, nothing is committed for it, and the records
     // are read again once it rejoins), so wait for the committed offsets to reach the end.
     let end = broker.end_offsets("iot-in", 2);
-    let commit_deadline = Instant::now() + Duration::from_secs(120);
-    while broker.committed("outage", "iot-in", 2) != end && Instant::now() < commit_deadline {
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    broker.wait_committed("outage", "iot-in", 2, Duration::from_secs(120));
     let recovered = broker.committed("outage", "iot-in", 2);
     assert_eq!(recovered, end, "committed offsets never caught up after the outage; log:\n{}", tail(&log, 60));
     let status = sluice.terminate(Duration::from_secs(30));
@@ -89,7 +89,7 @@ fn broker_outage_and_restart_lose_nothing() {
 
 #[test]
 fn sink_outage_applies_backpressure_and_loses_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _heavy = support::heavy();
     const N: u64 = 30_000;
     let started = Instant::now();
     let inputs_broker = Broker::start();
@@ -101,55 +101,49 @@ fn sink_outage_applies_backpressure_and_loses_nothing() {
     outputs_broker.create_topics(&[("out", 2), ("sluice-errors", 1)]);
     produce(&inputs_broker.bootstrap(), "iot-in", inputs(N));
 
-    let mut config = kafka_config(
-        &outputs_broker.bootstrap(),
-        "bp",
-        &["iot-in"],
-        &rules,
-        "max_in_flight = 2000\n",
-        "max_in_flight = 1000\nidempotence = false\n[sink.properties]\n\"message.timeout.ms\" = \"3000\"\n",
-    );
+    let mut config = kafka_config(&outputs_broker.bootstrap(), "bp", &["iot-in"], &rules);
+    merge(&mut config, json!({"engine": {"channel_capacity": 64}, "sink": {"max_in_flight": 1000, "idempotence": false, "properties": {"message.timeout.ms": "3000"}}}));
     // The source reads from the other broker.
-    config = config.replacen(&format!("brokers = \"{}\"", outputs_broker.bootstrap()), &format!("brokers = \"{}\"", inputs_broker.bootstrap()), 1);
-    config = config.replace("workers = 2", "workers = 2\nchannel_capacity = 64");
+    let source = support::config::source(&mut config, 0);
+    source.insert("brokers".into(), inputs_broker.bootstrap().into());
+    source.insert("max_in_flight".into(), 2000.into());
     let config_path = dir.path().join("sluice.toml");
-    write(&config_path, &config);
     let log = dir.path().join("sluice.log");
     let collector = Collector::start(&outputs_broker.bootstrap(), &["out"]);
-    let mut sluice = Sluice::start(&config_path, &log);
+    let (mut sluice, admin) = Sluice::start_admin(&config, &config_path, &log);
     assert!(collector.wait_for(Duration::from_secs(60), |r| r.len() >= (N / 5) as usize), "no progress before the outage; log:\n{}", tail(&log, 60));
 
     outputs_broker.kill();
+    let killed = Instant::now();
     eprintln!("sink outage: output broker killed after {} outputs", collector.len());
-    std::thread::sleep(Duration::from_secs(4));
+    // The source pauses, and stays paused while records time out in the producer
+    // (`message.timeout.ms` = 3 s) and are produced again.
+    let source = [("source", "kafka:bp:iot-in")];
+    assert!(wait_metric(&admin, "sluice_kafka_source_paused", &source, Duration::from_secs(30), |v| v == 1.0), "the source must pause; log:\n{}", tail(&log, 60));
     let committed_during = inputs_broker.committed("bp", "iot-in", 2);
     let rss_1 = rss_kib(sluice.pid());
+    // Memory is watched over 6 s of the outage: the scenario's length, not a wait for state.
     std::thread::sleep(Duration::from_secs(6));
+    let retried = || Metrics::try_fetch(&admin).map_or(0.0, |m| m.sum("sluice_sink_retries_total"));
+    assert!(wait_until(Duration::from_secs(60), || retried() > 0.0), "records timed out during the outage and were produced again; log:\n{}", tail(&log, 60));
     let rss_2 = rss_kib(sluice.pid());
+    let paused_metrics = Metrics::fetch(&admin);
     assert!(sluice.running(), "sluice must ride out the outage; log:\n{}", tail(&log, 60));
     assert_eq!(inputs_broker.committed("bp", "iot-in", 2), committed_during, "nothing may be committed while nothing is delivered");
     let committed_total: i64 = committed_during.iter().map(|o| o.max(&0)).sum();
     assert!((committed_total as u64) < N, "the source must not have committed everything ({committed_total})");
-    let log_text = std::fs::read_to_string(&log).unwrap();
-    assert!(log_text.contains("consumption paused"), "the source must pause; log:\n{}", tail(&log, 60));
+    assert_eq!(paused_metrics.value("sluice_kafka_source_paused", &source), 1.0, "the source stays paused during the outage");
     assert!(rss_2 < rss_1 + 20 * 1024, "memory grew during the outage: {rss_1} KiB -> {rss_2} KiB");
     outputs_broker.restart();
-    eprintln!("sink outage: output broker restarted after 10s (sluice RSS {rss_1} -> {rss_2} KiB during the outage)");
+    eprintln!("sink outage: output broker restarted after {:.1}s (sluice RSS {rss_1} -> {rss_2} KiB during the outage)", killed.elapsed().as_secs_f64());
 
     let complete = collector.wait_for(Duration::from_secs(180), |r| r.len() as u64 >= N && seqs(r).len() as u64 == N);
     let records = collector.records();
     let seen = seqs(&records);
     assert!(complete, "{} of {N} inputs have their output; log:\n{}", seen.len(), tail(&log, 80));
+    let pauses = Metrics::fetch(&admin).value("sluice_kafka_source_pauses_total", &source);
     let status = sluice.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit status {status}; log:\n{}", tail(&log, 40));
     assert_eq!(inputs_broker.committed("bp", "iot-in", 2), inputs_broker.end_offsets("iot-in", 2));
-    let log_text = std::fs::read_to_string(&log).unwrap();
-    assert!(log_text.contains("produce failed; retrying"), "records timed out during the outage and were produced again");
-    eprintln!(
-        "sink outage: {N} inputs, {} outputs ({} duplicates), pauses logged: {}, total {:.1}s",
-        records.len(),
-        records.len() - seen.len(),
-        log_text.matches("consumption paused").count(),
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("sink outage: {N} inputs, {} outputs ({} duplicates), pauses: {pauses}, total {:.1}s", records.len(), records.len() - seen.len(), started.elapsed().as_secs_f64());
 }

@@ -1,7 +1,8 @@
-//! The MQTT integration channel against a real Mosquitto, with in-process sinks (no Kafka):
-//! delivery failures and shared subscriptions.
+//! The MQTT integration channel against a real Mosquitto, no Kafka: shared subscriptions and
+//! an oversized request through the production App (file sink), delivery failures and a failed
+//! sink through sinks of the tests' own.
 
-mod support;
+use sluice_testkit as support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use sluice::sink::{Sink, SinkReport};
 use sluice::source::mqtt::MqttSource;
 use sluice::source::Source;
 use support::mosquitto::{Mosquitto, Publisher};
+use support::wait_until;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -38,12 +40,42 @@ impl Sink for FixedSink {
     }
 }
 
-fn source(m: &Mosquitto, client_id: &str, extra: &str) -> Box<dyn Source> {
-    let cfg: MqttSourceConfig = toml::from_str(&format!("url = {:?}\nclient_id = {client_id:?}\nreconnect_backoff_ms = 100\n{extra}", m.url())).expect("config");
+fn source(m: &Mosquitto, client_id: &str, extra: serde_json::Value) -> Box<dyn Source> {
+    let mut cfg = sluice_testkit::config::table(json!({"url": m.url(), "client_id": client_id, "reconnect_backoff_ms": 100}));
+    sluice_testkit::config::merge(&mut cfg, extra);
+    let cfg: MqttSourceConfig = toml::Value::Table(cfg).try_into().expect("config");
     Box::new(MqttSource::new(cfg, Arc::new(AcceptAll), Duration::from_secs(5)))
 }
 
-/// Runs a pipeline without rules on its own runtime; `stop` ends it and returns its report.
+/// The production App without rules: MQTT sources `(client id, extra settings)` on `m`, the
+/// file sink into `out`.
+fn app(m: &Mosquitto, sources: &[(&str, serde_json::Value)], out: &std::path::Path) -> sluice_testkit::app::InProcess {
+    let sources: Vec<toml::Value> = sources
+        .iter()
+        .map(|(client_id, extra)| {
+            let mut t = sluice_testkit::config::table(json!({"type": "mqtt", "url": m.url(), "client_id": client_id, "reconnect_backoff_ms": 100}));
+            sluice_testkit::config::merge(&mut t, extra.clone());
+            toml::Value::Table(t)
+        })
+        .collect();
+    sluice_testkit::app::InProcess::start(&sluice_testkit::config::table(json!({
+        "rules": {"paths": [], "watch": false},
+        "engine": {"channel_capacity": 16, "workers": 1, "shutdown_timeout_ms": 5000},
+        "sources": sources,
+        "sink": {"type": "file", "dir": sluice_testkit::config::path(out)},
+    })))
+}
+
+/// The report of a finished App.
+fn report(app: sluice_testkit::app::InProcess) -> PipelineReport {
+    match app.stop().expect("the app runs") {
+        sluice::app::RunOutcome::Finished(r) => r,
+        sluice::app::RunOutcome::TimedOut => panic!("the app did not drain in time"),
+    }
+}
+
+/// Runs a pipeline without rules and with a sink of the test's own (`App::build` takes none) on
+/// its own runtime; `stop` ends it and returns its report.
 struct Running {
     rt: tokio::runtime::Runtime,
     shutdown: Shutdown,
@@ -74,7 +106,7 @@ const REQUEST: &str = r#"{"id":"7","version":"1.0","params":[{"deviceKey":"devic
 #[test]
 fn failed_delivery_is_answered_500_and_the_channel_goes_on() {
     let m = Mosquitto::start();
-    let running = Running::start(vec![source(&m, "sluice-fail", "")], Box::new(FixedSink(Delivery::Failed("the sink refused it".into()))));
+    let running = Running::start(vec![source(&m, "sluice-fail", json!({}))], Box::new(FixedSink(Delivery::Failed("the sink refused it".into()))));
     let p = Publisher::connect(m.port, "third-party");
     p.wait_for_sluice(WAIT);
     for _ in 0..3 {
@@ -89,25 +121,31 @@ fn failed_delivery_is_answered_500_and_the_channel_goes_on() {
 #[test]
 fn shared_subscriptions_split_the_requests() {
     let m = Mosquitto::start();
-    let extra = "shared_group = \"sluice\"\n";
-    let running = Running::start(vec![source(&m, "sluice-a", extra), source(&m, "sluice-b", extra)], Box::new(FixedSink(Delivery::Delivered)));
+    let out = sluice_testkit::temp_dir("sluice-shared-");
+    let extra = || json!({"shared_group": "sluice"});
+    let running = app(&m, &[("sluice-a", extra()), ("sluice-b", extra())], out.path());
     let p = Publisher::connect(m.port, "third-party");
     p.wait_for_sluice(WAIT);
-    std::thread::sleep(Duration::from_millis(500)); // both instances subscribed
+    // Both instances subscribed: the pings prove one is; nothing Sluice reports tells that the
+    // second one's SUBACK is in (no metric or check for it), so this wait stays a fixed one.
+    std::thread::sleep(Duration::from_millis(500));
     let before = p.replies().len();
     for i in 0..20 {
         p.publish("sys/pk/integration/event/post", REQUEST.replace("\"7\"", &format!("\"{i}\"")));
     }
     assert!(p.wait_reply(before + 19, WAIT).is_some(), "{} replies", p.replies().len() - before);
-    std::thread::sleep(Duration::from_millis(200));
-    let replies = &p.replies()[before..];
+    // A sentinel request after the 20: once it is answered, a second answer to one of them
+    // would have come (each instance answers in order).
+    p.publish("sys/pk/integration/event/post", REQUEST.replace("\"7\"", "\"sentinel\""));
+    assert!(wait_until(WAIT, || p.replies()[before..].iter().any(|r| r.body["id"] == json!("sentinel"))), "the sentinel was not answered");
+    let replies: Vec<_> = p.replies()[before..].iter().filter(|r| r.body["id"] != json!("sentinel")).cloned().collect();
     assert_eq!(replies.len(), 20, "one reply per request");
     assert!(replies.iter().all(|r| r.body["code"] == json!(200)));
-    let report = running.stop();
+    let report = report(running);
     let counts: Vec<u64> = report.sources.iter().map(|(_, r)| r.messages).collect();
     assert_eq!(counts.len(), 2);
     assert!(counts.iter().all(|&n| n > 0), "both instances got requests: {counts:?}");
-    assert!(counts.iter().sum::<u64>() >= 20, "{counts:?}");
+    assert!(counts.iter().sum::<u64>() >= 21, "{counts:?}");
 }
 
 /// Regression: a request larger than the client's packet limit made rumqttc drop the connection;
@@ -118,8 +156,9 @@ fn shared_subscriptions_split_the_requests() {
 fn an_oversized_request_is_answered_1413_acknowledged_and_the_channel_goes_on() {
     let m = Mosquitto::start();
     let client_id = "sluice-oversized";
-    let extra = "max_request_bytes = 1048576\n";
-    let running = Running::start(vec![source(&m, client_id, extra)], Box::new(FixedSink(Delivery::Delivered)));
+    let out = sluice_testkit::temp_dir("sluice-oversized-");
+    let extra = || json!({"max_request_bytes": 1048576});
+    let running = app(&m, &[(client_id, extra())], out.path());
     let p = Publisher::connect(m.port, "third-party-big");
     p.wait_for_sluice(WAIT);
     let name = format!("mqtt:{}:{client_id}", m.url());
@@ -134,15 +173,16 @@ fn an_oversized_request_is_answered_1413_acknowledged_and_the_channel_goes_on() 
     let r = p.request("sys/pk/integration/event/post", REQUEST, WAIT).expect("the next request is answered");
     assert_eq!((&r.body["id"], &r.body["code"]), (&json!("7"), &json!(200)), "{}", r.body);
     assert_eq!(disconnects(), before, "the connection was not dropped");
-    running.stop();
+    report(running);
 
     // Same client id, persistent session: the oversized request was acknowledged, so the broker
     // has nothing to deliver again; the first reply after the restart is the sentinel's.
-    let running = Running::start(vec![source(&m, client_id, extra)], Box::new(FixedSink(Delivery::Delivered)));
+    let running = app(&m, &[(client_id, extra())], out.path());
     let n = p.replies().len();
     p.wait_for_sluice(WAIT);
-    assert!(p.replies()[n..].iter().all(|r| r.body["id"] == json!("ping")), "nothing delivered again: {:?}", &p.replies()[n..]);
-    running.stop();
+    // (Replies to the pings are not among `replies()`.)
+    assert!(p.replies()[n..].is_empty(), "nothing delivered again: {:?}", &p.replies()[n..]);
+    report(running);
 }
 
 /// A sink that fails on its first batch (an I/O error, say).
@@ -165,7 +205,7 @@ fn a_failed_sink_stops_the_whole_pipeline() {
     let m = Mosquitto::start();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let engine = Arc::new(Engine::new(RuleSet::new(Vec::new()), Env::default(), EngineOptions::default()));
-    let pipeline = Pipeline { engine, sources: vec![source(&m, "sluice-broken-sink", "")], sink: Box::new(BrokenSink), capacity: 16, workers: 1, clock: Clock::System, registry: None };
+    let pipeline = Pipeline { engine, sources: vec![source(&m, "sluice-broken-sink", json!({}))], sink: Box::new(BrokenSink), capacity: 16, workers: 1, clock: Clock::System, registry: None };
     let handle = rt.spawn(pipeline.run(Shutdown::new()));
     let p = Publisher::connect(m.port, "third-party-broken");
     p.wait_for_sluice(WAIT); // empty requests are answered without the sink

@@ -3,7 +3,7 @@
 //! whole rule set between two messages: each message is evaluated by the old set or by the new
 //! one, never both and never neither; a rule that does not compile never replaces a running one.
 
-mod support;
+use sluice_testkit as support;
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -44,7 +44,7 @@ fn rules_change_under_load_without_loss_or_duplicates() {
         Instance::start("sluice-reload-", TOKEN, true, &[("a.toml", &rule("a", "", "out-a")), ("b.toml", &rule("b", "WHERE measurepoints.seq % 2 = 0", "out-b"))]);
     let publisher = Publisher::connect(mosquitto.port, "loader");
     publisher.wait_for_sluice(Duration::from_secs(30));
-    let pings = publisher.replies().len();
+    let pings = publisher.replies().len(); // 0: the pings' replies are not among them
 
     let published = AtomicUsize::new(0);
     // Each mark is `published` read right after a change was seen in effect: every request
@@ -56,6 +56,7 @@ fn rules_change_under_load_without_loss_or_duplicates() {
                 publisher.publish("sys/pkR/integration/measurepoint/post", req.to_string());
                 published.store(seq + 1, Ordering::SeqCst);
                 if seq % 10 == 9 {
+                    // Pacing the load (not a wait): the edits land while requests flow.
                     std::thread::sleep(Duration::from_millis(8));
                 }
             }
@@ -92,6 +93,7 @@ fn rules_change_under_load_without_loss_or_duplicates() {
     let codes: BTreeSet<String> = replies[pings..].iter().map(|r| r.body["code"].to_string()).collect();
     assert_eq!(codes, BTreeSet::from(["200".to_string()]), "reply codes");
     let metrics = admin.metrics();
+    let (_, a_errors) = admin.get("/api/v1/rules/a/errors");
     let status = sluice.terminate(Duration::from_secs(30));
     assert!(status.success(), "{status}; log:\n{}", tail(&log, 30));
 
@@ -114,9 +116,9 @@ fn rules_change_under_load_without_loss_or_duplicates() {
     assert!((last as usize) < c_disabled, "c ran on {last}, after its disabling was answered at {c_disabled}");
     eprintln!("hot reload: {N} messages; b switched at {cut}; c ran on {first}..={last}; out-a {}, out-b {}, out-b2 {}, out-c {}", N, b1.len(), b2.len(), c.len());
 
-    // The refused edit was counted and logged with its position.
-    let log_text = std::fs::read_to_string(&log).unwrap();
-    assert!(log_text.contains("a.toml:2:"), "the refused edit is logged with path:line:col");
+    // The refused edit was counted and reported with its position.
+    let compile = a_errors["compile"].as_array().cloned().unwrap_or_default();
+    assert!(compile.iter().any(|e| e["path"].as_str().is_some_and(|p| p.ends_with("a.toml")) && e["line"] == 2), "the refused edit is reported with path:line:col: {a_errors}");
     assert!(metrics.lines().any(|l| l.starts_with("sluice_rule_reloads_total{result=\"error\"}")), "{metrics}");
     assert!(metrics.contains("sluice_rule_files_invalid 1"), "{metrics}");
 }
@@ -128,6 +130,7 @@ fn sighup_reloads_when_watching_is_off() {
 
     write(&rules.join("a.toml"), &rule("a", "", "out-a2"));
     write(&rules.join("new.toml"), &rule("new", "", "out-new"));
+    // A negative: with the watcher off, nothing reloads; 8 debounce periods to go wrong.
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(admin.rule("a").unwrap()["actions"], json!(["out-a"]), "not watching: no reload yet");
     assert!(admin.rule("new").is_none());
@@ -153,6 +156,7 @@ fn sighup_reloads_when_watching_is_off() {
 /// to the end.
 #[test]
 fn kafka_rules_change_under_load_without_loss_or_duplicates() {
+    let _heavy = sluice_testkit::heavy();
     use support::{kafka_config, produce, Broker, Collector, In};
     const K: usize = 6000;
     let broker = Broker::start();
@@ -163,17 +167,13 @@ fn kafka_rules_change_under_load_without_loss_or_duplicates() {
     let krule = |name: &str, where_: &str, topic: &str| format!("name = \"{name}\"\nsql = \"SELECT seq FROM \\\"/sys/+/+/thing/event/property/post\\\" {where_}\"\n[[actions]]\ntopic = \"{topic}\"\n");
     write(&rules.join("a.toml"), &krule("a", "", "out-a"));
     write(&rules.join("b.toml"), &krule("b", "WHERE seq % 2 = 0", "out-b"));
-    let port = support::free_port();
     let config = dir.path().join("sluice.toml");
-    let mut text = kafka_config(&broker.bootstrap(), "reload-group", &["reload-in"], &rules, "", "linger_ms = 5");
-    text = text.replace("[rules]\n", "[rules]\ndebounce_ms = 100\n");
-    text.push_str(&format!("\n[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n"));
-    write(&config, &text);
+    let mut text = kafka_config(&broker.bootstrap(), "reload-group", &["reload-in"], &rules);
+    support::config::merge(&mut text, json!({"rules": {"debounce_ms": 100}, "sink": {"linger_ms": 5}, "admin": {"token": TOKEN}}));
     let log = dir.path().join("sluice.log");
     let collector = Collector::start(&broker.bootstrap(), &["out-a", "out-b", "out-b2"]);
-    let mut sluice = Sluice::start(&config, &log);
-    let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN));
-    admin.wait_up(Duration::from_secs(30));
+    let (mut sluice, addr) = Sluice::start_admin(&text, &config, &log);
+    let admin = Admin::new(&format!("http://{addr}"), Some(TOKEN));
 
     let published = AtomicUsize::new(0);
     let edited_at = std::thread::scope(|s| {
@@ -197,7 +197,8 @@ fn kafka_rules_change_under_load_without_loss_or_duplicates() {
     assert!(wait_until(Duration::from_secs(60), || broker.committed("reload-group", "reload-in", 1) == vec![K as i64]), "commits: {:?}", broker.committed("reload-group", "reload-in", 1));
     let status = sluice.terminate(Duration::from_secs(30));
     assert!(status.success(), "{status}; log:\n{}", tail(&log, 30));
-    std::thread::sleep(Duration::from_millis(500));
+    // Every input committed and sluice gone: every output is in the broker; read them all.
+    assert!(collector.wait_caught_up(Duration::from_secs(30)), "the collector did not catch up with the broker");
     let recs = collector.records();
     let of = |t: &str| -> Vec<u64> { recs.iter().filter(|r| r.topic == t).map(|r| r.json()["seq"].as_u64().expect("seq")).collect() };
     exactly("kafka out-a", &of("out-a"), 0..K as u64);

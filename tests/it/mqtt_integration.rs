@@ -2,7 +2,7 @@
 //! (tansu), Sluice's pipeline in process (so tests can plug in their own validators), and a
 //! real MQTT client playing the third-party system.
 
-mod support;
+use sluice_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sluice::config::{KafkaSinkConfig, MqttSourceConfig};
 use sluice::engine::pipeline::{Clock, Pipeline};
 use sluice::engine::{Engine, EngineOptions, RuleSet};
-use sluice::integration::{codes, AcceptAll, EntryVerdict, Validation, Validator};
+use sluice::integration::{codes, EntryVerdict, Validation, Validator};
 use sluice::rule::expr::Env;
 use sluice::shutdown::Shutdown;
 use sluice::sink::kafka::KafkaSink;
@@ -28,22 +28,68 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Sluice's pipeline (MQTT source → integration rules → Kafka sink) on a runtime of its own.
-struct InProcess {
+/// The integration rules the tests run.
+fn rule_files() -> Vec<PathBuf> {
+    ["integration_measurepoint.toml", "integration_event.toml", "integration_attributes.toml"].iter().map(|f| repo().join("rules").join(f)).collect()
+}
+
+/// Who validates the requests.
+enum Validating {
+    /// Everything is accepted (no `[registry]`).
+    Accept,
+    /// The device registry and thing models of `models/` (`[registry]`).
+    Models,
+    /// A validator of the test's own: `App::build` takes none, so this one pipeline is
+    /// assembled here (MQTT source → integration rules → Kafka sink), as `App` does.
+    Custom(Arc<dyn Validator>),
+}
+
+/// Sluice in process: the production assembly (`App::build` on a configuration), or the
+/// pipeline with a custom validator. Held for its drop, which stops it.
+#[allow(dead_code)]
+enum Sluice {
+    App(support::app::InProcess),
+    Custom(CustomPipeline),
+}
+
+impl Sluice {
+    fn start(mqtt_url: &str, client_id: &str, bootstrap: &str, decoders: &Path, validating: Validating) -> Sluice {
+        let paths: Vec<String> = rule_files().iter().map(|p| support::config::path(p)).collect();
+        let mut config = support::config::table(json!({
+            "rules": {"paths": paths},
+            "engine": {"default_error_topic": "sluice-errors", "channel_capacity": 64, "workers": 1},
+            "sources": [{"type": "mqtt", "url": mqtt_url, "client_id": client_id, "decoders_dir": support::config::path(decoders), "reconnect_backoff_ms": 100}],
+            "sink": {"type": "kafka", "brokers": bootstrap, "linger_ms": 1},
+        }));
+        match validating {
+            Validating::Accept => Sluice::App(support::app::InProcess::start(&config)),
+            Validating::Models => {
+                support::config::merge(&mut config, json!({"registry": {"models": support::config::path(&repo().join("models"))}}));
+                Sluice::App(support::app::InProcess::start(&config))
+            }
+            Validating::Custom(v) => Sluice::Custom(CustomPipeline::start(mqtt_url, client_id, bootstrap, decoders, v)),
+        }
+    }
+}
+
+/// Sluice's pipeline (MQTT source → integration rules → Kafka sink) on a runtime of its own,
+/// with a custom validator.
+struct CustomPipeline {
     rt: Option<tokio::runtime::Runtime>,
     shutdown: Shutdown,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl InProcess {
-    fn start(mqtt_url: &str, client_id: &str, bootstrap: &str, decoders: &Path, validator: Arc<dyn Validator>) -> InProcess {
-        let rules: Vec<PathBuf> = ["integration_measurepoint.toml", "integration_event.toml", "integration_attributes.toml"].iter().map(|f| repo().join("rules").join(f)).collect();
-        let (rules, errors) = sluice::control::compile_paths(&rules);
+impl CustomPipeline {
+    fn start(mqtt_url: &str, client_id: &str, bootstrap: &str, decoders: &Path, validator: Arc<dyn Validator>) -> CustomPipeline {
+        let (rules, errors) = sluice::control::compile_paths(&rule_files());
         assert!(errors.is_empty(), "rules: {:?}", errors.iter().map(|e| e.render()).collect::<Vec<_>>());
         let engine = Arc::new(Engine::new(RuleSet::new(rules), Env::default(), EngineOptions::default()));
         let src: MqttSourceConfig =
-            toml::from_str(&format!("url = {mqtt_url:?}\nclient_id = {client_id:?}\ndecoders_dir = {:?}\nreconnect_backoff_ms = 100\n", decoders.display().to_string())).expect("mqtt config");
-        let sink: KafkaSinkConfig = toml::from_str(&format!("brokers = {bootstrap:?}\nlinger_ms = 1\n")).expect("sink config");
+            toml::Value::Table(support::config::table(json!({"url": mqtt_url, "client_id": client_id, "decoders_dir": support::config::path(decoders), "reconnect_backoff_ms": 100})))
+                .try_into()
+                .expect("mqtt config");
+        let sink: KafkaSinkConfig = toml::Value::Table(support::config::table(json!({"brokers": bootstrap, "linger_ms": 1}))).try_into().expect("sink config");
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let shutdown = Shutdown::new();
         let pipeline = Pipeline {
@@ -59,11 +105,11 @@ impl InProcess {
         let handle = rt.spawn(async move {
             pipeline.run(sd).await.expect("pipeline");
         });
-        InProcess { rt: Some(rt), shutdown, handle: Some(handle) }
+        CustomPipeline { rt: Some(rt), shutdown, handle: Some(handle) }
     }
 }
 
-impl Drop for InProcess {
+impl Drop for CustomPipeline {
     fn drop(&mut self) {
         self.shutdown.trigger();
         if let (Some(rt), Some(h)) = (self.rt.take(), self.handle.take()) {
@@ -77,11 +123,11 @@ struct World {
     _broker: Broker,
     mosquitto: Mosquitto,
     collector: Collector,
-    _sluice: InProcess,
+    _sluice: Sluice,
     publisher: Publisher,
 }
 
-fn world(validator: Arc<dyn Validator>, decoders: &Path) -> World {
+fn world(validating: Validating, decoders: &Path) -> World {
     eprintln!("world: starting tansu");
     let broker = Broker::start();
     eprintln!("world: tansu on {}", broker.port);
@@ -91,7 +137,7 @@ fn world(validator: Arc<dyn Validator>, decoders: &Path) -> World {
     let mosquitto = Mosquitto::start();
     eprintln!("world: mosquitto on {}", mosquitto.port);
     let collector = Collector::start(&broker.bootstrap(), &OUT_TOPICS);
-    let sluice = InProcess::start(&mosquitto.url(), "sluice-test", &broker.bootstrap(), decoders, validator);
+    let sluice = Sluice::start(&mosquitto.url(), "sluice-test", &broker.bootstrap(), decoders, validating);
     eprintln!("world: sluice started");
     let publisher = Publisher::connect(mosquitto.port, "third-party");
     eprintln!("world: publisher connected");
@@ -120,7 +166,7 @@ const SEED_003_EVENT: &str = r#"{"id":"123","version":"1.0","params":[{"deviceKe
 
 #[test]
 fn seed_requests_are_answered_200_and_imported() {
-    let w = world(Arc::new(AcceptAll), &repo().join("decoders"));
+    let w = world(Validating::Accept, &repo().join("decoders"));
     let p = &w.publisher;
     for (topic, body) in [
         ("sys/pk1/integration/event/post", SEED_000_EVENT),
@@ -168,7 +214,7 @@ impl Validator for TestValidator {
 
 #[test]
 fn partial_failures_import_only_valid_entries() {
-    let w = world(Arc::new(TestValidator), &repo().join("decoders"));
+    let w = world(Validating::Custom(Arc::new(TestValidator)), &repo().join("decoders"));
     let p = &w.publisher;
     let topic = "sys/pk1/integration/measurepoint/post";
     let req = json!({"id": "42", "version": "1.0", "method": "integration.measurepoint.post", "params": [
@@ -212,7 +258,7 @@ fn up_raw_is_decoded_by_the_product_script() {
     std::fs::write(dir.path().join("pkThrow.js"), "function rawDataToProtocol(b) { throw new Error('checksum mismatch'); }").unwrap();
     std::fs::write(dir.path().join("pkLoop.js"), "function rawDataToProtocol(b) { while (true) {} }").unwrap();
     std::fs::write(dir.path().join("pkBad.js"), "function rawDataToProtocol(b) { return [1, 2, 3]; }").unwrap();
-    let w = world(Arc::new(AcceptAll), dir.path());
+    let w = world(Validating::Accept, dir.path());
     let p = &w.publisher;
     let frame: &[u8] = &[0x01, 0x03, 0x04, 0x00, 0x0A, 0x01, 0x02, 0xFF, 0x7E];
     let r = p.request("sys/productKey1/integration/up_raw", frame, WAIT).expect("reply");
@@ -242,8 +288,7 @@ fn up_raw_is_decoded_by_the_product_script() {
 /// model is 1204, each with the entry that failed; only accepted entries reach Kafka.
 #[test]
 fn registry_validates_requests_with_the_documented_codes() {
-    let registry = sluice::registry::Registry::load(&repo().join("models"), None).expect("models/ loads");
-    let w = world(Arc::new(registry), &repo().join("decoders"));
+    let w = world(Validating::Models, &repo().join("decoders"));
     let p = &w.publisher;
     for (topic, body) in [
         ("sys/productKey1/integration/event/post", SEED_000_EVENT),
@@ -269,7 +314,8 @@ fn registry_validates_requests_with_the_documented_codes() {
     // 2 event + 2 attribute + 3 measure point records from the seeds, plus device1's temp 3.5.
     let c = &w.collector;
     assert!(c.wait_for(WAIT, |r| r.len() >= 8), "{} of 8 records: {:?}", c.len(), c.records());
-    std::thread::sleep(Duration::from_millis(500));
+    // Every request was answered, so every output is in the broker: read them all.
+    assert!(c.wait_caught_up(WAIT), "the collector did not catch up with the broker");
     let mp = records_of(c, "iot-integration-measurepoint");
     assert_eq!(keys(&mp, "deviceKey"), ["device1", "device1", "device1", "device2"], "no record of the unknown device or the rejected entry");
 }

@@ -1,7 +1,8 @@
-//! Test harness shared by the Kafka tests: a real Kafka-compatible broker (tansu, sqlite
-//! storage) on a free loopback port, topics, a producer, a collector of output records, and
-//! the `sluice` binary as a child process. Everything started here is stopped on drop.
-#![allow(dead_code)]
+//! Sluice's test kit, shared by the integration tests (`tests/it`) and the examples: a real
+//! Kafka-compatible broker (tansu, sqlite storage) on a free loopback port, topics, a producer,
+//! a collector of output records, Mosquitto, the admin API client, waits on state with a
+//! deadline, and the `sluice` binary as a child process. Everything started here is stopped on
+//! drop.
 
 use std::collections::HashMap;
 use std::fs;
@@ -15,6 +16,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub mod admin;
+pub mod app;
+pub mod config;
+pub mod metrics;
 pub mod mosquitto;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -22,8 +26,96 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, OwnedHeaders};
+use rdkafka::metadata::Metadata;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+/// The repository's root folder (where `Cargo.toml` of `sluice` is).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository root")
+}
+
+/// The `sluice` binary: `$SLUICE_BIN`, else `sluice` in the target folder of the running test
+/// binary (`target/<profile>/deps/it-…` → `target/<profile>/sluice`; cargo builds the binary
+/// before the integration tests that use it).
+pub fn sluice_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SLUICE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe folder").to_path_buf();
+    if dir.ends_with("deps") || dir.ends_with("examples") {
+        dir.pop();
+    }
+    let bin = dir.join(format!("sluice{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.is_file(), "the sluice binary is not at {} (set SLUICE_BIN)", bin.display());
+    bin
+}
+
+/// Polls `f` every 20 ms until it holds; false after `timeout`. The one poll loop of the kit:
+/// tests wait on state (a file, a metric, a reply, an offset), never for a fixed time.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`wait_until`] polling every `every` (for checks that cost a request to a broker).
+pub fn poll_until(timeout: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Process isolation for a test of the one test binary that reads or writes process-global
+/// state (health checks, the recent-errors ring, the metrics registry): the test calls
+/// `if !own_process(module_path!(), "its_fn_name") { return; }` first. In the test binary's
+/// process this runs the binary again as a child, running only that test, asserts it passed and
+/// returns false; in the child it returns true and the test's body runs there, alone.
+pub fn own_process(module: &str, test: &str) -> bool {
+    // `it::admin_http` → `admin_http::test`, the test's name in the harness.
+    let name = match module.split_once("::") {
+        Some((_, rest)) => format!("{rest}::{test}"),
+        None => test.to_string(),
+    };
+    if std::env::var("SLUICE_TEST_OWN_PROCESS").is_ok_and(|v| v == name) {
+        return true;
+    }
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1", "--include-ignored"])
+        .env("SLUICE_TEST_OWN_PROCESS", &name)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name} failed in its own process ({}):\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("1 passed"), "{name} did not run in its own process:\n{stdout}\n{stderr}");
+    false
+}
+
+/// The heavy tests (tens of thousands of records through brokers and `sluice`, or a whole
+/// local stack) hold this while they run: one at a time, as when each had a binary of its own,
+/// so that two of them never share the machine's cores and their timeouts hold.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The broker binary: `$SLUICE_TANSU`, `$HOME/.cache/sluice/tools/bin/tansu`, or `tansu` on
 /// `PATH`. Panics (the test fails, never skips) when there is none.
@@ -76,11 +168,23 @@ pub struct Broker {
 
 impl Broker {
     /// Starts a broker and waits until it answers metadata requests.
+    /// A port picked free may be taken by another process before tansu binds it: a broker that
+    /// exits before it is ready is started again on a new port (up to 5 times).
     pub fn start() -> Broker {
         let bin = tansu_bin();
         let mut b = Broker { child: None, dir: temp_dir("sluice-tansu-"), port: free_port() };
-        b.spawn(&bin);
-        b.wait_ready(Duration::from_secs(30));
+        for attempt in 1.. {
+            b.spawn(&bin);
+            match b.try_wait_ready(Duration::from_secs(30)) {
+                Ok(()) => break,
+                Err(e) if attempt < 5 && e.starts_with("tansu exited") => {
+                    eprintln!("testkit: {e}; again on a new port");
+                    b.kill();
+                    b.port = free_port();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
         b.index_headers();
         b
     }
@@ -130,19 +234,23 @@ impl Broker {
     }
 
     fn wait_ready(&mut self, timeout: Duration) {
-        let started = Instant::now();
+        self.try_wait_ready(timeout).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).set("log_level", "2").create().expect("metadata client");
-        loop {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("tansu exited ({status}) before it was ready:\n{}", self.log());
-                }
+        let mut exited = None;
+        let ready = poll_until(timeout, Duration::from_millis(100), || {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                exited = Some(status);
+                return true;
             }
-            if client.fetch_metadata(None, Duration::from_secs(1)).is_ok() {
-                return;
-            }
-            assert!(started.elapsed() < timeout, "tansu not ready after {timeout:?}:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
+            client.fetch_metadata(None, Duration::from_secs(1)).is_ok()
+        });
+        match (exited, ready) {
+            (Some(status), _) => Err(format!("tansu exited ({status}) before it was ready on port {}:\n{}", self.port, self.log())),
+            (None, true) => Ok(()),
+            (None, false) => Err(format!("tansu not ready after {timeout:?}:\n{}", self.log())),
         }
     }
 
@@ -161,27 +269,8 @@ impl Broker {
 
     /// Creates topics with their partition counts and waits until their metadata shows them.
     pub fn create_topics(&self, topics: &[(&str, i32)]) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("admin client");
-        let new: Vec<NewTopic<'_>> = topics.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let results = rt.block_on(admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))).expect("create topics");
-        for r in results {
-            if let Err((t, e)) = r {
-                panic!("cannot create topic {t}: {e}");
-            }
-        }
-        let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("metadata client");
-        let started = Instant::now();
-        for (t, p) in topics {
-            loop {
-                let n = client.fetch_metadata(Some(t), Duration::from_secs(2)).ok().and_then(|m| m.topics().first().map(|t| t.partitions().len())).unwrap_or(0);
-                if n == *p as usize {
-                    break;
-                }
-                assert!(started.elapsed() < Duration::from_secs(20), "topic {t} has {n} partitions, not {p}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
+        let created = create_topics(&self.bootstrap(), topics, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(created, topics.len(), "some of the topics {topics:?} existed already");
     }
 
     /// The committed offsets of a consumer group on a topic, by partition. A partition the group
@@ -198,6 +287,13 @@ impl Broker {
         (0..partitions).map(|p| got.find_partition(topic, p).and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0).unwrap_or(0)).collect()
     }
 
+    /// Waits until group `group` has committed every partition of `topic` to its end (all its
+    /// inputs are done: their outputs were delivered before the commit); false on timeout.
+    pub fn wait_committed(&self, group: &str, topic: &str, partitions: i32, timeout: Duration) -> bool {
+        let end = self.end_offsets(topic, partitions);
+        poll_until(timeout, Duration::from_millis(200), || self.committed(group, topic, partitions) == end)
+    }
+
     /// The high watermarks (end offsets) of a topic, by partition.
     pub fn end_offsets(&self, topic: &str, partitions: i32) -> Vec<i64> {
         let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("consumer");
@@ -209,6 +305,48 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The cluster's metadata, retried until the broker at `brokers` answers or `timeout` passes.
+pub fn wait_for_broker(brokers: &str, timeout: Duration) -> Result<Metadata, String> {
+    let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("log_level", "2").create().map_err(|e| format!("client: {e}"))?;
+    let mut last = Err(String::new());
+    poll_until(timeout, Duration::from_millis(100), || {
+        last = client.fetch_metadata(None, Duration::from_secs(1)).map_err(|e| e.to_string());
+        last.is_ok()
+    });
+    last.map_err(|e| format!("broker {brokers} not reachable after {timeout:?}: {e}"))
+}
+
+/// Creates topics (name, partitions) on `brokers` (topics that exist already are fine) and waits
+/// until the broker's metadata shows each new one with its partitions, and each existing one
+/// with some; returns how many were created.
+pub fn create_topics(brokers: &str, topics: &[(&str, i32)], timeout: Duration) -> Result<usize, String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| format!("admin client: {e}"))?;
+    let new: Vec<NewTopic<'_>> = topics.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))?;
+    let results = rt.block_on(admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))).map_err(|e| format!("create topics: {e}"))?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(t) => created.push(t),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => return Err(format!("cannot create topic {t}: {e}")),
+        }
+    }
+    let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| format!("client: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    for (t, p) in topics {
+        let want = |n: usize| if created.iter().any(|c| c == t) { n == *p as usize } else { n > 0 };
+        let mut n = 0;
+        if !poll_until(deadline.saturating_duration_since(Instant::now()), Duration::from_millis(100), || {
+            n = client.fetch_metadata(Some(t), Duration::from_secs(2)).ok().and_then(|m| m.topics().first().map(|t| t.partitions().len())).unwrap_or(0);
+            want(n)
+        }) {
+            return Err(format!("topic {t} has {n} partitions after {timeout:?}, not {p}"));
+        }
+    }
+    Ok(created.len())
 }
 
 /// An input record for [`produce`].
@@ -312,7 +450,12 @@ impl Rec {
 /// Reads every record of some topics from the beginning, in the background (no consumer
 /// group: partitions assigned by hand).
 pub struct Collector {
+    bootstrap: String,
+    /// Every (topic, partition) read.
+    partitions: Vec<(String, i32)>,
     recs: Arc<Mutex<Vec<Rec>>>,
+    /// The consumer's next offset by (topic, partition), once it has read there.
+    positions: Arc<Mutex<HashMap<(String, i32), i64>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -329,22 +472,26 @@ impl Collector {
             .create()
             .expect("collector consumer");
         let mut tpl = TopicPartitionList::new();
+        let mut partitions = Vec::new();
         for t in topics {
             let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10)).expect("metadata");
             let n = md.topics().first().map_or(0, |t| t.partitions().len());
             assert!(n > 0, "collector: topic {t} has no partitions");
             for p in 0..n as i32 {
                 tpl.add_partition_offset(t, p, Offset::Beginning).expect("offset");
+                partitions.push((t.to_string(), p));
             }
         }
         consumer.assign(&tpl).expect("assign");
         let recs = Arc::new(Mutex::new(Vec::new()));
+        let positions = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (recs, stop) = (recs.clone(), stop.clone());
+            let (recs, positions, stop) = (recs.clone(), positions.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                    let polled = consumer.poll(Duration::from_millis(100));
+                    if let Some(Ok(m)) = polled {
                         let headers = m.headers().map(|hs| hs.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect()).unwrap_or_default();
                         let rec = Rec {
                             topic: m.topic().to_string(),
@@ -356,24 +503,39 @@ impl Collector {
                         };
                         recs.lock().unwrap().push(rec);
                     }
+                    // Where the consumer reads next, by partition: past every record read (and
+                    // kept, just above), the offsets a broker skips included.
+                    if let Ok(tpl) = consumer.position() {
+                        let mut pos = positions.lock().unwrap();
+                        for e in tpl.elements() {
+                            if let Some(o) = e.offset().to_raw().filter(|o| *o >= 0) {
+                                pos.insert((e.topic().to_string(), e.partition()), o);
+                            }
+                        }
+                    }
                 }
             })
         };
-        Collector { recs, stop, thread: Some(thread) }
+        Collector { bootstrap: bootstrap.to_string(), partitions, recs, positions, stop, thread: Some(thread) }
+    }
+
+    /// Waits until the collector has read every record the broker holds in its topics right now
+    /// (up to each partition's high watermark, read once at the start); false on timeout. Once
+    /// the producers are done (every input committed, every reply in), the records read are
+    /// then exactly what was written: a late duplicate is among them, not still on its way.
+    pub fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().expect("consumer");
+        let ends: Vec<(&str, i32, i64)> = self.partitions.iter().map(|(t, p)| (t.as_str(), *p, c.fetch_watermarks(t, *p, Duration::from_secs(10)).expect("watermarks").1)).collect();
+        wait_until(timeout, || {
+            let pos = self.positions.lock().unwrap();
+            let recs = self.recs.lock().unwrap();
+            ends.iter().all(|(t, p, end)| *end <= 0 || pos.get(&(t.to_string(), *p)).is_some_and(|o| o >= end) || recs.iter().any(|r| r.topic == *t && r.partition == *p && r.offset >= end - 1))
+        })
     }
 
     /// Waits until `done` holds for the records read so far; false on timeout.
     pub fn wait_for(&self, timeout: Duration, mut done: impl FnMut(&[Rec]) -> bool) -> bool {
-        let started = Instant::now();
-        loop {
-            if done(&self.recs.lock().unwrap()) {
-                return true;
-            }
-            if started.elapsed() >= timeout {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(timeout, || done(&self.recs.lock().unwrap()))
     }
 
     /// The records read so far.
@@ -384,6 +546,11 @@ impl Collector {
     /// How many records were read so far.
     pub fn len(&self) -> usize {
         self.recs.lock().unwrap().len()
+    }
+
+    /// Whether no record was read so far.
+    pub fn is_empty(&self) -> bool {
+        self.recs.lock().unwrap().is_empty()
     }
 }
 
@@ -408,7 +575,7 @@ impl Sluice {
     pub fn start(config: &Path, log: &Path) -> Sluice {
         let mut f = fs::OpenOptions::new().create(true).append(true).open(log).expect("sluice log");
         writeln!(f, "---- sluice start ----").expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let child = Command::new(sluice_bin())
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
@@ -418,6 +585,43 @@ impl Sluice {
             .spawn()
             .expect("start sluice");
         Sluice { child: Some(child), log: log.to_path_buf() }
+    }
+
+    /// Starts `sluice run` on `config(port)` (written to `path`) with its admin server on
+    /// `127.0.0.1:port`, a free port, and waits until it answers `/healthz`. A port picked free
+    /// may be taken before Sluice binds it: when Sluice exits because it cannot listen there,
+    /// it is started again on a new port (up to 5 times). Returns the process and the port.
+    pub fn start_with_admin(path: &Path, log: &Path, mut config: impl FnMut(u16) -> toml::Table) -> (Sluice, u16) {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().expect("http client");
+        for attempt in 1.. {
+            let port = free_port();
+            config::write_config(path, &config(port));
+            let mut sluice = Sluice::start(path, log);
+            let mut exited = false;
+            let up = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
+                exited = !sluice.running();
+                exited || client.get(format!("http://127.0.0.1:{port}/healthz")).send().is_ok()
+            });
+            if up && !exited {
+                return (sluice, port);
+            }
+            let taken = tail(log, 20).contains("admin server: cannot listen");
+            assert!(taken && attempt < 5, "sluice did not serve its admin server on {port} (exited: {exited}); log:\n{}", tail(log, 40));
+            eprintln!("testkit: admin port {port} taken; again on a new port");
+        }
+        unreachable!()
+    }
+
+    /// [`Sluice::start_with_admin`] on `config` with its `[admin] listen` set to the free port
+    /// (other `[admin]` settings kept). Returns the process and the admin address
+    /// (`127.0.0.1:PORT`).
+    pub fn start_admin(config: &toml::Table, path: &Path, log: &Path) -> (Sluice, String) {
+        let (sluice, port) = Sluice::start_with_admin(path, log, |port| {
+            let mut c = config.clone();
+            config::merge(&mut c, serde_json::json!({"admin": {"listen": format!("127.0.0.1:{port}")}}));
+            c
+        });
+        (sluice, format!("127.0.0.1:{port}"))
     }
 
     /// The process id.
@@ -438,18 +642,16 @@ impl Sluice {
         let mut c = self.child.take().expect("running");
         let ok = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill -TERM");
         assert!(ok.success(), "kill -TERM failed");
-        let started = Instant::now();
-        loop {
-            if let Some(s) = c.try_wait().expect("wait") {
-                return s;
-            }
-            if started.elapsed() > timeout {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("sluice did not exit within {timeout:?} of SIGTERM; log:\n{}", tail(&self.log, 60));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut status = None;
+        if !wait_until(timeout, || {
+            status = c.try_wait().expect("wait");
+            status.is_some()
+        }) {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("sluice did not exit within {timeout:?} of SIGTERM; log:\n{}", tail(&self.log, 60));
         }
+        status.expect("exit status")
     }
 
     /// Whether it still runs.
@@ -487,41 +689,26 @@ pub fn write(path: &Path, text: &str) {
 pub const SESSION_TIMEOUT_MS: u64 = 20_000;
 
 /// A `sluice run` configuration: a Kafka source (group `group`, topics `inputs`) and a Kafka
-/// sink on `bootstrap`, rules from `rules`, with timings suited to tests. `extra_source` and
-/// `extra_sink` are appended to the source's and the sink's tables.
-pub fn kafka_config(bootstrap: &str, group: &str, inputs: &[&str], rules: &Path, extra_source: &str, extra_sink: &str) -> String {
-    let topics: Vec<String> = inputs.iter().map(|t| format!("{t:?}")).collect();
-    format!(
-        r#"[rules]
-paths = [{rules:?}]
-
-[engine]
-default_error_topic = "sluice-errors"
-shutdown_timeout_ms = 20000
-workers = 2
-
-[[sources]]
-type = "kafka"
-brokers = "{bootstrap}"
-topics = [{topics}]
-group_id = "{group}"
-commit_interval_ms = 200
-{extra_source}
-[sources.properties]
-"session.timeout.ms" = "{SESSION_TIMEOUT_MS}"
-"heartbeat.interval.ms" = "500"
-"topic.metadata.refresh.interval.ms" = "2000"
-
-[sink]
-type = "kafka"
-brokers = "{bootstrap}"
-unknown_topic_timeout_ms = 3000
-retry_backoff_max_ms = 2000
-{extra_sink}
-"#,
-        rules = rules.display().to_string(),
-        topics = topics.join(", "),
-    )
+/// sink on `bootstrap`, rules from `rules`, with timings suited to tests. Change it with
+/// [`config::merge`] and [`config::source`]; write it with [`config::write_config`].
+pub fn kafka_config(bootstrap: &str, group: &str, inputs: &[&str], rules: &Path) -> toml::Table {
+    config::table(serde_json::json!({
+        "rules": {"paths": [config::path(rules)]},
+        "engine": {"default_error_topic": "sluice-errors", "shutdown_timeout_ms": 20000, "workers": 2},
+        "sources": [{
+            "type": "kafka",
+            "brokers": bootstrap,
+            "topics": inputs,
+            "group_id": group,
+            "commit_interval_ms": 200,
+            "properties": {
+                "session.timeout.ms": SESSION_TIMEOUT_MS.to_string(),
+                "heartbeat.interval.ms": "500",
+                "topic.metadata.refresh.interval.ms": "2000",
+            },
+        }],
+        "sink": {"type": "kafka", "brokers": bootstrap, "unknown_topic_timeout_ms": 3000, "retry_backoff_max_ms": 2000},
+    }))
 }
 
 /// Counts of distinct values and duplicates.
@@ -551,7 +738,7 @@ pub fn metric_names(expr: &str) -> Vec<String> {
 /// Every metric the Grafana dashboard (`deploy/grafana/sluice-dashboard.json`) queries, sorted,
 /// histogram suffixes removed.
 pub fn dashboard_metrics() -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/sluice-dashboard.json");
+    let path = repo_root().join("deploy/grafana/sluice-dashboard.json");
     let dash: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).expect("read the dashboard")).expect("the dashboard is valid JSON");
     let mut names: Vec<String> = dash["panels"]
         .as_array()

@@ -1,13 +1,14 @@
 //! Scale-out: two `sluice` instances in one consumer group share the input partitions; one is
 //! killed (SIGKILL) mid-run and the other takes over its partitions: nothing is lost.
 
-mod support;
+use sluice_testkit as support;
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::config::write_config;
 use support::{kafka_config, produce, tail, write, Broker, Collector, In, Rec, Sluice};
 
 const N: u64 = 40_000;
@@ -19,19 +20,13 @@ fn last_assignment(log: &Path) -> usize {
     text.lines().rev().find(|l| l.contains("assignment changed")).map_or(0, |l| l.matches("iot-in[").count())
 }
 
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
+fn wait_until(timeout: Duration, f: impl FnMut() -> bool) -> bool {
+    support::poll_until(timeout, Duration::from_millis(100), f)
 }
 
 #[test]
 fn two_instances_share_partitions_and_one_takes_over() {
+    let _heavy = sluice_testkit::heavy();
     let started = Instant::now();
     let broker = Broker::start();
     let dir = support::temp_dir("sluice-test-");
@@ -44,7 +39,7 @@ fn two_instances_share_partitions_and_one_takes_over() {
         let rules = dir.path().join(format!("rules-{name}"));
         write(&rules.join("r.toml"), &format!("sql = \"\"\"SELECT deviceName() AS dn, seq FROM \"/sys/+/+/thing/event/property/post\" \"\"\"\n[[actions]]\ntopic = \"out\"\nkey = \"${{dn}}\"\n[actions.headers]\ninstance = \"{name}\"\n"));
         let config = dir.path().join(format!("sluice-{name}.toml"));
-        write(&config, &kafka_config(&bootstrap, "scale", &["iot-in"], &rules, "", ""));
+        write_config(&config, &kafka_config(&bootstrap, "scale", &["iot-in"], &rules));
         let log = dir.path().join(format!("sluice-{name}.log"));
         instances.push((Sluice::start(&config, &log), log));
         if name == "a" {

@@ -7,7 +7,7 @@
 //! another branch: they are listed but not run until that fix is merged (then move them up one
 //! folder, or run them now with `SLUICE_FUZZ_KNOWN=1`).
 
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/lib.rs"]
 #[allow(dead_code)]
 mod harness;
 

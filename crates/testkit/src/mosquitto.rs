@@ -56,18 +56,29 @@ impl Mosquitto {
         Mosquitto::start_with(Some(tls))
     }
 
+    /// A port picked free may be taken by another process before Mosquitto binds it: a broker
+    /// that exits before it listens is started again on new ports (up to 5 times).
     fn start_with(tls: Option<&TlsListener>) -> Mosquitto {
-        let dir = super::temp_dir("sluice-mosquitto-");
-        let mut m = Mosquitto { child: None, dir, port: super::free_port(), tls_port: tls.map(|_| super::free_port()) };
-        m.configure(tls);
-        m.spawn();
+        let dir = crate::temp_dir("sluice-mosquitto-");
+        let mut m = Mosquitto { child: None, dir, port: 0, tls_port: None };
+        for attempt in 1.. {
+            (m.port, m.tls_port) = (crate::free_port(), tls.map(|_| crate::free_port()));
+            m.configure(tls);
+            match m.try_spawn() {
+                Ok(()) => break,
+                Err(e) if attempt < 5 && e.contains("exit: Some") => eprintln!("testkit: {e}; again on new ports"),
+                Err(e) => panic!("{e}"),
+            }
+        }
         m
     }
 
     /// Writes the configuration: the plain listener, and the TLS listener with `tls` (which
     /// takes effect at the next [`Mosquitto::restart`]).
     pub fn configure(&self, tls: Option<&TlsListener>) {
-        let mut conf = format!("per_listener_settings false\nallow_anonymous true\npersistence false\nlistener {} 127.0.0.1\n", self.port);
+        // No limit on the messages queued for a slow client (Mosquitto drops QoS 1 messages
+        // beyond 1000 by default): on a loaded machine the test client reads replies late.
+        let mut conf = format!("per_listener_settings false\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nlistener {} 127.0.0.1\n", self.port);
         if let (Some(t), Some(port)) = (tls, self.tls_port) {
             let path = |p: &PathBuf| p.display().to_string();
             conf += &format!("listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n", path(&t.ca_file), path(&t.cert_file), path(&t.key_file), t.require_certificate);
@@ -76,18 +87,26 @@ impl Mosquitto {
     }
 
     fn spawn(&mut self) {
+        self.try_spawn().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("mosquitto.log")).expect("log");
         let conf = self.dir.path().join("mosquitto.conf");
         let child = Command::new(mosquitto_bin()).arg("-c").arg(&conf).stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log).spawn().expect("start mosquitto");
         self.child = Some(child);
-        let started = Instant::now();
         for port in std::iter::once(self.port).chain(self.tls_port) {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-                assert!(exited.is_none() && started.elapsed() < Duration::from_secs(10), "mosquitto not listening on {port} (exit: {exited:?}): {}", self.log());
-                std::thread::sleep(Duration::from_millis(50));
+            let mut exited = None;
+            let listening = crate::poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+                exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                exited.is_some() || TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+            if exited.is_some() || !listening {
+                self.stop();
+                return Err(format!("mosquitto not listening on {port} (exit: {exited:?}): {}", self.log()));
             }
         }
+        Ok(())
     }
 
     /// Stops the broker at once (SIGKILL); [`Mosquitto::restart`] starts it again on its port.
@@ -127,6 +146,9 @@ impl Drop for Mosquitto {
     }
 }
 
+/// The id of [`Publisher::wait_for_sluice`]'s requests.
+pub const PING_ID: &str = "ping";
+
 /// A reply received by a [`Publisher`].
 #[derive(Clone, Debug)]
 pub struct Reply {
@@ -140,6 +162,9 @@ pub struct Reply {
 pub struct Publisher {
     client: Client,
     replies: Arc<Mutex<Vec<Reply>>>,
+    /// Replies to [`Publisher::wait_for_sluice`]'s pings (id `ping`), kept out of `replies`: a
+    /// late one cannot pass for the reply to a test's request.
+    pings: Arc<Mutex<usize>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -150,11 +175,12 @@ impl Publisher {
         o.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(64 << 20, 64 << 20);
         let (client, mut conn) = Client::new(o, 100);
         let replies = Arc::new(Mutex::new(Vec::new()));
+        let pings = Arc::new(Mutex::new(0));
         let (sub_tx, sub_rx) = std::sync::mpsc::channel();
         client.subscribe("sys/+/integration/+/post_reply", QoS::AtLeastOnce).expect("subscribe");
         client.subscribe("sys/+/integration/up_raw_reply", QoS::AtLeastOnce).expect("subscribe");
         let thread = {
-            let replies = replies.clone();
+            let (replies, pings) = (replies.clone(), pings.clone());
             std::thread::spawn(move || {
                 let mut subacks = 0;
                 for ev in conn.iter() {
@@ -167,17 +193,22 @@ impl Publisher {
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             let body = serde_json::from_slice(&p.payload).unwrap_or_else(|e| serde_json::Value::String(format!("reply is not JSON: {e}")));
-                            replies.lock().unwrap().push(Reply { topic: p.topic.clone(), body });
+                            if body["id"] == PING_ID {
+                                *pings.lock().unwrap() += 1;
+                            } else {
+                                replies.lock().unwrap().push(Reply { topic: p.topic.clone(), body });
+                            }
                         }
                         Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                         Ok(_) => {}
+                        // The client reconnects: back off between attempts.
                         Err(_) => std::thread::sleep(Duration::from_millis(100)),
                     }
                 }
             })
         };
         sub_rx.recv_timeout(Duration::from_secs(10)).expect("test client subscribed");
-        Publisher { client, replies, thread: Some(thread) }
+        Publisher { client, replies, pings, thread: Some(thread) }
     }
 
     /// Publishes a request (QoS 1).
@@ -197,33 +228,33 @@ impl Publisher {
         self.wait_reply(n, timeout)
     }
 
-    /// Waits for reply number `n` (0-based).
+    /// Waits for reply number `n` (0-based; pings not counted).
     pub fn wait_reply(&self, n: usize, timeout: Duration) -> Option<Reply> {
-        let started = Instant::now();
-        loop {
-            if let Some(r) = self.replies.lock().unwrap().get(n) {
-                return Some(r.clone());
-            }
-            if started.elapsed() >= timeout {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut got = None;
+        crate::wait_until(timeout, || {
+            got = self.replies.lock().unwrap().get(n).cloned();
+            got.is_some()
+        });
+        got
     }
 
-    /// Sends an empty request until Sluice answers it: its subscription is in place.
+    /// How many pings were answered so far.
+    pub fn pings(&self) -> usize {
+        *self.pings.lock().unwrap()
+    }
+
+    /// Sends an empty request (id `ping`) until Sluice answers one: its subscription is in
+    /// place. Answers to pings never show in [`Publisher::replies`].
     pub fn wait_for_sluice(&self, timeout: Duration) {
-        let started = Instant::now();
-        let ping = r#"{"id":"ping","version":"1.0","params":[],"method":"integration.event.post"}"#;
+        let deadline = Instant::now() + timeout;
+        let ping = format!(r#"{{"id":"{PING_ID}","version":"1.0","params":[],"method":"integration.event.post"}}"#);
         loop {
-            let n = self.replies.lock().unwrap().len();
-            self.publish("sys/ping/integration/event/post", ping);
-            if self.wait_reply(n, Duration::from_millis(500)).is_some() {
-                // Late answers to earlier pings may still come: let them arrive.
-                std::thread::sleep(Duration::from_millis(300));
+            let n = self.pings();
+            self.publish("sys/ping/integration/event/post", ping.as_str());
+            if crate::wait_until(Duration::from_millis(500), || self.pings() > n) {
                 return;
             }
-            assert!(started.elapsed() < timeout, "sluice did not answer within {timeout:?}");
+            assert!(Instant::now() < deadline, "sluice did not answer within {timeout:?}");
         }
     }
 }

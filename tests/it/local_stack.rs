@@ -9,17 +9,17 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-
-/// One stack at a time: each starts three servers on a small machine.
-static SERIAL: Mutex<()> = Mutex::new(());
+use sluice_testkit::poll_until;
 
 struct Script {
     child: Child,
     out: Arc<Mutex<String>>,
     err: Arc<Mutex<String>>,
+    /// The threads reading stdout and stderr: they end at the pipes' end of file.
+    readers: Vec<std::thread::JoinHandle<()>>,
     /// The script's TMPDIR: its temporary work folder is made in there.
     tmp: tempfile::TempDir,
 }
@@ -47,7 +47,7 @@ impl Script {
         let collect = |mut r: Box<dyn Read + Send>| {
             let buf = Arc::new(Mutex::new(String::new()));
             let b = buf.clone();
-            std::thread::spawn(move || {
+            let reader = std::thread::spawn(move || {
                 let mut chunk = [0u8; 4096];
                 while let Ok(n) = r.read(&mut chunk) {
                     if n == 0 {
@@ -56,11 +56,11 @@ impl Script {
                     b.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
                 }
             });
-            buf
+            (buf, reader)
         };
-        let out = collect(Box::new(child.stdout.take().expect("stdout")));
-        let err = collect(Box::new(child.stderr.take().expect("stderr")));
-        Script { child, out, err, tmp }
+        let (out, out_reader) = collect(Box::new(child.stdout.take().expect("stdout")));
+        let (err, err_reader) = collect(Box::new(child.stderr.take().expect("stderr")));
+        Script { child, out, err, readers: vec![out_reader, err_reader], tmp }
     }
 
     fn pid(&self) -> u32 {
@@ -77,37 +77,38 @@ impl Script {
 
     /// Waits for the exit; on timeout stops the script (SIGTERM, then its whole group) and fails.
     fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                // Let the reader threads take the last output.
-                std::thread::sleep(Duration::from_millis(200));
-                return s;
-            }
-            if started.elapsed() > timeout {
-                signal(self.pid(), "TERM");
-                std::thread::sleep(Duration::from_secs(15));
-                signal_group(self.pid(), "KILL");
-                let _ = self.child.wait();
-                panic!("deploy/local-stack.sh did not finish within {timeout:?}\n{}", self.output());
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let mut status = None;
+        if poll_until(timeout, Duration::from_millis(100), || {
+            status = self.child.try_wait().expect("wait");
+            status.is_some()
+        }) {
+            // The reader threads take the last output: they end at the pipes' end of file (a
+            // process left holding a pipe is reported by `assert_nothing_left`).
+            let _ = poll_until(Duration::from_secs(5), Duration::from_millis(20), || self.readers.iter().all(|r| r.is_finished()));
+            return status.expect("exit status");
         }
+        signal(self.pid(), "TERM");
+        // The script's trap stops what it started: give it the time its own stop takes.
+        let _ = poll_until(Duration::from_secs(15), Duration::from_millis(100), || self.child.try_wait().ok().flatten().is_some());
+        signal_group(self.pid(), "KILL");
+        let _ = self.child.wait();
+        panic!("deploy/local-stack.sh did not finish within {timeout:?}\n{}", self.output());
     }
 
     /// Waits until stdout contains `text`.
     fn wait_for_stdout(&mut self, text: &str, timeout: Duration) {
-        let started = Instant::now();
-        while !self.stdout().contains(text) {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                panic!("the script exited ({s}) before printing {text:?}\n{}", self.output());
-            }
-            if started.elapsed() > timeout {
-                signal_group(self.pid(), "KILL");
-                let _ = self.child.wait();
-                panic!("no {text:?} within {timeout:?}\n{}", self.output());
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let mut exited = None;
+        let printed = poll_until(timeout, Duration::from_millis(100), || {
+            exited = self.child.try_wait().expect("wait");
+            exited.is_some() || self.stdout().contains(text)
+        });
+        if let Some(s) = exited.filter(|_| !self.stdout().contains(text)) {
+            panic!("the script exited ({s}) before printing {text:?}\n{}", self.output());
+        }
+        if !printed {
+            signal_group(self.pid(), "KILL");
+            let _ = self.child.wait();
+            panic!("no {text:?} within {timeout:?}\n{}", self.output());
         }
     }
 
@@ -115,17 +116,10 @@ impl Script {
     /// script may be gone before the processes it stops), and that its temporary folder is gone.
     fn assert_nothing_left(&self, timeout: Duration) {
         let pgid = self.pid();
-        let started = Instant::now();
-        loop {
+        if !poll_until(timeout, Duration::from_millis(200), || group_members(pgid).is_empty()) {
             let left = group_members(pgid);
-            if left.is_empty() {
-                break;
-            }
-            if started.elapsed() > timeout {
-                signal_group(pgid, "KILL");
-                panic!("processes left running by deploy/local-stack.sh: {left:?}\n{}", self.output());
-            }
-            std::thread::sleep(Duration::from_millis(200));
+            signal_group(pgid, "KILL");
+            panic!("processes left running by deploy/local-stack.sh: {left:?}\n{}", self.output());
         }
         let entries: Vec<PathBuf> = std::fs::read_dir(self.tmp.path()).expect("TMPDIR").map(|e| e.expect("entry").path()).collect();
         assert!(entries.is_empty(), "the script left {entries:?} in its TMPDIR\n{}", self.output());
@@ -204,7 +198,8 @@ fn check_smoke_output(s: &Script) -> String {
 
 #[test]
 fn smoke_run_answers_200_and_writes_the_outputs_to_kafka() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // One stack at a time: each starts three servers on a small machine.
+    let _heavy = sluice_testkit::heavy();
     let mut s = Script::start(&["--smoke"]);
     let status = s.wait(Duration::from_secs(400));
     assert!(status.success(), "--smoke failed ({status})\n{}", s.output());
@@ -216,7 +211,8 @@ fn smoke_run_answers_200_and_writes_the_outputs_to_kafka() {
 /// already there) checks its own records, not the first run's.
 #[test]
 fn smoke_runs_twice_in_a_given_folder() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // One stack at a time: each starts three servers on a small machine.
+    let _heavy = sluice_testkit::heavy();
     let dir = tempfile::Builder::new().prefix("sluice-local-stack-dir-").tempdir().expect("temp dir");
     let work = dir.path().join("stack");
     let mut ids = Vec::new();
@@ -244,7 +240,8 @@ fn started_stack() -> Script {
 
 #[test]
 fn sigterm_stops_everything_and_removes_the_work_folder() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // One stack at a time: each starts three servers on a small machine.
+    let _heavy = sluice_testkit::heavy();
     let mut s = started_stack();
     assert!(group_members(s.pid()).len() >= 4, "script, mosquitto, tansu and sluice run: {:?}", group_members(s.pid()));
     signal(s.pid(), "TERM");
@@ -255,7 +252,8 @@ fn sigterm_stops_everything_and_removes_the_work_folder() {
 
 #[test]
 fn sigkill_of_the_script_still_stops_what_it_started() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // One stack at a time: each starts three servers on a small machine.
+    let _heavy = sluice_testkit::heavy();
     let mut s = started_stack();
     s.child.kill().expect("SIGKILL");
     let _ = s.child.wait();

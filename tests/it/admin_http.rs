@@ -10,8 +10,13 @@ use sluice::shutdown::Shutdown;
 use sluice::source::channel_log::{self, ErrorRecord};
 use sluice::telemetry::health;
 
+/// In a process of its own: the health checks and the recent errors are the process's, and
+/// the other tests of this binary would add theirs.
 #[test]
 fn serves_health_metrics_and_recent_integration_errors() {
+    if !sluice_testkit::own_process(module_path!(), "serves_health_metrics_and_recent_integration_errors") {
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -74,15 +79,13 @@ fn the_binary_refuses_an_admin_address_in_use() {
     let input = dir.path().join("in.jsonl");
     std::fs::File::create(&input).unwrap().write_all(b"").unwrap();
     let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[rules]\npaths = []\n[admin]\nlisten = \"{addr}\"\n[[sources]]\ntype = \"file\"\npath = {:?}\n[sink]\ntype = \"file\"\ndir = {:?}\n",
-            input.display().to_string(),
-            dir.path().join("out").display().to_string()
-        ),
-    )
-    .unwrap();
+    let text = sluice_testkit::config::table(serde_json::json!({
+        "rules": {"paths": []},
+        "admin": {"listen": addr.to_string()},
+        "sources": [{"type": "file", "path": sluice_testkit::config::path(&input)}],
+        "sink": {"type": "file", "dir": sluice_testkit::config::path(&dir.path().join("out"))},
+    }));
+    sluice_testkit::config::write_config(&config, &text);
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_sluice")).args(["run", "--config"]).arg(&config).stdin(Stdio::null()).output().unwrap();
     assert!(!out.status.success());

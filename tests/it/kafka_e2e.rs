@@ -4,7 +4,7 @@
 //! rules; every output arrives at its topic with the expected key, headers and value. Then
 //! SIGTERM: exit 0, and every input offset is committed (unmatched messages included).
 
-mod support;
+use sluice_testkit as support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use serde_json::json;
 use sluice::engine::{Engine, EngineOptions, RuleSet, Scratch};
 use sluice::message::Message;
 use sluice::rule::expr::Env;
+use support::config::{push_source, write_config};
 use support::{kafka_config, produce, tail, write, Broker, Collector, In, Sluice};
 
 /// Rules over every seed format: (file name, text).
@@ -172,19 +173,21 @@ fn every_seed_format_flows_end_to_end() {
     assert_eq!(expected.len(), 18, "the rules' expected outputs: {expected:#?}");
     assert!(expected.iter().all(|e| e.0 != "sluice-errors"), "no error records expected: {expected:#?}");
 
-    let config = kafka_config(&bootstrap, "e2e", &["iot-in"], &rules_dir, "", "")
-        + &format!(
-            "\n[[sources]]\ntype = \"kafka\"\nbrokers = \"{bootstrap}\"\ntopics = [\"iot-keyed\"]\ngroup_id = \"e2e-keyed\"\niot_topic = {{ from = \"key\" }}\n\n[[sources]]\ntype = \"kafka\"\nbrokers = \"{bootstrap}\"\ntopics = [\"status-fixed\"]\ngroup_id = \"e2e-fixed\"\niot_topic = {{ from = \"fixed\", topic = \"{}\" }}\n",
-            fixed.0
-        );
+    let mut config = kafka_config(&bootstrap, "e2e", &["iot-in"], &rules_dir);
+    push_source(&mut config, json!({"type": "kafka", "brokers": bootstrap, "topics": ["iot-keyed"], "group_id": "e2e-keyed", "iot_topic": {"from": "key"}}));
+    push_source(&mut config, json!({"type": "kafka", "brokers": bootstrap, "topics": ["status-fixed"], "group_id": "e2e-fixed", "iot_topic": {"from": "fixed", "topic": fixed.0}}));
     let config_path: PathBuf = dir.path().join("sluice.toml");
-    write(&config_path, &config);
+    write_config(&config_path, &config);
     let collector = Collector::start(&bootstrap, OUTPUTS);
     let mut sluice = Sluice::start(&config_path, &dir.path().join("sluice.log"));
     let arrived = collector.wait_for(Duration::from_secs(60), |r| r.len() >= expected.len());
     assert!(arrived, "only {} of {} outputs arrived; sluice log:\n{}", collector.len(), expected.len(), tail(&sluice.log, 80));
-    // Nothing more should come.
-    std::thread::sleep(Duration::from_secs(1));
+    // Every input committed (its outputs delivered before), and every output in the broker
+    // read: what the collector holds is all there is, a late duplicate included.
+    for (group, topic, partitions) in [("e2e", "iot-in", 3), ("e2e-keyed", "iot-keyed", 1), ("e2e-fixed", "status-fixed", 1)] {
+        assert!(broker.wait_committed(group, topic, partitions, Duration::from_secs(30)), "{topic} not committed to its end; log:\n{}", tail(&sluice.log, 40));
+    }
+    assert!(collector.wait_caught_up(Duration::from_secs(30)), "the collector did not catch up with the broker");
 
     let records = collector.records();
     let mut got: Vec<View> = records.iter().map(|r| (r.topic.clone(), r.key.clone(), r.headers.iter().cloned().collect(), r.json().to_string())).collect();

@@ -6,6 +6,7 @@
 use std::process::Command;
 
 use serde_json::{json, Value};
+use sluice_testkit::config::{path, table, write_config};
 
 const RULE: &str = r#"
 name = "device-facts"
@@ -68,14 +69,14 @@ fn rules_see_the_registry_follow_the_data_flow() {
     let lines: Vec<String> = input.iter().map(Value::to_string).collect();
     std::fs::write(dir.join("in.jsonl"), lines.join("\n") + "\n").unwrap();
     let out = dir.join("out");
-    let config = format!(
-        "[rules]\npaths = [{rules:?}]\n[engine]\nworkers = 1\n[[sources]]\ntype = \"file\"\npath = {input:?}\n[sink]\ntype = \"file\"\ndir = {out:?}\n[registry]\nmodels = {models:?}\n",
-        rules = dir.join("rules").to_str().unwrap(),
-        input = dir.join("in.jsonl").to_str().unwrap(),
-        out = out.to_str().unwrap(),
-        models = dir.join("models").to_str().unwrap(),
-    );
-    std::fs::write(dir.join("sluice.toml"), config).unwrap();
+    let config = table(json!({
+        "rules": {"paths": [path(&dir.join("rules"))]},
+        "engine": {"workers": 1},
+        "sources": [{"type": "file", "path": path(&dir.join("in.jsonl"))}],
+        "sink": {"type": "file", "dir": path(&out)},
+        "registry": {"models": path(&dir.join("models"))},
+    }));
+    write_config(&dir.join("sluice.toml"), &config);
 
     let output = Command::new(env!("CARGO_BIN_EXE_sluice")).arg("run").arg("--config").arg(dir.join("sluice.toml")).env("RUST_LOG", "warn").output().expect("run sluice");
     assert!(output.status.success(), "sluice failed: {}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
@@ -105,14 +106,13 @@ fn a_broken_registry_stops_the_run() {
     std::fs::create_dir_all(dir.join("rules")).unwrap();
     std::fs::write(dir.join("models/p.toml"), "[measurepoints]\nx = { type = \"decimal\" }\n").unwrap();
     std::fs::write(dir.join("in.jsonl"), "").unwrap();
-    let config = format!(
-        "[rules]\npaths = [{rules:?}]\n[[sources]]\ntype = \"file\"\npath = {input:?}\n[sink]\ntype = \"file\"\ndir = {out:?}\n[registry]\nmodels = {models:?}\n",
-        rules = dir.join("rules").to_str().unwrap(),
-        input = dir.join("in.jsonl").to_str().unwrap(),
-        out = dir.join("out").to_str().unwrap(),
-        models = dir.join("models").to_str().unwrap(),
-    );
-    std::fs::write(dir.join("sluice.toml"), config).unwrap();
+    let config = table(json!({
+        "rules": {"paths": [path(&dir.join("rules"))]},
+        "sources": [{"type": "file", "path": path(&dir.join("in.jsonl"))}],
+        "sink": {"type": "file", "dir": path(&dir.join("out"))},
+        "registry": {"models": path(&dir.join("models"))},
+    }));
+    write_config(&dir.join("sluice.toml"), &config);
     let output = Command::new(env!("CARGO_BIN_EXE_sluice")).arg("run").arg("--config").arg(dir.join("sluice.toml")).output().expect("run sluice");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

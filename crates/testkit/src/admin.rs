@@ -3,7 +3,7 @@
 //! long-running Sluice that needs no Kafka.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::blocking::Client;
 use reqwest::Method;
@@ -63,59 +63,41 @@ impl Admin {
 
     /// Waits until the admin server answers `/healthz`.
     pub fn wait_up(&self, timeout: Duration) {
-        let started = Instant::now();
-        while self.client.get(format!("{}/healthz", self.base)).send().is_err() {
-            assert!(started.elapsed() < timeout, "admin server not up at {}", self.base);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let up = crate::poll_until(timeout, Duration::from_millis(50), || self.client.get(format!("{}/healthz", self.base)).send().is_ok());
+        assert!(up, "admin server not up at {}", self.base);
     }
 }
 
-/// Polls `f` every 20 ms until it holds; false after `timeout`.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if started.elapsed() >= timeout {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+pub use crate::wait_until;
+
+/// `GET http://{admin}/readyz`: status and body (None while the server does not answer).
+pub fn readyz(admin: &str) -> Option<(u16, Value)> {
+    let r = Client::builder().timeout(Duration::from_secs(5)).build().ok()?.get(format!("http://{admin}/readyz")).send().ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().ok()?))
+}
+
+/// Whether `/readyz`'s check `name` is ok (None when there is no such check).
+pub fn ready_check(body: &Value, name: &str) -> Option<bool> {
+    body["checks"].as_array()?.iter().find(|c| c["name"] == name)?["ok"].as_bool()
+}
+
+/// Waits until `/readyz` at `admin` shows check `name` as `ok`; false on timeout.
+pub fn wait_check(admin: &str, name: &str, ok: bool, timeout: Duration) -> bool {
+    crate::poll_until(timeout, Duration::from_millis(100), || readyz(admin).is_some_and(|(_, body)| ready_check(&body, name) == Some(ok)))
 }
 
 /// `sluice run` configuration: rules from `rules` (watched unless `watch` is false), the
 /// integration channel on `mqtt_url`, the file sink into `out`, the admin server on
 /// `admin_port` with `token`.
-pub fn mqtt_file_config(rules: &Path, mqtt_url: &str, out: &Path, admin_port: u16, token: &str, watch: bool) -> String {
-    format!(
-        r#"[rules]
-paths = [{rules:?}]
-watch = {watch}
-debounce_ms = 100
-
-[engine]
-shutdown_timeout_ms = 10000
-
-[[sources]]
-type = "mqtt"
-url = "{mqtt_url}"
-client_id = "sluice-under-test"
-clean_session = true
-reconnect_backoff_ms = 100
-
-[sink]
-type = "file"
-dir = {out:?}
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-token = "{token}"
-"#,
-        rules = rules.display().to_string(),
-        out = out.display().to_string(),
-    )
+pub fn mqtt_file_config(rules: &Path, mqtt_url: &str, out: &Path, admin_port: u16, token: &str, watch: bool) -> toml::Table {
+    crate::config::table(serde_json::json!({
+        "rules": {"paths": [crate::config::path(rules)], "watch": watch, "debounce_ms": 100},
+        "engine": {"shutdown_timeout_ms": 10000},
+        "sources": [{"type": "mqtt", "url": mqtt_url, "client_id": "sluice-under-test", "clean_session": true, "reconnect_backoff_ms": 100}],
+        "sink": {"type": "file", "dir": crate::config::path(out)},
+        "admin": {"listen": format!("127.0.0.1:{admin_port}"), "token": token},
+    }))
 }
 
 /// The records of a file-sink output topic (`<out>/<topic>.jsonl`), in order.
@@ -127,7 +109,7 @@ pub fn file_records(out: &Path, topic: &str) -> Vec<Value> {
 /// sink, with its rules folder and admin client. Everything stops on drop.
 pub struct Instance {
     /// The broker.
-    pub mosquitto: super::mosquitto::Mosquitto,
+    pub mosquitto: crate::mosquitto::Mosquitto,
     /// The test's folder (rules, out, config, log).
     pub dir: tempfile::TempDir,
     /// The rules folder.
@@ -135,7 +117,7 @@ pub struct Instance {
     /// The file sink's folder.
     pub out: std::path::PathBuf,
     /// The process.
-    pub sluice: super::Sluice,
+    pub sluice: crate::Sluice,
     /// Its log.
     pub log: std::path::PathBuf,
     /// A client of its admin server with `token`.
@@ -146,19 +128,17 @@ impl Instance {
     /// Writes `rules` (file name, text) and starts Sluice on them; returns once the admin
     /// server answers.
     pub fn start(prefix: &str, token: &str, watch: bool, rules: &[(&str, &str)]) -> Instance {
-        let mosquitto = super::mosquitto::Mosquitto::start();
-        let dir = super::temp_dir(prefix);
+        let mosquitto = crate::mosquitto::Mosquitto::start();
+        let dir = crate::temp_dir(prefix);
         let (rules_dir, out) = (dir.path().join("rules"), dir.path().join("out"));
         for (name, text) in rules {
-            super::write(&rules_dir.join(name), text);
+            crate::write(&rules_dir.join(name), text);
         }
-        let port = super::free_port();
         let config = dir.path().join("sluice.toml");
-        super::write(&config, &mqtt_file_config(&rules_dir, &mosquitto.url(), &out, port, token, watch));
         let log = dir.path().join("sluice.log");
-        let sluice = super::Sluice::start(&config, &log);
+        let url = mosquitto.url();
+        let (sluice, port) = crate::Sluice::start_with_admin(&config, &log, |port| mqtt_file_config(&rules_dir, &url, &out, port, token, watch));
         let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(token));
-        admin.wait_up(Duration::from_secs(30));
         Instance { mosquitto, dir, rules: rules_dir, out, sluice, log, admin }
     }
 }

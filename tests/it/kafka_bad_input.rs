@@ -5,11 +5,12 @@
 //! record (`i64::MIN / -1`, which once panicked the worker and stalled the partition for good)
 //! is evaluated exactly.
 
-mod support;
+use sluice_testkit as support;
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::config::{merge, write_config};
 use support::{kafka_config, produce, tail, write, Broker, Collector, In, Sluice};
 
 /// Seed 003's attributes sample, verbatim: its trailing comma makes it invalid JSON.
@@ -62,16 +63,19 @@ fn bad_input_becomes_dead_letters_with_reasons() {
     ];
     produce(&bootstrap, "iot-in", inputs);
 
-    let config = kafka_config(&bootstrap, "bad", &["iot-in"], &rules, "", "batch_bytes = 20000\n[sink.properties]\n\"message.max.bytes\" = \"20000\"\n");
+    let mut config = kafka_config(&bootstrap, "bad", &["iot-in"], &rules);
+    merge(&mut config, json!({"sink": {"batch_bytes": 20000, "properties": {"message.max.bytes": "20000"}}}));
     let config_path = dir.path().join("sluice.toml");
-    write(&config_path, &config);
+    write_config(&config_path, &config);
     let collector = Collector::start(&bootstrap, &["sluice-errors", "temps", "attrs-out", "big-out", "div-out"]);
     let mut sluice = Sluice::start(&config_path, &dir.path().join("sluice.log"));
 
     let done =
         collector.wait_for(Duration::from_secs(60), |r| r.iter().filter(|r| r.topic == "sluice-errors").count() >= 5 && r.iter().any(|r| r.topic == "temps") && r.iter().any(|r| r.topic == "div-out"));
     assert!(done, "got {:#?}\nsluice log:\n{}", collector.records(), tail(&sluice.log, 60));
-    std::thread::sleep(Duration::from_secs(1));
+    // Every input committed (its outputs and dead letters delivered before), every output read.
+    assert!(broker.wait_committed("bad", "iot-in", 1, Duration::from_secs(30)), "inputs not committed; log:\n{}", tail(&sluice.log, 40));
+    assert!(collector.wait_caught_up(Duration::from_secs(30)), "the collector did not catch up with the broker");
     let records = collector.records();
     let errors: Vec<Value> = records.iter().filter(|r| r.topic == "sluice-errors").map(|r| r.json()).collect();
     assert_eq!(errors.len(), 5, "{errors:#?}");

@@ -11,71 +11,15 @@
 //! failing checks, 200 once both are up, 503 again while either is killed, 200 when it is back;
 //! then every metric the Grafana dashboard queries is in the scrape.
 
-mod support;
+use sluice_testkit as support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use prometheus_parse::{Scrape, Value};
 use serde_json::json;
+use support::metrics::Metrics;
 use support::mosquitto::Mosquitto;
 use support::{free_port, produce, tail, temp_dir, write, Broker, Collector, In, Sluice};
-
-/// A parsed scrape.
-struct Metrics(Scrape);
-
-impl Metrics {
-    fn fetch(admin: &str) -> Metrics {
-        let text = reqwest::blocking::get(format!("http://{admin}/metrics")).and_then(|r| r.error_for_status()).and_then(|r| r.text()).expect("GET /metrics");
-        Metrics(Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format"))
-    }
-
-    /// The value of the sample of `name` with exactly `labels` (counters, gauges, histogram
-    /// `_count` and `_sum` lines).
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.0.samples.iter().find(|s| s.metric == name && same_labels(&s.labels, labels)).map(|s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            other => panic!("{name} is not a plain value: {other:?}"),
-        })
-    }
-
-    /// Like [`Metrics::get`], panicking with the whole scrape when the series is missing.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.get(name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in the scrape: {:#?}", self.names()))
-    }
-
-    /// `(upper bound, cumulative count)` of a histogram's buckets.
-    fn buckets(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
-        let s = self.0.samples.iter().find(|s| s.metric == name && same_labels(&s.labels, labels)).unwrap_or_else(|| panic!("no histogram {name}{labels:?}"));
-        match &s.value {
-            Value::Histogram(b) => b.iter().map(|h| (h.less_than, h.count)).collect(),
-            other => panic!("{name} is not a histogram: {other:?}"),
-        }
-    }
-
-    /// The sum of every series of `name`.
-    fn sum(&self, name: &str) -> f64 {
-        self.0
-            .samples
-            .iter()
-            .filter(|s| s.metric == name)
-            .map(|s| match &s.value {
-                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-                _ => 0.0,
-            })
-            .sum()
-    }
-
-    fn names(&self) -> Vec<String> {
-        let mut n: Vec<String> = self.0.samples.iter().map(|s| format!("{}{:?}", s.metric, s.labels)).collect();
-        n.sort();
-        n
-    }
-}
-
-fn same_labels(have: &prometheus_parse::Labels, want: &[(&str, &str)]) -> bool {
-    have.len() == want.len() && want.iter().all(|(k, v)| have.get(k) == Some(*v))
-}
 
 /// `GET /readyz`: status and body (None while the server does not answer).
 fn readyz(admin: &str) -> Option<(u16, serde_json::Value)> {
@@ -86,14 +30,12 @@ fn readyz(admin: &str) -> Option<(u16, serde_json::Value)> {
 
 /// Polls until `done` holds, up to `timeout`; panics with `what` and the log otherwise.
 fn eventually<T>(timeout: Duration, log: &Path, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = done() {
-            return v;
-        }
-        assert!(started.elapsed() < timeout, "{what}: not within {timeout:?}; sluice log:\n{}", tail(log, 80));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut got = None;
+    support::poll_until(timeout, Duration::from_millis(200), || {
+        got = done();
+        got.is_some()
+    });
+    got.unwrap_or_else(|| panic!("{what}: not within {timeout:?}; sluice log:\n{}", tail(log, 80)))
 }
 
 const TEMP_ALERT: &str = r#"name = "temp-alert"
@@ -149,21 +91,16 @@ fn metrics_count_exactly_what_happened() {
     write(&rules.join("power.toml"), POWER);
     let models = dir.path().join("models");
     write(&models.join("devices.toml"), "[[devices]]\nproduct_key = \"pk\"\ndevice_key = \"dev1\"\n\n[[devices]]\nproduct_key = \"pk\"\ndevice_key = \"dev2\"\n");
-    let admin = format!("127.0.0.1:{}", free_port());
     let group = "metrics-test";
     let config = dir.path().join("sluice.toml");
-    let mut text = support::kafka_config(&bootstrap, group, &["iot-in"], &rules, "", "");
-    text.push_str(&format!("\n[admin]\nlisten = \"{admin}\"\n\n[registry]\nmodels = {:?}\n", models.display().to_string()));
-    write(&config, &text);
+    let mut text = support::kafka_config(&bootstrap, group, &["iot-in"], &rules);
+    support::config::merge(&mut text, json!({"registry": {"models": support::config::path(&models)}}));
 
     let collector = Collector::start(&bootstrap, &["alerts", "power", "power-copy", "sluice-errors"]);
-    let sluice = Sluice::start(&config, &dir.path().join("sluice.log"));
+    let (sluice, admin) = Sluice::start_admin(&text, &config, &dir.path().join("sluice.log"));
     let count = |recs: &[support::Rec], topic: &str| recs.iter().filter(|r| r.topic == topic).count();
     let all_out = collector.wait_for(Duration::from_secs(90), |r| count(r, "alerts") >= 2 && count(r, "power") >= 2 && count(r, "power-copy") >= 2 && count(r, "sluice-errors") >= 6);
     assert!(all_out, "outputs: {:?}; sluice log:\n{}", collector.records().iter().map(|r| &r.topic).collect::<Vec<_>>(), tail(&sluice.log, 80));
-    let outputs = collector.records();
-    assert_eq!(outputs.len(), 12, "no more outputs than expected: {outputs:#?}");
-    let output_bytes: usize = outputs.iter().map(|r| r.value.len()).sum();
 
     // Every input committed, and the consumer's lag (from librdkafka's statistics) back to 0.
     let source = format!("kafka:{group}:iot-in");
@@ -172,6 +109,11 @@ fn metrics_count_exactly_what_happened() {
         let m = Metrics::fetch(&admin);
         (m.get("sluice_kafka_consumer_lag_records", &partition) == Some(0.0) && m.get("sluice_kafka_committed_offset", &partition) == Some(n as f64)).then_some(m)
     });
+    // Every input committed: every output is in the broker; once read, the set is complete.
+    assert!(collector.wait_caught_up(Duration::from_secs(30)), "the collector did not catch up with the broker");
+    let outputs = collector.records();
+    assert_eq!(outputs.len(), 12, "no more outputs than expected: {outputs:#?}");
+    let output_bytes: usize = outputs.iter().map(|r| r.value.len()).sum();
 
     // Per source.
     let src = [("source", source.as_str())];
@@ -250,47 +192,18 @@ fn readyz_follows_kafka_and_mqtt() {
     write(&rules.join("power.toml"), &POWER.replace("[[actions]]\ntopic = \"power-copy\"\n", ""));
     let admin = format!("127.0.0.1:{}", free_port());
     let config = dir.path().join("sluice.toml");
-    let fast_reconnect = "\"reconnect.backoff.ms\" = \"100\"\n\"reconnect.backoff.max.ms\" = \"1000\"\n";
-    write(
-        &config,
-        &format!(
-            r#"[rules]
-paths = [{rules:?}]
-
-[admin]
-listen = "{admin}"
-token = "readyz-token"
-
-[[sources]]
-type = "kafka"
-brokers = "{bootstrap}"
-topics = ["iot-in"]
-group_id = "readyz-test"
-[sources.properties]
-{fast_reconnect}
-[[sources]]
-type = "mqtt"
-url = "{mqtt}"
-client_id = "sluice-readyz"
-reconnect_backoff_ms = 100
-reconnect_backoff_max_ms = 1000
-
-[[sources]]
-type = "http"
-listen = "127.0.0.1:0"
-files_dir = {files:?}
-tokens = {{ "org" = ["t"] }}
-
-[sink]
-type = "kafka"
-brokers = "{bootstrap}"
-[sink.properties]
-{fast_reconnect}"#,
-            rules = rules.display().to_string(),
-            mqtt = mosquitto.url(),
-            files = dir.path().join("files").display().to_string(),
-        ),
-    );
+    let fast_reconnect = json!({"reconnect.backoff.ms": "100", "reconnect.backoff.max.ms": "1000"});
+    let text = support::config::table(json!({
+        "rules": {"paths": [support::config::path(&rules)]},
+        "admin": {"listen": admin, "token": "readyz-token"},
+        "sources": [
+            {"type": "kafka", "brokers": bootstrap, "topics": ["iot-in"], "group_id": "readyz-test", "properties": fast_reconnect},
+            {"type": "mqtt", "url": mosquitto.url(), "client_id": "sluice-readyz", "reconnect_backoff_ms": 100, "reconnect_backoff_max_ms": 1000},
+            {"type": "http", "listen": "127.0.0.1:0", "files_dir": support::config::path(&dir.path().join("files")), "tokens": {"org": ["t"]}},
+        ],
+        "sink": {"type": "kafka", "brokers": bootstrap, "properties": fast_reconnect},
+    }));
+    support::config::write_config(&config, &text);
     let sluice = Sluice::start(&config, &dir.path().join("sluice.log"));
     let log = sluice.log.clone();
     let kafka_source = "source:kafka:readyz-test:iot-in".to_string();
@@ -306,7 +219,7 @@ brokers = "{bootstrap}"
 
     let body = wait("503 before the brokers run", 503, &[("rules", true), ("sink:kafka", false), (&kafka_source, false), (&mqtt_source, false)]);
     assert_eq!(body["ready"], false);
-    // It stays 503 while they are down.
+    // It stays 503 while they are down: a negative, given 3 s to go wrong (no state marks it).
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(readyz(&admin).map(|r| r.0), Some(503));
 
@@ -335,16 +248,13 @@ brokers = "{bootstrap}"
     produce(&bootstrap, "iot-in", [In::iot("/custom/nobody/listens", "{}")]);
     let wanted = support::dashboard_metrics();
     assert!(wanted.len() >= 30, "the dashboard queries {} metrics", wanted.len());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let mut missing: Vec<String> = Vec::new();
+    let all = support::poll_until(Duration::from_secs(60), Duration::from_millis(300), || {
         let m = Metrics::fetch(&admin);
         let have: std::collections::HashSet<&str> = m.0.samples.iter().map(|s| s.metric.as_str()).collect();
-        let missing: Vec<&String> = wanted.iter().filter(|n| !have.contains(n.as_str())).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "dashboard metrics missing from /metrics: {missing:?}\nsluice log:\n{}", tail(&log, 40));
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        missing = wanted.iter().filter(|n| !have.contains(n.as_str())).cloned().collect();
+        missing.is_empty()
+    });
+    assert!(all, "dashboard metrics missing from /metrics: {missing:?}\nsluice log:\n{}", tail(&log, 40));
     drop(sluice);
 }

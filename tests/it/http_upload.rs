@@ -1,6 +1,8 @@
-//! The HTTP event upload (seed 002) end to end, in-process: a pipeline with the shipped
-//! `integration-event` rule, the registry of `models/`, the HTTP source on a free port, a sink
-//! that keeps the records, and a real HTTP client sending real multipart bodies.
+//! The HTTP event upload (seed 002) end to end, in-process: the production assembly
+//! (`App::build`) with the shipped `integration-event` rule, the registry of `models/`, the HTTP
+//! source on a free port and the file sink, and a real HTTP client sending real multipart
+//! bodies. The two tests with a sink or a validator of their own (a failing sink, a panicking
+//! validator) assemble that pipeline themselves: `App::build` takes neither.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +12,7 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
+use sluice::app::RunOutcome;
 use sluice::config::HttpSourceConfig;
 use sluice::engine::pipeline::{Clock, Pipeline, PipelineReport};
 use sluice::engine::{Engine, EngineOptions, RuleSet};
@@ -51,48 +54,105 @@ impl Sink for KeepSink {
     }
 }
 
+/// What runs the HTTP source.
+enum Pipe {
+    /// The production assembly (`App::build`): the registry of `models/` validates, the file
+    /// sink writes into `out`.
+    App(sluice_testkit::app::InProcess),
+    /// A validator or a sink of the test's own (`App::build` takes neither): the pipeline
+    /// assembled here, as `App` does, with [`KeepSink`].
+    Custom { rt: tokio::runtime::Runtime, shutdown: Shutdown, handle: tokio::task::JoinHandle<PipelineReport>, records: Arc<Mutex<Vec<(String, Value)>>> },
+}
+
 struct Running {
-    rt: tokio::runtime::Runtime,
-    shutdown: Shutdown,
-    handle: tokio::task::JoinHandle<PipelineReport>,
+    pipe: Pipe,
     url: String,
     files: tempfile::TempDir,
-    records: Arc<Mutex<Vec<(String, Value)>>>,
-    fail: Arc<AtomicBool>,
+    /// The file sink's folder (`Pipe::App`).
+    out: tempfile::TempDir,
     client: reqwest::Client,
 }
 
+/// The HTTP source's configuration: `tokens`, `files_dir`, and `extra`.
+fn source_table(files: &Path, extra: Value) -> toml::Table {
+    let mut cfg = sluice_testkit::config::table(json!({"type": "http", "listen": "127.0.0.1:0", "tokens": {ORG: ["other", TOKEN], "org2": ["t2"]}, "files_dir": sluice_testkit::config::path(files)}));
+    sluice_testkit::config::merge(&mut cfg, extra);
+    cfg
+}
+
+fn url_of(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}/connect-service/v2.1/integration?action=postEvent&orgId={ORG}")
+}
+
 impl Running {
-    fn start(extra: &str) -> Running {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        Running::start_with(extra, Arc::new(Registry::load(&root.join("models"), None).unwrap()))
+    /// The production App: the shipped `integration-event` rule, the registry of `models/`,
+    /// the HTTP source on a free port and the file sink.
+    fn start(extra: Value) -> Running {
+        let root = sluice_testkit::repo_root();
+        let (files, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let config = sluice_testkit::config::table(json!({
+            "rules": {"paths": [sluice_testkit::config::path(&root.join("rules/integration_event.toml"))], "watch": false},
+            "engine": {"channel_capacity": 16, "workers": 1, "shutdown_timeout_ms": 5000},
+            "sources": [toml::Value::Table(source_table(files.path(), extra))],
+            "sink": {"type": "file", "dir": sluice_testkit::config::path(out.path())},
+            "registry": {"models": sluice_testkit::config::path(&root.join("models"))},
+        }));
+        let app = sluice_testkit::app::InProcess::start(&config);
+        let url = url_of(app.http_addrs[0]);
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        Running { pipe: Pipe::App(app), url, files, out, client }
     }
 
-    fn start_with(extra: &str, validator: Arc<dyn sluice::integration::Validator>) -> Running {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let files = tempfile::tempdir().unwrap();
-        let cfg: HttpSourceConfig =
-            toml::from_str(&format!("listen = \"127.0.0.1:0\"\ntokens = {{ {ORG} = [\"other\", {TOKEN:?}], org2 = [\"t2\"] }}\nfiles_dir = {:?}\n{extra}", files.path().display().to_string()))
-                .unwrap();
+    /// The pipeline with `validator` and a [`KeepSink`] that fails every batch while `fail` is
+    /// set.
+    fn start_custom(validator: Arc<dyn sluice::integration::Validator>, fail: Arc<AtomicBool>) -> Running {
+        let root = sluice_testkit::repo_root();
+        let (files, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut cfg = source_table(files.path(), json!({}));
+        cfg.remove("type");
+        let cfg: HttpSourceConfig = toml::Value::Table(cfg).try_into().unwrap();
         let source = HttpSource::bind(cfg, validator, Duration::from_secs(5)).unwrap();
-        let url = format!("http://{}/connect-service/v2.1/integration?action=postEvent&orgId={ORG}", source.local_addr());
+        let url = url_of(source.local_addr());
         let rule = sluice::rule::compile_file(&root.join("rules/integration_event.toml")).unwrap();
         let engine = Arc::new(Engine::new(RuleSet::new(vec![rule]), Env::default(), EngineOptions::default()));
         let records = Arc::new(Mutex::new(Vec::new()));
-        let fail = Arc::new(AtomicBool::new(false));
-        let sink = KeepSink { records: records.clone(), fail: fail.clone() };
+        let sink = KeepSink { records: records.clone(), fail };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let shutdown = Shutdown::new();
         let pipeline = Pipeline { engine, sources: vec![Box::new(source)], sink: Box::new(sink), capacity: 16, workers: 1, clock: Clock::System, registry: None };
         let sd = shutdown.clone();
         let handle = rt.spawn(async move { pipeline.run(sd).await.expect("pipeline") });
         let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        Running { rt, shutdown, handle, url, files, records, fail, client }
+        Running { pipe: Pipe::Custom { rt, shutdown, handle, records }, url, files, out, client }
+    }
+
+    /// Every record delivered so far: (IoT topic, value).
+    fn records(&self) -> Vec<(String, Value)> {
+        match &self.pipe {
+            Pipe::Custom { records, .. } => records.lock().unwrap().clone(),
+            Pipe::App(_) => {
+                let mut paths: Vec<PathBuf> = std::fs::read_dir(self.out.path()).unwrap().map(|e| e.unwrap().path()).collect();
+                paths.sort();
+                paths
+                    .iter()
+                    .flat_map(|p| std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>())
+                    .map(|r| (r["iot_topic"].as_str().unwrap_or_default().to_string(), r["value"].clone()))
+                    .collect()
+            }
+        }
+    }
+
+    /// Runs `f` on the pipeline's runtime.
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        match &self.pipe {
+            Pipe::App(app) => app.block_on(f),
+            Pipe::Custom { rt, .. } => rt.block_on(f),
+        }
     }
 
     /// Posts `form` with `token` to `url`; returns the HTTP status and the JSON body.
     fn post_to(&self, url: &str, token: Option<&str>, form: Form) -> (u16, Value) {
-        self.rt.block_on(async {
+        self.block_on(async {
             let mut req = self.client.post(url).multipart(form);
             if let Some(t) = token {
                 req = req.header("apim-accesstoken", t);
@@ -108,10 +168,18 @@ impl Running {
     }
 
     fn stop(self) -> PipelineReport {
-        self.shutdown.trigger();
-        let r = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), self.handle).await }).expect("pipeline stops").expect("pipeline task");
-        self.rt.shutdown_timeout(Duration::from_secs(1));
-        r
+        match self.pipe {
+            Pipe::App(app) => match app.stop().expect("the app runs") {
+                RunOutcome::Finished(report) => report,
+                RunOutcome::TimedOut => panic!("the app did not drain in time"),
+            },
+            Pipe::Custom { rt, shutdown, handle, .. } => {
+                shutdown.trigger();
+                let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), handle).await }).expect("pipeline stops").expect("pipeline task");
+                rt.shutdown_timeout(Duration::from_secs(1));
+                r
+            }
+        }
     }
 }
 
@@ -169,7 +237,7 @@ fn stored_path(uri: &str, root: &Path) -> PathBuf {
 
 #[test]
 fn seed_sample_is_stored_and_forwarded_after_delivery() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     // Every test's source is `http:127.0.0.1:0` and they run in parallel: counts only grow.
     let stored = || (metrics::INTEGRATION_STORED_FILES.with_label_values(&["http:127.0.0.1:0"]).get(), metrics::INTEGRATION_STORED_BYTES.with_label_values(&["http:127.0.0.1:0"]).get());
     let before = stored();
@@ -178,7 +246,7 @@ fn seed_sample_is_stored_and_forwarded_after_delivery() {
     assert_eq!((&body["code"], &body["msg"], &body["data"]), (&json!(200), &json!("OK"), &json!({})), "{body}");
     assert_eq!(body["requestId"].as_str().unwrap().len(), 36, "{body}");
     // Answered after delivery: the records are already there.
-    let records = r.records.lock().unwrap().clone();
+    let records = r.records();
     assert_eq!(records.len(), 2, "{records:?}");
     // assetId2 is a device of productKey1: one message on productKey1's topic.
     assert!(records.iter().all(|(t, _)| t == "sys/productKey1/integration/event/post"), "{records:?}");
@@ -204,7 +272,7 @@ fn seed_sample_is_stored_and_forwarded_after_delivery() {
 
 #[test]
 fn bad_token_and_unknown_org_are_401() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let before = metrics::INTEGRATION_REQUESTS.with_label_values(&["401"]).get();
     // A wrong token, no token, a token of another org, an org not configured, and a token that
     // only starts like the right one: all refused with the same answer, so the answer does not
@@ -225,7 +293,7 @@ fn bad_token_and_unknown_org_are_401() {
         assert_eq!(body["data"], answers[0].1["data"], "{body}");
     }
     assert!(metrics::INTEGRATION_REQUESTS.with_label_values(&["401"]).get() >= before + 5);
-    assert!(r.records.lock().unwrap().is_empty());
+    assert!(r.records().is_empty());
     assert_eq!(std::fs::read_dir(r.files.path()).unwrap().count(), 0, "nothing stored");
     r.stop();
 }
@@ -239,7 +307,7 @@ fn assert_code(resp: (u16, Value), code: u32, msg_has: &str) {
 
 #[test]
 fn message_part_missing_twice_or_malformed_is_1203() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let files = Form::new().part("enos-file", file_part("filename1", FILE1));
     assert_code(r.post(files), 1203, "missing the `enos-message` part");
     let twice = seed_form().text("enos-message", seed_message().to_string());
@@ -257,18 +325,18 @@ fn message_part_missing_twice_or_malformed_is_1203() {
     let no_name = seed_form().part("enos-file", Part::bytes(b"x".to_vec()));
     assert_code(r.post(no_name), 1203, "no filename");
     // Not multipart at all.
-    let (status, body) = r.rt.block_on(async {
+    let (status, body) = r.block_on(async {
         let resp = r.client.post(&r.url).header("apim-accesstoken", TOKEN).body("{}").send().await.unwrap();
         (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
     });
     assert_eq!((status, &body["code"]), (200, &json!(1203)), "{body}");
-    assert!(r.records.lock().unwrap().is_empty());
+    assert!(r.records().is_empty());
     r.stop();
 }
 
 #[test]
 fn md5_or_length_mismatch_is_1204_naming_the_file() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let mut m = seed_message();
     m["files"]["filename2"]["md5"] = json!("0e202f9b67323d11df8a79b319a3d4f6");
     assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1204, "md5 mismatch for file `filename2`");
@@ -284,7 +352,7 @@ fn md5_or_length_mismatch_is_1204_naming_the_file() {
 
 #[test]
 fn unreferenced_or_missing_files_are_1203() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let extra = form(&seed_message(), &[("filename1", FILE1), ("filename2", FILE2), ("filename3", b"x")]);
     assert_code(r.post(extra), 1203, "file part `filename3` is not referred to");
     let missing = form(&seed_message(), &[("filename1", FILE1)]);
@@ -303,13 +371,13 @@ fn unreferenced_or_missing_files_are_1203() {
     assert_code(r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)])), 1203, "`files.filename2.assetId` is `assetId9`");
     let dup = form(&seed_message(), &[("filename1", FILE1), ("filename2", FILE2), ("filename1", FILE1)]);
     assert_code(r.post(dup), 1203, "two `enos-file` parts named `filename1`");
-    assert!(r.records.lock().unwrap().is_empty());
+    assert!(r.records().is_empty());
     r.stop();
 }
 
 #[test]
 fn unknown_device_is_1257_and_the_other_entry_goes_on() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let mut m = seed_message();
     m["params"][1]["assetId"] = json!("assetNope");
     m["files"]["filename2"]["assetId"] = json!("assetNope");
@@ -320,7 +388,7 @@ fn unknown_device_is_1257_and_the_other_entry_goes_on() {
     assert_eq!(body["data"]["failed"][0]["index"], 1, "{body}");
     assert_eq!(body["data"]["failed"][0]["code"], 1257, "{body}");
     assert!(body["data"]["failed"][0]["message"].as_str().unwrap().contains("assetNope"), "{body}");
-    let records = r.records.lock().unwrap().clone();
+    let records = r.records();
     assert_eq!(records.len(), 1, "{records:?}");
     assert!(records[0].1["events"]["eventId1"]["fileParam1"].as_str().unwrap().starts_with("file://"));
     // Only the accepted entry's file is stored.
@@ -331,13 +399,13 @@ fn unknown_device_is_1257_and_the_other_entry_goes_on() {
     m["files"]["filename1"]["deviceKey"] = json!("deviceNope");
     let (_, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));
     assert_eq!((&body["code"], &body["data"]["accepted"]), (&json!(1257), &json!(0)), "{body}");
-    assert_eq!(r.records.lock().unwrap().len(), 1);
+    assert_eq!(r.records().len(), 1);
     r.stop();
 }
 
 #[test]
 fn model_mismatch_is_1204() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let mut m = seed_message();
     m["params"][0]["events"]["eventId1"]["intParam1"] = json!("not a number");
     let (_, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));
@@ -352,7 +420,7 @@ fn model_mismatch_is_1204() {
 
 #[test]
 fn too_large_is_413() {
-    let r = Running::start("max_body_bytes = 4096\nmax_file_bytes = 1024\nmax_files = 2\nmax_message_bytes = 2048");
+    let r = Running::start(json!({"max_body_bytes": 4096, "max_file_bytes": 1024, "max_files": 2, "max_message_bytes": 2048}));
     let before = metrics::INTEGRATION_REQUESTS.with_label_values(&["1413"]).get();
     let check = |resp: (u16, Value), has: &str| {
         let (status, body) = resp;
@@ -373,7 +441,7 @@ fn too_large_is_413() {
 
 #[test]
 fn traversal_file_names_stay_under_the_root() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let mut m = seed_message();
     m["files"]["filename1"]["originalFilename"] = json!("../../etc/passwd");
     m["params"][1]["events"]["eventId2"]["fileParam2"] = json!("local://../../../x/evil");
@@ -381,7 +449,7 @@ fn traversal_file_names_stay_under_the_root() {
     m["files"].as_object_mut().unwrap().remove("filename2");
     let (status, body) = r.post(form(&m, &[("filename1", FILE1), ("../../../x/evil", FILE2)]));
     assert_eq!((status, &body["code"]), (200, &json!(200)), "{body}");
-    let records = r.records.lock().unwrap().clone();
+    let records = r.records();
     let uris: Vec<String> = records
         .iter()
         .flat_map(|(_, v)| {
@@ -399,24 +467,25 @@ fn traversal_file_names_stay_under_the_root() {
 
 #[test]
 fn failed_delivery_is_answered_500() {
-    let r = Running::start("");
-    r.fail.store(true, Ordering::Relaxed);
+    let root = sluice_testkit::repo_root();
+    let fail = Arc::new(AtomicBool::new(true));
+    let r = Running::start_custom(Arc::new(Registry::load(&root.join("models"), None).unwrap()), fail.clone());
     let (status, body) = r.post(seed_form());
     assert_eq!((status, &body["code"]), (500, &json!(500)), "{body}");
     assert!(body["msg"].as_str().unwrap().contains("the sink refused it"), "{body}");
-    r.fail.store(false, Ordering::Relaxed);
+    fail.store(false, Ordering::Relaxed);
     assert_code(r.post(seed_form()), 200, "OK");
     r.stop();
 }
 
 #[test]
 fn asset_only_request_goes_to_the_assets_product_topic() {
-    let r = Running::start("");
+    let r = Running::start(json!({}));
     let mut m = seed_message();
     m["params"].as_array_mut().unwrap().remove(0);
     m["files"].as_object_mut().unwrap().remove("filename1");
     assert_code(r.post(form(&m, &[("filename2", FILE2)])), 200, "OK");
-    let records = r.records.lock().unwrap().clone();
+    let records = r.records();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].0, "sys/productKey1/integration/event/post");
     assert_eq!(records[0].1["device"], "assetId2");
@@ -426,7 +495,7 @@ fn asset_only_request_goes_to_the_assets_product_topic() {
 #[test]
 fn chunked_body_over_the_limit_is_413() {
     use std::io::{Read, Write};
-    let r = Running::start("max_body_bytes = 2048\nmax_file_bytes = 100000");
+    let r = Running::start(json!({"max_body_bytes": 2048, "max_file_bytes": 100000}));
     let addr = r.url.split('/').nth(2).unwrap().to_string();
     let path = &r.url[r.url.find("/connect-service").unwrap()..];
     let boundary = "XyZ";
@@ -453,7 +522,7 @@ fn chunked_body_over_the_limit_is_413() {
     let _ = s.read_to_string(&mut resp);
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
     assert!(resp.contains("\"code\":1413"), "{resp}");
-    assert!(r.records.lock().unwrap().is_empty());
+    assert!(r.records().is_empty());
     r.stop();
 }
 
@@ -465,21 +534,29 @@ struct S3Server {
 }
 
 impl S3Server {
+    /// A port picked free may be taken before moto binds it: a server that exits before it
+    /// listens is started again on a new port (up to 5 times).
     fn start() -> S3Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto_server (an S3-compatible server) must be installed: run scripts/test-deps.sh");
-        let server = S3Server { child, port };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
+        for _ in 0..5 {
+            let port = sluice_testkit::free_port();
+            let child = std::process::Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("moto_server (an S3-compatible server) must be installed: run scripts/test-deps.sh");
+            let mut server = S3Server { child, port };
+            let mut exited = false;
+            let up = sluice_testkit::poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+                exited = server.child.try_wait().ok().flatten().is_some();
+                exited || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+            if up && !exited {
+                return server;
+            }
+            assert!(exited, "moto_server did not start");
         }
-        server
+        panic!("moto_server exited at start 5 times");
     }
 
     fn url(&self) -> String {
@@ -499,10 +576,10 @@ fn files_go_to_an_s3_compatible_store_when_configured() {
     let s3 = S3Server::start();
     let http = reqwest::blocking::Client::new();
     assert!(http.put(format!("{}/uploads", s3.url())).send().unwrap().status().is_success(), "create bucket");
-    let r = Running::start(&format!("s3 = {{ bucket = \"uploads\", endpoint = {:?}, access_key_id = \"test\", secret_access_key = \"test\", allow_http = true }}\n", s3.url()));
+    let r = Running::start(json!({"s3": {"bucket": "uploads", "endpoint": s3.url(), "access_key_id": "test", "secret_access_key": "test", "allow_http": true}}));
     let (status, body) = r.post(seed_form());
     assert_eq!((status, &body["code"]), (200, &json!(200)), "{body}");
-    let records = r.records.lock().unwrap().clone();
+    let records = r.records();
     let e1 = &records.iter().find(|(_, v)| v["device"] == "deviceKey1").expect("deviceKey1 record").1;
     let uri = e1["events"]["eventId1"]["fileParam1"].as_str().unwrap().to_string();
     let key = uri.strip_prefix("s3://uploads/").unwrap_or_else(|| panic!("{uri} is not in the bucket"));
@@ -516,7 +593,7 @@ fn files_go_to_an_s3_compatible_store_when_configured() {
         .with_secret_access_key("test")
         .build()
         .unwrap();
-    let stored = r.rt.block_on(async {
+    let stored = r.block_on(async {
         use object_store::ObjectStoreExt;
         let got = store.get(&object_store::path::Path::from(key)).await.expect("object stored in the bucket");
         got.bytes().await.unwrap()
@@ -545,7 +622,7 @@ impl sluice::integration::Validator for PanickingValidator {
 #[test]
 fn a_panic_while_handling_is_answered_500_and_the_source_goes_on() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let r = Running::start_with("", Arc::new(PanickingValidator(Registry::load(&root.join("models"), None).unwrap())));
+    let r = Running::start_custom(Arc::new(PanickingValidator(Registry::load(&root.join("models"), None).unwrap())), Arc::new(AtomicBool::new(false)));
     let mut m = seed_message();
     m["id"] = json!("panic");
     let (status, body) = r.post(form(&m, &[("filename1", FILE1), ("filename2", FILE2)]));
