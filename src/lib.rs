@@ -15,7 +15,7 @@
 //! - [`jsonw`]: the JSON writer of output values (the bytes of `serde_json`, faster).
 //! - [`rule`]: rule files and the SQL compiler (parse → plan → expr → functions → registry).
 //! - [`integration`]: the integration channel's contract: return codes, verdicts, validation.
-//! - [`registry`]: the device registry and product thing models (validation, device facts).
+//! - [`devices`]: the device registry and product thing models (validation, device facts).
 //! - [`engine`]: evaluation of a rule set on a message, and the running pipeline.
 //! - [`source`]: where messages come from (one file per source).
 //! - [`sink`]: where output records go (one file per sink).
@@ -28,6 +28,7 @@
 
 pub mod api;
 pub mod config;
+pub mod devices;
 pub mod doc;
 pub mod engine;
 pub mod error;
@@ -35,7 +36,6 @@ pub mod flow;
 pub mod integration;
 pub mod jsonw;
 pub mod message;
-pub mod registry;
 pub mod rule;
 pub mod shutdown;
 pub mod sink;

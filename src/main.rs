@@ -12,7 +12,7 @@ use sluice::config::{parse_timezone, Config, SinkConfig, SourceConfig};
 use sluice::engine::pipeline::{Clock, Pipeline};
 use sluice::engine::{Engine, EngineOptions, RuleSet};
 use sluice::message::{Message, Metadata};
-use sluice::registry::Registry;
+use sluice::devices::Registry;
 use sluice::rule::expr::Env;
 use sluice::shutdown::Shutdown;
 use sluice::sink::file::FileSink;

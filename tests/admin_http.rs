@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice::shutdown::Shutdown;
-use sluice::source::channel_log::{self, ErrorRecord};
+use sluice::integration::channel_log::{self, ErrorRecord};
 use sluice::telemetry::health;
 
 #[test]

@@ -16,7 +16,7 @@ use sluice::engine::guard::panic_text;
 use sluice::engine::{Engine, EngineOptions, RuleSet, Scratch};
 use sluice::integration::{codes, Validator};
 use sluice::message::{Message, Metadata};
-use sluice::registry::Registry;
+use sluice::devices::Registry;
 use sluice::rule::expr::Env;
 use sluice::rule::registry::{self as functions, EXAMPLE_MESSAGE_ID, EXAMPLE_NOW_MS, EXAMPLE_PAYLOAD};
 use sluice::rule::template::valid_kafka_topic;

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
-use crate::source::channel_log;
+use crate::integration::channel_log;
 use crate::telemetry::{health, metrics};
 
 /// The admin routes.
