@@ -11,6 +11,7 @@
 //! - Read by rules through [`DeviceLookup`] (`attribute()`, `deviceStatus()`, `gateway()`), and
 //!   used by the integration channel through [`Validator`].
 
+pub mod config;
 pub mod device;
 pub mod model;
 mod validate;

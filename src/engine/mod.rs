@@ -12,6 +12,7 @@
 //! - [`pipeline`]: the running pipeline (sources → workers → sink).
 //! - [`guard`]: panics caught per rule and per message.
 
+pub mod config;
 pub mod eval;
 pub mod guard;
 pub mod input;
