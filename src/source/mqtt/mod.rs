@@ -96,6 +96,12 @@ impl MqttSource {
     }
 }
 
+/// The most requests the broker can have in flight to one client: QoS 1 publishes are
+/// acknowledged only after their reply, and a session has at most this many packet ids. The
+/// request and completion queues are bounded by it, so the completion queue (filled from acks,
+/// which cannot wait) never fills, and a full request queue holds the event loop.
+pub const IN_FLIGHT_MAX: usize = u16::MAX as usize;
+
 /// A reply to publish, then the request to acknowledge.
 struct Completion {
     reply_topic: String,
@@ -175,9 +181,9 @@ fn completion(publish: Publish, id: &Value, code: u32, data: Value) -> Completio
 /// goes to the completer.
 async fn process(
     shared: Arc<Shared>,
-    mut requests: mpsc::UnboundedReceiver<Publish>,
+    mut requests: mpsc::Receiver<Publish>,
     tx: mpsc::Sender<Envelope>,
-    done: mpsc::UnboundedSender<Completion>,
+    done: mpsc::Sender<Completion>,
     validator: Arc<dyn Validator>,
     decoders: Decoders,
     max_bytes: usize,
@@ -197,7 +203,7 @@ async fn process(
         let (target, payload) = match taken {
             Intake::Answer(v) => {
                 shared.judged(&Received::of(&publish), &v);
-                let _ = done.send(completion(publish, &v.id, v.code, v.data));
+                let _ = done.send(completion(publish, &v.id, v.code, v.data)).await;
                 continue;
             }
             Intake::Forward { topic, payload } => (topic, payload),
@@ -228,7 +234,12 @@ async fn process(
                         completion(publish, &Value::Null, codes::INTERNAL, json!({"error": message}))
                     }
                 };
-                let _ = done.send(c);
+                // Never full: one slot per request the broker can have in flight (see
+                // `IN_FLIGHT_MAX`).
+                if let Err(mpsc::error::TrySendError::Full(c)) = done.try_send(c) {
+                    tracing::error!(source = %shared.name, topic = %c.reply_topic, "completion queue full: the request stays unacknowledged (the broker delivers it again)");
+                    shared.in_flight(-1);
+                }
             })
         };
         if tx.send(Envelope::request(msg, ack, validator.clone())).await.is_err() {
@@ -239,7 +250,7 @@ async fn process(
 }
 
 /// Publishes replies and then acknowledges their requests, in order.
-async fn complete(shared: Arc<Shared>, client: AsyncClient, mut done: mpsc::UnboundedReceiver<Completion>) {
+async fn complete(shared: Arc<Shared>, client: AsyncClient, mut done: mpsc::Receiver<Completion>) {
     while let Some(c) = done.recv().await {
         metrics::INTEGRATION_REQUESTS.with_label_values(&[&c.code.to_string()]).inc();
         if let Err(e) = client.publish(c.reply_topic.clone(), QoS::AtLeastOnce, false, c.reply).await {
@@ -264,8 +275,8 @@ impl Source for MqttSource {
             let (client, eventloop) = AsyncClient::new(opts, 1024);
             let shared = Arc::new(Shared { name: Arc::from(self.name.as_str()), in_flight: AtomicI64::new(0), seq: AtomicU64::new(0), rejected: AtomicU64::new(0) });
             let decoders = Decoders::new(self.cfg.decoders_dir.clone(), Duration::from_millis(self.cfg.decoder_timeout_ms), self.cfg.decoder_memory_bytes);
-            let (req_tx, req_rx) = mpsc::unbounded_channel();
-            let (done_tx, done_rx) = mpsc::unbounded_channel();
+            let (req_tx, req_rx) = mpsc::channel(IN_FLIGHT_MAX);
+            let (done_tx, done_rx) = mpsc::channel(IN_FLIGHT_MAX);
             let processor = tokio::spawn(process(shared.clone(), req_rx, tx, done_tx, self.validator.clone(), decoders, self.cfg.max_request_bytes));
             let completer = tokio::spawn(complete(shared.clone(), client.clone(), done_rx));
             let messages = self.event_loop(eventloop, &client, &shared, req_tx, &shutdown).await;
@@ -280,7 +291,7 @@ impl Source for MqttSource {
 impl MqttSource {
     /// Polls the connection until shutdown, then until in-flight requests are answered (or the
     /// shutdown timeout); returns how many requests were received.
-    async fn event_loop(&self, mut ev: EventLoop, client: &AsyncClient, shared: &Shared, req_tx: mpsc::UnboundedSender<Publish>, shutdown: &Shutdown) -> u64 {
+    async fn event_loop(&self, mut ev: EventLoop, client: &AsyncClient, shared: &Shared, req_tx: mpsc::Sender<Publish>, shutdown: &Shutdown) -> u64 {
         let name = &*shared.name;
         let connected_gauge = metrics::MQTT_CONNECTED.with_label_values(&[name]);
         let received_records = metrics::SOURCE_RECEIVED_RECORDS.with_label_values(&[name]);
@@ -342,7 +353,8 @@ impl MqttSource {
                         received_records.inc();
                         received_bytes.inc_by(p.payload.len() as u64);
                         shared.in_flight(1);
-                        if tx.send(p).is_err() {
+                        // Backpressure: a full queue holds the event loop (never drops).
+                        if tx.send(p).await.is_err() {
                             shared.in_flight(-1);
                         }
                     }
