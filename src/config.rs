@@ -34,103 +34,11 @@ pub struct Config {
 
 pub use crate::telemetry::config::AdminConfig;
 
-/// `[registry]`: product thing models and the device registry (format: `models/README.md`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistryConfig {
-    /// Folder of thing models, one `<productKey>.toml` per product.
-    #[serde(default = "default_models_dir")]
-    pub models: PathBuf,
-    /// The devices file (`[[devices]]` tables); default `<models>/devices.toml` when it exists.
-    #[serde(default)]
-    pub devices: Option<PathBuf>,
-}
-
-fn default_models_dir() -> PathBuf {
-    PathBuf::from("models")
-}
+pub use crate::devices::config::RegistryConfig;
 
 pub use crate::control::config::RulesConfig;
 
-/// `[engine]`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineConfig {
-    /// Topic of error records for rules without an `[error_action]`, and of dead letters.
-    #[serde(default = "default_error_topic")]
-    pub default_error_topic: String,
-    /// Payloads larger than this are not evaluated; each matching rule gets an error record.
-    #[serde(default = "default_max_payload_bytes")]
-    pub max_payload_bytes: usize,
-    /// Capacity of every channel between stages (messages). Full channels block the stage
-    /// before them: backpressure, never drops.
-    #[serde(default = "default_channel_capacity")]
-    pub channel_capacity: usize,
-    /// Engine worker tasks. Messages are spread by topic, so one topic's messages keep their
-    /// order.
-    #[serde(default = "default_workers")]
-    pub workers: usize,
-    /// Time zone of `timestamp()`, as `UTC` or `±HH:MM`.
-    #[serde(default = "default_timezone")]
-    pub timezone: String,
-    /// After SIGINT/SIGTERM: how long (ms) sources may wait for in-flight messages to be
-    /// delivered, the sink may flush and sources may commit, before the process exits anyway.
-    /// Work not finished by then is not committed, so it is read again on restart
-    /// (at-least-once).
-    #[serde(default = "default_shutdown_timeout_ms")]
-    pub shutdown_timeout_ms: u64,
-    /// Per-rule metric series (`sluice_rule_*`, about 20 series per enabled rule). Turn off for
-    /// rule sets so large that the series would burden Prometheus; the engine, source and sink
-    /// metrics stay.
-    #[serde(default = "default_rule_metrics")]
-    pub rule_metrics: bool,
-    /// At most this many bytes of the input payload are copied (base64) into an error record;
-    /// a longer payload is cut there and the record says so (`payload_truncated`,
-    /// `payload_bytes`). With one error record per message and rule, this bounds what bad input
-    /// can make a rule write.
-    #[serde(default = "default_error_payload_max_bytes")]
-    pub error_payload_max_bytes: usize,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            default_error_topic: default_error_topic(),
-            max_payload_bytes: default_max_payload_bytes(),
-            channel_capacity: default_channel_capacity(),
-            workers: default_workers(),
-            timezone: default_timezone(),
-            shutdown_timeout_ms: default_shutdown_timeout_ms(),
-            rule_metrics: default_rule_metrics(),
-            error_payload_max_bytes: default_error_payload_max_bytes(),
-        }
-    }
-}
-
-fn default_error_topic() -> String {
-    "sluice-errors".into()
-}
-fn default_error_payload_max_bytes() -> usize {
-    crate::engine::DEFAULT_ERROR_PAYLOAD_MAX_BYTES
-}
-fn default_max_payload_bytes() -> usize {
-    1024 * 1024
-}
-fn default_channel_capacity() -> usize {
-    1024
-}
-fn default_workers() -> usize {
-    1
-}
-fn default_rule_metrics() -> bool {
-    true
-}
-fn default_timezone() -> String {
-    "UTC".into()
-}
-fn default_shutdown_timeout_ms() -> u64 {
-    30_000
-}
+pub use crate::engine::config::EngineConfig;
 
 /// A source.
 #[derive(Debug, Deserialize)]

@@ -59,6 +59,33 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// A document borrowing from a `serde_json::Value` (no parse: the HTTP upload's request is
+    /// already one).
+    pub fn from_json(v: &'a Json) -> Node<'a> {
+        match v {
+            Json::Null => Node::Null,
+            Json::Bool(b) => Node::Bool(*b),
+            Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => Node::Int(i),
+                (None, Some(u)) => Node::UInt(u),
+                _ => Node::Float(n.as_f64().unwrap_or_default()),
+            },
+            Json::String(s) => Node::Str(Cow::Borrowed(s)),
+            Json::Array(a) => Node::Array(a.iter().map(Node::from_json).collect()),
+            Json::Object(o) => Node::Object(o.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), Node::from_json(v))).collect()),
+        }
+    }
+
+    /// An object's fields as a JSON map holds them: each key once, at its first position, with
+    /// its last value (what `get` returns). Empty for a non-object.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &Node<'a>)> + '_ {
+        let fields: &[(Cow<'a, str>, Node<'a>)] = match self {
+            Node::Object(f) => f,
+            _ => &[],
+        };
+        fields.iter().enumerate().filter(move |(i, (k, _))| !fields[..*i].iter().any(|(e, _)| e == k)).map(move |(_, (k, _))| (k.as_ref(), self.get(k).unwrap_or(&Node::Null)))
+    }
+
     /// Converts to an owned `serde_json::Value`.
     pub fn to_json(&self) -> Json {
         match self {

@@ -1,6 +1,6 @@
 //! The pipeline's contract: what travels from sources through the engine to sinks, and how
 //! delivery travels back. Sources, the engine and sinks all import it; it imports only the
-//! message type below it.
+//! message type and the integration contract (validator, verdicts) below it.
 //!
 //! ```text
 //!  source ──Envelope{msg, ack}──▶ engine ──Batch{records, ack}──▶ sink
@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::integration::{RequestVerdict, Validator};
 use crate::message::Message;
 
 /// A boxed future, for object-safe async traits.
@@ -83,43 +84,79 @@ pub enum Delivery {
 /// An ack dropped without [`done`](Ack::done) (a stage stopped or panicked with the message in
 /// hand) reports [`Delivery::Dropped`]: the source never commits past it, and never waits for
 /// it forever.
-pub struct Ack(Option<Box<dyn FnOnce(Delivery) + Send>>);
+///
+/// An integration request's ack ([`Ack::judged`]) also carries back the worker stage's
+/// [`RequestVerdict`] (per-entry verdicts, reply code and data), attached by the stage with
+/// [`Ack::attach`]: the source hears of it at once (to log it) and answers the request with it
+/// once the outputs are delivered.
+pub struct Ack {
+    callback: Option<Callback>,
+    verdict: Option<RequestVerdict>,
+    on_verdict: Option<OnVerdict>,
+}
+
+/// What a judged ack runs when the verdict is attached.
+type OnVerdict = Box<dyn FnOnce(&RequestVerdict) + Send>;
+
+enum Callback {
+    Plain(Box<dyn FnOnce(Delivery) + Send>),
+    Judged(Box<dyn FnOnce(Delivery, Option<RequestVerdict>) + Send>),
+}
 
 impl Ack {
     /// An ack that does nothing (sources with nothing to commit).
     pub fn none() -> Ack {
-        Ack(None)
+        Ack { callback: None, verdict: None, on_verdict: None }
     }
 
     /// An ack running `f`.
     pub fn new(f: impl FnOnce(Delivery) + Send + 'static) -> Ack {
-        Ack(Some(Box::new(f)))
+        Ack { callback: Some(Callback::Plain(Box::new(f))), verdict: None, on_verdict: None }
+    }
+
+    /// An ack running `on_verdict` as soon as the worker stage attaches its verdict, and `f`
+    /// with the delivery and that verdict (`None` when the message never reached the stage, or
+    /// the stage failed before judging it).
+    pub fn judged(on_verdict: impl FnOnce(&RequestVerdict) + Send + 'static, f: impl FnOnce(Delivery, Option<RequestVerdict>) + Send + 'static) -> Ack {
+        Ack { callback: Some(Callback::Judged(Box::new(f))), verdict: None, on_verdict: Some(Box::new(on_verdict)) }
+    }
+
+    /// Attaches the verdict on the request (the worker stage does, before the outputs go to the
+    /// sink).
+    pub fn attach(&mut self, verdict: RequestVerdict) {
+        if let Some(f) = self.on_verdict.take() {
+            f(&verdict);
+        }
+        self.verdict = Some(verdict);
     }
 
     /// Reports the delivery.
     pub fn done(mut self, d: Delivery) {
-        if let Some(f) = self.0.take() {
-            f(d);
+        self.fire(d);
+    }
+
+    fn fire(&mut self, d: Delivery) {
+        match self.callback.take() {
+            Some(Callback::Plain(f)) => f(d),
+            Some(Callback::Judged(f)) => f(d, self.verdict.take()),
+            None => {}
         }
     }
 }
 
 impl Drop for Ack {
     fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f(Delivery::Dropped);
-        }
+        self.fire(Delivery::Dropped);
     }
 }
 
 impl fmt::Debug for Ack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "Ack(pending)" } else { "Ack(none)" })
+        f.write_str(if self.callback.is_some() { "Ack(pending)" } else { "Ack(none)" })
     }
 }
 
 /// A message with its ack.
-#[derive(Debug)]
 pub struct Envelope {
     /// The message.
     pub msg: Message,
@@ -128,17 +165,33 @@ pub struct Envelope {
     /// Set when the source could not make a valid message of its input: the engine routes it
     /// to the dead-letter topic with this reason instead of running rules.
     pub reject: Option<String>,
+    /// Set for a raw integration request (MQTT channel): the worker stage judges its entries
+    /// with this validator on the decoded request, runs the rules on the accepted entries only,
+    /// and attaches its verdict to the ack.
+    pub validate: Option<Arc<dyn Validator>>,
 }
 
 impl Envelope {
     /// A valid message.
     pub fn new(msg: Message, ack: Ack) -> Envelope {
-        Envelope { msg, ack, reject: None }
+        Envelope { msg, ack, reject: None, validate: None }
     }
 
     /// An input the source could not decode; `msg.payload` holds the raw input.
     pub fn rejected(msg: Message, ack: Ack, reason: impl Into<String>) -> Envelope {
-        Envelope { msg, ack, reject: Some(reason.into()) }
+        Envelope { msg, ack, reject: Some(reason.into()), validate: None }
+    }
+
+    /// A raw integration request, to be judged by `validator` in the worker stage (its ack
+    /// should be [`Ack::judged`], to get the verdict back).
+    pub fn request(msg: Message, ack: Ack, validator: Arc<dyn Validator>) -> Envelope {
+        Envelope { msg, ack, reject: None, validate: Some(validator) }
+    }
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope").field("msg", &self.msg).field("ack", &self.ack).field("reject", &self.reject).field("validate", &self.validate.is_some()).finish()
     }
 }
 
@@ -158,6 +211,23 @@ mod tests {
         let (ack, seen) = recorder();
         ack.done(Delivery::Delivered);
         assert_eq!(*seen.lock().unwrap(), vec![Delivery::Delivered]);
+    }
+
+    #[test]
+    fn a_judged_ack_hears_the_verdict_at_once_and_gets_it_back_with_the_delivery() {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (h, s) = (heard.clone(), seen.clone());
+        let mut ack = Ack::judged(move |v| h.lock().unwrap().push(v.code), move |d, v| s.lock().unwrap().push((d, v.map(|v| v.code))));
+        ack.attach(RequestVerdict::fail(serde_json::Value::Null, 1203, "bad_request", "x".into()));
+        assert_eq!(*heard.lock().unwrap(), vec![1203]);
+        assert!(seen.lock().unwrap().is_empty());
+        ack.done(Delivery::Delivered);
+        assert_eq!(*seen.lock().unwrap(), vec![(Delivery::Delivered, Some(1203))]);
+        // Dropped before the stage: no verdict.
+        let s = seen.clone();
+        drop(Ack::judged(|_| {}, move |d, v| s.lock().unwrap().push((d, v.map(|v| v.code)))));
+        assert_eq!(seen.lock().unwrap()[1], (Delivery::Dropped, None));
     }
 
     #[test]

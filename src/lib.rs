@@ -15,7 +15,7 @@
 //! - [`jsonw`]: the JSON writer of output values (the bytes of `serde_json`, faster).
 //! - [`rule`]: rule files and the SQL compiler (parse → plan → expr → functions → registry).
 //! - [`integration`]: the integration channel's contract: return codes, verdicts, validation.
-//! - [`registry`]: the device registry and product thing models (validation, device facts).
+//! - [`devices`]: the device registry and product thing models (validation, device facts).
 //! - [`engine`]: evaluation of a rule set on a message, and the running pipeline.
 //! - [`source`]: where messages come from (one file per source).
 //! - [`sink`]: where output records go (one file per sink).
@@ -31,6 +31,7 @@
 pub mod app;
 pub mod config;
 pub mod control;
+pub mod devices;
 pub mod doc;
 pub mod engine;
 pub mod error;
@@ -39,7 +40,6 @@ pub mod integration;
 pub mod jsonw;
 pub mod kafka;
 pub mod message;
-pub mod registry;
 pub mod retry;
 pub mod rule;
 pub mod shutdown;

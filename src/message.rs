@@ -56,20 +56,41 @@ pub enum BatchError {
     EntryNotObject(usize),
 }
 
+/// The `params` entries of an integration request: the request must be a JSON object with a
+/// `params` array. The one place that says what a batch is: the engine splits it
+/// ([`split_integration_batch`]) and the integration channel judges its entries
+/// ([`crate::integration::judge`]) by it.
+pub fn batch_params<'n, 'a>(root: &'n Node<'a>) -> Result<&'n [Node<'a>], BatchError> {
+    let Node::Object(_) = root else {
+        return Err(BatchError::NotObject);
+    };
+    match root.get("params") {
+        Some(Node::Array(params)) => Ok(params),
+        _ => Err(BatchError::NoParams),
+    }
+}
+
 /// Splits an integration request (seeds 000, 001, 003) into one record per `params` entry, in
 /// order: the entry's fields plus the request's `id`, `version` and `method`. A missing or empty
 /// `time` becomes `received_ms` (seed 000: "if empty, the server's time is used").
 /// A request that is not an object with a `params` array fails as a whole; an entry that is not
 /// an object fails alone, and the other entries still go through.
 pub fn split_integration_batch<'a>(root: &Node<'a>, received_ms: i64) -> Result<Vec<Result<Node<'a>, BatchError>>, BatchError> {
+    split_entries(root, received_ms, None)
+}
+
+/// [`split_integration_batch`], keeping only the entries whose flag in `keep` is set (the
+/// entries a validator accepted; an entry without a flag is dropped), when given.
+pub fn split_entries<'a>(root: &Node<'a>, received_ms: i64, keep: Option<&[bool]>) -> Result<Vec<Result<Node<'a>, BatchError>>, BatchError> {
+    let params = batch_params(root)?;
     let Node::Object(envelope) = root else {
         return Err(BatchError::NotObject);
     };
-    let Some(Node::Array(params)) = root.get("params") else {
-        return Err(BatchError::NoParams);
-    };
     let mut out = Vec::with_capacity(params.len());
     for (i, entry) in params.iter().enumerate() {
+        if keep.is_some_and(|k| !k.get(i).copied().unwrap_or(false)) {
+            continue;
+        }
         let Node::Object(fields) = entry else {
             out.push(Err(BatchError::EntryNotObject(i)));
             continue;

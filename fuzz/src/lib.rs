@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use serde_json::{json, Value};
+use sluice::devices::Registry;
 use sluice::doc::Node;
 use sluice::engine::guard::panic_text;
 use sluice::engine::{Engine, EngineOptions, RuleSet, Scratch};
 use sluice::flow::OutputRecord;
 use sluice::integration::{codes, Validator};
 use sluice::message::{Message, Metadata};
-use sluice::registry::Registry;
 use sluice::rule::catalog::{self as functions, EXAMPLE_MESSAGE_ID, EXAMPLE_NOW_MS, EXAMPLE_PAYLOAD};
 use sluice::rule::expr::Env;
 use sluice::rule::template::valid_kafka_topic;

@@ -1,4 +1,5 @@
-//! The running pipeline: sources → bounded channel → engine workers → bounded channel → sink.
+//! The running pipeline: sources → bounded channel → engine workers (each running the
+//! [`WorkerStage`]) → bounded channel → sink.
 //!
 //! Every channel is bounded, so a slow sink blocks the workers, which block the sources:
 //! backpressure, never drops. Shutdown: the sources stop, the workers drain what is queued, the
@@ -6,38 +7,19 @@
 
 use std::sync::Arc;
 
-use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
-use crate::engine::{guard, Engine, Outcome, Scratch};
+use crate::devices::Registry;
+use crate::engine::process::Engine;
+use crate::engine::stage::WorkerStage;
 use crate::error::{SinkError, SourceError};
-use crate::flow::Batch;
-use crate::flow::Envelope;
-use crate::registry::Registry;
+use crate::flow::{Batch, Envelope};
 use crate::shutdown::Shutdown;
 use crate::sink::{Sink, SinkReport};
 use crate::source::{Source, SourceReport};
 use crate::telemetry::{health, metrics};
 
-/// The clock of the engine.
-#[derive(Clone, Copy, Debug, Default)]
-pub enum Clock {
-    /// The system clock.
-    #[default]
-    System,
-    /// A fixed time, ms since the epoch (tests, `--now`).
-    Fixed(i64),
-}
-
-impl Clock {
-    /// Now, ms since the epoch.
-    pub fn now_ms(self) -> i64 {
-        match self {
-            Clock::System => chrono::Utc::now().timestamp_millis(),
-            Clock::Fixed(t) => t,
-        }
-    }
-}
+pub use crate::engine::types::Clock;
 
 /// What a pipeline run did.
 #[derive(Debug, Default)]
@@ -190,80 +172,30 @@ fn topic_shard(topic: &str, n: usize) -> usize {
     (h % n as u64) as usize
 }
 
-/// A source's counters, resolved once (label lookups hash and lock; not per message).
-struct SourceCounters {
-    source: Arc<str>,
-    unmatched: IntCounter,
-}
-
 async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>, mut rx: mpsc::Receiver<Envelope>, tx: mpsc::Sender<Batch>, clock: Clock) {
-    let mut scratch = Scratch::default();
-    let hist = metrics::PROCESS_SECONDS.with_label_values(&[&id.to_string()]);
-    let (data_records, error_records) = (metrics::OUTPUT_RECORDS.with_label_values(&["data"]), metrics::OUTPUT_RECORDS.with_label_values(&["error"]));
-    let mut sources: Vec<SourceCounters> = Vec::new();
+    let mut stage = WorkerStage::new(id, engine, registry, clock);
     loop {
         // The per-rule counts reach the shared metrics whenever the worker runs out of work.
         let env = match rx.try_recv() {
             Ok(env) => env,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) => {
-                scratch.flush_metrics();
+                stage.idle();
                 match rx.recv().await {
                     Some(env) => env,
                     None => break,
                 }
             }
         };
-        let mut records = Vec::new();
-        if let Some(reason) = &env.reject {
-            // Counted by the source (sluice_source_decode_errors_total).
-            records.push(engine.dead_letter(&env.msg, reason));
-        } else {
-            let started = std::time::Instant::now();
-            // Each rule's evaluation is guarded inside the engine; this guard catches a panic
-            // anywhere else on the message's way (registry update, decode): the message becomes
-            // a dead letter of stage `panic`, and the worker goes on.
-            let processed = guard::catch(|| {
-                if let Some(r) = &registry {
-                    r.observe(&env.msg);
-                }
-                engine.process(&env.msg, clock.now_ms(), &mut scratch, &mut records)
-            });
-            let outcome = processed.unwrap_or_else(|panic| {
-                tracing::error!(worker = id, topic = %env.msg.topic, reason = %panic, "processing a message panicked; it becomes a dead letter");
-                records.clear();
-                records.push(engine.panic_record(&env.msg, &format!("processing the message panicked: {panic}")));
-                // Its counts may be half-done: start over.
-                scratch = Scratch::default();
-                Outcome { matched: 1, ..Outcome::default() }
-            });
-            hist.observe(started.elapsed().as_secs_f64());
-            if outcome.matched == 0 {
-                let i = match sources.iter().position(|c| c.source == env.msg.meta.source) {
-                    Some(i) => i,
-                    None => {
-                        let s = env.msg.meta.source.clone();
-                        sources.push(SourceCounters { unmatched: metrics::SOURCE_UNMATCHED_RECORDS.with_label_values(&[&*s]), source: s });
-                        sources.len() - 1
-                    }
-                };
-                sources[i].unmatched.inc();
-            }
-        }
-        let errors = records.iter().filter(|r| r.is_error).count() as u64;
-        if errors > 0 {
-            error_records.inc_by(errors);
-        }
-        if records.len() as u64 > errors {
-            data_records.inc_by(records.len() as u64 - errors);
-        }
-        let batch = Batch { iot_topic: env.msg.topic, records, ack: env.ack };
+        let Some(batch) = stage.handle(env) else {
+            continue;
+        };
         if tx.send(batch).await.is_err() {
             tracing::error!(worker = id, "sink stopped; worker exits");
             break;
         }
     }
-    scratch.flush_metrics();
+    stage.idle();
 }
 
 #[cfg(test)]
@@ -271,6 +203,7 @@ mod tests {
     use super::*;
     use crate::engine::{EngineOptions, RuleSet};
     use crate::error::SinkError;
+    use crate::flow::Batch;
     use crate::flow::BoxFuture;
     use crate::rule::expr::Env;
     use crate::source::file::FileSource;

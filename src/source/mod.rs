@@ -1,7 +1,6 @@
 //! Sources: where messages come from. A source sends [`Envelope`]s into a bounded channel
 //! (backpressure blocks it) until its input ends or shutdown is requested.
 
-pub mod channel_log;
 pub mod decoder;
 pub mod file;
 pub mod http;

@@ -12,8 +12,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 
+use crate::integration::channel_log;
 use crate::shutdown::Shutdown;
-use crate::source::channel_log;
 use crate::telemetry::{health, metrics};
 
 /// The admin routes.

@@ -71,6 +71,11 @@ pub static OUTPUT_RECORDS: LazyLock<IntCounterVec> =
 /// Time spent processing one message in the engine.
 pub static PROCESS_SECONDS: LazyLock<HistogramVec> =
     LazyLock::new(|| histogram("sluice_engine_process_seconds", "Engine time per message (match, decode, evaluate, serialize), by worker.", &[1e-6, 5e-6, 2e-5, 1e-4, 5e-4, 2e-3, 1e-2], &["worker"]));
+/// Payloads decoded into the engine's document, by source kind (`mqtt`, `http`, `file`,
+/// `kafka`, `other`): one per message that validation, the device registry or a rule reads.
+pub static PAYLOAD_DECODES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter("sluice_payload_decodes_total", "Payloads decoded into a document (once per message, for validation, the device registry and the rules), by source kind.", &["source_kind"])
+});
 
 // ---- Rules ---------------------------------------------------------------------------------
 

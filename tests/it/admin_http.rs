@@ -6,8 +6,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sluice::integration::channel_log::{self, ErrorRecord};
 use sluice::shutdown::Shutdown;
-use sluice::source::channel_log::{self, ErrorRecord};
 use sluice::telemetry::health;
 
 /// In a process of its own: the health checks and the recent errors are the process's, and

@@ -14,12 +14,12 @@ use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use sluice::app::RunOutcome;
 use sluice::config::HttpSourceConfig;
+use sluice::devices::Registry;
 use sluice::engine::pipeline::{Clock, Pipeline, PipelineReport};
 use sluice::engine::{Engine, EngineOptions, RuleSet};
 use sluice::error::SinkError;
 use sluice::flow::Delivery;
 use sluice::flow::{Batch, BoxFuture};
-use sluice::registry::Registry;
 use sluice::rule::expr::Env;
 use sluice::shutdown::Shutdown;
 use sluice::sink::{Sink, SinkReport};
@@ -608,8 +608,8 @@ fn files_go_to_an_s3_compatible_store_when_configured() {
 struct PanickingValidator(Registry);
 
 impl sluice::integration::Validator for PanickingValidator {
-    fn validate(&self, kind: sluice::topic::TopicKind, product_key: &str, request: &Value) -> sluice::integration::Validation {
-        assert!(request["id"] != json!("panic"), "injected panic in the validator");
+    fn validate(&self, kind: sluice::topic::TopicKind, product_key: &str, request: &sluice::doc::Node<'_>) -> sluice::integration::Validation {
+        assert!(request.to_json()["id"] != json!("panic"), "injected panic in the validator");
         self.0.validate(kind, product_key, request)
     }
     fn product_key_of(&self, entry: &Value) -> Option<String> {

@@ -113,7 +113,7 @@ fn failed_delivery_is_answered_500_and_the_channel_goes_on() {
         let r = p.request("sys/pk/integration/event/post", REQUEST, WAIT).expect("reply");
         assert_eq!(r.body, json!({"id": "7", "code": 500, "data": {"error": "the sink refused it"}, "message": "Internal error"}));
     }
-    let errors = sluice::source::channel_log::recent_errors();
+    let errors = sluice::integration::channel_log::recent_errors();
     assert!(errors.iter().any(|e| e.stage == "delivery" && e.code == 500 && e.request_id == Some(json!("7"))), "{errors:?}");
     running.stop();
 }

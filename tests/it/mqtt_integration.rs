@@ -191,7 +191,8 @@ fn seed_requests_are_answered_200_and_imported() {
 struct TestValidator;
 
 impl Validator for TestValidator {
-    fn validate(&self, _: TopicKind, _: &str, request: &Value) -> Validation {
+    fn validate(&self, _: TopicKind, _: &str, request: &sluice::doc::Node<'_>) -> Validation {
+        let request = &request.to_json();
         let Some(params) = request["params"].as_array() else {
             return Validation::Request { code: codes::BAD_REQUEST, message: "no params".into() };
         };
@@ -246,7 +247,7 @@ fn partial_failures_import_only_valid_entries() {
     assert!(c.wait_for(WAIT, |r| r.iter().any(|r| r.key.as_deref() == Some("device5"))), "{:?}", c.records());
     let mp = records_of(c, "iot-integration-measurepoint");
     assert_eq!(keys(&mp, "deviceKey"), ["device1", "device4", "device5"]);
-    let errors = sluice::source::channel_log::recent_errors();
+    let errors = sluice::integration::channel_log::recent_errors();
     assert!(errors.iter().any(|e| e.stage == "validation" && e.code == 1257 && e.request_id == Some(json!("42"))), "{errors:?}");
     assert!(errors.iter().any(|e| e.stage == "bad_request" && e.code == 1203), "{errors:?}");
 }
@@ -279,7 +280,7 @@ fn up_raw_is_decoded_by_the_product_script() {
     assert_eq!(keys(&mp, "deviceKey"), ["device1", "device7"]);
     let d1 = mp.iter().find(|v| v["deviceKey"] == "device1").unwrap();
     assert_eq!((d1["temp"].clone(), d1["power"].clone()), (json!(1), json!(258)));
-    let errors = sluice::source::channel_log::recent_errors();
+    let errors = sluice::integration::channel_log::recent_errors();
     assert_eq!(errors.iter().filter(|e| e.stage == "decoder" && e.code == 1270).count(), 4, "{errors:?}");
 }
 

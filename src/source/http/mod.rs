@@ -46,16 +46,22 @@ use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::HttpSourceConfig;
+use crate::doc::Node;
 use crate::error::SourceError;
 use crate::flow::BoxFuture;
 use crate::flow::{Ack, Delivery, Envelope};
+use crate::integration::channel_log::{self, ErrorRecord};
 use crate::integration::{codes, EntryVerdict, Validation, Validator};
 use crate::message::{Message, Metadata};
 use crate::shutdown::Shutdown;
-use crate::source::channel_log::{self, ErrorRecord};
+use crate::source::http::files::{check_files, local_refs, rewrite_refs, Upload};
 use crate::source::{Source, SourceReport};
 use crate::telemetry::metrics;
 use crate::topic::TopicKind;
+
+pub mod files;
+
+pub use files::safe_name;
 
 /// The request path of seed 002.
 pub const PATH: &str = "/connect-service/v2.1/integration";
@@ -150,13 +156,6 @@ impl Reply {
     fn bad(msg: impl Into<String>) -> Reply {
         Reply::new(codes::BAD_REQUEST, msg)
     }
-}
-
-/// A file part.
-struct Upload {
-    name: String,
-    bytes: Vec<u8>,
-    md5: String,
 }
 
 impl Source for HttpSource {
@@ -297,6 +296,9 @@ async fn handle(st: &St, q: &HashMap<String, String>, headers: &HeaderMap, mp: R
     let mp = mp.map_err(|e| Reply::bad(format!("the body must be multipart/form-data: {e}")))?;
     let (message, uploads) = read_parts(st, mp).await?;
     let message = message.ok_or_else(|| Reply::bad("missing the `enos-message` part"))?;
+    // Parsed here, and again by the worker stage from the message it builds (the files are
+    // stored and the entries rewritten in between): two decodes per upload.
+    metrics::PAYLOAD_DECODES.with_label_values(&["http"]).inc();
     let mut request: Value = serde_json::from_slice(&message).map_err(|e| Reply::bad(format!("malformed JSON in the `enos-message` part: {e}")))?;
     if !request.is_object() {
         return Err(Reply::bad("the `enos-message` part must be a JSON object"));
@@ -309,9 +311,9 @@ async fn handle(st: &St, q: &HashMap<String, String>, headers: &HeaderMap, mp: R
         Some(Value::Object(m)) => m.clone(),
         Some(_) => return Err(Reply::bad("`files` must be an object")),
     };
-    check_files(&params, &uploads, &files_meta)?;
+    check_files(&params, &uploads, &files_meta).map_err(|(code, msg)| Reply::new(code, msg))?;
 
-    let verdicts = match st.validator.validate(TopicKind::IntegrationEvent, "", &request) {
+    let verdicts = match st.validator.validate(TopicKind::IntegrationEvent, "", &Node::from_json(&request)) {
         Validation::Request { code, message } => return Err(Reply::new(code, message)),
         Validation::Entries(v) if v.len() != params.len() => return Err(Reply::new(codes::INTERNAL, format!("the validator judged {} of {} entries", v.len(), params.len()))),
         Validation::Entries(v) => v,
@@ -435,141 +437,5 @@ fn multipart_error(st: &St, e: MultipartError) -> Reply {
         Reply::new(codes::TOO_LARGE, format!("request body is larger than {} bytes", st.cfg.max_body_bytes))
     } else {
         Reply::bad(format!("malformed multipart body: {e}"))
-    }
-}
-
-/// Every `local://name` must have its part, every part must be referred to, every `files` entry
-/// must have its part and match it (`md5`, `fileLength`: 1204) and the entries referring to it
-/// (`featureId` = the event, `productKey`/`produckKey`, `deviceKey`, `assetId` when both sides
-/// give them: 1203).
-fn check_files(params: &[Value], uploads: &[Upload], meta: &Map<String, Value>) -> Result<(), Reply> {
-    let mut referred = BTreeSet::new();
-    // (file name, entry, event id) of every reference.
-    let mut refs = Vec::new();
-    for e in params {
-        for (event, v) in e.get("events").and_then(Value::as_object).into_iter().flatten() {
-            let mut names = BTreeSet::new();
-            local_refs(&json!({"events": v}), &mut names);
-            refs.extend(names.into_iter().map(|n| (n, e, event.as_str())));
-        }
-        local_refs(e, &mut referred);
-    }
-    let part = |name: &str| uploads.iter().find(|u| u.name == name);
-    if let Some(r) = referred.iter().find(|r| part(r).is_none()) {
-        return Err(Reply::bad(format!("`local://{r}` refers to no `enos-file` part")));
-    }
-    if let Some(u) = uploads.iter().find(|u| !referred.contains(&u.name)) {
-        return Err(Reply::bad(format!("file part `{}` is not referred to by any `local://` parameter", u.name)));
-    }
-    for (name, m) in meta {
-        let Some(u) = part(name) else {
-            return Err(Reply::bad(format!("`files` describes `{name}` but there is no `enos-file` part of that name")));
-        };
-        let Value::Object(m) = m else {
-            return Err(Reply::bad(format!("`files.{name}` must be an object")));
-        };
-        for (entry, event) in refs.iter().filter(|(n, ..)| n == name).map(|(_, e, ev)| (e, ev)) {
-            if let Some(f) = m.get("featureId").and_then(Value::as_str).filter(|f| f != event) {
-                return Err(Reply::bad(format!("`files.{name}.featureId` is `{f}` but `local://{name}` is in event `{event}`")));
-            }
-            for (meta_key, entry_key) in [("productKey", "productKey"), ("produckKey", "productKey"), ("deviceKey", "deviceKey"), ("assetId", "assetId")] {
-                if let (Some(a), Some(b)) = (m.get(meta_key).and_then(Value::as_str), entry.get(entry_key).and_then(Value::as_str)) {
-                    if a != b {
-                        return Err(Reply::bad(format!("`files.{name}.{meta_key}` is `{a}` but the entry referring to it has {entry_key} `{b}`")));
-                    }
-                }
-            }
-        }
-        match m.get("md5") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(md5)) if md5.eq_ignore_ascii_case(&u.md5) => {}
-            Some(other) => return Err(Reply::new(codes::MODEL_VALIDATE_FAILED, format!("md5 mismatch for file `{name}`: `files` says {other}, the part's is \"{}\"", u.md5))),
-        }
-        match m.get("fileLength") {
-            None | Some(Value::Null) => {}
-            Some(n) if n.as_u64() == Some(u.bytes.len() as u64) => {}
-            Some(other) => return Err(Reply::new(codes::MODEL_VALIDATE_FAILED, format!("fileLength mismatch for file `{name}`: `files` says {other}, the part has {} bytes", u.bytes.len()))),
-        }
-    }
-    Ok(())
-}
-
-/// The names of the `local://name` strings in an entry's `events`.
-fn local_refs(entry: &Value, out: &mut BTreeSet<String>) {
-    fn walk(v: &Value, out: &mut BTreeSet<String>) {
-        match v {
-            Value::String(s) => {
-                if let Some(n) = s.strip_prefix("local://") {
-                    out.insert(n.to_string());
-                }
-            }
-            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
-            Value::Object(o) => o.values().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
-    if let Some(events) = entry.get("events") {
-        walk(events, out);
-    }
-}
-
-/// Replaces each `local://name` of an entry's `events` by the stored file's URI.
-fn rewrite_refs(entry: &mut Value, uris: &BTreeMap<String, String>) {
-    fn walk(v: &mut Value, uris: &BTreeMap<String, String>) {
-        match v {
-            Value::String(s) => {
-                if let Some(uri) = s.strip_prefix("local://").and_then(|n| uris.get(n)) {
-                    *s = uri.clone();
-                }
-            }
-            Value::Array(a) => a.iter_mut().for_each(|v| walk(v, uris)),
-            Value::Object(o) => o.values_mut().for_each(|v| walk(v, uris)),
-            _ => {}
-        }
-    }
-    if let Some(events) = entry.get_mut("events") {
-        walk(events, uris);
-    }
-}
-
-/// A name safe as one path segment: the last component of `name` (after `/` or `\`), only
-/// ASCII letters, digits, `.`, `-`, `_` (others become `_`), no leading dot, at most 100
-/// characters; `file` when nothing is left.
-pub fn safe_name(name: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let s: String = base.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).take(100).collect();
-    let s = s.trim_start_matches('.');
-    if s.is_empty() {
-        "file".into()
-    } else {
-        s.into()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn safe_names_stay_one_segment() {
-        assert_eq!(safe_name("../../etc/passwd"), "passwd");
-        assert_eq!(safe_name("..\\..\\win.ini"), "win.ini");
-        assert_eq!(safe_name(".."), "file");
-        assert_eq!(safe_name("a b/c?.txt"), "c_.txt");
-        assert_eq!(safe_name(".hidden"), "hidden");
-        assert_eq!(safe_name("test.txt"), "test.txt");
-    }
-
-    #[test]
-    fn local_refs_are_found_and_rewritten() {
-        let mut e = json!({"events": {"eventId1": {"intParam1": 1, "fileParam1": "local://f1", "nested": ["local://f2"]}}, "deviceKey": "local://no"});
-        let mut refs = BTreeSet::new();
-        local_refs(&e, &mut refs);
-        assert_eq!(refs.into_iter().collect::<Vec<_>>(), vec!["f1", "f2"]);
-        let uris = BTreeMap::from([("f1".to_string(), "file:///r/a".to_string()), ("f2".to_string(), "file:///r/b".to_string())]);
-        rewrite_refs(&mut e, &uris);
-        assert_eq!(e["events"]["eventId1"]["fileParam1"], "file:///r/a");
-        assert_eq!(e["events"]["eventId1"]["nested"][0], "file:///r/b");
-        assert_eq!(e["deviceKey"], "local://no");
     }
 }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_json::Value as Json;
+
+use crate::doc::Node;
 
 /// A modelled data type.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -168,13 +169,13 @@ impl DataType {
 
     /// Checks a value against the type. The error says what was expected and what was found,
     /// with the path inside the value (`.member`, `[index]`) when the problem is nested.
-    pub fn check(&self, v: &Json) -> Result<(), String> {
+    pub fn check(&self, v: &Node<'_>) -> Result<(), String> {
         let mismatch = || Err(format!("expected {}, got {}", self.name(), describe(v)));
         match self {
             DataType::Int => {
                 let ok = match v {
-                    Json::Number(n) => n.is_i64() || n.is_u64() && n.as_u64().is_some_and(|u| i64::try_from(u).is_ok()),
-                    Json::String(s) => s.trim().parse::<i64>().is_ok(),
+                    Node::Int(_) => true,
+                    Node::Str(s) => s.trim().parse::<i64>().is_ok(),
                     _ => false,
                 };
                 if ok {
@@ -185,8 +186,8 @@ impl DataType {
             }
             DataType::Float | DataType::Double => {
                 let ok = match v {
-                    Json::Number(_) => true,
-                    Json::String(s) => s.trim().parse::<f64>().is_ok_and(f64::is_finite),
+                    Node::Int(_) | Node::UInt(_) | Node::Float(_) => true,
+                    Node::Str(s) => s.trim().parse::<f64>().is_ok_and(f64::is_finite),
                     _ => false,
                 };
                 if ok {
@@ -196,22 +197,21 @@ impl DataType {
                 }
             }
             DataType::String => {
-                if v.is_string() {
+                if matches!(v, Node::Str(_)) {
                     Ok(())
                 } else {
                     mismatch()
                 }
             }
             DataType::Bool => match v {
-                Json::Bool(_) => Ok(()),
-                Json::Number(n) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => Ok(()),
+                Node::Bool(_) | Node::Int(0 | 1) => Ok(()),
                 _ => mismatch(),
             },
             DataType::Enum { values } => {
                 let found = values.iter().any(|allowed| match (allowed, v) {
-                    (EnumValue::Int(i), Json::Number(n)) => n.as_i64() == Some(*i),
-                    (EnumValue::Int(i), Json::String(s)) => s.trim().parse::<i64>().ok() == Some(*i),
-                    (EnumValue::Str(a), Json::String(s)) => a == s,
+                    (EnumValue::Int(i), Node::Int(n)) => n == i,
+                    (EnumValue::Int(i), Node::Str(s)) => s.trim().parse::<i64>().ok() == Some(*i),
+                    (EnumValue::Str(a), Node::Str(s)) => a == s,
                     _ => false,
                 });
                 if found {
@@ -229,8 +229,8 @@ impl DataType {
             }
             DataType::Date => {
                 let ok = match v {
-                    Json::Number(n) => n.as_i64().is_some_and(|i| i >= 0),
-                    Json::String(s) => parse_date_ms(s).is_some(),
+                    Node::Int(i) => *i >= 0,
+                    Node::Str(s) => parse_date_ms(s).is_some(),
                     _ => false,
                 };
                 if ok {
@@ -240,10 +240,10 @@ impl DataType {
                 }
             }
             DataType::Struct { members } => {
-                let Json::Object(obj) = v else {
+                let Node::Object(_) = v else {
                     return mismatch();
                 };
-                for (k, mv) in obj {
+                for (k, mv) in v.fields() {
                     let Some(t) = members.get(k) else {
                         let known: Vec<&str> = members.keys().map(String::as_str).collect();
                         return Err(format!("unknown struct member `{k}` (members: {})", known.join(", ")));
@@ -253,7 +253,7 @@ impl DataType {
                 Ok(())
             }
             DataType::Array { item } => {
-                let Json::Array(items) = v else {
+                let Node::Array(items) = v else {
                     return mismatch();
                 };
                 for (i, e) in items.iter().enumerate() {
@@ -262,7 +262,7 @@ impl DataType {
                 Ok(())
             }
             DataType::File => match v {
-                Json::String(s) if !s.trim().is_empty() => Ok(()),
+                Node::Str(s) if !s.trim().is_empty() => Ok(()),
                 _ => Err(format!("expected file (a non-empty reference such as local://name), got {}", describe(v))),
             },
         }
@@ -279,16 +279,16 @@ pub fn parse_date_ms(s: &str) -> Option<i64> {
 }
 
 /// A short description of a JSON value for messages: its type and (shortened) text.
-pub fn describe(v: &Json) -> String {
+pub fn describe(v: &Node<'_>) -> String {
     let kind = match v {
-        Json::Null => return "null".into(),
-        Json::Bool(_) => "bool",
-        Json::Number(_) => "number",
-        Json::String(_) => "string",
-        Json::Array(_) => "array",
-        Json::Object(_) => "object",
+        Node::Null => return "null".into(),
+        Node::Bool(_) => "bool",
+        Node::Int(_) | Node::UInt(_) | Node::Float(_) => "number",
+        Node::Str(_) => "string",
+        Node::Array(_) => "array",
+        Node::Object(_) => "object",
     };
-    let mut text = v.to_string();
+    let mut text = v.to_json().to_string();
     if text.len() > 40 {
         let mut cut = 40;
         while !text.is_char_boundary(cut) {
@@ -305,6 +305,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    impl DataType {
+        fn check_json(&self, v: &serde_json::Value) -> Result<(), String> {
+            self.check(&Node::from_json(v))
+        }
+    }
+
     fn t(src: &str) -> DataType {
         let m = ThingModel::parse("p", &format!("[measurepoints]\nx = {src}\n")).unwrap();
         m.measurepoints["x"].clone()
@@ -312,55 +318,55 @@ mod tests {
 
     #[test]
     fn scalar_types() {
-        assert!(t("{ type = \"int\" }").check(&json!(9)).is_ok());
-        assert!(t("{ type = \"int\" }").check(&json!("9")).is_ok());
-        assert_eq!(t("{ type = \"int\" }").check(&json!(1.5)).unwrap_err(), "expected int, got number 1.5");
-        assert!(t("{ type = \"float\" }").check(&json!(1)).is_ok());
-        assert!(t("{ type = \"float\" }").check(&json!("1.02")).is_ok());
-        assert_eq!(t("{ type = \"double\" }").check(&json!("abc")).unwrap_err(), "expected double, got string \"abc\"");
-        assert!(t("{ type = \"string\" }").check(&json!(1)).is_err());
-        assert!(t("{ type = \"bool\" }").check(&json!(true)).is_ok());
-        assert!(t("{ type = \"bool\" }").check(&json!(1)).is_ok());
-        assert!(t("{ type = \"bool\" }").check(&json!(2)).is_err());
-        assert!(t("{ type = \"file\" }").check(&json!("local://filename1")).is_ok());
-        assert!(t("{ type = \"file\" }").check(&json!("")).is_err());
+        assert!(t("{ type = \"int\" }").check_json(&json!(9)).is_ok());
+        assert!(t("{ type = \"int\" }").check_json(&json!("9")).is_ok());
+        assert_eq!(t("{ type = \"int\" }").check_json(&json!(1.5)).unwrap_err(), "expected int, got number 1.5");
+        assert!(t("{ type = \"float\" }").check_json(&json!(1)).is_ok());
+        assert!(t("{ type = \"float\" }").check_json(&json!("1.02")).is_ok());
+        assert_eq!(t("{ type = \"double\" }").check_json(&json!("abc")).unwrap_err(), "expected double, got string \"abc\"");
+        assert!(t("{ type = \"string\" }").check_json(&json!(1)).is_err());
+        assert!(t("{ type = \"bool\" }").check_json(&json!(true)).is_ok());
+        assert!(t("{ type = \"bool\" }").check_json(&json!(1)).is_ok());
+        assert!(t("{ type = \"bool\" }").check_json(&json!(2)).is_err());
+        assert!(t("{ type = \"file\" }").check_json(&json!("local://filename1")).is_ok());
+        assert!(t("{ type = \"file\" }").check_json(&json!("")).is_err());
     }
 
     #[test]
     fn dates() {
         let d = t("{ type = \"date\" }");
-        assert!(d.check(&json!(1579580182824_i64)).is_ok());
-        assert!(d.check(&json!("2018-08-31 15:32:28")).is_ok());
-        assert!(d.check(&json!("2018-08-31 15:32:28.195")).is_ok());
-        assert!(d.check(&json!("2018-08-31T07:32:28.195Z")).is_ok());
-        assert!(d.check(&json!("yesterday")).is_err());
-        assert!(d.check(&json!(-1)).is_err());
+        assert!(d.check_json(&json!(1579580182824_i64)).is_ok());
+        assert!(d.check_json(&json!("2018-08-31 15:32:28")).is_ok());
+        assert!(d.check_json(&json!("2018-08-31 15:32:28.195")).is_ok());
+        assert!(d.check_json(&json!("2018-08-31T07:32:28.195Z")).is_ok());
+        assert!(d.check_json(&json!("yesterday")).is_err());
+        assert!(d.check_json(&json!(-1)).is_err());
         assert_eq!(parse_date_ms("1970-01-01 00:00:01.5"), Some(1500));
     }
 
     #[test]
     fn enums() {
         let e = t("{ type = \"enum\", values = [\"on\", \"off\"] }");
-        assert!(e.check(&json!("on")).is_ok());
-        assert_eq!(e.check(&json!("dim")).unwrap_err(), "string \"dim\" is not one of the enum values [\"on\", \"off\"]");
+        assert!(e.check_json(&json!("on")).is_ok());
+        assert_eq!(e.check_json(&json!("dim")).unwrap_err(), "string \"dim\" is not one of the enum values [\"on\", \"off\"]");
         let e = t("{ type = \"enum\", values = [0, 1, 2] }");
-        assert!(e.check(&json!(2)).is_ok());
-        assert!(e.check(&json!(3)).is_err());
+        assert!(e.check_json(&json!(2)).is_ok());
+        assert!(e.check_json(&json!(3)).is_err());
         assert!(ThingModel::parse("p", "[measurepoints]\nx = { type = \"enum\", values = [] }\n").unwrap_err().contains("at least one value"));
     }
 
     #[test]
     fn structs_and_arrays() {
         let s = t("{ type = \"struct\", members = { alarm = { type = \"int\" }, level = { type = \"int\" } } }");
-        assert!(s.check(&json!({"alarm": 9, "level": 3})).is_ok());
-        assert!(s.check(&json!({"alarm": 9})).is_ok(), "members are optional");
-        assert_eq!(s.check(&json!({"alarm": "x"})).unwrap_err(), ".alarm: expected int, got string \"x\"");
-        assert_eq!(s.check(&json!({"other": 1})).unwrap_err(), "unknown struct member `other` (members: alarm, level)");
-        assert!(s.check(&json!(1)).is_err());
+        assert!(s.check_json(&json!({"alarm": 9, "level": 3})).is_ok());
+        assert!(s.check_json(&json!({"alarm": 9})).is_ok(), "members are optional");
+        assert_eq!(s.check_json(&json!({"alarm": "x"})).unwrap_err(), ".alarm: expected int, got string \"x\"");
+        assert_eq!(s.check_json(&json!({"other": 1})).unwrap_err(), "unknown struct member `other` (members: alarm, level)");
+        assert!(s.check_json(&json!(1)).is_err());
         let a = t("{ type = \"array\", item = { type = \"float\" } }");
-        assert!(a.check(&json!(["1.02", 2.02, 7])).is_ok());
-        assert_eq!(a.check(&json!([1.0, "x"])).unwrap_err(), "[1]: expected float, got string \"x\"");
-        assert_eq!(a.check(&json!(1.0)).unwrap_err(), "expected array of float, got number 1.0");
+        assert!(a.check_json(&json!(["1.02", 2.02, 7])).is_ok());
+        assert_eq!(a.check_json(&json!([1.0, "x"])).unwrap_err(), "[1]: expected float, got string \"x\"");
+        assert_eq!(a.check_json(&json!(1.0)).unwrap_err(), "expected array of float, got number 1.0");
     }
 
     #[test]

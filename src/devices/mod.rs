@@ -11,7 +11,10 @@
 //! - Read by rules through [`DeviceLookup`] (`attribute()`, `deviceStatus()`, `gateway()`), and
 //!   used by the integration channel through [`Validator`].
 
+pub mod config;
+pub mod device;
 pub mod model;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,97 +23,15 @@ use std::sync::Arc;
 
 use chrono::FixedOffset;
 use dashmap::DashMap;
-use serde::Deserialize;
-use serde_json::Value as Json;
 
-use crate::integration::{codes, EntryVerdict, Validation, Validator};
+use crate::doc::Node;
 use crate::message::Message;
 use crate::rule::expr::DeviceLookup;
 use crate::telemetry::metrics;
 use crate::topic::{TopicInfo, TopicKind};
 
+pub use device::{Device, DeviceEntry, DevicesFile, GatewayRef};
 pub use model::{DataType, ThingModel};
-
-/// A registered device.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Device {
-    /// The product key.
-    pub product_key: String,
-    /// The device key (unique within the product).
-    pub device_key: String,
-    /// The device name used by data-flow topics (defaults to the device key).
-    pub device_name: String,
-    /// The asset id (HTTP uploads name devices by it).
-    pub asset_id: Option<String>,
-    /// Tags, read by `attribute(key)`.
-    pub tags: BTreeMap<String, String>,
-    /// Disabled devices are "not found" for the integration channel.
-    pub enabled: bool,
-    /// The gateway, as `(productKey, deviceName)`.
-    pub gateway: Option<(String, String)>,
-}
-
-/// The devices file: `[[devices]]` tables.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DevicesFile {
-    /// The devices.
-    #[serde(default)]
-    pub devices: Vec<DeviceEntry>,
-}
-
-/// One `[[devices]]` table of the devices file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceEntry {
-    /// The product key.
-    pub product_key: String,
-    /// The device key.
-    pub device_key: String,
-    /// The device name (defaults to the device key).
-    #[serde(default)]
-    pub device_name: Option<String>,
-    /// The asset id.
-    #[serde(default)]
-    pub asset_id: Option<String>,
-    /// Tags (string values), read by `attribute(key)`.
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-    /// Whether the device is enabled.
-    #[serde(default = "default_enabled")]
-    pub enabled: bool,
-    /// The gateway.
-    #[serde(default)]
-    pub gateway: Option<GatewayRef>,
-}
-
-fn default_enabled() -> bool {
-    true
-}
-
-/// `gateway = { product_key = "…", device_name = "…" }`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GatewayRef {
-    /// The gateway's product key.
-    pub product_key: String,
-    /// The gateway's device name.
-    pub device_name: String,
-}
-
-impl From<DeviceEntry> for Device {
-    fn from(e: DeviceEntry) -> Device {
-        Device {
-            device_name: e.device_name.unwrap_or_else(|| e.device_key.clone()),
-            product_key: e.product_key,
-            device_key: e.device_key,
-            asset_id: e.asset_id,
-            tags: e.tags,
-            enabled: e.enabled,
-            gateway: e.gateway.map(|g| (g.product_key, g.device_name)),
-        }
-    }
-}
 
 type Key = (String, String);
 
@@ -277,40 +198,56 @@ impl Registry {
         self.devices.get_mut(&key).map(|mut d| f(&mut d))
     }
 
+    /// Whether [`observe`](Self::observe) reads messages on topics of `kind` (the worker stage
+    /// decodes their payload for it).
+    pub fn observes(kind: TopicKind) -> bool {
+        matches!(kind, TopicKind::Lifecycle | TopicKind::TopoLifecycle | TopicKind::Status)
+    }
+
     /// Applies a data-flow message (seed 004) to the registry (and keeps the gauges
     /// `sluice_registry_known_devices` and `sluice_registry_online_devices` current): device lifecycle
     /// (`/sys/{pk}/{dn}/thing/lifecycle`), topology lifecycle (`/sys/{pk}/{dn}/thing/topo/lifecycle`)
     /// and status (`/as/mqtt/status/{pk}/{dn}`). Other topics are ignored. Malformed payloads
-    /// are counted (`sluice_registry_updates_total{result="malformed"}`) and logged.
+    /// are counted (`sluice_registry_updates_total{result="malformed"}`) and logged. Decodes the
+    /// payload; the worker stage, which has decoded it already, calls
+    /// [`observe_decoded`](Self::observe_decoded).
     pub fn observe(&self, msg: &Message) {
         let info = TopicInfo::parse(&msg.topic);
-        let kind = match info.kind {
-            TopicKind::Lifecycle | TopicKind::TopoLifecycle | TopicKind::Status => info.kind,
-            _ => return,
-        };
+        if Registry::observes(info.kind) {
+            self.observe_decoded(&msg.topic, &info, Node::parse(&msg.payload).as_ref());
+        }
+    }
+
+    /// [`observe`](Self::observe) with the topic recognised and the payload decoded (`Err`: it is
+    /// not JSON).
+    pub fn observe_decoded(&self, topic: &str, info: &TopicInfo<'_>, payload: Result<&Node<'_>, &serde_json::Error>) {
+        let kind = info.kind;
+        if !Registry::observes(kind) {
+            return;
+        }
         let (Some(pk), Some(dn)) = (info.product_key, info.device_name) else {
             return;
         };
-        let result = match serde_json::from_slice::<Json>(&msg.payload) {
+        let result = match payload {
             Err(e) => Err(format!("payload is not JSON: {e}")),
             Ok(payload) => match kind {
-                TopicKind::Lifecycle => self.lifecycle(pk, dn, &payload),
-                TopicKind::TopoLifecycle => self.topo(pk, dn, &payload),
-                _ => self.apply_status(pk, dn, &payload),
+                TopicKind::Lifecycle => self.lifecycle(pk, dn, payload),
+                TopicKind::TopoLifecycle => self.topo(pk, dn, payload),
+                _ => self.apply_status(pk, dn, payload),
             },
         };
         let outcome = match result {
             Ok(o) => o,
             Err(reason) => {
-                tracing::warn!(topic = %msg.topic, %reason, "registry: malformed data-flow message ignored");
+                tracing::warn!(topic = %topic, %reason, "registry: malformed data-flow message ignored");
                 "malformed"
             }
         };
         metrics::REGISTRY_UPDATES.with_label_values(&[kind.name(), outcome]).inc();
     }
 
-    fn lifecycle(&self, pk: &str, dn: &str, p: &Json) -> Result<&'static str, String> {
-        let action = p.get("action").and_then(Json::as_str).ok_or("`action` must be a string")?;
+    fn lifecycle(&self, pk: &str, dn: &str, p: &Node<'_>) -> Result<&'static str, String> {
+        let action = p.get("action").and_then(Node::as_str).ok_or("`action` must be a string")?;
         match action {
             "create" => {
                 match self.resolve(pk, dn) {
@@ -346,17 +283,19 @@ impl Registry {
         }
     }
 
-    fn topo(&self, pk: &str, dn: &str, p: &Json) -> Result<&'static str, String> {
-        let action = p.get("action").and_then(Json::as_str).ok_or("`action` must be a string")?;
+    fn topo(&self, pk: &str, dn: &str, p: &Node<'_>) -> Result<&'static str, String> {
+        let action = p.get("action").and_then(Node::as_str).ok_or("`action` must be a string")?;
         if !matches!(action, "add" | "remove" | "enable" | "disable") {
             return Err(format!("unknown topology action `{action}`"));
         }
-        let gw_pk = p.get("gwProductKey").and_then(Json::as_str).unwrap_or(pk);
-        let gw_dn = p.get("gwDeviceName").and_then(Json::as_str).unwrap_or(dn);
-        let devices = p.get("devices").and_then(Json::as_array).ok_or("`devices` must be an array")?;
+        let gw_pk = p.get("gwProductKey").and_then(Node::as_str).unwrap_or(pk);
+        let gw_dn = p.get("gwDeviceName").and_then(Node::as_str).unwrap_or(dn);
+        let Some(Node::Array(devices)) = p.get("devices") else {
+            return Err("`devices` must be an array".into());
+        };
         let mut subs = Vec::with_capacity(devices.len());
         for (i, d) in devices.iter().enumerate() {
-            match (d.get("productKey").and_then(Json::as_str), d.get("deviceName").and_then(Json::as_str)) {
+            match (d.get("productKey").and_then(Node::as_str), d.get("deviceName").and_then(Node::as_str)) {
                 (Some(spk), Some(sdn)) => subs.push((spk, sdn)),
                 _ => return Err(format!("devices[{i}] needs string `productKey` and `deviceName`")),
             }
@@ -380,8 +319,8 @@ impl Registry {
         Ok(outcome)
     }
 
-    fn apply_status(&self, pk: &str, dn: &str, p: &Json) -> Result<&'static str, String> {
-        let status = p.get("status").and_then(Json::as_str).ok_or("`status` must be a string")?;
+    fn apply_status(&self, pk: &str, dn: &str, p: &Node<'_>) -> Result<&'static str, String> {
+        let status = p.get("status").and_then(Node::as_str).ok_or("`status` must be a string")?;
         if status != "online" && status != "offline" {
             return Err(format!("`status` `{status}` must be online or offline"));
         }
@@ -421,115 +360,18 @@ impl Registry {
         self.online.load(Ordering::Acquire).max(0) as usize
     }
 
-    fn last_time_ms(&self, p: &Json) -> Option<i64> {
-        if let Some(t) = p.get("utcLastTime").and_then(Json::as_str).and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok()) {
+    fn last_time_ms(&self, p: &Node<'_>) -> Option<i64> {
+        if let Some(t) = p.get("utcLastTime").and_then(Node::as_str).and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok()) {
             return Some(t.timestamp_millis());
         }
         match p.get("lastTime")? {
-            Json::Number(n) => n.as_i64(),
-            Json::String(s) => {
+            Node::Int(n) => Some(*n),
+            Node::Str(s) => {
                 let naive = chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S%.f").ok()?;
                 let offset = self.tz.map_or(0, |tz| i64::from(tz.local_minus_utc()));
                 Some(naive.and_utc().timestamp_millis() - offset * 1000)
             }
             _ => None,
-        }
-    }
-
-    /// Validates one `params` entry (see [`Validator`]).
-    fn validate_entry(&self, kind: TopicKind, topic_pk: &str, entry: &Json) -> EntryVerdict {
-        let reject = |code, message: String| EntryVerdict::Rejected { code, message };
-        if !entry.is_object() {
-            return reject(codes::BAD_REQUEST, "entry must be an object".into());
-        }
-        let device = match (entry.get("assetId"), entry.get("deviceKey")) {
-            (Some(Json::String(asset)), _) => match self.device_by_asset(asset) {
-                Some(d) => d,
-                None => return reject(codes::DEVICE_NOT_FOUND, format!("asset `{asset}` not found")),
-            },
-            (Some(other), _) if !other.is_null() => return reject(codes::BAD_REQUEST, "`assetId` must be a string".into()),
-            (_, Some(Json::String(dk))) => {
-                let pk = match entry.get("productKey") {
-                    None | Some(Json::Null) => topic_pk,
-                    Some(Json::String(pk)) => pk.as_str(),
-                    Some(_) => return reject(codes::BAD_REQUEST, "`productKey` must be a string".into()),
-                };
-                match self.device(pk, dk) {
-                    Some(d) => d,
-                    None => return reject(codes::DEVICE_NOT_FOUND, format!("device `{dk}` of product `{pk}` not found")),
-                }
-            }
-            (_, Some(_)) => return reject(codes::BAD_REQUEST, "`deviceKey` must be a string".into()),
-            (_, None) => return reject(codes::BAD_REQUEST, "missing `deviceKey` (or `assetId`)".into()),
-        };
-        if !device.enabled {
-            return reject(codes::DEVICE_NOT_FOUND, format!("device `{}` of product `{}` is disabled", device.device_key, device.product_key));
-        }
-        let Some(field) = kind.batch_field() else {
-            return EntryVerdict::Accepted;
-        };
-        let data = match entry.get(field) {
-            Some(Json::Object(data)) => data,
-            Some(_) => return reject(codes::BAD_REQUEST, format!("`{field}` must be an object")),
-            None => return reject(codes::BAD_REQUEST, format!("missing `{field}`")),
-        };
-        let Some(model) = self.model(&device.product_key) else {
-            return reject(codes::MODEL_VALIDATE_FAILED, format!("no thing model for product {}", device.product_key));
-        };
-        let (defs, what) = match kind {
-            TopicKind::IntegrationMeasurepoint => (&model.measurepoints, "measure point"),
-            TopicKind::IntegrationAttributes => (&model.attributes, "attribute"),
-            _ => (&model.events, "event"),
-        };
-        for (id, value) in data {
-            let Some(t) = defs.get(id) else {
-                return reject(codes::MODEL_VALIDATE_FAILED, format!("unknown {what} `{id}` in the model of product {}", device.product_key));
-            };
-            let value = if kind == TopicKind::IntegrationMeasurepoint { measurepoint_value(t, value) } else { Ok(value) };
-            if let Err(problem) = value.and_then(|v| t.check(v)) {
-                return reject(codes::MODEL_VALIDATE_FAILED, format!("{what} `{id}`: {problem}"));
-            }
-        }
-        EntryVerdict::Accepted
-    }
-}
-
-/// A measure point's value: plain, or `{value, quality}` (quality an integer, optional).
-fn measurepoint_value<'v>(t: &DataType, v: &'v Json) -> Result<&'v Json, String> {
-    let Json::Object(obj) = v else {
-        return Ok(v);
-    };
-    let struct_with_value = matches!(t, DataType::Struct { members } if members.contains_key("value"));
-    if struct_with_value || !obj.contains_key("value") || obj.keys().any(|k| k != "value" && k != "quality") {
-        return Ok(v);
-    }
-    if let Some(q) = obj.get("quality") {
-        if !q.is_i64() && !q.is_u64() {
-            return Err(format!("quality must be an integer, got {}", model::describe(q)));
-        }
-    }
-    Ok(&obj["value"])
-}
-
-impl Validator for Registry {
-    /// Per `params` entry: a missing or non-string `deviceKey` (or `assetId`) is
-    /// [`codes::BAD_REQUEST`]; an unknown or disabled device [`codes::DEVICE_NOT_FOUND`]; a value
-    /// that does not fit the product's model [`codes::MODEL_VALIDATE_FAILED`]. A request that is
-    /// not an object with a `params` array is a request-level [`codes::BAD_REQUEST`].
-    fn validate(&self, kind: TopicKind, product_key: &str, request: &Json) -> Validation {
-        let Json::Object(_) = request else {
-            return Validation::Request { code: codes::BAD_REQUEST, message: "request must be a JSON object".into() };
-        };
-        match request.get("params").and_then(Json::as_array) {
-            Some(params) => Validation::Entries(params.iter().map(|e| self.validate_entry(kind, product_key, e)).collect()),
-            None => Validation::Request { code: codes::BAD_REQUEST, message: "`params` must be an array of entries".into() },
-        }
-    }
-
-    fn product_key_of(&self, entry: &Json) -> Option<String> {
-        match entry.get("assetId").and_then(Json::as_str) {
-            Some(asset) => self.device_by_asset(asset).map(|d| d.product_key),
-            None => entry.get("productKey").and_then(Json::as_str).map(str::to_string),
         }
     }
 }

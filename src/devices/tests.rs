@@ -1,7 +1,16 @@
 use super::*;
+use crate::integration::{codes, EntryVerdict, Validation, Validator};
 use serde_json::json;
+use serde_json::Value as Json;
 
 use crate::integration::EntryVerdict::{Accepted, Rejected};
+
+impl Registry {
+    /// [`Validator::validate`] on a `serde_json` request.
+    fn validate_json(&self, kind: TopicKind, product_key: &str, request: &Json) -> Validation {
+        self.validate(kind, product_key, &Node::from_json(request))
+    }
+}
 
 /// The shipped models and devices (`models/`).
 fn shipped() -> Registry {
@@ -182,22 +191,22 @@ fn parse(s: &str) -> Json {
 #[test]
 fn seed_samples_are_accepted() {
     let r = shipped();
-    assert_eq!(entries(r.validate(TopicKind::IntegrationEvent, "productKey1", &parse(SEED_000_EVENT))), vec![Accepted, Accepted]);
-    assert_eq!(entries(r.validate(TopicKind::IntegrationEvent, "productKey1", &parse(SEED_002_MESSAGE))), vec![Accepted, Accepted]);
-    assert_eq!(entries(r.validate(TopicKind::IntegrationAttributes, "productKey1", &parse(SEED_003_ATTRIBUTES))), vec![Accepted, Accepted]);
-    assert_eq!(entries(r.validate(TopicKind::IntegrationMeasurepoint, "productKey1", &parse(SEED_003_MEASUREPOINTS))), vec![Accepted, Accepted, Accepted]);
+    assert_eq!(entries(r.validate_json(TopicKind::IntegrationEvent, "productKey1", &parse(SEED_000_EVENT))), vec![Accepted, Accepted]);
+    assert_eq!(entries(r.validate_json(TopicKind::IntegrationEvent, "productKey1", &parse(SEED_002_MESSAGE))), vec![Accepted, Accepted]);
+    assert_eq!(entries(r.validate_json(TopicKind::IntegrationAttributes, "productKey1", &parse(SEED_003_ATTRIBUTES))), vec![Accepted, Accepted]);
+    assert_eq!(entries(r.validate_json(TopicKind::IntegrationMeasurepoint, "productKey1", &parse(SEED_003_MEASUREPOINTS))), vec![Accepted, Accepted, Accepted]);
 }
 
 #[test]
 fn request_level_failures() {
     let r = shipped();
     for req in [json!([1]), json!("x"), json!({"id": "1"}), json!({"params": {}})] {
-        match r.validate(TopicKind::IntegrationEvent, "productKey1", &req) {
+        match r.validate_json(TopicKind::IntegrationEvent, "productKey1", &req) {
             Validation::Request { code, .. } => assert_eq!(code, codes::BAD_REQUEST, "{req}"),
             other => panic!("{req}: {other:?}"),
         }
     }
-    assert_eq!(entries(r.validate(TopicKind::IntegrationEvent, "productKey1", &json!({"params": []}))), vec![]);
+    assert_eq!(entries(r.validate_json(TopicKind::IntegrationEvent, "productKey1", &json!({"params": []}))), vec![]);
 }
 
 #[test]
@@ -212,7 +221,7 @@ fn bad_entries_are_bad_requests() {
         {"deviceKey": "device1", "events": [1]},
         {"deviceKey": "device1", "productKey": 3, "events": {}},
     ]});
-    let v = entries(r.validate(TopicKind::IntegrationEvent, "productKey1", &req));
+    let v = entries(r.validate_json(TopicKind::IntegrationEvent, "productKey1", &req));
     let msgs: Vec<(u32, &str)> = v.iter().map(rejected).collect();
     assert_eq!(
         msgs,
@@ -233,21 +242,21 @@ fn unknown_and_disabled_devices_are_not_found() {
     let r = shipped();
     let mut req = parse(SEED_000_EVENT);
     req["params"][1]["deviceKey"] = json!("device9");
-    let v = entries(r.validate(TopicKind::IntegrationEvent, "productKey1", &req));
+    let v = entries(r.validate_json(TopicKind::IntegrationEvent, "productKey1", &req));
     assert_eq!(v[0], Accepted);
     assert_eq!(rejected(&v[1]), (codes::DEVICE_NOT_FOUND, "device `device9` of product `productKey1` not found"));
     // The same device key under another product (the topic's) is another device.
-    let v = entries(r.validate(TopicKind::IntegrationEvent, "otherProduct", &parse(SEED_000_EVENT)));
+    let v = entries(r.validate_json(TopicKind::IntegrationEvent, "otherProduct", &parse(SEED_000_EVENT)));
     assert_eq!(rejected(&v[0]).0, codes::DEVICE_NOT_FOUND);
     // Unknown asset.
     let mut req = parse(SEED_002_MESSAGE);
     req["params"][1]["assetId"] = json!("assetId9");
-    let v = entries(r.validate(TopicKind::IntegrationEvent, "productKey1", &req));
+    let v = entries(r.validate_json(TopicKind::IntegrationEvent, "productKey1", &req));
     assert_eq!(v[0], Accepted);
     assert_eq!(rejected(&v[1]), (codes::DEVICE_NOT_FOUND, "asset `assetId9` not found"));
     // Disabled.
     r.with_device("productKey1", "device2", |d| d.enabled = false).unwrap();
-    let v = entries(r.validate(TopicKind::IntegrationEvent, "productKey1", &parse(SEED_000_EVENT)));
+    let v = entries(r.validate_json(TopicKind::IntegrationEvent, "productKey1", &parse(SEED_000_EVENT)));
     assert_eq!(rejected(&v[1]), (codes::DEVICE_NOT_FOUND, "device `device2` of product `productKey1` is disabled"));
 }
 
@@ -257,7 +266,7 @@ fn values_that_do_not_fit_the_model() {
     let check = |kind, data: Json| {
         let field = TopicKind::batch_field(kind).unwrap();
         let req = json!({"params": [{"deviceKey": "device1", field: data}]});
-        let v = entries(r.validate(kind, "productKey1", &req));
+        let v = entries(r.validate_json(kind, "productKey1", &req));
         match &v[0] {
             Accepted => (200, String::new()),
             Rejected { code, message } => (*code, message.clone()),
@@ -295,7 +304,7 @@ fn enums_in_models() {
     r.add_model(ThingModel::parse("pkE", "[attributes]\nmode = { type = \"enum\", values = [\"auto\", \"manual\"] }\n").unwrap());
     r.upsert(Device { product_key: "pkE".into(), device_key: "d".into(), device_name: "d".into(), asset_id: None, tags: BTreeMap::new(), enabled: true, gateway: None });
     let req = json!({"params": [{"deviceKey": "d", "attributes": {"mode": "auto"}}, {"deviceKey": "d", "attributes": {"mode": "off"}}]});
-    let v = entries(r.validate(TopicKind::IntegrationAttributes, "pkE", &req));
+    let v = entries(r.validate_json(TopicKind::IntegrationAttributes, "pkE", &req));
     assert_eq!(v[0], Accepted);
     assert_eq!(rejected(&v[1]), (codes::MODEL_VALIDATE_FAILED, "attribute `mode`: string \"off\" is not one of the enum values [\"auto\", \"manual\"]"));
 }
@@ -305,7 +314,7 @@ fn product_without_model() {
     let r = Registry::new();
     r.upsert(Device { product_key: "pkX".into(), device_key: "d".into(), device_name: "d".into(), asset_id: None, tags: BTreeMap::new(), enabled: true, gateway: None });
     let req = json!({"params": [{"deviceKey": "d", "events": {"e": {}}}, {"deviceKey": "unknown", "events": {"e": {}}}]});
-    let v = entries(r.validate(TopicKind::IntegrationEvent, "pkX", &req));
+    let v = entries(r.validate_json(TopicKind::IntegrationEvent, "pkX", &req));
     assert_eq!(rejected(&v[0]), (codes::MODEL_VALIDATE_FAILED, "no thing model for product pkX"));
     assert_eq!(rejected(&v[1]).0, codes::DEVICE_NOT_FOUND);
 }
@@ -406,7 +415,7 @@ fn lifecycle_create_disable_enable_delete() {
     r.add_model(ThingModel::parse("X5eCxxxxEH7", "[events]\ne = { type = \"struct\", members = { n = { type = \"int\" } } }\n").unwrap());
     let t = "/sys/X5eCxxxxEH7/5gJtxDVeGAkaEztpisjX/thing/lifecycle";
     let req = json!({"params": [{"deviceKey": "5gJtxDVeGAkaEztpisjX", "events": {"e": {"n": 1}}}]});
-    let verdict = || entries(r.validate(TopicKind::IntegrationEvent, "X5eCxxxxEH7", &req)).remove(0);
+    let verdict = || entries(r.validate_json(TopicKind::IntegrationEvent, "X5eCxxxxEH7", &req)).remove(0);
     assert_eq!(rejected(&verdict()).0, codes::DEVICE_NOT_FOUND);
     r.observe(&Message::new(t, SEED_LIFECYCLE.as_bytes().to_vec()));
     let d = r.device("X5eCxxxxEH7", "5gJtxDVeGAkaEztpisjX").expect("created");
@@ -524,7 +533,7 @@ fn shipped_models_accept_every_quickstart_integration_request() {
         let (Some(topic), Some(payload)) = (v.get("topic").and_then(Json::as_str), v.get("payload")) else { continue };
         let info = TopicInfo::parse(topic);
         if crate::message::is_batch(&info) {
-            let verdicts = entries(r.validate(info.kind, info.product_key.unwrap(), payload));
+            let verdicts = entries(r.validate_json(info.kind, info.product_key.unwrap(), payload));
             assert!(verdicts.iter().all(|e| *e == Accepted), "{topic}: {verdicts:?}");
             checked += 1;
         }
