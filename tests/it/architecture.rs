@@ -190,7 +190,6 @@ fn resolve(from: &File, path: &str, modules: &BTreeSet<Vec<String>>, children: &
 }
 
 #[test]
-#[ignore = "enabled by the lead at merge"]
 fn no_import_cycles_among_source_files() {
     let files = files();
     let modules: BTreeSet<Vec<String>> = files.iter().map(|f| f.module.clone()).collect();
@@ -274,7 +273,6 @@ fn strongly_connected(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<Str
 }
 
 #[test]
-#[ignore = "enabled by the lead at merge"]
 fn no_source_file_is_over_500_lines() {
     let mut long = Vec::new();
     for f in files() {
