@@ -32,6 +32,7 @@ use crate::control::store::RuleStore;
 use crate::control::view::{ApiErrorBody, ErrorView, Removed, RuleChange, RuleErrors, RuleList, TestAnswer};
 use crate::error::StoreError;
 use crate::message::{Message, Metadata};
+use crate::secret::same_secret;
 use crate::telemetry::metrics;
 use crate::value::base64_decode;
 
@@ -59,11 +60,6 @@ pub fn router(store: Arc<RuleStore>, token: Option<String>) -> Router {
         .with_state(state)
 }
 
-/// Compares in time independent of where the strings differ.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn auth(State(st): State<ApiState>, headers: HeaderMap, req: Request, next: Next) -> Response {
     let Some(token) = &st.token else {
         metrics::API_REQUESTS.with_label_values(&["auth", "403"]).inc();
@@ -71,7 +67,7 @@ async fn auth(State(st): State<ApiState>, headers: HeaderMap, req: Request, next
     };
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
     match given {
-        Some(g) if same_secret(g.as_bytes(), token.as_bytes()) => next.run(req).await,
+        Some(g) if same_secret(g.as_bytes(), token) => next.run(req).await,
         other => {
             metrics::API_REQUESTS.with_label_values(&["auth", "401"]).inc();
             let msg = if other.is_none() { "missing bearer token (Authorization: Bearer <token>)" } else { "invalid bearer token" };

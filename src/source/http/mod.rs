@@ -42,7 +42,6 @@ use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use prometheus::IntCounter;
 use serde_json::{json, Map, Value};
-use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::HttpSourceConfig;
@@ -53,6 +52,7 @@ use crate::flow::{Ack, Delivery, Envelope};
 use crate::integration::channel_log::{self, ErrorRecord};
 use crate::integration::{codes, EntryVerdict, Validation, Validator};
 use crate::message::{Message, Metadata};
+use crate::secret::token_matches;
 use crate::shutdown::Shutdown;
 use crate::source::http::files::{check_files, local_refs, rewrite_refs, Upload};
 use crate::source::{Source, SourceReport};
@@ -69,21 +69,6 @@ pub const PATH: &str = "/connect-service/v2.1/integration";
 /// The answer to every authentication failure (bad or missing token, unknown orgId): one text,
 /// so that it does not tell which orgIds exist.
 pub const UNAUTHORIZED_MSG: &str = "unknown orgId or missing or invalid `apim-accesstoken`";
-
-/// Whether `token` is one of `tokens` (`None`: an unknown orgId), in a time that depends on
-/// neither where the token differs nor which of them matched: SHA-256 digests are compared
-/// byte for byte without stopping early, and an unknown orgId compares against a dummy.
-fn token_matches(tokens: Option<&[String]>, token: &[u8]) -> bool {
-    let given = Sha256::digest(token);
-    let same = |t: &[u8]| Sha256::digest(t).iter().zip(given.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    match tokens {
-        Some(ts) => ts.iter().fold(false, |ok, t| ok | same(t.as_bytes())),
-        None => {
-            let _ = std::hint::black_box(same(b"sluice-unknown-org"));
-            false
-        }
-    }
-}
 
 /// Code of an authentication failure (bad or missing token, unknown orgId).
 pub const UNAUTHORIZED: u32 = 401;
@@ -281,6 +266,7 @@ async fn handle(st: &St, q: &HashMap<String, String>, headers: &HeaderMap, mp: R
     // Unknown orgIds are answered like bad tokens, in the same time: the answer does not tell
     // which orgs exist, and the comparison does not tell how much of a token was right.
     let token = headers.get("apim-accesstoken").map(|t| t.as_bytes()).unwrap_or_default();
+    // Constant time, and an unknown orgId costs the same as a wrong token.
     if !token_matches(st.cfg.tokens.get(org).map(Vec::as_slice), token) {
         return Err(Reply::new(UNAUTHORIZED, UNAUTHORIZED_MSG));
     }

@@ -38,6 +38,7 @@ use crate::flow::{Ack, BoxFuture, Delivery, Envelope};
 use crate::integration::channel_log::{self, ErrorRecord};
 use crate::integration::{codes, RequestVerdict, Validator};
 use crate::message::{Message, Metadata};
+use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::source::decoder::Decoders;
 use crate::source::mqtt::request::{intake, Intake};
@@ -300,9 +301,7 @@ impl MqttSource {
         health::set(&check, false, "connecting");
         let host = self.cfg.endpoint().map(|(h, _, _)| h).unwrap_or_default();
         let subs = Self::subscriptions(&self.cfg);
-        let min_backoff = Duration::from_millis(self.cfg.reconnect_backoff_ms);
-        let max_backoff = Duration::from_millis(self.cfg.reconnect_backoff_max_ms);
-        let mut backoff = min_backoff;
+        let mut backoff = Backoff::new(Duration::from_millis(self.cfg.reconnect_backoff_ms), Duration::from_millis(self.cfg.reconnect_backoff_max_ms));
         let mut connected = false;
         let mut received = 0u64;
         let mut req_tx = Some(req_tx);
@@ -330,7 +329,7 @@ impl MqttSource {
             match polled {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     connected = true;
-                    backoff = min_backoff;
+                    backoff.reset();
                     connected_gauge.set(1);
                     health::set(&check, true, "connected");
                     metrics::MQTT_CONNECTION_EVENTS.with_label_values(&[name, "connect"]).inc();
@@ -363,6 +362,7 @@ impl MqttSource {
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(e) => {
+                    let delay = backoff.next_delay();
                     let reason = connection_failure(&e, &host);
                     health::set(&check, false, format!("not connected: {reason}"));
                     if connected {
@@ -371,16 +371,15 @@ impl MqttSource {
                         metrics::MQTT_CONNECTION_EVENTS.with_label_values(&[name, "disconnect"]).inc();
                         tracing::warn!(target: "sluice::channel", source = %name, error = %reason, "disconnected");
                     } else {
-                        tracing::warn!(target: "sluice::channel", source = %name, error = %reason, retry_ms = backoff.as_millis() as u64, "connection failed");
+                        tracing::warn!(target: "sluice::channel", source = %name, error = %reason, retry_ms = delay.as_millis() as u64, "connection failed");
                     }
                     if stopping.is_some() {
                         break;
                     }
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(delay) => {}
                         () = shutdown.wait() => {}
                     }
-                    backoff = (backoff * 2).min(max_backoff);
                 }
             }
         }
