@@ -533,9 +533,11 @@ impl Collector {
         })
     }
 
-    /// Waits until `done` holds for the records read so far; false on timeout.
+    /// Waits until `done` holds for the records read so far; false on timeout. Checked every
+    /// 250 ms: `done` runs under the collector's lock (and often parses every record), so
+    /// checking it more often starves the collector of the records it waits for.
     pub fn wait_for(&self, timeout: Duration, mut done: impl FnMut(&[Rec]) -> bool) -> bool {
-        wait_until(timeout, || done(&self.recs.lock().unwrap()))
+        poll_until(timeout, Duration::from_millis(250), || done(&self.recs.lock().unwrap()))
     }
 
     /// The records read so far.
