@@ -55,17 +55,8 @@ pub fn sluice_bin() -> PathBuf {
 
 /// Polls `f` every 20 ms until it holds; false after `timeout`. The one poll loop of the kit:
 /// tests wait on state (a file, a metric, a reply, an offset), never for a fixed time.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+pub fn wait_until(timeout: Duration, f: impl FnMut() -> bool) -> bool {
+    poll_until(timeout, Duration::from_millis(20), f)
 }
 
 /// [`wait_until`] polling every `every` (for checks that cost a request to a broker).
