@@ -47,7 +47,7 @@ fn world() -> World {
 /// request in an envelope, then the worker stage (decode, judge, split, rules); the ack brings
 /// the verdict back.
 fn mqtt_path(w: &mut World, request: &Bytes) -> (u32, Vec<OutputRecord>) {
-    let Intake::Forward { topic, payload } = intake(TOPIC, request, &w.decoders, 1 << 20) else {
+    let Intake::Forward { topic, payload, .. } = intake(TOPIC, request, &w.decoders, 1 << 20) else {
         panic!("a JSON request is forwarded");
     };
     let msg = Message { topic, payload, meta: Metadata { source: Arc::from("mqtt:bench"), received_ms: 1, id: 1, mqtt_pkid: Some(1), ..Metadata::default() } };

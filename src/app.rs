@@ -70,6 +70,19 @@ pub enum RunOutcome {
     TimedOut,
 }
 
+/// Parts that replace what the configuration would build: for embedders and tests (a
+/// validator that fails on purpose, a sink that keeps what it gets). Everything else is built
+/// from the configuration as `sluice run` builds it.
+#[derive(Default)]
+pub struct Parts {
+    /// Judges integration requests (MQTT channel, HTTP upload) instead of the device registry
+    /// (which still observes data-flow messages and serves the rule functions).
+    pub validator: Option<Arc<dyn Validator>>,
+    /// Receives the output batches instead of the configured `[sink]`, which is then not
+    /// built.
+    pub sink: Option<Box<dyn Sink>>,
+}
+
 /// The admin server, bound.
 struct Admin {
     listener: std::net::TcpListener,
@@ -98,6 +111,11 @@ impl App {
     /// Builds the topology `cfg` describes; nothing runs yet. Fails, before any input is read,
     /// when a rule does not compile, the registry cannot load, or a listener cannot bind.
     pub fn build(cfg: Config) -> Result<App, AppError> {
+        App::build_with(cfg, Parts::default())
+    }
+
+    /// [`App::build`] with `parts` in place of what the configuration would build.
+    pub fn build_with(cfg: Config, parts: Parts) -> Result<App, AppError> {
         let tz = parse_timezone(&cfg.engine.timezone).map_err(AppError::Config)?;
         let registry = match &cfg.registry {
             None => None,
@@ -127,9 +145,10 @@ impl App {
 
         let shutdown_timeout = Duration::from_millis(cfg.engine.shutdown_timeout_ms);
         // Integration requests are validated by the device registry when one is configured.
-        let validator: Arc<dyn Validator> = match &registry {
-            Some(r) => r.clone(),
-            None => Arc::new(AcceptAll),
+        let validator: Arc<dyn Validator> = match (parts.validator, &registry) {
+            (Some(v), _) => v,
+            (None, Some(r)) => r.clone(),
+            (None, None) => Arc::new(AcceptAll),
         };
         let mut http_addrs = Vec::new();
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
@@ -145,9 +164,10 @@ impl App {
                 }
             });
         }
-        let sink: Box<dyn Sink> = match cfg.sink {
-            SinkConfig::File { dir, append, fsync } => Box::new(FileSink::new(dir).append(append).fsync(fsync)),
-            SinkConfig::Kafka(k) => Box::new(KafkaSink::new(k, cfg.engine.default_error_topic.clone())),
+        let sink: Box<dyn Sink> = match (parts.sink, cfg.sink) {
+            (Some(s), _) => s,
+            (None, SinkConfig::File { dir, append, fsync }) => Box::new(FileSink::new(dir).append(append).fsync(fsync)),
+            (None, SinkConfig::Kafka(k)) => Box::new(KafkaSink::new(k, cfg.engine.default_error_topic.clone())),
         };
         let admin = match &cfg.admin {
             None => None,

@@ -169,29 +169,47 @@ pub struct Envelope {
     /// with this validator on the decoded request, runs the rules on the accepted entries only,
     /// and attaches its verdict to the ack.
     pub validate: Option<Arc<dyn Validator>>,
+    /// The payload, already decoded by a source that had to read it itself (the HTTP upload,
+    /// which stores the files its entries name; an `up_raw` decoder's output): the worker stage
+    /// reads this document instead of parsing `msg.payload` again. `msg.payload` holds the same
+    /// document's bytes, for the rules that read the raw payload and for error records.
+    pub decoded: Option<serde_json::Value>,
 }
 
 impl Envelope {
     /// A valid message.
     pub fn new(msg: Message, ack: Ack) -> Envelope {
-        Envelope { msg, ack, reject: None, validate: None }
+        Envelope { msg, ack, reject: None, validate: None, decoded: None }
     }
 
     /// An input the source could not decode; `msg.payload` holds the raw input.
     pub fn rejected(msg: Message, ack: Ack, reason: impl Into<String>) -> Envelope {
-        Envelope { msg, ack, reject: Some(reason.into()), validate: None }
+        Envelope { msg, ack, reject: Some(reason.into()), validate: None, decoded: None }
     }
 
     /// A raw integration request, to be judged by `validator` in the worker stage (its ack
     /// should be [`Ack::judged`], to get the verdict back).
     pub fn request(msg: Message, ack: Ack, validator: Arc<dyn Validator>) -> Envelope {
-        Envelope { msg, ack, reject: None, validate: Some(validator) }
+        Envelope { msg, ack, reject: None, validate: Some(validator), decoded: None }
+    }
+
+    /// This envelope with its payload's document, decoded by the source (see
+    /// [`Envelope::decoded`]; `value` must be what `msg.payload` holds).
+    pub fn with_decoded(mut self, value: Option<serde_json::Value>) -> Envelope {
+        self.decoded = value;
+        self
     }
 }
 
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Envelope").field("msg", &self.msg).field("ack", &self.ack).field("reject", &self.reject).field("validate", &self.validate.is_some()).finish()
+        f.debug_struct("Envelope")
+            .field("msg", &self.msg)
+            .field("ack", &self.ack)
+            .field("reject", &self.reject)
+            .field("validate", &self.validate.is_some())
+            .field("decoded", &self.decoded.is_some())
+            .finish()
     }
 }
 

@@ -27,7 +27,12 @@ fn source_kind(source: &str) -> usize {
 
 /// Decodes a message's payload into the engine's document: the one parse of a message on its
 /// way through the pipeline (validation, the device registry and the rules all read this one).
-pub fn decode(msg: &Message) -> Result<Node<'_>, serde_json::Error> {
+/// `decoded` is the document a source decoded already (see [`crate::flow::Envelope::decoded`]):
+/// it is read as it is, not parsed again (the source counted its decode).
+pub fn decode<'a>(msg: &'a Message, decoded: Option<&'a serde_json::Value>) -> Result<Node<'a>, serde_json::Error> {
+    if let Some(v) = decoded {
+        return Ok(Node::from_json(v));
+    }
     DECODES[source_kind(&msg.meta.source)].inc();
     Node::parse(&msg.payload)
 }

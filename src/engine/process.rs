@@ -96,7 +96,7 @@ impl Engine {
         }
         let info = TopicInfo::parse(&msg.topic);
         let wanted = self.wants_document(set, &scratch.ids, &info, msg);
-        let doc = (wanted && msg.payload.len() <= self.opts.max_payload_bytes).then(|| input::decode(msg));
+        let doc = (wanted && msg.payload.len() <= self.opts.max_payload_bytes).then(|| input::decode(msg, None));
         let records = Records::new(msg, &info, doc, wanted, self.opts.max_payload_bytes, None);
         self.eval(set, msg, &info, &records, now_ms, scratch, out, live)
     }

@@ -83,7 +83,7 @@ impl WorkerStage {
     /// Handles one message: the batch of its outputs for the sink, or `None` when it was
     /// answered here (a judged request with no accepted entry: its ack is done).
     pub fn handle(&mut self, env: Envelope) -> Option<Batch> {
-        let Envelope { msg, mut ack, reject, validate } = env;
+        let Envelope { msg, mut ack, reject, validate, decoded } = env;
         let mut records = Vec::new();
         if let Some(reason) = &reject {
             // Counted by the source (sluice_source_decode_errors_total).
@@ -94,7 +94,7 @@ impl WorkerStage {
             // Each rule's evaluation is guarded inside the engine; this guard catches a panic
             // anywhere else on the message's way (validation, registry update, decode): the
             // message becomes a dead letter of stage `panic`, and the worker goes on.
-            let processed = guard::catch(|| run(engine, devices, &msg, validate.as_deref(), &mut ack, now_ms, scratch, &mut records));
+            let processed = guard::catch(|| run(engine, devices, &msg, decoded.as_ref(), validate.as_deref(), &mut ack, now_ms, scratch, &mut records));
             let outcome = match processed {
                 Ok(Step::Answered) => {
                     ack.done(Delivery::Delivered);
@@ -141,7 +141,17 @@ impl WorkerStage {
 /// The stage's steps for one message (see the module's documentation); a judged request's
 /// verdict is attached to its `ack`.
 #[allow(clippy::too_many_arguments)]
-fn run(engine: &Engine, devices: Option<&Registry>, msg: &Message, validator: Option<&dyn Validator>, ack: &mut Ack, now_ms: i64, scratch: &mut Scratch, out: &mut Vec<OutputRecord>) -> Step {
+fn run<'a>(
+    engine: &Engine,
+    devices: Option<&Registry>,
+    msg: &'a Message,
+    decoded: Option<&'a serde_json::Value>,
+    validator: Option<&dyn Validator>,
+    ack: &mut Ack,
+    now_ms: i64,
+    scratch: &mut Scratch,
+    out: &mut Vec<OutputRecord>,
+) -> Step {
     // 1. Topic.
     let info = TopicInfo::parse(&msg.topic);
     let set = engine.current();
@@ -150,7 +160,7 @@ fn run(engine: &Engine, devices: Option<&Registry>, msg: &Message, validator: Op
     let wanted = !scratch.ids.is_empty() && engine.wants_document(&set, &scratch.ids, &info, msg);
     let observer = devices.filter(|_| Registry::observes(info.kind));
     // 2. Decode, once.
-    let doc = (validator.is_some() || observer.is_some() || (wanted && msg.payload.len() <= max)).then(|| input::decode(msg));
+    let doc = (validator.is_some() || observer.is_some() || (wanted && msg.payload.len() <= max)).then(|| input::decode(msg, decoded));
     // 3. Judge the request's entries; observe data-flow messages.
     let mut keep = None;
     if let (Some(v), Some(doc)) = (validator, &doc) {
@@ -189,16 +199,16 @@ mod tests {
     type Seen = Arc<Mutex<Vec<(Delivery, Option<RequestVerdict>)>>>;
 
     /// The MQTT channel's part (intake, raw forward with a judged ack), then the stage.
-    fn request(stage: &mut WorkerStage, registry: &Arc<Registry>, topic: &str, payload: &str, seen: &Seen) -> Option<Batch> {
+    fn request(stage: &mut WorkerStage, registry: &Arc<Registry>, topic: &str, payload: &[u8], seen: &Seen) -> Option<Batch> {
         let decoders = Decoders::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("decoders"), std::time::Duration::from_millis(50), 16 << 20);
-        let Intake::Forward { topic, payload } = intake(topic, &bytes::Bytes::copy_from_slice(payload.as_bytes()), &decoders, 1 << 20) else {
+        let Intake::Forward { topic, payload, decoded } = intake(topic, &bytes::Bytes::copy_from_slice(payload), &decoders, 1 << 20) else {
             panic!("forwarded");
         };
         let meta = crate::message::Metadata { source: Arc::from("mqtt:tcp://test:1883:decode-once"), received_ms: 5, id: 1, kafka: None, mqtt_pkid: Some(1) };
         let s = seen.clone();
         let ack = Ack::judged(|_| {}, move |d, v| s.lock().unwrap().push((d, v)));
         let validator: Arc<dyn Validator> = registry.clone();
-        stage.handle(Envelope::request(Message { topic, payload, meta }, ack, validator))
+        stage.handle(Envelope::request(Message { topic, payload, meta }, ack, validator).with_decoded(decoded))
     }
 
     fn mqtt_decodes() -> u64 {
@@ -222,7 +232,7 @@ mod tests {
         // Two accepted entries: two records, reply 200 once delivered.
         let before = mqtt_decodes();
         let req = r#"{"id":"123","version":"1.0","params":[{"deviceKey":"device1","measurepoints":{"temp":1.02},"time":123456},{"deviceKey":"device2","measurepoints":{"temp":2.02}}],"method":"integration.measurepoint.post"}"#;
-        let batch = request(&mut stage, &registry, topic, req, &seen).expect("accepted entries go to the sink");
+        let batch = request(&mut stage, &registry, topic, req.as_bytes(), &seen).expect("accepted entries go to the sink");
         assert_eq!(mqtt_decodes() - before, 1, "decoded exactly once");
         assert_eq!(batch.records.len(), 2, "{:?}", batch.records);
         assert!(batch.records.iter().all(|r| !r.is_error && r.topic == "iot-integration-measurepoint"));
@@ -236,7 +246,7 @@ mod tests {
         // A rejected entry: the rules see the accepted one only, the reply names the other.
         let before = mqtt_decodes();
         let req = r#"{"id":"124","params":[{"deviceKey":"device1","measurepoints":{"temp":1}},{"deviceKey":"device9","measurepoints":{"temp":1}}]}"#;
-        let batch = request(&mut stage, &registry, topic, req, &seen).expect("one accepted entry");
+        let batch = request(&mut stage, &registry, topic, req.as_bytes(), &seen).expect("one accepted entry");
         assert_eq!(mqtt_decodes() - before, 1);
         assert_eq!(batch.records.len(), 1);
         batch.ack.done(Delivery::Delivered);
@@ -246,10 +256,22 @@ mod tests {
 
         // Not JSON: answered at once by the stage, nothing for the sink.
         let before = mqtt_decodes();
-        assert!(request(&mut stage, &registry, topic, "{not json", &seen).is_none());
+        assert!(request(&mut stage, &registry, topic, b"{not json", &seen).is_none());
         assert_eq!(mqtt_decodes() - before, 1);
         let (d, v) = seen.lock().unwrap().pop().unwrap();
         let v = v.unwrap();
         assert_eq!((d, v.code, v.error.unwrap().0), (Delivery::Delivered, codes::BAD_REQUEST, "bad_request"));
+
+        // An up_raw frame (seed 003's sample decoder, decoders/productKey1.js): the decoder's
+        // output is decoded once, and the stage reads that document.
+        let before = mqtt_decodes();
+        let frame = [0x01, 0x03, 0x04, 0x00, 0x0a, 0x01, 0x02, 0xff, 0x7e];
+        let batch = request(&mut stage, &registry, "sys/productKey1/integration/up_raw", &frame, &seen).expect("the decoded entry goes to the sink");
+        assert_eq!(mqtt_decodes() - before, 1, "decoded exactly once");
+        assert_eq!(batch.records.len(), 1, "{:?}", batch.records);
+        assert_eq!(batch.records[0].topic, "iot-integration-measurepoint");
+        batch.ack.done(Delivery::Delivered);
+        let v = seen.lock().unwrap().pop().unwrap().1.unwrap();
+        assert_eq!((v.code, v.accepted), (200, 1));
     }
 }

@@ -90,6 +90,17 @@ pub fn parse_output(text: &str) -> Result<(serde_json::Value, TopicKind), Decode
     Ok((value, kind))
 }
 
+/// A decoder script's request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decoded {
+    /// The request object.
+    pub request: serde_json::Value,
+    /// Its kind, by its `method`.
+    pub kind: TopicKind,
+    /// Its JSON text.
+    pub text: String,
+}
+
 /// Runs the decoder scripts of a folder.
 #[derive(Clone, Debug)]
 pub struct Decoders {
@@ -104,15 +115,17 @@ impl Decoders {
         Decoders { dir, timeout, memory }
     }
 
-    /// Decodes `bytes` with the script of `product_key`: the request object and its kind.
-    pub fn decode(&self, product_key: &str, bytes: &[u8]) -> Result<(serde_json::Value, TopicKind), DecodeError> {
+    /// Decodes `bytes` with the script of `product_key`: the request object, its kind and its
+    /// JSON text (what the script returned, serialized once by the script's runtime).
+    pub fn decode(&self, product_key: &str, bytes: &[u8]) -> Result<Decoded, DecodeError> {
         if product_key.is_empty() || !product_key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') || product_key.starts_with('.') {
             return Err(DecodeError::Missing(product_key.to_string()));
         }
         let path = self.dir.join(format!("{product_key}.js"));
         let source = std::fs::read_to_string(&path).map_err(|_| DecodeError::Missing(product_key.to_string()))?;
         let text = self.run(&source, bytes)?;
-        parse_output(&text)
+        let (request, kind) = parse_output(&text)?;
+        Ok(Decoded { request, kind, text })
     }
 
     /// Runs `rawDataToProtocol(bytes)` and returns its result as JSON text.
@@ -190,7 +203,8 @@ mod tests {
         let (_d, dec) = decoders(
             "function rawDataToProtocol(b) { return {id: '1', version: '1.0', method: 'integration.measurepoint.post', params: [{deviceKey: 'd' + b[0], measurepoints: {v: b[1] * 256 + b[2]}}]}; }",
         );
-        let (v, kind) = dec.decode("pk", &[7, 1, 2]).unwrap();
+        let Decoded { request: v, kind, text } = dec.decode("pk", &[7, 1, 2]).unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), v);
         assert_eq!(kind, TopicKind::IntegrationMeasurepoint);
         assert_eq!(v, serde_json::json!({"id": "1", "version": "1.0", "method": "integration.measurepoint.post", "params": [{"deviceKey": "d7", "measurepoints": {"v": 258}}]}));
     }

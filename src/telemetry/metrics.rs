@@ -232,6 +232,9 @@ pub static KAFKA_CONSUMER_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 /// Kafka source: rebalance events by kind (`assign`, `revoke`, `lost`, `error`), by source.
 pub static KAFKA_REBALANCES: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_kafka_rebalances_total", "Consumer group rebalance events of Kafka sources, by kind.", &["source", "kind"]));
+/// Kafka source: partitions assigned to it now, by source (set after every rebalance).
+pub static KAFKA_ASSIGNED_PARTITIONS: LazyLock<IntGaugeVec> =
+    LazyLock::new(|| gauge("sluice_kafka_assigned_partitions", "Partitions assigned to a Kafka source now (after the last rebalance).", &["source"]));
 /// Kafka source: in-flight records given up when their partition was revoked (they are read
 /// again by the partition's next owner), by source.
 pub static KAFKA_ABANDONED: LazyLock<IntCounterVec> =
@@ -300,8 +303,9 @@ pub static INTEGRATION_STORED_BYTES: LazyLock<IntCounterVec> =
 /// MQTT source: 1 while connected to the broker, by source.
 pub static MQTT_CONNECTED: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_mqtt_connected", "1 while an MQTT source is connected to its broker.", &["source"]));
 /// MQTT source: connection events (`connect`, `disconnect`), by source.
-pub static MQTT_CONNECTION_EVENTS: LazyLock<IntCounterVec> =
-    LazyLock::new(|| counter("sluice_mqtt_connection_events_total", "MQTT source connection events, by kind: connect or disconnect.", &["source", "event"]));
+pub static MQTT_CONNECTION_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter("sluice_mqtt_connection_events_total", "MQTT source connection events, by kind: connect, disconnect, or failed (an attempt to connect that failed).", &["source", "event"])
+});
 /// MQTT source: requests received and not yet answered, by source.
 pub static MQTT_IN_FLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_mqtt_in_flight_requests", "Integration requests received and not yet answered.", &["source"]));
 
@@ -423,7 +427,7 @@ pub fn prime_integration_source(source: &str, http: bool) {
     } else {
         MQTT_CONNECTED.with_label_values(&[source]);
         MQTT_IN_FLIGHT.with_label_values(&[source]);
-        for event in ["connect", "disconnect"] {
+        for event in ["connect", "disconnect", "failed"] {
             MQTT_CONNECTION_EVENTS.with_label_values(&[source, event]);
         }
         for reason in DECODER_ERROR_REASONS {

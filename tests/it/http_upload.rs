@@ -1,8 +1,8 @@
 //! The HTTP event upload (seed 002) end to end, in-process: the production assembly
 //! (`App::build`) with the shipped `integration-event` rule, the registry of `models/`, the HTTP
 //! source on a free port and the file sink, and a real HTTP client sending real multipart
-//! bodies. The two tests with a sink or a validator of their own (a failing sink, a panicking
-//! validator) assemble that pipeline themselves: `App::build` takes neither.
+//! bodies. Two tests put a sink or a validator of their own in the same App (a failing sink, a
+//! panicking validator: `App::build_with`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,27 +12,25 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
-use sluice::app::RunOutcome;
-use sluice::config::HttpSourceConfig;
+use sluice::app::{Parts, RunOutcome};
 use sluice::devices::Registry;
-use sluice::engine::pipeline::{Clock, Pipeline, PipelineReport};
-use sluice::engine::{Engine, EngineOptions, RuleSet};
+use sluice::engine::pipeline::PipelineReport;
 use sluice::error::SinkError;
 use sluice::flow::Delivery;
 use sluice::flow::{Batch, BoxFuture};
-use sluice::rule::expr::Env;
-use sluice::shutdown::Shutdown;
 use sluice::sink::{Sink, SinkReport};
-use sluice::source::http::HttpSource;
 use sluice::telemetry::metrics;
 use tokio::sync::mpsc;
 
 const ORG: &str = "yourOrgId";
 const TOKEN: &str = "yourAccessToken";
 
+/// What a [`KeepSink`] got: each record's IoT topic and value.
+type Kept = Arc<Mutex<Vec<(String, Value)>>>;
+
 /// Keeps every record's value; fails every batch while `fail` is set.
 struct KeepSink {
-    records: Arc<Mutex<Vec<(String, Value)>>>,
+    records: Kept,
     fail: Arc<AtomicBool>,
 }
 
@@ -54,21 +52,14 @@ impl Sink for KeepSink {
     }
 }
 
-/// What runs the HTTP source.
-enum Pipe {
-    /// The production assembly (`App::build`): the registry of `models/` validates, the file
-    /// sink writes into `out`.
-    App(sluice_testkit::app::InProcess),
-    /// A validator or a sink of the test's own (`App::build` takes neither): the pipeline
-    /// assembled here, as `App` does, with [`KeepSink`].
-    Custom { rt: tokio::runtime::Runtime, shutdown: Shutdown, handle: tokio::task::JoinHandle<PipelineReport>, records: Arc<Mutex<Vec<(String, Value)>>> },
-}
-
 struct Running {
-    pipe: Pipe,
+    app: sluice_testkit::app::InProcess,
+    /// What a [`KeepSink`] of the test got, when it has one (else the file sink writes into
+    /// `out`).
+    kept: Option<Kept>,
     url: String,
     files: tempfile::TempDir,
-    /// The file sink's folder (`Pipe::App`).
+    /// The file sink's folder.
     out: tempfile::TempDir,
     client: reqwest::Client,
 }
@@ -88,6 +79,20 @@ impl Running {
     /// The production App: the shipped `integration-event` rule, the registry of `models/`,
     /// the HTTP source on a free port and the file sink.
     fn start(extra: Value) -> Running {
+        Running::start_with(extra, Parts::default())
+    }
+
+    /// The same App with `validator` and a [`KeepSink`] that fails every batch while `fail` is
+    /// set.
+    fn start_custom(validator: Arc<dyn sluice::integration::Validator>, fail: Arc<AtomicBool>) -> Running {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let sink = KeepSink { records: kept.clone(), fail };
+        let mut r = Running::start_with(json!({}), Parts { validator: Some(validator), sink: Some(Box::new(sink)) });
+        r.kept = Some(kept);
+        r
+    }
+
+    fn start_with(extra: Value, parts: Parts) -> Running {
         let root = sluice_testkit::repo_root();
         let (files, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let config = sluice_testkit::config::table(json!({
@@ -97,57 +102,29 @@ impl Running {
             "sink": {"type": "file", "dir": sluice_testkit::config::path(out.path())},
             "registry": {"models": sluice_testkit::config::path(&root.join("models"))},
         }));
-        let app = sluice_testkit::app::InProcess::start(&config);
+        let app = sluice_testkit::app::InProcess::start_with(&config, parts);
         let url = url_of(app.http_addrs[0]);
         let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        Running { pipe: Pipe::App(app), url, files, out, client }
-    }
-
-    /// The pipeline with `validator` and a [`KeepSink`] that fails every batch while `fail` is
-    /// set.
-    fn start_custom(validator: Arc<dyn sluice::integration::Validator>, fail: Arc<AtomicBool>) -> Running {
-        let root = sluice_testkit::repo_root();
-        let (files, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut cfg = source_table(files.path(), json!({}));
-        cfg.remove("type");
-        let cfg: HttpSourceConfig = toml::Value::Table(cfg).try_into().unwrap();
-        let source = HttpSource::bind(cfg, validator, Duration::from_secs(5)).unwrap();
-        let url = url_of(source.local_addr());
-        let rule = sluice::rule::compile_file(&root.join("rules/integration_event.toml")).unwrap();
-        let engine = Arc::new(Engine::new(RuleSet::new(vec![rule]), Env::default(), EngineOptions::default()));
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let sink = KeepSink { records: records.clone(), fail };
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let shutdown = Shutdown::new();
-        let pipeline = Pipeline { engine, sources: vec![Box::new(source)], sink: Box::new(sink), capacity: 16, workers: 1, clock: Clock::System, registry: None };
-        let sd = shutdown.clone();
-        let handle = rt.spawn(async move { pipeline.run(sd).await.expect("pipeline") });
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        Running { pipe: Pipe::Custom { rt, shutdown, handle, records }, url, files, out, client }
+        Running { app, kept: None, url, files, out, client }
     }
 
     /// Every record delivered so far: (IoT topic, value).
     fn records(&self) -> Vec<(String, Value)> {
-        match &self.pipe {
-            Pipe::Custom { records, .. } => records.lock().unwrap().clone(),
-            Pipe::App(_) => {
-                let mut paths: Vec<PathBuf> = std::fs::read_dir(self.out.path()).unwrap().map(|e| e.unwrap().path()).collect();
-                paths.sort();
-                paths
-                    .iter()
-                    .flat_map(|p| std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>())
-                    .map(|r| (r["iot_topic"].as_str().unwrap_or_default().to_string(), r["value"].clone()))
-                    .collect()
-            }
+        if let Some(kept) = &self.kept {
+            return kept.lock().unwrap().clone();
         }
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.out.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        paths
+            .iter()
+            .flat_map(|p| std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>())
+            .map(|r| (r["iot_topic"].as_str().unwrap_or_default().to_string(), r["value"].clone()))
+            .collect()
     }
 
-    /// Runs `f` on the pipeline's runtime.
+    /// Runs `f` on the app's runtime.
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        match &self.pipe {
-            Pipe::App(app) => app.block_on(f),
-            Pipe::Custom { rt, .. } => rt.block_on(f),
-        }
+        self.app.block_on(f)
     }
 
     /// Posts `form` with `token` to `url`; returns the HTTP status and the JSON body.
@@ -168,17 +145,9 @@ impl Running {
     }
 
     fn stop(self) -> PipelineReport {
-        match self.pipe {
-            Pipe::App(app) => match app.stop().expect("the app runs") {
-                RunOutcome::Finished(report) => report,
-                RunOutcome::TimedOut => panic!("the app did not drain in time"),
-            },
-            Pipe::Custom { rt, shutdown, handle, .. } => {
-                shutdown.trigger();
-                let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), handle).await }).expect("pipeline stops").expect("pipeline task");
-                rt.shutdown_timeout(Duration::from_secs(1));
-                r
-            }
+        match self.app.stop().expect("the app runs") {
+            RunOutcome::Finished(report) => report,
+            RunOutcome::TimedOut => panic!("the app did not drain in time"),
         }
     }
 }
@@ -268,6 +237,25 @@ fn seed_sample_is_stored_and_forwarded_after_delivery() {
     assert!(after.0 >= before.0 + 2 && after.1 >= before.1 + (FILE1.len() + FILE2.len()) as u64, "stored files counted: {before:?} → {after:?}");
     let report = r.stop();
     assert_eq!((report.sources[0].1.messages, report.sources[0].1.rejected), (1, 0));
+}
+
+/// The request part is decoded once: by the source (it stores the files the accepted entries
+/// name and rewrites their references), which hands its document on to the worker stage; the
+/// rule, which reads fields, reads that document (runs in its own process: the counter is
+/// global).
+#[test]
+fn an_upload_is_decoded_once() {
+    if !sluice_testkit::own_process(module_path!(), "an_upload_is_decoded_once") {
+        return;
+    }
+    let r = Running::start(json!({}));
+    let decodes = || metrics::PAYLOAD_DECODES.with_label_values(&["http"]).get();
+    let before = decodes();
+    let (status, body) = r.post(seed_form());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(r.records().len(), 2);
+    assert_eq!(decodes() - before, 1, "one decode per upload");
+    r.stop();
 }
 
 #[test]

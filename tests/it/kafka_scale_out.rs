@@ -4,20 +4,19 @@
 use sluice_testkit as support;
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::config::write_config;
+use support::metrics::Metrics;
 use support::{kafka_config, produce, tail, write, Broker, Collector, In, Rec, Sluice};
 
 const N: u64 = 40_000;
 const PARTITIONS: i32 = 4;
 
-/// How many partitions the last "assignment changed" line of a log names.
-fn last_assignment(log: &Path) -> usize {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines().rev().find(|l| l.contains("assignment changed")).map_or(0, |l| l.matches("iot-in[").count())
+/// How many partitions the instance with admin server `admin` has now
+/// (`sluice_kafka_assigned_partitions`, set after every rebalance); 0 while it does not answer.
+fn assigned(admin: &str) -> usize {
+    Metrics::try_fetch(admin).map_or(0, |m| m.sum("sluice_kafka_assigned_partitions") as usize)
 }
 
 fn wait_until(timeout: Duration, f: impl FnMut() -> bool) -> bool {
@@ -39,15 +38,16 @@ fn two_instances_share_partitions_and_one_takes_over() {
         let rules = dir.path().join(format!("rules-{name}"));
         write(&rules.join("r.toml"), &format!("sql = \"\"\"SELECT deviceName() AS dn, seq FROM \"/sys/+/+/thing/event/property/post\" \"\"\"\n[[actions]]\ntopic = \"out\"\nkey = \"${{dn}}\"\n[actions.headers]\ninstance = \"{name}\"\n"));
         let config = dir.path().join(format!("sluice-{name}.toml"));
-        write_config(&config, &kafka_config(&bootstrap, "scale", &["iot-in"], &rules));
         let log = dir.path().join(format!("sluice-{name}.log"));
-        instances.push((Sluice::start(&config, &log), log));
+        let (sluice, admin) = Sluice::start_admin(&kafka_config(&bootstrap, "scale", &["iot-in"], &rules), &config, &log);
+        instances.push((sluice, log, admin));
         if name == "a" {
-            assert!(wait_until(Duration::from_secs(30), || last_assignment(&instances[0].1) == PARTITIONS as usize), "a gets every partition first; log:\n{}", tail(&instances[0].1, 40));
+            assert!(wait_until(Duration::from_secs(30), || assigned(&instances[0].2) == PARTITIONS as usize), "a gets every partition first; log:\n{}", tail(&instances[0].1, 40));
         }
     }
     let (log_a, log_b) = (instances[0].1.clone(), instances[1].1.clone());
-    let shared = wait_until(Duration::from_secs(60), || last_assignment(&log_a) == 2 && last_assignment(&log_b) == 2);
+    let (admin_a, admin_b) = (instances[0].2.clone(), instances[1].2.clone());
+    let shared = wait_until(Duration::from_secs(60), || assigned(&admin_a) == 2 && assigned(&admin_b) == 2);
     assert!(shared, "the group must split 4 partitions 2 + 2; a:\n{}\nb:\n{}", tail(&log_a, 30), tail(&log_b, 30));
     eprintln!("scale-out: partitions shared 2 + 2 after {:.1}s", started.elapsed().as_secs_f64());
 
@@ -60,7 +60,7 @@ fn two_instances_share_partitions_and_one_takes_over() {
     instances[1].0.kill9();
     let before = collector.records();
     eprintln!("scale-out: b killed after {} outputs (a {}, b {})", before.len(), by(&before, "a"), by(&before, "b"));
-    let took_over = wait_until(Duration::from_secs(60), || last_assignment(&log_a) == PARTITIONS as usize);
+    let took_over = wait_until(Duration::from_secs(60), || assigned(&admin_a) == PARTITIONS as usize);
     assert!(took_over, "a must take over b's partitions; a:\n{}", tail(&log_a, 30));
 
     let seqs = |recs: &[Rec]| -> HashSet<u64> { recs.iter().map(|r| r.json()["seq"].as_u64().expect("seq")).collect() };

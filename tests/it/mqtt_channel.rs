@@ -1,25 +1,19 @@
-//! The MQTT integration channel against a real Mosquitto, no Kafka: shared subscriptions and
-//! an oversized request through the production App (file sink), delivery failures and a failed
-//! sink through sinks of the tests' own.
+//! The MQTT integration channel against a real Mosquitto, no Kafka, through the production App:
+//! shared subscriptions and an oversized request (file sink), delivery failures and a failed
+//! sink (sinks of the tests' own, `App::build_with`).
 
 use sluice_testkit as support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use sluice::config::MqttSourceConfig;
-use sluice::engine::pipeline::{Clock, Pipeline, PipelineReport};
-use sluice::engine::{Engine, EngineOptions, RuleSet};
+use sluice::app::Parts;
+use sluice::engine::pipeline::PipelineReport;
 use sluice::error::SinkError;
 use sluice::flow::Delivery;
 use sluice::flow::{Batch, BoxFuture};
-use sluice::integration::AcceptAll;
-use sluice::rule::expr::Env;
-use sluice::shutdown::Shutdown;
 use sluice::sink::{Sink, SinkReport};
-use sluice::source::mqtt::MqttSource;
-use sluice::source::Source;
+use support::app::InProcess;
 use support::mosquitto::{Mosquitto, Publisher};
 use support::wait_until;
 use tokio::sync::mpsc;
@@ -40,16 +34,14 @@ impl Sink for FixedSink {
     }
 }
 
-fn source(m: &Mosquitto, client_id: &str, extra: serde_json::Value) -> Box<dyn Source> {
-    let mut cfg = sluice_testkit::config::table(json!({"url": m.url(), "client_id": client_id, "reconnect_backoff_ms": 100}));
-    sluice_testkit::config::merge(&mut cfg, extra);
-    let cfg: MqttSourceConfig = toml::Value::Table(cfg).try_into().expect("config");
-    Box::new(MqttSource::new(cfg, Arc::new(AcceptAll), Duration::from_secs(5)))
-}
-
 /// The production App without rules: MQTT sources `(client id, extra settings)` on `m`, the
 /// file sink into `out`.
-fn app(m: &Mosquitto, sources: &[(&str, serde_json::Value)], out: &std::path::Path) -> sluice_testkit::app::InProcess {
+fn app(m: &Mosquitto, sources: &[(&str, serde_json::Value)], out: &std::path::Path) -> InProcess {
+    app_with(m, sources, out, Parts::default())
+}
+
+/// [`app`] with `parts` (a sink of the test's own) in place of what the configuration builds.
+fn app_with(m: &Mosquitto, sources: &[(&str, serde_json::Value)], out: &std::path::Path, parts: Parts) -> InProcess {
     let sources: Vec<toml::Value> = sources
         .iter()
         .map(|(client_id, extra)| {
@@ -58,46 +50,27 @@ fn app(m: &Mosquitto, sources: &[(&str, serde_json::Value)], out: &std::path::Pa
             toml::Value::Table(t)
         })
         .collect();
-    sluice_testkit::app::InProcess::start(&sluice_testkit::config::table(json!({
+    let config = sluice_testkit::config::table(json!({
         "rules": {"paths": [], "watch": false},
         "engine": {"channel_capacity": 16, "workers": 1, "shutdown_timeout_ms": 5000},
         "sources": sources,
         "sink": {"type": "file", "dir": sluice_testkit::config::path(out)},
-    })))
+    }));
+    InProcess::start_with(&config, parts)
+}
+
+/// The App with one MQTT source (`client_id`) and `sink` in place of the file sink.
+fn app_with_sink(m: &Mosquitto, client_id: &str, sink: impl Sink + 'static) -> (InProcess, tempfile::TempDir) {
+    let out = sluice_testkit::temp_dir("sluice-mqtt-sink-");
+    let app = app_with(m, &[(client_id, json!({}))], out.path(), Parts { sink: Some(Box::new(sink)), ..Parts::default() });
+    (app, out)
 }
 
 /// The report of a finished App.
-fn report(app: sluice_testkit::app::InProcess) -> PipelineReport {
+fn report(app: InProcess) -> PipelineReport {
     match app.stop().expect("the app runs") {
         sluice::app::RunOutcome::Finished(r) => r,
         sluice::app::RunOutcome::TimedOut => panic!("the app did not drain in time"),
-    }
-}
-
-/// Runs a pipeline without rules and with a sink of the test's own (`App::build` takes none) on
-/// its own runtime; `stop` ends it and returns its report.
-struct Running {
-    rt: tokio::runtime::Runtime,
-    shutdown: Shutdown,
-    handle: tokio::task::JoinHandle<PipelineReport>,
-}
-
-impl Running {
-    fn start(sources: Vec<Box<dyn Source>>, sink: Box<dyn Sink>) -> Running {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        let engine = Arc::new(Engine::new(RuleSet::new(Vec::new()), Env::default(), EngineOptions::default()));
-        let shutdown = Shutdown::new();
-        let pipeline = Pipeline { engine, sources, sink, capacity: 16, workers: 1, clock: Clock::System, registry: None };
-        let sd = shutdown.clone();
-        let handle = rt.spawn(async move { pipeline.run(sd).await.expect("pipeline") });
-        Running { rt, shutdown, handle }
-    }
-
-    fn stop(self) -> PipelineReport {
-        self.shutdown.trigger();
-        let r = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), self.handle).await }).expect("pipeline stops").expect("pipeline task");
-        self.rt.shutdown_timeout(Duration::from_secs(1));
-        r
     }
 }
 
@@ -106,7 +79,7 @@ const REQUEST: &str = r#"{"id":"7","version":"1.0","params":[{"deviceKey":"devic
 #[test]
 fn failed_delivery_is_answered_500_and_the_channel_goes_on() {
     let m = Mosquitto::start();
-    let running = Running::start(vec![source(&m, "sluice-fail", json!({}))], Box::new(FixedSink(Delivery::Failed("the sink refused it".into()))));
+    let (running, _out) = app_with_sink(&m, "sluice-fail", FixedSink(Delivery::Failed("the sink refused it".into())));
     let p = Publisher::connect(m.port, "third-party");
     p.wait_for_sluice(WAIT);
     for _ in 0..3 {
@@ -115,7 +88,7 @@ fn failed_delivery_is_answered_500_and_the_channel_goes_on() {
     }
     let errors = sluice::integration::channel_log::recent_errors();
     assert!(errors.iter().any(|e| e.stage == "delivery" && e.code == 500 && e.request_id == Some(json!("7"))), "{errors:?}");
-    running.stop();
+    report(running);
 }
 
 #[test]
@@ -203,16 +176,12 @@ impl Sink for BrokenSink {
 #[test]
 fn a_failed_sink_stops_the_whole_pipeline() {
     let m = Mosquitto::start();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let engine = Arc::new(Engine::new(RuleSet::new(Vec::new()), Env::default(), EngineOptions::default()));
-    let pipeline = Pipeline { engine, sources: vec![source(&m, "sluice-broken-sink", json!({}))], sink: Box::new(BrokenSink), capacity: 16, workers: 1, clock: Clock::System, registry: None };
-    let handle = rt.spawn(pipeline.run(Shutdown::new()));
+    let (mut running, _out) = app_with_sink(&m, "sluice-broken-sink", BrokenSink);
     let p = Publisher::connect(m.port, "third-party-broken");
     p.wait_for_sluice(WAIT); // empty requests are answered without the sink
     p.publish("sys/pk/integration/event/post", REQUEST);
-    let result = rt.block_on(async { tokio::time::timeout(WAIT, handle).await }).expect("the pipeline stops by itself").expect("pipeline task");
-    let e = result.expect_err("the pipeline reports the failure of the sink");
+    let result = running.wait_end(WAIT).expect("the app stops by itself");
+    let e = result.expect_err("the app reports the failure of the sink");
     assert!(e.to_string().contains("disk gone"), "{e}");
     assert!(p.replies().iter().all(|r| r.body["id"] != json!("7")), "not answered: {:?}", p.replies());
-    rt.shutdown_timeout(Duration::from_secs(1));
 }

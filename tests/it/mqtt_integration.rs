@@ -1,6 +1,6 @@
 //! The MQTT integration channel end to end: a real Mosquitto, a real Kafka-compatible broker
-//! (tansu), Sluice's pipeline in process (so tests can plug in their own validators), and a
-//! real MQTT client playing the third-party system.
+//! (tansu), Sluice's production App in process (so tests can plug in their own validators), and
+//! a real MQTT client playing the third-party system.
 
 use sluice_testkit as support;
 
@@ -9,14 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice::config::{KafkaSinkConfig, MqttSourceConfig};
-use sluice::engine::pipeline::{Clock, Pipeline};
-use sluice::engine::{Engine, EngineOptions, RuleSet};
+use sluice::app::Parts;
 use sluice::integration::{codes, EntryVerdict, Validation, Validator};
-use sluice::rule::expr::Env;
-use sluice::shutdown::Shutdown;
-use sluice::sink::kafka::KafkaSink;
-use sluice::source::mqtt::MqttSource;
 use sluice::topic::TopicKind;
 use support::mosquitto::{Mosquitto, Publisher};
 use support::{Broker, Collector};
@@ -39,18 +33,13 @@ enum Validating {
     Accept,
     /// The device registry and thing models of `models/` (`[registry]`).
     Models,
-    /// A validator of the test's own: `App::build` takes none, so this one pipeline is
-    /// assembled here (MQTT source → integration rules → Kafka sink), as `App` does.
+    /// A validator of the test's own (`App::build_with`).
     Custom(Arc<dyn Validator>),
 }
 
-/// Sluice in process: the production assembly (`App::build` on a configuration), or the
-/// pipeline with a custom validator. Held for its drop, which stops it.
-#[allow(dead_code)]
-enum Sluice {
-    App(support::app::InProcess),
-    Custom(CustomPipeline),
-}
+/// Sluice in process: the production assembly (`App::build` on a configuration, with the
+/// test's validator if it has one). Held for its drop, which stops it.
+struct Sluice(#[allow(dead_code)] support::app::InProcess);
 
 impl Sluice {
     fn start(mqtt_url: &str, client_id: &str, bootstrap: &str, decoders: &Path, validating: Validating) -> Sluice {
@@ -61,61 +50,15 @@ impl Sluice {
             "sources": [{"type": "mqtt", "url": mqtt_url, "client_id": client_id, "decoders_dir": support::config::path(decoders), "reconnect_backoff_ms": 100}],
             "sink": {"type": "kafka", "brokers": bootstrap, "linger_ms": 1},
         }));
-        match validating {
-            Validating::Accept => Sluice::App(support::app::InProcess::start(&config)),
+        let parts = match validating {
+            Validating::Accept => Parts::default(),
             Validating::Models => {
                 support::config::merge(&mut config, json!({"registry": {"models": support::config::path(&repo().join("models"))}}));
-                Sluice::App(support::app::InProcess::start(&config))
+                Parts::default()
             }
-            Validating::Custom(v) => Sluice::Custom(CustomPipeline::start(mqtt_url, client_id, bootstrap, decoders, v)),
-        }
-    }
-}
-
-/// Sluice's pipeline (MQTT source → integration rules → Kafka sink) on a runtime of its own,
-/// with a custom validator.
-struct CustomPipeline {
-    rt: Option<tokio::runtime::Runtime>,
-    shutdown: Shutdown,
-    handle: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl CustomPipeline {
-    fn start(mqtt_url: &str, client_id: &str, bootstrap: &str, decoders: &Path, validator: Arc<dyn Validator>) -> CustomPipeline {
-        let (rules, errors) = sluice::control::compile_paths(&rule_files());
-        assert!(errors.is_empty(), "rules: {:?}", errors.iter().map(|e| e.render()).collect::<Vec<_>>());
-        let engine = Arc::new(Engine::new(RuleSet::new(rules), Env::default(), EngineOptions::default()));
-        let src: MqttSourceConfig =
-            toml::Value::Table(support::config::table(json!({"url": mqtt_url, "client_id": client_id, "decoders_dir": support::config::path(decoders), "reconnect_backoff_ms": 100})))
-                .try_into()
-                .expect("mqtt config");
-        let sink: KafkaSinkConfig = toml::Value::Table(support::config::table(json!({"brokers": bootstrap, "linger_ms": 1}))).try_into().expect("sink config");
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        let shutdown = Shutdown::new();
-        let pipeline = Pipeline {
-            engine,
-            sources: vec![Box::new(MqttSource::new(src, validator, Duration::from_secs(10)))],
-            sink: Box::new(KafkaSink::new(sink, "sluice-errors")),
-            capacity: 64,
-            workers: 1,
-            clock: Clock::System,
-            registry: None,
+            Validating::Custom(v) => Parts { validator: Some(v), ..Parts::default() },
         };
-        let sd = shutdown.clone();
-        let handle = rt.spawn(async move {
-            pipeline.run(sd).await.expect("pipeline");
-        });
-        CustomPipeline { rt: Some(rt), shutdown, handle: Some(handle) }
-    }
-}
-
-impl Drop for CustomPipeline {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let (Some(rt), Some(h)) = (self.rt.take(), self.handle.take()) {
-            let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), h).await });
-            rt.shutdown_timeout(Duration::from_secs(1));
-        }
+        Sluice(support::app::InProcess::start_with(&config, parts))
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rcgen::{date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::{json, Value};
 use support::admin::{file_records, mqtt_file_config, wait_until, Admin};
+use support::metrics::Metrics;
 use support::mosquitto::{Mosquitto, Publisher, TlsListener};
 use support::{config, free_port, tail, temp_dir, write, Sluice};
 
@@ -115,6 +116,8 @@ struct Tls {
     out: PathBuf,
     sluice: Sluice,
     admin: Admin,
+    /// The admin server's address (`127.0.0.1:PORT`).
+    admin_addr: String,
     /// The MQTT source's readiness check.
     check: String,
 }
@@ -143,7 +146,7 @@ impl Tls {
         let sluice = Sluice::start(&config_file, &dir.path().join("sluice.log"));
         let admin = Admin::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN));
         eprintln!("{prefix}: sluice on {url}, admin on {port}");
-        Tls { mosquitto, dir, out, sluice, admin, check: format!("source:mqtt:{url}:{CLIENT_ID}") }
+        Tls { mosquitto, dir, out, sluice, admin, admin_addr: format!("127.0.0.1:{port}"), check: format!("source:mqtt:{url}:{CLIENT_ID}") }
     }
 
     fn log(&self) -> String {
@@ -176,10 +179,15 @@ impl Tls {
         );
     }
 
-    /// Waits until Sluice has logged at least `n` failed connection attempts naming `problem`.
+    /// Waits until Sluice has counted at least `n` failed connection attempts
+    /// (`sluice_mqtt_connection_events_total{event="failed"}`: it keeps retrying), and checks
+    /// that `/readyz` still names `problem`.
     fn wait_failed_attempts(&self, n: usize, problem: &str) {
-        let count = || self.log().lines().filter(|l| l.contains("connection failed") && l.contains(problem)).count();
-        assert!(wait_until(WAIT, || count() >= n), "{} of {n} logged connection failures naming {problem:?}:\n{}", count(), tail(&self.sluice.log, 40));
+        let source = &self.check["source:".len()..];
+        let count = || Metrics::try_fetch(&self.admin_addr).and_then(|m| m.get("sluice_mqtt_connection_events_total", &[("source", source), ("event", "failed")])).unwrap_or(0.0) as usize;
+        assert!(support::poll_until(WAIT, Duration::from_millis(100), || count() >= n), "{} of {n} failed connection attempts counted:\n{}", count(), tail(&self.sluice.log, 40));
+        let (status, check) = self.readiness();
+        assert!(status == 503 && check.as_ref().is_some_and(|(ok, d)| !ok && d.contains(problem)), "/readyz: {status} {check:?}, not {problem:?}");
     }
 
     /// A seed 003 measure point request over the broker's plain listener: Sluice's reply (which
@@ -201,16 +209,16 @@ impl Tls {
         assert_eq!(devices, [json!("device1"), json!("device1"), json!("device2")]);
     }
 
-    /// SIGTERM: Sluice exits 0 within its shutdown timeout, its MQTT source done and its sink
-    /// flushed, without hitting the timeout.
+    /// SIGTERM: Sluice exits 0 within its shutdown timeout, drained (the summary line `sluice
+    /// run` prints on its standard output once every source is done and the sink flushed; a
+    /// stop that hits the timeout prints none).
     fn terminate(&mut self) {
         let started = Instant::now();
         let status = self.sluice.terminate(SHUTDOWN_TIMEOUT);
         let took = started.elapsed();
         let log = self.log();
         assert!(status.success(), "exit {status}; log:\n{}", tail(&self.sluice.log, 40));
-        assert!(log.lines().any(|l| l.contains("source done") && l.contains(&self.check["source:".len()..])), "{}", tail(&self.sluice.log, 20));
-        assert!(log.contains("sink flushed") && !log.contains("shutdown timeout"), "{}", tail(&self.sluice.log, 20));
+        assert!(log.lines().any(|l| l.contains(" message(s) in, ") && l.ends_with(" error record(s))")), "no summary line:\n{}", tail(&self.sluice.log, 20));
         eprintln!("{}: SIGTERM answered in {took:?}", self.check);
     }
 }
@@ -305,6 +313,7 @@ fn a_ca_file_without_a_certificate_fails_at_start() {
     let mut t = Tls::spawn("bad-ca-file", dir, &pki.listener(&pki.server, false), &tls_table(&not_pem, None));
     // Its only source failed: Sluice stops by itself, saying why.
     assert!(wait_until(WAIT, || !t.sluice.running()), "sluice still runs:\n{}", tail(&t.sluice.log, 20));
+    // The error `sluice run` ends with, on its standard error.
     let log = t.log();
-    assert!(log.lines().any(|l| l.contains("source failed") && l.contains("`tls.ca_file`") && l.contains("not-a-ca.pem: no PEM certificate in it")), "{}", tail(&t.sluice.log, 20));
+    assert!(log.lines().any(|l| l.starts_with("error: ") && l.contains("`tls.ca_file`") && l.contains("not-a-ca.pem: no PEM certificate in it")), "{}", tail(&t.sluice.log, 20));
 }

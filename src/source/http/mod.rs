@@ -282,8 +282,8 @@ async fn handle(st: &St, q: &HashMap<String, String>, headers: &HeaderMap, mp: R
     let mp = mp.map_err(|e| Reply::bad(format!("the body must be multipart/form-data: {e}")))?;
     let (message, uploads) = read_parts(st, mp).await?;
     let message = message.ok_or_else(|| Reply::bad("missing the `enos-message` part"))?;
-    // Parsed here, and again by the worker stage from the message it builds (the files are
-    // stored and the entries rewritten in between): two decodes per upload.
+    // Decoded once, here: the files are stored and the entries rewritten before the rules see
+    // the request, and the worker stage reads this document (`Envelope::decoded`).
     metrics::PAYLOAD_DECODES.with_label_values(&["http"]).inc();
     let mut request: Value = serde_json::from_slice(&message).map_err(|e| Reply::bad(format!("malformed JSON in the `enos-message` part: {e}")))?;
     if !request.is_object() {
@@ -357,12 +357,13 @@ async fn handle(st: &St, q: &HashMap<String, String>, headers: &HeaderMap, mp: R
     request["files"] = Value::Object(files_out);
     let topic = format!("sys/{pk}/integration/event/post");
     let meta = Metadata { source: Arc::from(&*st.name), received_ms: chrono::Utc::now().timestamp_millis(), id: st.seq.fetch_add(1, Ordering::Relaxed), ..Metadata::default() };
+    // The bytes are what the rules' `payload()` and error records read.
     let msg = Message { topic, payload: serde_json::to_vec(&request).unwrap_or_default().into(), meta };
     let (done_tx, done_rx) = oneshot::channel();
     let ack = Ack::new(move |d| {
         let _ = done_tx.send(d);
     });
-    if st.tx.send(Envelope::new(msg, ack)).await.is_err() {
+    if st.tx.send(Envelope::new(msg, ack).with_decoded(Some(request))).await.is_err() {
         return Err(Reply::new(codes::INTERNAL, "the pipeline is stopping; retry later"));
     }
     st.forwarded.fetch_add(1, Ordering::Relaxed);

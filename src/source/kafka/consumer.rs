@@ -166,7 +166,9 @@ impl ConsumerContext for Context<Arc<Consumption>> {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.state.lock().reassigned();
         if !matches!(rebalance, Rebalance::Error(_)) {
-            let now = consumer.assignment().map(|a| partition_list(&a)).unwrap_or_default();
+            let assignment = consumer.assignment().ok();
+            metrics::KAFKA_ASSIGNED_PARTITIONS.with_label_values(&[&*self.state.name]).set(assignment.as_ref().map_or(0, |a| a.count()) as i64);
+            let now = assignment.map(|a| partition_list(&a)).unwrap_or_default();
             tracing::info!(source = %self.state.name, assignment = %now, "assignment changed");
         }
     }

@@ -201,13 +201,13 @@ async fn process(
         } else {
             intake(&publish.topic, &publish.payload, &decoders, max_bytes)
         };
-        let (target, payload) = match taken {
+        let (target, payload, decoded) = match taken {
             Intake::Answer(v) => {
                 shared.judged(&Received::of(&publish), &v);
                 let _ = done.send(completion(publish, &v.id, v.code, v.data)).await;
                 continue;
             }
-            Intake::Forward { topic, payload } => (topic, payload),
+            Intake::Forward { topic, payload, decoded } => (topic, payload, decoded),
         };
         let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
         let meta = Metadata { source: Arc::from(&*shared.name), received_ms, id: seq, kafka: None, mqtt_pkid: Some(publish.pkid) };
@@ -243,7 +243,7 @@ async fn process(
                 }
             })
         };
-        if tx.send(Envelope::request(msg, ack, validator.clone())).await.is_err() {
+        if tx.send(Envelope::request(msg, ack, validator.clone()).with_decoded(decoded)).await.is_err() {
             tracing::warn!(source = %shared.name, "pipeline closed; request processor stops");
             break;
         }
@@ -371,6 +371,7 @@ impl MqttSource {
                         metrics::MQTT_CONNECTION_EVENTS.with_label_values(&[name, "disconnect"]).inc();
                         tracing::warn!(target: "sluice::channel", source = %name, error = %reason, "disconnected");
                     } else {
+                        metrics::MQTT_CONNECTION_EVENTS.with_label_values(&[name, "failed"]).inc();
                         tracing::warn!(target: "sluice::channel", source = %name, error = %reason, retry_ms = delay.as_millis() as u64, "connection failed");
                     }
                     if stopping.is_some() {

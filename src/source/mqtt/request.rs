@@ -48,8 +48,10 @@ pub enum Intake {
     Forward {
         /// The JSON request topic (`sys/{pk}/integration/{measurepoint|attributes|event}/post`).
         topic: String,
-        /// The request (for `up_raw`: the decoder's JSON).
+        /// The request (for `up_raw`: the decoder's JSON text).
         payload: Bytes,
+        /// For `up_raw`, the decoder's request, decoded already (the stage reads it as it is).
+        decoded: Option<Value>,
     },
 }
 
@@ -65,14 +67,19 @@ pub fn intake(topic: &str, payload: &Bytes, decoders: &Decoders, max_bytes: usiz
     }
     match info.kind {
         TopicKind::IntegrationUpRaw => match decoders.decode(pk, payload) {
-            Ok((request, kind)) => Intake::Forward { topic: forward_topic(topic, pk, kind), payload: serde_json::to_vec(&request).unwrap_or_default().into() },
+            Ok(d) => {
+                // The decoder's output was parsed once (to read its `method`): the stage reads
+                // that document, not the text again.
+                metrics::PAYLOAD_DECODES.with_label_values(&["mqtt"]).inc();
+                Intake::Forward { topic: forward_topic(topic, pk, d.kind), payload: Bytes::from(d.text), decoded: Some(d.request) }
+            }
             Err(e) => {
                 metrics::INTEGRATION_DECODER_ERRORS.with_label_values(&[e.reason()]).inc();
                 fail(Value::Null, codes::DECODER_FAILED, "decoder", e.to_string())
             }
         },
         k if topic_level(k).is_some() => match std::str::from_utf8(payload) {
-            Ok(_) => Intake::Forward { topic: topic.to_string(), payload: payload.clone() },
+            Ok(_) => Intake::Forward { topic: topic.to_string(), payload: payload.clone(), decoded: None },
             Err(e) => fail(Value::Null, codes::BAD_REQUEST, "bad_request", format!("the request is not UTF-8 text (invalid byte at offset {}); JSON requests are UTF-8", e.valid_up_to())),
         },
         _ => fail(Value::Null, codes::BAD_REQUEST, "bad_request", format!("`{topic}` is not an integration request topic")),
@@ -120,9 +127,12 @@ impl Handled {
 pub fn handle_request(topic: &str, payload: &[u8], validator: &dyn Validator, decoders: &Decoders, max_bytes: usize) -> Handled {
     match intake(topic, &Bytes::copy_from_slice(payload), decoders, max_bytes) {
         Intake::Answer(v) => Handled::new(v, None),
-        Intake::Forward { topic: target, payload } => {
+        Intake::Forward { topic: target, payload, decoded } => {
             let info = TopicInfo::parse(&target);
-            let doc = Node::parse(&payload);
+            let doc = match &decoded {
+                Some(v) => Ok(Node::from_json(v)),
+                None => Node::parse(&payload),
+            };
             judged(target.clone(), doc.as_ref(), info.kind, info.product_key.unwrap_or_default(), validator)
         }
     }
