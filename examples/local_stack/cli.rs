@@ -26,7 +26,7 @@ Environment:
 /// rules, on free loopback ports in a temporary folder. Ctrl-C (or SIGTERM) stops it all and
 /// removes the folder.
 #[derive(Parser, Debug)]
-#[command(name = "local-stack", after_help = ENVIRONMENT)]
+#[command(name = "local-stack", bin_name = "deploy/local-stack.sh", after_help = ENVIRONMENT)]
 pub struct Cli {
     /// Start the stack, publish seed 003's measure points over MQTT and a property post through
     /// Kafka, check the 200 reply and the output records, stop; exit 0 when all arrived, 1

@@ -191,7 +191,6 @@ impl Stack {
     /// `ready(port)`. A port picked free may be taken by another process before the service
     /// binds it: a service that exits before it is ready, and whose log says `taken`, is
     /// started again on a new port (up to 5 times).
-    #[allow(clippy::too_many_arguments)]
     fn start_on_port(
         &mut self,
         name: &str,

@@ -32,13 +32,19 @@ impl Signals {
         std::thread::Builder::new().name("signals".into()).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
-                Err(e) => return drop(ready_tx.send(Err(e))),
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
             };
             rt.block_on(async move {
                 let streams = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()));
                 let (mut int, mut term, mut hup) = match streams {
                     (Ok(i), Ok(t), Ok(h)) => (i, t, h),
-                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return drop(ready_tx.send(Err(e))),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
                 };
                 let _ = ready_tx.send(Ok(()));
                 loop {
