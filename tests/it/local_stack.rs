@@ -1,9 +1,12 @@
-//! `deploy/local-stack.sh`, README's "Try it locally": the smoke run (a seed sample over MQTT
-//! answered 200 and imported into Kafka, a data-flow message through the Kafka source), and
-//! that nothing it starts outlives it: stopped by SIGTERM (its trap) or even by SIGKILL (its
-//! watchdog). It runs the test build of `sluice` (SLUICE_BIN), so no release build is needed.
-//! Each run is spawned in a process group of its own: every process the script starts is in
-//! that group, which must be empty once the script is gone.
+//! `deploy/local-stack.sh` (the `local_stack` example), README's "Try it locally": the smoke
+//! run (a seed sample over MQTT answered 200 and imported into Kafka, a data-flow message
+//! through the Kafka source), and that nothing it starts outlives it: stopped by SIGTERM (it
+//! stops Sluice, then the brokers) or even by SIGKILL (its services die with it, its watchdog
+//! removes the folder). It runs the test build of `sluice` (SLUICE_BIN), so no release build is
+//! needed: the script builds the examples in the same target folder and profile.
+//! The stack runs its services in a process group of their own (so that Ctrl-C in a terminal
+//! reaches the stack alone), so a run is followed by a mark instead: an environment variable
+//! that every process it starts inherits. None of them may be left once the script is gone.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -22,19 +25,26 @@ struct Script {
     readers: Vec<std::thread::JoinHandle<()>>,
     /// The script's TMPDIR: its temporary work folder is made in there.
     tmp: tempfile::TempDir,
+    /// The value of [`MARK`] in the environment of this run's processes.
+    mark: String,
 }
+
+/// The environment variable that marks the processes of one run.
+const MARK: &str = "SLUICE_LOCAL_STACK_TEST_MARK";
 
 impl Script {
     fn start(args: &[&str]) -> Script {
         use std::os::unix::process::CommandExt;
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let tmp = tempfile::Builder::new().prefix("sluice-local-stack-test-").tempdir().expect("temp dir");
+        let mark = tmp.path().display().to_string();
         let mut child = Command::new("bash")
             .arg(repo.join("deploy/local-stack.sh"))
             .args(args)
             .env("SLUICE_BIN", env!("CARGO_BIN_EXE_sluice"))
             .env("SLUICE_STACK_TIMEOUT", "90")
             .env("TMPDIR", tmp.path())
+            .env(MARK, &mark)
             .env_remove("SLUICE_STACK_MQTT_PORT")
             .env_remove("SLUICE_STACK_KAFKA_PORT")
             .env_remove("SLUICE_STACK_ADMIN_PORT")
@@ -60,7 +70,7 @@ impl Script {
         };
         let (out, out_reader) = collect(Box::new(child.stdout.take().expect("stdout")));
         let (err, err_reader) = collect(Box::new(child.stderr.take().expect("stderr")));
-        Script { child, out, err, readers: vec![out_reader, err_reader], tmp }
+        Script { child, out, err, readers: vec![out_reader, err_reader], tmp, mark }
     }
 
     fn pid(&self) -> u32 {
@@ -90,8 +100,7 @@ impl Script {
         signal(self.pid(), "TERM");
         // The script's trap stops what it started: give it the time its own stop takes.
         let _ = poll_until(Duration::from_secs(15), Duration::from_millis(100), || self.child.try_wait().ok().flatten().is_some());
-        signal_group(self.pid(), "KILL");
-        let _ = self.child.wait();
+        self.kill_all();
         panic!("deploy/local-stack.sh did not finish within {timeout:?}\n{}", self.output());
     }
 
@@ -106,19 +115,31 @@ impl Script {
             panic!("the script exited ({s}) before printing {text:?}\n{}", self.output());
         }
         if !printed {
-            signal_group(self.pid(), "KILL");
-            let _ = self.child.wait();
+            self.kill_all();
             panic!("no {text:?} within {timeout:?}\n{}", self.output());
         }
     }
 
-    /// Asserts that no process of the script's group is left (polling up to `timeout`: the
-    /// script may be gone before the processes it stops), and that its temporary folder is gone.
-    fn assert_nothing_left(&self, timeout: Duration) {
-        let pgid = self.pid();
-        if !poll_until(timeout, Duration::from_millis(200), || group_members(pgid).is_empty()) {
-            let left = group_members(pgid);
-            signal_group(pgid, "KILL");
+    /// The processes of this run still running: (pid, command).
+    fn processes(&self) -> Vec<(u32, String)> {
+        marked_processes(&self.mark)
+    }
+
+    /// Kills the script's group and every process of this run.
+    fn kill_all(&mut self) {
+        signal_group(self.pid(), "KILL");
+        for (pid, _) in self.processes() {
+            signal(pid, "KILL");
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Asserts that no process of this run is left (polling up to `timeout`: the script may be
+    /// gone before the processes it stops), and that its temporary folder is gone.
+    fn assert_nothing_left(&mut self, timeout: Duration) {
+        if !poll_until(timeout, Duration::from_millis(200), || self.processes().is_empty()) {
+            let left = self.processes();
+            self.kill_all();
             panic!("processes left running by deploy/local-stack.sh: {left:?}\n{}", self.output());
         }
         let entries: Vec<PathBuf> = std::fs::read_dir(self.tmp.path()).expect("TMPDIR").map(|e| e.expect("entry").path()).collect();
@@ -128,9 +149,8 @@ impl Script {
 
 impl Drop for Script {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            signal_group(self.pid(), "KILL");
-            let _ = self.child.wait();
+        if self.child.try_wait().ok().flatten().is_none() || !self.processes().is_empty() {
+            self.kill_all();
         }
     }
 }
@@ -143,19 +163,18 @@ fn signal_group(pgid: u32, sig: &str) {
     let _ = Command::new("kill").arg(format!("-{sig}")).arg("--").arg(format!("-{pgid}")).stderr(Stdio::null()).status();
 }
 
-/// The processes (pid, command) of process group `pgid`, zombies excepted.
-fn group_members(pgid: u32) -> Vec<(u32, String)> {
+/// The processes (pid, command) whose environment holds `MARK=mark`, zombies excepted.
+fn marked_processes(mark: &str) -> Vec<(u32, String)> {
+    let want = format!("{MARK}={mark}").into_bytes();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // pid (comm) state ppid pgrp …: comm may hold spaces and parentheses.
-        let Some(close) = stat.rfind(')') else { continue };
-        let comm = stat[stat.find('(').map_or(0, |i| i + 1)..close].to_string();
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
-            found.push((pid, comm));
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if !environ.split(|b| *b == 0).any(|var| var == want) || !sluice_testkit::process::running(pid) {
+            continue;
         }
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_string();
+        found.push((pid, comm));
     }
     found
 }
@@ -243,7 +262,7 @@ fn sigterm_stops_everything_and_removes_the_work_folder() {
     // One stack at a time: each starts three servers on a small machine.
     let _heavy = sluice_testkit::heavy();
     let mut s = started_stack();
-    assert!(group_members(s.pid()).len() >= 4, "script, mosquitto, tansu and sluice run: {:?}", group_members(s.pid()));
+    assert!(s.processes().len() >= 5, "the stack, its watchdog, mosquitto, tansu and sluice run: {:?}", s.processes());
     signal(s.pid(), "TERM");
     let status = s.wait(Duration::from_secs(30));
     assert_eq!(status.code(), Some(143), "exit status after SIGTERM\n{}", s.output());
@@ -257,6 +276,7 @@ fn sigkill_of_the_script_still_stops_what_it_started() {
     let mut s = started_stack();
     s.child.kill().expect("SIGKILL");
     let _ = s.child.wait();
-    // The watchdog notices within a second, then stops the services (SIGKILL after 3 s).
+    // The services die with the stack (parent-death signal); its watchdog sees the stack gone
+    // at once, waits for them and removes the folder.
     s.assert_nothing_left(Duration::from_secs(20));
 }

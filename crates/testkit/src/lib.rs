@@ -1,8 +1,8 @@
 //! Sluice's test kit, shared by the integration tests (`tests/it`) and the examples: a real
 //! Kafka-compatible broker (tansu, sqlite storage) on a free loopback port, topics, a producer,
 //! a collector of output records, Mosquitto, the admin API client, waits on state with a
-//! deadline, and the `sluice` binary as a child process. Everything started here is stopped on
-//! drop.
+//! deadline, the `sluice` binary as a child process, and process supervision ([`process`]:
+//! children that die with their parent). Everything started here is stopped on drop.
 
 use std::collections::HashMap;
 use std::fs;
@@ -20,6 +20,7 @@ pub mod app;
 pub mod config;
 pub mod metrics;
 pub mod mosquitto;
+pub mod process;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -111,26 +112,60 @@ pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
 /// The broker binary: `$SLUICE_TANSU`, `$HOME/.cache/sluice/tools/bin/tansu`, or `tansu` on
 /// `PATH`. Panics (the test fails, never skips) when there is none.
 pub fn tansu_bin() -> PathBuf {
+    find_tansu().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`tansu_bin`], or why there is none.
+pub fn find_tansu() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("SLUICE_TANSU") {
         let p = PathBuf::from(p);
-        assert!(p.is_file(), "SLUICE_TANSU={} is not a file", p.display());
-        return p;
+        return if p.is_file() { Ok(p) } else { Err(format!("SLUICE_TANSU={} is not a file", p.display())) };
     }
     if let Some(home) = std::env::var_os("HOME") {
         let p = Path::new(&home).join(".cache/sluice/tools/bin/tansu");
         if p.is_file() {
-            return p;
+            return Ok(p);
         }
     }
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             let p = dir.join("tansu");
             if p.is_file() {
-                return p;
+                return Ok(p);
             }
         }
     }
-    panic!("the Kafka-compatible broker `tansu` was not found (looked at $SLUICE_TANSU, $HOME/.cache/sluice/tools/bin/tansu and PATH): run scripts/test-deps.sh, which installs it");
+    Err("the Kafka-compatible broker `tansu` was not found (looked at $SLUICE_TANSU, $HOME/.cache/sluice/tools/bin/tansu and PATH): run scripts/test-deps.sh, which installs it".into())
+}
+
+/// The command line of a tansu broker listening on `127.0.0.1:port`, its sqlite database
+/// `tansu.db` in `dir` (its working folder), logging at `$SLUICE_TANSU_LOG` (default `warn`).
+pub fn tansu_command(bin: &Path, dir: &Path, port: u16) -> Command {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut cmd = Command::new(bin);
+    cmd.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir)
+        .env_remove("STORAGE_ENGINE")
+        .env_remove("LISTENER_URL")
+        .env_remove("ADVERTISED_LISTENER_URL")
+        .env("RUST_LOG", std::env::var("SLUICE_TANSU_LOG").unwrap_or_else(|_| "warn".into()));
+    cmd
+}
+
+/// tansu 0.6's sqlite schema has no index on record headers, so every fetched record scans
+/// them all (quadratic). Adds one to the database `db` (the index changes nothing else).
+pub fn index_tansu_headers(db: &Path) -> Result<(), String> {
+    let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(db)
+        .arg("CREATE INDEX IF NOT EXISTS header_topition_offset ON header (topition, offset_id);")
+        .output()
+        .map_err(|e| format!("cannot run sqlite3 (scripts/test-deps.sh installs it): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("sqlite3 failed: {}", String::from_utf8_lossy(&out.stderr)))
+    }
 }
 
 /// A temporary folder, kept (and its path printed) when `SLUICE_TEST_KEEP` is set.
@@ -181,15 +216,8 @@ impl Broker {
     }
 
     fn spawn(&mut self, bin: &Path) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("tansu.log")).expect("broker log");
-        let child = Command::new(bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "sqlite://tansu.db"])
-            .current_dir(self.dir.path())
-            .env_remove("STORAGE_ENGINE")
-            .env_remove("LISTENER_URL")
-            .env_remove("ADVERTISED_LISTENER_URL")
-            .env("RUST_LOG", std::env::var("SLUICE_TANSU_LOG").unwrap_or_else(|_| "warn".into()))
+        let child = tansu_command(bin, self.dir.path(), self.port)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -245,17 +273,8 @@ impl Broker {
         }
     }
 
-    /// tansu 0.6's sqlite schema has no index on record headers, so every fetched record scans
-    /// them all (quadratic). The index changes nothing else.
     fn index_headers(&self) {
-        let db = self.dir.path().join("tansu.db");
-        let out = Command::new("sqlite3")
-            .args(["-cmd", ".timeout 10000"])
-            .arg(&db)
-            .arg("CREATE INDEX IF NOT EXISTS header_topition_offset ON header (topition, offset_id);")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run sqlite3 (scripts/test-deps.sh installs it): {e}"));
-        assert!(out.status.success(), "sqlite3 failed: {}", String::from_utf8_lossy(&out.stderr));
+        index_tansu_headers(&self.dir.path().join("tansu.db")).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Creates topics with their partition counts and waits until their metadata shows them.

@@ -13,12 +13,17 @@ use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
 /// The broker binary: `$SLUICE_MOSQUITTO`, or `mosquitto` on `PATH` or in `/usr/sbin`.
 pub fn mosquitto_bin() -> PathBuf {
+    find_mosquitto().expect("`mosquitto` not found: run scripts/test-deps.sh, which installs it")
+}
+
+/// [`mosquitto_bin`], or None when there is none.
+pub fn find_mosquitto() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SLUICE_MOSQUITTO") {
-        return PathBuf::from(p);
+        return Some(PathBuf::from(p));
     }
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     dirs.push("/usr/sbin".into());
-    dirs.into_iter().map(|d| d.join("mosquitto")).find(|p| p.is_file()).expect("`mosquitto` not found: run scripts/test-deps.sh, which installs it")
+    dirs.into_iter().map(|d| d.join("mosquitto")).find(|p| p.is_file())
 }
 
 /// A TLS listener's PEM files.
