@@ -102,11 +102,35 @@ pub fn own_process(module: &str, test: &str) -> bool {
 }
 
 /// The heavy tests (tens of thousands of records through brokers and `sluice`, or a whole
-/// local stack) hold this while they run: one at a time, as when each had a binary of its own,
-/// so that two of them never share the machine's cores and their timeouts hold.
-pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    static HEAVY: Mutex<()> = Mutex::new(());
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+/// local stack) hold one of these slots while they run: at most [`heavy_slots`] of them at once,
+/// so that they never crowd the machine's cores and their timeouts hold. Most of their time is
+/// spent waiting (an outage's length, a group session), so two share a 2-core machine well.
+pub fn heavy() -> Heavy {
+    let (lock, freed) = &HEAVY;
+    let mut running = lock.lock().unwrap_or_else(|e| e.into_inner());
+    while *running >= heavy_slots() {
+        running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+    }
+    *running += 1;
+    Heavy(())
+}
+
+/// How many heavy tests may run at once: `$SLUICE_TEST_HEAVY` (1 runs them one by one), else 2.
+pub fn heavy_slots() -> usize {
+    std::env::var("SLUICE_TEST_HEAVY").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(2)
+}
+
+static HEAVY: (Mutex<usize>, std::sync::Condvar) = (Mutex::new(0), std::sync::Condvar::new());
+
+/// A heavy test's slot (see [`heavy`]), given back on drop.
+pub struct Heavy(());
+
+impl Drop for Heavy {
+    fn drop(&mut self) {
+        let (lock, freed) = &HEAVY;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
 }
 
 /// The broker binary: `$SLUICE_TANSU`, `$HOME/.cache/sluice/tools/bin/tansu`, or `tansu` on
