@@ -78,6 +78,9 @@ fn send<'a>(p: &ThreadedProducer<Count>, mut rec: BaseRecord<'a, [u8], [u8]>) {
 
 fn produce(brokers: &str, topic: &str, count: u64) {
     let (p, ok, failed) = producer(brokers);
+    // KEYED=1: each record keyed by its device name, as real upstreams write them (the records
+    // of one device then share a partition); else no key (the producer spreads them).
+    let keyed = std::env::var_os("KEYED").is_some_and(|v| v == "1");
     let started = Instant::now();
     for i in 0..count {
         let (pk, dn) = (format!("a1Bench{:04}", i % 10), format!("device{:05}", i % 10_000));
@@ -88,12 +91,13 @@ fn produce(brokers: &str, topic: &str, count: u64) {
             i % 100
         );
         let headers = OwnedHeaders::new().insert(Header { key: "iot-topic", value: Some(iot.as_bytes()) });
-        send(&p, BaseRecord::to(topic).payload(value.as_bytes()).headers(headers));
+        let rec = BaseRecord::to(topic).payload(value.as_bytes()).headers(headers);
+        send(&p, if keyed { rec.key(dn.as_bytes()) } else { rec });
     }
     p.flush(Duration::from_secs(600)).expect("flush");
     let s = started.elapsed().as_secs_f64();
     assert_eq!(failed.load(Ordering::Relaxed), 0, "some records were not delivered");
-    println!("produced {} records in {s:.1}s ({:.0} msg/s)", ok.load(Ordering::Relaxed), count as f64 / s);
+    println!("produced {} {} records in {s:.1}s ({:.0} msg/s)", ok.load(Ordering::Relaxed), if keyed { "device-keyed" } else { "unkeyed" }, count as f64 / s);
 }
 
 fn copy(brokers: &str, from: &str, to: &str, group: &str, count: u64) {

@@ -6,7 +6,9 @@
 #   1. sluice: Kafka source -> 10 rules (each record passes exactly one WHERE) -> Kafka sink;
 #   2. the broker's ceiling: a plain consume-and-produce copy with no rules
 #      (bench/kafka_copy.rs, same producer settings as Sluice's sink).
-# Prints both rates and their ratio. Usage: [PROFILE=dev] [PARTITIONS=8] [WORKERS=2] bench/kafka_e2e.sh [N]
+# Prints both rates, their ratio and each process's CPU per message. KEYED=1 produces the input
+# keyed by device name (as real upstreams do), else unkeyed.
+# Usage: [PROFILE=dev] [KEYED=1] [PARTITIONS=8] [WORKERS=2] bench/kafka_e2e.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-1000000}"
@@ -86,7 +88,8 @@ SPID=$!
 PIDS+=($SPID)
 TANSU_CPU0=$(cpu_s "$TPID")
 T_SLUICE=$("$TOOL" wait "$B" bench-out "$N" 3600)
-echo "   sluice used $(cpu_s "$SPID") CPU-s, tansu $(awk -v a="$(cpu_s "$TPID")" -v b="$TANSU_CPU0" 'BEGIN { printf "%.1f", a - b }') CPU-s"
+S_CPU=$(cpu_s "$SPID")
+echo "   sluice used $S_CPU CPU-s ($(awk -v c="$S_CPU" -v n="$N" 'BEGIN { printf "%.1f", c * 1e6 / n }') µs/msg), tansu $(awk -v a="$(cpu_s "$TPID")" -v b="$TANSU_CPU0" 'BEGIN { printf "%.1f", a - b }') CPU-s"
 kill -TERM "$SPID"
 wait "$SPID" || true
 
