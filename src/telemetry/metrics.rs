@@ -302,7 +302,8 @@ pub static INTEGRATION_STORED_BYTES: LazyLock<IntCounterVec> =
     LazyLock::new(|| counter("sluice_integration_stored_bytes_total", "Bytes of the HTTP upload files stored in the object store.", &["source"]));
 /// MQTT source: 1 while connected to the broker, by source.
 pub static MQTT_CONNECTED: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_mqtt_connected", "1 while an MQTT source is connected to its broker.", &["source"]));
-/// MQTT source: connection events (`connect`, `disconnect`), by source.
+/// MQTT source: connection events (`connect`, `disconnect`, `failed`: an attempt that failed),
+/// by source.
 pub static MQTT_CONNECTION_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter("sluice_mqtt_connection_events_total", "MQTT source connection events, by kind: connect, disconnect, or failed (an attempt to connect that failed).", &["source", "event"])
 });
