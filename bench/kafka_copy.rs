@@ -9,8 +9,12 @@
 //!   `COPY_EXTRA_HEADERS` set, each copy also gets the two more headers Sluice's benchmark
 //!   outputs carry (`sluice-rule`, and the rule's own `band`).
 //! - `wait BROKERS TOPIC COUNT TIMEOUT_S`: waits until TOPIC holds COUNT records (sum of its
-//!   end offsets) and prints the seconds it took.
+//!   end offsets) and prints the seconds it took, then the seconds since TOPIC first held a
+//!   record (the steady part: without the start, the group join and the first fetch).
 //! - `create BROKERS TOPIC:PARTITIONS…`: waits for the broker, then creates the topics.
+//! - `mock TOPIC:PARTITIONS…`: hosts librdkafka's mock cluster (one broker, in this process)
+//!   with those topics, prints its bootstrap servers on a line, and serves until stdin closes:
+//!   a broker that is not the bottleneck (it keeps records in memory).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,8 +35,9 @@ fn main() {
         ["copy", brokers, from, to, group, count] => copy(brokers, from, to, group, count.parse().expect("count")),
         ["wait", brokers, topic, count, timeout] => wait(brokers, topic, count.parse().expect("count"), timeout.parse().expect("timeout")),
         ["create", brokers, topics @ ..] => create(brokers, topics),
+        ["mock", topics @ ..] => mock(topics),
         _ => {
-            eprintln!("usage: kafka_copy produce BROKERS TOPIC COUNT | copy BROKERS FROM TO GROUP COUNT | wait BROKERS TOPIC COUNT TIMEOUT_S | create BROKERS TOPIC:PARTITIONS…");
+            eprintln!("usage: kafka_copy produce BROKERS TOPIC COUNT | copy BROKERS FROM TO GROUP COUNT | wait BROKERS TOPIC COUNT TIMEOUT_S | create BROKERS TOPIC:PARTITIONS… | mock TOPIC:PARTITIONS…");
             std::process::exit(2);
         }
     }
@@ -174,17 +179,23 @@ fn end_offsets(c: &BaseConsumer, topic: &str) -> i64 {
 fn wait(brokers: &str, topic: &str, count: i64, timeout_s: u64) {
     let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("client");
     let started = Instant::now();
+    let mut first: Option<Instant> = None;
     loop {
         let n = end_offsets(&c, topic);
+        if n > 0 && first.is_none() {
+            first = Some(Instant::now());
+        }
         if n >= count {
-            println!("{:.3}", started.elapsed().as_secs_f64());
+            // The second figure leaves out the start (group join, first fetch).
+            let steady = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+            println!("{:.3} {steady:.3}", started.elapsed().as_secs_f64());
             return;
         }
         if started.elapsed() > Duration::from_secs(timeout_s) {
             eprintln!("timeout: {topic} holds {n} of {count} records");
             std::process::exit(1);
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -217,6 +228,19 @@ fn create(brokers: &str, topics: &[&str]) {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+fn mock(topics: &[&str]) {
+    use std::io::{Read, Write};
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    for t in topics {
+        let (name, n) = t.split_once(':').expect("TOPIC:PARTITIONS");
+        cluster.create_topic(name, n.parse().expect("partitions"), 1).expect("create topic");
+    }
+    println!("{}", cluster.bootstrap_servers());
+    std::io::stdout().flush().expect("stdout");
+    // Serve until whoever started us closes our stdin (or kills us).
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
 }
 
 /// CPU seconds (user + system) this process used, from /proc (clock ticks of 1/100 s).
