@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# End-to-end Kafka benchmark: N (default 1,000,000) property posts of about 300 bytes
-# (`/sys/{pk}/{dn}/thing/event/property/post` in the `iot-topic` header, seed 004's payload)
-# are produced to a fresh tansu broker; then, timed the same way (from process start until the
-# output topic holds N records):
+# End-to-end Kafka benchmark, everything in one run, one table at the end.
+#
+# N (default 200,000) property posts of about 300 bytes (`/sys/{pk}/{dn}/thing/event/property/post`
+# in the `iot-topic` header, seed 004's payload) are produced, unkeyed and then keyed by device
+# name (as real upstreams write them), to two brokers:
+#   - tansu (sqlite storage), a real broker process, slow to write;
+#   - librdkafka's mock cluster, hosted in-process by the helper (`kafka_copy mock`): a broker
+#     that is not the bottleneck.
+# On each, timed the same way (from process start until the output topic holds N records):
 #   1. sluice: Kafka source -> 10 rules (each record passes exactly one WHERE) -> Kafka sink;
-#   2. the broker's ceiling: a plain consume-and-produce copy with no rules
-#      (bench/kafka_copy.rs, same producer settings as Sluice's sink).
-# Prints both rates, their ratio and each process's CPU per message. KEYED=1 produces the input
-# keyed by device name (as real upstreams do), else unkeyed.
-# Usage: [PROFILE=dev] [KEYED=1] [PARTITIONS=8] [WORKERS=2] bench/kafka_e2e.sh [N]
+#   2. a plain consume-and-produce copy with no rules (bench/kafka_copy.rs, the same producer
+#      settings as Sluice's sink).
+# Each row: msg/s over the whole run and over its steady part (from the first output record:
+# without the group join), the processor's own CPU per message (process CPU-s / N) and the
+# broker's CPU-s during the run.
+# Usage: [PROFILE=dev] [SHAPES="unkeyed keyed"] [BROKERS="tansu mock"] [PARTITIONS=8] [WORKERS=2]
+#        bench/kafka_e2e.sh [N]
+#        SINK_EXTRA='linger_ms = 20' adds lines to Sluice's [sink] table, SOURCE_EXTRA to its source.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N="${1:-1000000}"
+N="${1:-200000}"
 PARTITIONS="${PARTITIONS:-8}"
 WORKERS="${WORKERS:-2}"
+SHAPES="${SHAPES:-unkeyed keyed}"
+BROKERS="${BROKERS:-tansu mock}"
 
 bash scripts/test-deps.sh >/dev/null
 TANSU="${SLUICE_TANSU:-$HOME/.cache/sluice/tools/bin/tansu}"
@@ -34,23 +44,14 @@ cleanup() {
 trap cleanup EXIT
 
 # CPU seconds (user + system) a process has used so far.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"; }
-
-# A free port for the broker: pick at random until nothing answers on it.
-PORT=$(( 20000 + RANDOM % 20000 ))
-while (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
-    PORT=$(( 20000 + RANDOM % 20000 ))
-done
-B="127.0.0.1:$PORT"
-(cd "$WORK" && exec env RUST_LOG=warn "$TANSU" broker --listener-url "tcp://$B" --advertised-listener-url "tcp://$B" --storage-engine sqlite://tansu.db >tansu.log 2>&1) &
-TPID=$!
-PIDS+=($TPID)
-"$TOOL" create "$B" "bench-in:$PARTITIONS" "bench-out:$PARTITIONS" "copy-out:$PARTITIONS" "sluice-errors:1"
-# tansu 0.6 has no index on record headers (every fetched record would scan them all).
-sqlite3 -cmd ".timeout 10000" "$WORK/tansu.db" "CREATE INDEX IF NOT EXISTS header_topition_offset ON header (topition, offset_id);"
-
-echo "== producing $N records to bench-in ($PARTITIONS partitions)"
-"$TOOL" produce "$B" bench-in "$N"
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"; }
+# A free port: pick at random until nothing answers on it.
+free_port() {
+    local p=$(( 20000 + RANDOM % 20000 ))
+    while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$(( 20000 + RANDOM % 20000 )); done
+    echo "$p"
+}
+TOPICS=("bench-in:$PARTITIONS" "bench-out:$PARTITIONS" "copy-out:$PARTITIONS" "sluice-errors:1")
 
 mkdir -p "$WORK/rules"
 for i in $(seq 0 9); do
@@ -64,7 +65,35 @@ key = "\${dn}"
 band = "$i"
 RULE
 done
-cat >"$WORK/sluice.toml" <<CONF
+
+# Starts broker $1 (tansu | mock) in $2 (a folder); sets B (its address) and BPID.
+start_broker() {
+    mkdir -p "$2"
+    if [ "$1" = tansu ]; then
+        B="127.0.0.1:$(free_port)"
+        (cd "$2" && exec env RUST_LOG=warn "$TANSU" broker --listener-url "tcp://$B" --advertised-listener-url "tcp://$B" --storage-engine sqlite://tansu.db >tansu.log 2>&1) &
+        BPID=$!
+        "$TOOL" create "$B" "${TOPICS[@]}"
+        # tansu 0.6 has no index on record headers (every fetched record would scan them all).
+        sqlite3 -cmd ".timeout 10000" "$2/tansu.db" "CREATE INDEX IF NOT EXISTS header_topition_offset ON header (topition, offset_id);"
+    else
+        mkfifo "$2/hold"
+        "$TOOL" mock "${TOPICS[@]}" <"$2/hold" >"$2/addr" &
+        BPID=$!
+        exec 9>"$2/hold" # the mock serves until this closes
+        while [ ! -s "$2/addr" ]; do sleep 0.05; done
+        B=$(head -1 "$2/addr")
+    fi
+    PIDS+=("$BPID")
+}
+
+# Runs processor $1 (sluice | copy) against broker B; appends a row to $WORK/rows.
+run_one() {
+    local what=$1 label=$2 out pid c0 t ts cpu bcpu rss
+    c0=$(cpu_s "$BPID")
+    if [ "$what" = sluice ]; then
+        out=bench-out
+        cat >"$WORK/sluice.toml" <<CONF
 [rules]
 paths = ["$WORK/rules"]
 
@@ -76,35 +105,49 @@ type = "kafka"
 brokers = "$B"
 topics = ["bench-in"]
 group_id = "bench-sluice"
+${SOURCE_EXTRA:-}
 
 [sink]
 type = "kafka"
 brokers = "$B"
+${SINK_EXTRA:-}
 CONF
+        "$SLUICE" run --config "$WORK/sluice.toml" 2>"$WORK/sluice-$label.log" &
+    else
+        out=copy-out
+        "$TOOL" copy "$B" bench-in copy-out bench-copy "$N" >/dev/null &
+    fi
+    pid=$!
+    PIDS+=("$pid")
+    read -r t ts < <("$TOOL" wait "$B" "$out" "$N" 3600)
+    cpu=$(cpu_s "$pid")
+    # RSS at the end of the run (kB).
+    rss=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo "?")
+    bcpu=$(awk -v a="$(cpu_s "$BPID")" -v b="$c0" 'BEGIN { printf "%.1f", a - b }')
+    if [ "$what" = sluice ]; then kill -TERM "$pid"; fi
+    wait "$pid" || true
+    awk -v l="$label" -v w="$what" -v n="$N" -v t="$t" -v ts="$ts" -v c="$cpu" -v bc="$bcpu" -v rss="$rss" 'BEGIN {
+        printf "| %s | %s | %.0f | %.0f | %.1f | %.1f | %s |\n", l, w, n / t, (ts > 0 ? n / ts : 0), c * 1e6 / n, bc, (rss == "?" ? "?" : sprintf("%.0f", rss / 1024))
+    }' >>"$WORK/rows"
+    echo "   $(tail -1 "$WORK/rows")"
+}
 
-echo "== sluice: bench-in -> 10 rules -> bench-out"
-"$SLUICE" run --config "$WORK/sluice.toml" 2>"$WORK/sluice.log" &
-SPID=$!
-PIDS+=($SPID)
-TANSU_CPU0=$(cpu_s "$TPID")
-T_SLUICE=$("$TOOL" wait "$B" bench-out "$N" 3600)
-S_CPU=$(cpu_s "$SPID")
-echo "   sluice used $S_CPU CPU-s ($(awk -v c="$S_CPU" -v n="$N" 'BEGIN { printf "%.1f", c * 1e6 / n }') µs/msg), tansu $(awk -v a="$(cpu_s "$TPID")" -v b="$TANSU_CPU0" 'BEGIN { printf "%.1f", a - b }') CPU-s"
-kill -TERM "$SPID"
-wait "$SPID" || true
+: >"$WORK/rows"
+for shape in $SHAPES; do
+    for broker in $BROKERS; do
+        echo "== $broker, $shape input: producing $N records"
+        start_broker "$broker" "$WORK/$broker-$shape"
+        if [ "$shape" = keyed ]; then KEYED=1 "$TOOL" produce "$B" bench-in "$N"; else KEYED=0 "$TOOL" produce "$B" bench-in "$N"; fi
+        run_one sluice "$broker, $shape"
+        run_one copy "$broker, $shape"
+        kill -9 "$BPID" 2>/dev/null || true
+        wait "$BPID" 2>/dev/null || true
+        exec 9>&- 2>/dev/null || true
+    done
+done
 
-echo "== plain copy: bench-in -> copy-out"
-"$TOOL" copy "$B" bench-in copy-out bench-copy "$N" &
-CPID=$!
-PIDS+=($CPID)
-TANSU_CPU0=$(cpu_s "$TPID")
-T_COPY=$("$TOOL" wait "$B" copy-out "$N" 3600)
-echo "   tansu $(awk -v a="$(cpu_s "$TPID")" -v b="$TANSU_CPU0" 'BEGIN { printf "%.1f", a - b }') CPU-s"
-wait "$CPID"
-
-awk -v n="$N" -v ts="$T_SLUICE" -v tc="$T_COPY" -v w="$WORKERS" 'BEGIN {
-    s = n / ts; c = n / tc;
-    printf "sluice (10 rules, %d workers): %d records in %.1fs = %.0f msg/s\n", w, n, ts, s;
-    printf "plain copy (no rules):        %d records in %.1fs = %.0f msg/s\n", n, tc, c;
-    printf "ratio sluice/copy: %.2f\n", s / c;
-}'
+echo
+echo "$N records, 10 rules, $WORKERS workers, $PARTITIONS partitions, $(date -u +%Y-%m-%d), $(nproc) cores"
+echo "| broker, input | processor | msg/s | msg/s steady | CPU µs/msg | broker CPU-s | peak RSS MB |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+cat "$WORK/rows"
