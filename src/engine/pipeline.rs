@@ -172,14 +172,26 @@ fn topic_shard(topic: &str, n: usize) -> usize {
     (h % n as u64) as usize
 }
 
+/// Batches a worker holds at most before it hands them to the sink.
+const SEND_BURST: usize = 64;
+
 async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>, mut rx: mpsc::Receiver<Envelope>, tx: mpsc::Sender<Batch>, clock: Clock) {
     let mut stage = WorkerStage::new(id, engine, registry, clock);
+    // The batches of the messages processed since the last hand-over. While messages are
+    // queued they are processed first, then handed over together: the sink wakes once per
+    // burst rather than once per message.
+    let mut ready: Vec<Batch> = Vec::with_capacity(SEND_BURST);
+    let mut sink_open = true;
     loop {
         // The per-rule counts reach the shared metrics whenever the worker runs out of work.
         let env = match rx.try_recv() {
             Ok(env) => env,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) => {
+                if !hand_over(id, &mut ready, &tx).await {
+                    sink_open = false;
+                    break;
+                }
                 stage.idle();
                 match rx.recv().await {
                     Some(env) => env,
@@ -187,15 +199,29 @@ async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>,
                 }
             }
         };
-        let Some(batch) = stage.handle(env) else {
-            continue;
-        };
-        if tx.send(batch).await.is_err() {
-            tracing::error!(worker = id, "sink stopped; worker exits");
+        if let Some(batch) = stage.handle(env) {
+            ready.push(batch);
+        }
+        if ready.len() >= SEND_BURST && !hand_over(id, &mut ready, &tx).await {
+            sink_open = false;
             break;
         }
     }
+    if sink_open {
+        hand_over(id, &mut ready, &tx).await;
+    }
     stage.idle();
+}
+
+/// Sends the ready batches to the sink, in order; `false` if the sink stopped.
+async fn hand_over(id: usize, ready: &mut Vec<Batch>, tx: &mpsc::Sender<Batch>) -> bool {
+    for batch in ready.drain(..) {
+        if tx.send(batch).await.is_err() {
+            tracing::error!(worker = id, "sink stopped; worker exits");
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]

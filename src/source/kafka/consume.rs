@@ -27,6 +27,8 @@ use crate::telemetry::metrics;
 
 /// How long one wait for room in the channel lasts (the consumer is polled in between).
 const WAIT_SLICE: Duration = Duration::from_millis(100);
+/// Records taken from the consumer at most before they are sent on together.
+const BURST: usize = 256;
 
 /// The source's metric handles, resolved once.
 struct Meters {
@@ -120,6 +122,9 @@ fn pump(
     rt: &tokio::runtime::Handle,
 ) -> Option<String> {
     let name = &c.name;
+    let mut burst: Vec<(TopicPartition, Envelope)> = Vec::with_capacity(BURST);
+    // The last record's topic name, shared by the records of that topic.
+    let mut topic: Option<Arc<str>> = None;
     loop {
         if shutdown.is_triggered() || tx.is_closed() {
             return None;
@@ -136,16 +141,26 @@ fn pump(
         }
         meters.in_flight.set(in_flight as i64);
 
-        // Send on what is held, waiting a little for room.
-        let front = c.lock().next_held();
-        if let Some((tp, env)) = front {
+        // Send on what is held, in order: waiting a little for room for the first, then as many
+        // as the channel has room for. (Held records already count as in flight: they must go
+        // on even when no more may be taken in.)
+        if c.lock().holding() {
             match rt.block_on(tokio::time::timeout(WAIT_SLICE, tx.reserve())) {
                 Ok(Ok(permit)) => {
-                    permit.send(env);
-                    c.lock().sent();
+                    let mut st = c.lock();
+                    if let Some((_, env)) = st.next_held() {
+                        permit.send(env);
+                        st.sent();
+                    }
+                    while st.holding() {
+                        let Ok(permit) = tx.try_reserve() else { break };
+                        if let Some((_, env)) = st.next_held() {
+                            permit.send(env);
+                        }
+                    }
                 }
                 Ok(Err(_)) => return None,
-                Err(_) => c.lock().refused(tp, env, Instant::now()),
+                Err(_) => c.lock().stalled(Instant::now()),
             }
         }
 
@@ -168,48 +183,72 @@ fn pump(
             continue;
         }
 
-        let timeout = if holding { Duration::ZERO } else { WAIT_SLICE };
-        match consumer.poll(timeout) {
-            None => {}
-            Some(Err(e)) => {
-                metrics::KAFKA_CONSUMER_ERRORS.with_label_values(&[&**name]).inc();
-                if is_connection_error(&e) {
-                    tracing::debug!(source = %name, error = %e, "kafka consumer error");
-                } else {
-                    tracing::warn!(source = %name, error = %e, "kafka consumer error");
-                }
-            }
-            Some(Ok(m)) => {
-                let tp: TopicPartition = (Arc::from(m.topic()), m.partition());
-                let offset = m.offset();
-                let Some(generation) = c.lock().track(&tp, offset) else {
-                    tracing::debug!(source = %name, topic = %tp.0, partition = tp.1, offset, "record below the tracked offsets skipped");
-                    continue;
-                };
-                let ack = {
-                    let c = c.clone();
-                    let tp = tp.clone();
-                    Ack::new(move |d: Delivery| c.ack(&tp, generation, offset, &d))
-                };
-                let env = envelope(&cfg.iot_topic, name, &m, &tp, ack, meters, report);
-                // Behind what is held, in order; else straight on if there is room.
-                let env = {
-                    let mut st = c.lock();
-                    if st.holding() {
-                        st.hold(tp, env);
-                        None
+        // A burst: what librdkafka already holds is taken without waiting (up to `BURST`, and
+        // not past `max_in_flight`), then sent on together, so the next stage wakes once per
+        // burst rather than once per record.
+        let room = BURST.min(cfg.max_in_flight.saturating_sub(in_flight)).max(1);
+        let mut timeout = if holding { Duration::ZERO } else { WAIT_SLICE };
+        while burst.len() < room {
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Err(e)) => {
+                    metrics::KAFKA_CONSUMER_ERRORS.with_label_values(&[&**name]).inc();
+                    if is_connection_error(&e) {
+                        tracing::debug!(source = %name, error = %e, "kafka consumer error");
                     } else {
-                        Some((tp, env))
+                        tracing::warn!(source = %name, error = %e, "kafka consumer error");
                     }
-                };
-                if let Some((tp, env)) = env {
-                    match tx.try_send(env) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(env)) => c.lock().hold(tp, env),
-                        Err(mpsc::error::TrySendError::Closed(_)) => return None,
+                    break;
+                }
+                Some(Ok(m)) => {
+                    timeout = Duration::ZERO;
+                    if topic.as_deref().is_none_or(|t| t != m.topic()) {
+                        topic = Some(Arc::from(m.topic()));
+                    }
+                    let tp: TopicPartition = (topic.clone().expect("set above"), m.partition());
+                    let offset = m.offset();
+                    let Some(generation) = c.lock().track(&tp, offset) else {
+                        tracing::debug!(source = %name, topic = %tp.0, partition = tp.1, offset, "record below the tracked offsets skipped");
+                        continue;
+                    };
+                    let ack = {
+                        let c = c.clone();
+                        let tp = tp.clone();
+                        Ack::new(move |d: Delivery| c.ack(&tp, generation, offset, &d))
+                    };
+                    let env = envelope(&cfg.iot_topic, name, &m, &tp, ack, meters, report);
+                    burst.push((tp, env));
+                }
+            }
+        }
+        if burst.is_empty() {
+            continue;
+        }
+        // Behind what is held, in order; else straight on while there is room.
+        let mut closed = Vec::new();
+        {
+            let mut st = c.lock();
+            let mut records = burst.drain(..);
+            for (tp, env) in records.by_ref() {
+                if st.holding() {
+                    st.hold(tp, env);
+                    continue;
+                }
+                match tx.try_send(env) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(env)) => st.hold(tp, env),
+                    Err(mpsc::error::TrySendError::Closed(env)) => {
+                        closed.push(env);
+                        break;
                     }
                 }
             }
+            closed.extend(records.map(|(_, env)| env));
+        }
+        if !closed.is_empty() {
+            // Dropped outside the lock: their acks take it.
+            drop(closed);
+            return None;
         }
     }
 }

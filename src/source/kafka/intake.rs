@@ -120,6 +120,12 @@ impl<T> Intake<T> {
         self.blocked_since.get_or_insert(now);
     }
 
+    /// The channel had no room for the front held record (it stays in front): the stall
+    /// counts from `now` (if not already counting).
+    pub fn stalled(&mut self, now: Instant) {
+        self.blocked_since.get_or_insert(now);
+    }
+
     /// Takes every held record (shutdown). The caller drops them after releasing any lock the
     /// records' acks take.
     pub fn take_held(&mut self) -> VecDeque<(TopicPartition, T)> {
