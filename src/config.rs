@@ -425,6 +425,23 @@ mod tests {
     }
 
     #[test]
+    fn kafka_sink_headers_are_checked_with_positions() {
+        let text = |headers: &str| format!("[[sources]]\ntype = \"file\"\npath = \"x\"\n[sink]\ntype = \"kafka\"\nbrokers = \"b:9092\"\n{headers}");
+        let c = Config::parse(Path::new("c.toml"), &text("")).unwrap();
+        let SinkConfig::Kafka(k) = &c.sink else { panic!("kafka sink") };
+        assert_eq!(k.headers, [crate::sink::kafka::config::SinkHeader::IotTopic, crate::sink::kafka::config::SinkHeader::Rule]);
+        let c = Config::parse(Path::new("c.toml"), &text("headers = []\n")).unwrap();
+        let SinkConfig::Kafka(k) = &c.sink else { panic!("kafka sink") };
+        assert!(k.headers.is_empty());
+        let e = Config::parse(Path::new("c.toml"), &text("headers = [\"iot-topic\", \"rule\"]\n")).unwrap_err().to_string();
+        // The position is the `[sink]` table's (an internally tagged enum: serde has no finer span).
+        assert!(e.starts_with("c.toml:4:1: "), "{e}");
+        assert!(e.contains("unknown variant `rule`, expected `iot-topic` or `sluice-rule`"), "{e}");
+        let e = Config::parse(Path::new("c.toml"), &text("headers = [\"iot-topic\", \"iot-topic\"]\n")).unwrap_err().to_string();
+        assert_eq!(e, "sink: `headers` names `iot-topic` twice (entry 2)");
+    }
+
+    #[test]
     fn kafka_iot_topic_sources() {
         let base = "[[sources]]\ntype = \"kafka\"\nbrokers = \"b\"\ntopics = [\"in\"]\ngroup_id = \"g\"\n";
         let sink = "[sink]\ntype = \"file\"\ndir = \"o\"\n";
