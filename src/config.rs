@@ -203,6 +203,11 @@ pub struct MqttSourceConfig {
     /// Memory limit (bytes) of one decoder call.
     #[serde(default = "default_mqtt_decoder_memory_bytes")]
     pub decoder_memory_bytes: usize,
+    /// Subscribe (QoS 0) to Mosquitto's `$SYS/broker/publish/messages/dropped` and export it
+    /// as `sluice_mqtt_broker_dropped_messages`, naming a count above 0 in `/readyz` (default
+    /// `true`). A broker that refuses it is logged once; one without it costs nothing.
+    #[serde(default = "default_mqtt_watch_broker_drops")]
+    pub watch_broker_drops: bool,
 }
 
 /// `[sources.tls]` of an MQTT source: PEM files.
@@ -239,6 +244,9 @@ fn default_mqtt_decoder_timeout_ms() -> u64 {
 }
 fn default_mqtt_decoder_memory_bytes() -> usize {
     16 * 1024 * 1024
+}
+fn default_mqtt_watch_broker_drops() -> bool {
+    true
 }
 
 impl MqttSourceConfig {
@@ -482,6 +490,10 @@ mod tests {
         assert!(!m.clean_session);
         assert_eq!(m.decoder_timeout_ms, 50);
         assert_eq!(m.decoders_dir, PathBuf::from("decoders"));
+        assert!(m.watch_broker_drops, "the broker's dropped-message count is watched by default");
+        let c = Config::parse(Path::new("c.toml"), "[[sources]]\ntype = \"mqtt\"\nurl = \"mqtt://h\"\nclient_id = \"s\"\nwatch_broker_drops = false\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap();
+        let SourceConfig::Mqtt(m) = &c.sources[0] else { panic!("mqtt source") };
+        assert!(!m.watch_broker_drops);
         let e = Config::parse(Path::new("c.toml"), "[[sources]]\ntype = \"mqtt\"\nurl = \"mqtts://h:8883\"\nclient_id = \"s\"\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap_err();
         assert!(e.to_string().contains("needs a [tls] table"), "{e}");
     }
