@@ -203,6 +203,11 @@ pub struct MqttSourceConfig {
     /// Memory limit (bytes) of one decoder call.
     #[serde(default = "default_mqtt_decoder_memory_bytes")]
     pub decoder_memory_bytes: usize,
+    /// Subscribe (QoS 0) to Mosquitto's `$SYS/broker/publish/messages/dropped` and export it
+    /// as `sluice_mqtt_broker_dropped_messages`, naming a count above 0 in `/readyz` (default
+    /// `true`). A broker that refuses it is logged once; one without it costs nothing.
+    #[serde(default = "default_mqtt_watch_broker_drops")]
+    pub watch_broker_drops: bool,
 }
 
 /// `[sources.tls]` of an MQTT source: PEM files.
@@ -239,6 +244,9 @@ fn default_mqtt_decoder_timeout_ms() -> u64 {
 }
 fn default_mqtt_decoder_memory_bytes() -> usize {
     16 * 1024 * 1024
+}
+fn default_mqtt_watch_broker_drops() -> bool {
+    true
 }
 
 impl MqttSourceConfig {
@@ -425,6 +433,23 @@ mod tests {
     }
 
     #[test]
+    fn kafka_sink_headers_are_checked_with_positions() {
+        let text = |headers: &str| format!("[[sources]]\ntype = \"file\"\npath = \"x\"\n[sink]\ntype = \"kafka\"\nbrokers = \"b:9092\"\n{headers}");
+        let c = Config::parse(Path::new("c.toml"), &text("")).unwrap();
+        let SinkConfig::Kafka(k) = &c.sink else { panic!("kafka sink") };
+        assert_eq!(k.headers, [crate::sink::kafka::config::SinkHeader::IotTopic, crate::sink::kafka::config::SinkHeader::Rule]);
+        let c = Config::parse(Path::new("c.toml"), &text("headers = []\n")).unwrap();
+        let SinkConfig::Kafka(k) = &c.sink else { panic!("kafka sink") };
+        assert!(k.headers.is_empty());
+        let e = Config::parse(Path::new("c.toml"), &text("headers = [\"iot-topic\", \"rule\"]\n")).unwrap_err().to_string();
+        // The position is the `[sink]` table's (an internally tagged enum: serde has no finer span).
+        assert!(e.starts_with("c.toml:4:1: "), "{e}");
+        assert!(e.contains("unknown variant `rule`, expected `iot-topic` or `sluice-rule`"), "{e}");
+        let e = Config::parse(Path::new("c.toml"), &text("headers = [\"iot-topic\", \"iot-topic\"]\n")).unwrap_err().to_string();
+        assert_eq!(e, "sink: `headers` names `iot-topic` twice (entry 2)");
+    }
+
+    #[test]
     fn kafka_iot_topic_sources() {
         let base = "[[sources]]\ntype = \"kafka\"\nbrokers = \"b\"\ntopics = [\"in\"]\ngroup_id = \"g\"\n";
         let sink = "[sink]\ntype = \"file\"\ndir = \"o\"\n";
@@ -465,6 +490,10 @@ mod tests {
         assert!(!m.clean_session);
         assert_eq!(m.decoder_timeout_ms, 50);
         assert_eq!(m.decoders_dir, PathBuf::from("decoders"));
+        assert!(m.watch_broker_drops, "the broker's dropped-message count is watched by default");
+        let c = Config::parse(Path::new("c.toml"), "[[sources]]\ntype = \"mqtt\"\nurl = \"mqtt://h\"\nclient_id = \"s\"\nwatch_broker_drops = false\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap();
+        let SourceConfig::Mqtt(m) = &c.sources[0] else { panic!("mqtt source") };
+        assert!(!m.watch_broker_drops);
         let e = Config::parse(Path::new("c.toml"), "[[sources]]\ntype = \"mqtt\"\nurl = \"mqtts://h:8883\"\nclient_id = \"s\"\n[sink]\ntype = \"file\"\ndir = \"o\"\n").unwrap_err();
         assert!(e.to_string().contains("needs a [tls] table"), "{e}");
     }

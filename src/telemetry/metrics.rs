@@ -309,6 +309,11 @@ pub static MQTT_CONNECTION_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 /// MQTT source: requests received and not yet answered, by source.
 pub static MQTT_IN_FLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_mqtt_in_flight_requests", "Integration requests received and not yet answered.", &["source"]));
+/// MQTT source: messages its broker reports dropped (Mosquitto's
+/// `$SYS/broker/publish/messages/dropped`: all clients, since the broker started), by source.
+pub static MQTT_BROKER_DROPPED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge("sluice_mqtt_broker_dropped_messages", "Messages the MQTT broker reports it dropped ($SYS/broker/publish/messages/dropped): all clients, since the broker started.", &["source"])
+});
 
 /// Rules running, by state (`enabled`, `disabled`).
 pub static RULES_LOADED: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_rules_loaded", "Rules loaded in the engine, by state: enabled or disabled.", &["state"]));

@@ -16,6 +16,7 @@ mod http_upload;
 mod kafka_bad_input;
 mod kafka_crash;
 mod kafka_e2e;
+mod kafka_headers;
 mod kafka_outage;
 mod kafka_scale_out;
 mod local_stack;

@@ -1,6 +1,6 @@
 //! The MQTT integration channel against a real Mosquitto, no Kafka, through the production App:
-//! shared subscriptions and an oversized request (file sink), delivery failures and a failed
-//! sink (sinks of the tests' own, `App::build_with`).
+//! shared subscriptions, an oversized request and the broker's dropped messages (file sink),
+//! delivery failures and a failed sink (sinks of the tests' own, `App::build_with`).
 
 use sluice_testkit as support;
 
@@ -184,4 +184,40 @@ fn a_failed_sink_stops_the_whole_pipeline() {
     let e = result.expect_err("the app reports the failure of the sink");
     assert!(e.to_string().contains("disk gone"), "{e}");
     assert!(p.replies().iter().all(|r| r.body["id"] != json!("7")), "not answered: {:?}", p.replies());
+}
+
+/// Mosquitto drops what a persistent session's queue cannot hold: a broker keeping 5 messages
+/// per client, its `$SYS` tree updated every second; Sluice subscribes, stops, and 20 requests
+/// arrive while it is away. On its return the broker delivers the 5 it kept, and its count of
+/// dropped messages (15) shows in `sluice_mqtt_broker_dropped_messages` and in the readiness
+/// detail of the source, which still passes.
+#[test]
+fn the_brokers_dropped_messages_are_exported_and_named_in_readiness() {
+    let m = Mosquitto::start_with_options(&[("max_queued_messages", "5"), ("sys_interval", "1")]);
+    let client_id = "sluice-drops";
+    let out = sluice_testkit::temp_dir("sluice-drops-");
+    let p = Publisher::connect(m.port, "third-party-drops");
+    let running = app(&m, &[(client_id, json!({}))], out.path());
+    p.wait_for_sluice(WAIT);
+    report(running);
+    // The broker has seen the session go: what comes now is queued for it, or dropped.
+    let gone = [format!("Client {client_id} disconnected"), format!("Client {client_id} closed its connection")];
+    assert!(wait_until(WAIT, || gone.iter().any(|g| m.log().contains(g))), "the broker did not see Sluice go:\n{}", m.log());
+    for i in 0..20 {
+        p.publish("sys/pk/integration/event/post", REQUEST.replace("\"7\"", &format!("\"r{i}\"")));
+    }
+    assert!(p.wait_acked(WAIT), "the broker did not acknowledge the requests");
+
+    let running = app(&m, &[(client_id, json!({}))], out.path());
+    let name = format!("mqtt:{}:{client_id}", m.url());
+    let line = format!("sluice_mqtt_broker_dropped_messages{{source=\"{name}\"}} 15");
+    assert!(wait_until(WAIT, || sluice::telemetry::metrics::render().lines().any(|l| l == line)), "no `{line}` in:\n{}", sluice::telemetry::metrics::render());
+    let check = sluice::telemetry::health::report().checks.into_iter().find(|c| c.name == format!("source:{name}")).expect("the source's readiness check");
+    assert!(check.ok, "{check:?}");
+    assert!(check.detail.starts_with("connected; the broker reports 15 dropped messages"), "{check:?}");
+    // The 5 the broker kept are answered (in order, before the ping that follows them).
+    p.wait_for_sluice(WAIT);
+    let ids: Vec<_> = p.replies().iter().map(|r| (r.body["id"].clone(), r.body["code"].clone())).collect();
+    assert_eq!(ids, (0..5).map(|i| (json!(format!("r{i}")), json!(200))).collect::<Vec<_>>());
+    report(running);
 }

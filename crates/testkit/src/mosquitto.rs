@@ -48,24 +48,38 @@ pub struct Mosquitto {
     pub port: u16,
     /// Its TLS listener's port on 127.0.0.1, when it has one.
     pub tls_port: Option<u16>,
+    /// Global options of its configuration, over the kit's defaults ([`Mosquitto::start_with_options`]).
+    options: Vec<(String, String)>,
 }
+
+/// The kit's global options: anonymous, in memory, and no limit on the messages queued for a
+/// slow client (Mosquitto drops QoS 1 messages beyond 1000 by default): on a loaded machine the
+/// test client reads replies late.
+const DEFAULT_OPTIONS: &[(&str, &str)] = &[("per_listener_settings", "false"), ("allow_anonymous", "true"), ("persistence", "false"), ("max_queued_messages", "0")];
 
 impl Mosquitto {
     /// Starts a broker (anonymous, no persistence) and waits until it accepts connections.
     pub fn start() -> Mosquitto {
-        Mosquitto::start_with(None)
+        Mosquitto::start_with(None, &[])
     }
 
     /// Starts a broker with a plain listener (for test clients) and a TLS listener.
     pub fn start_tls(tls: &TlsListener) -> Mosquitto {
-        Mosquitto::start_with(Some(tls))
+        Mosquitto::start_with(Some(tls), &[])
+    }
+
+    /// Starts a broker with global `options` (`mosquitto.conf` name and value) replacing or
+    /// adding to the kit's defaults: `[("max_queued_messages", "5"), ("sys_interval", "1")]`.
+    pub fn start_with_options(options: &[(&str, &str)]) -> Mosquitto {
+        Mosquitto::start_with(None, options)
     }
 
     /// A port picked free may be taken by another process before Mosquitto binds it: a broker
     /// that exits before it listens is started again on new ports (up to 5 times).
-    fn start_with(tls: Option<&TlsListener>) -> Mosquitto {
+    fn start_with(tls: Option<&TlsListener>, options: &[(&str, &str)]) -> Mosquitto {
         let dir = crate::temp_dir("sluice-mosquitto-");
-        let mut m = Mosquitto { child: None, dir, port: 0, tls_port: None };
+        let options: Vec<(String, String)> = DEFAULT_OPTIONS.iter().filter(|(k, _)| !options.iter().any(|(o, _)| o == k)).chain(options).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut m = Mosquitto { child: None, dir, port: 0, tls_port: None, options };
         for attempt in 1.. {
             (m.port, m.tls_port) = (crate::free_port(), tls.map(|_| crate::free_port()));
             m.configure(tls);
@@ -81,9 +95,8 @@ impl Mosquitto {
     /// Writes the configuration: the plain listener, and the TLS listener with `tls` (which
     /// takes effect at the next [`Mosquitto::restart`]).
     pub fn configure(&self, tls: Option<&TlsListener>) {
-        // No limit on the messages queued for a slow client (Mosquitto drops QoS 1 messages
-        // beyond 1000 by default): on a loaded machine the test client reads replies late.
-        let mut conf = format!("per_listener_settings false\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nlistener {} 127.0.0.1\n", self.port);
+        let mut conf: String = self.options.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+        conf += &format!("listener {} 127.0.0.1\n", self.port);
         if let (Some(t), Some(port)) = (tls, self.tls_port) {
             let path = |p: &PathBuf| p.display().to_string();
             conf += &format!("listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n", path(&t.ca_file), path(&t.cert_file), path(&t.key_file), t.require_certificate);
@@ -170,6 +183,9 @@ pub struct Publisher {
     /// Replies to [`Publisher::wait_for_sluice`]'s pings (id `ping`), kept out of `replies`: a
     /// late one cannot pass for the reply to a test's request.
     pings: Arc<Mutex<usize>>,
+    /// Publishes sent, and PUBACKs received: the broker has taken (queued or dropped) them.
+    published: Arc<Mutex<usize>>,
+    acked: Arc<Mutex<usize>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -181,11 +197,12 @@ impl Publisher {
         let (client, mut conn) = Client::new(o, 100);
         let replies = Arc::new(Mutex::new(Vec::new()));
         let pings = Arc::new(Mutex::new(0));
+        let acked = Arc::new(Mutex::new(0));
         let (sub_tx, sub_rx) = std::sync::mpsc::channel();
         client.subscribe("sys/+/integration/+/post_reply", QoS::AtLeastOnce).expect("subscribe");
         client.subscribe("sys/+/integration/up_raw_reply", QoS::AtLeastOnce).expect("subscribe");
         let thread = {
-            let (replies, pings) = (replies.clone(), pings.clone());
+            let (replies, pings, acked) = (replies.clone(), pings.clone(), acked.clone());
             std::thread::spawn(move || {
                 let mut subacks = 0;
                 for ev in conn.iter() {
@@ -204,6 +221,7 @@ impl Publisher {
                                 replies.lock().unwrap().push(Reply { topic: p.topic.clone(), body });
                             }
                         }
+                        Ok(Event::Incoming(Packet::PubAck(_))) => *acked.lock().unwrap() += 1,
                         Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                         Ok(_) => {}
                         // The client reconnects: back off between attempts.
@@ -213,12 +231,19 @@ impl Publisher {
             })
         };
         sub_rx.recv_timeout(Duration::from_secs(10)).expect("test client subscribed");
-        Publisher { client, replies, pings, thread: Some(thread) }
+        Publisher { client, replies, pings, published: Arc::new(Mutex::new(0)), acked, thread: Some(thread) }
     }
 
     /// Publishes a request (QoS 1).
     pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        *self.published.lock().unwrap() += 1;
         self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).expect("publish");
+    }
+
+    /// Waits until the broker acknowledged every request published so far (it has queued them
+    /// for their subscribers, or dropped them); false on timeout.
+    pub fn wait_acked(&self, timeout: Duration) -> bool {
+        crate::wait_until(timeout, || *self.acked.lock().unwrap() >= *self.published.lock().unwrap())
     }
 
     /// Every reply so far.

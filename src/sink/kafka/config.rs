@@ -11,9 +11,72 @@ use crate::kafka::client::{check_reserved, Client};
 /// Producer properties Sluice sets itself (they have their own fields).
 pub const KAFKA_SINK_RESERVED: &[&str] = &["bootstrap.servers"];
 
+/// Header carrying the input's IoT topic.
+pub const IOT_TOPIC_HEADER: &str = "iot-topic";
+/// Header carrying the rule's name.
+pub const RULE_HEADER: &str = "sluice-rule";
+
+/// A header the Kafka sink adds to records itself (`[sink] headers`), named as on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum SinkHeader {
+    /// `iot-topic`: the input's IoT topic.
+    #[serde(rename = "iot-topic")]
+    IotTopic,
+    /// `sluice-rule`: the name of the rule that made the record.
+    #[serde(rename = "sluice-rule")]
+    Rule,
+}
+
+impl SinkHeader {
+    /// Every built-in header, in the order they are attached.
+    pub const ALL: [SinkHeader; 2] = [SinkHeader::IotTopic, SinkHeader::Rule];
+
+    /// The header's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            SinkHeader::IotTopic => IOT_TOPIC_HEADER,
+            SinkHeader::Rule => RULE_HEADER,
+        }
+    }
+}
+
+/// The default of `[sink] headers`: both built-in headers, as before the option existed.
+pub const DEFAULT_SINK_HEADERS: [SinkHeader; 2] = SinkHeader::ALL;
+
+/// Which built-in headers a record gets, resolved once when the sink starts (no per-record
+/// lookup). Error records and dead letters always get [`HeaderSet::ALL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderSet {
+    /// Attach `iot-topic`.
+    pub iot_topic: bool,
+    /// Attach `sluice-rule` (when the record has a rule: a source's dead letter has none).
+    pub rule: bool,
+}
+
+impl HeaderSet {
+    /// Both built-in headers.
+    pub const ALL: HeaderSet = HeaderSet { iot_topic: true, rule: true };
+
+    /// The set named by a `headers` list.
+    pub fn of(headers: &[SinkHeader]) -> HeaderSet {
+        HeaderSet { iot_topic: headers.contains(&SinkHeader::IotTopic), rule: headers.contains(&SinkHeader::Rule) }
+    }
+
+    /// How many headers of the set a record can get (a capacity hint).
+    pub fn len(self) -> usize {
+        usize::from(self.iot_topic) + usize::from(self.rule)
+    }
+
+    /// Whether the set is empty (`headers = []`).
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// `[sink] type = "kafka"`: a producer with delivery reports. Each record goes to the topic and
-/// key its rule rendered, with headers `iot-topic` (the input's IoT topic), `sluice-rule` and
-/// the rule's own. A batch is acknowledged once the broker acknowledged all its records.
+/// key its rule rendered, with the built-in headers of `headers` (default `iot-topic`, the
+/// input's IoT topic, and `sluice-rule`) and the rule's own. A batch is acknowledged once the
+/// broker acknowledged all its records.
 /// Retriable errors are retried with backoff, forever; records the broker refuses for good
 /// (unknown or unauthorised topic, too large) become dead letters in the engine's default
 /// error topic.
@@ -48,6 +111,11 @@ pub struct KafkaSinkConfig {
     /// Any librdkafka producer property (`acks`, `message.max.bytes`, `security.protocol`, …),
     /// passed through as is; it wins over the fields above.
     pub properties: BTreeMap<String, String>,
+    /// The headers Sluice adds itself to each data record, by name: `iot-topic` (the input's
+    /// IoT topic) and `sluice-rule` (the rule's name); default both ([`DEFAULT_SINK_HEADERS`]),
+    /// `[]` for none. The rule's own `[actions.headers]` are always attached. Error records and
+    /// dead letters always carry both, whatever this says: the error topic's contract.
+    pub headers: Vec<SinkHeader>,
 }
 
 impl Default for KafkaSinkConfig {
@@ -66,13 +134,15 @@ impl Default for KafkaSinkConfig {
             retry_backoff_max_ms: 10_000,
             unknown_topic_timeout_ms: 10_000,
             properties: BTreeMap::new(),
+            headers: DEFAULT_SINK_HEADERS.to_vec(),
         }
     }
 }
 
 impl KafkaSinkConfig {
-    /// Checks what the types do not: required fields, known compressions, bounds, reserved
-    /// properties.
+    /// Checks what the types do not: required fields, known compressions, bounds, headers named
+    /// once, reserved properties. (Unknown header names are refused by the parser, with their
+    /// position and the allowed names.)
     pub fn validate(&self) -> Result<(), String> {
         if self.brokers.trim().is_empty() {
             return Err("`brokers` is empty".into());
@@ -85,6 +155,9 @@ impl KafkaSinkConfig {
         }
         if self.retry_backoff_ms == 0 || self.retry_backoff_max_ms < self.retry_backoff_ms {
             return Err("`retry_backoff_ms` must be at least 1 and at most `retry_backoff_max_ms`".into());
+        }
+        if let Some((i, h)) = self.headers.iter().enumerate().find(|(i, h)| self.headers[..*i].contains(h)) {
+            return Err(format!("`headers` names `{}` twice (entry {})", h.name(), i + 1));
         }
         check_reserved(&self.properties, KAFKA_SINK_RESERVED)
     }
@@ -128,6 +201,7 @@ mod tests {
             retry_backoff_max_ms: 1000,
             unknown_topic_timeout_ms: 2000,
             properties,
+            headers: vec![],
         };
         let c = cfg.client_config();
         assert_eq!(c.get("enable.idempotence"), Some("true"));
@@ -158,5 +232,33 @@ mod tests {
         let c: KafkaSinkConfig = toml::from_str("brokers = \"b\"\n[properties]\n\"bootstrap.servers\" = \"x\"\n").unwrap();
         assert!(c.validate().is_err());
         assert!(toml::from_str::<KafkaSinkConfig>("brokers = \"b\"\nlinger = 1\n").is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn built_in_headers_are_chosen_by_name() {
+        let parse = |headers: &str| toml::from_str::<KafkaSinkConfig>(&format!("brokers = \"b\"\n{headers}"));
+        let c = parse("").unwrap();
+        assert_eq!(c.headers, [SinkHeader::IotTopic, SinkHeader::Rule], "both by default");
+        assert_eq!(HeaderSet::of(&c.headers), HeaderSet::ALL);
+        let c = parse("headers = []\n").unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert!(HeaderSet::of(&c.headers).is_empty());
+        let c = parse("headers = [\"sluice-rule\"]\n").unwrap();
+        assert_eq!(HeaderSet::of(&c.headers), HeaderSet { iot_topic: false, rule: true });
+        assert_eq!(HeaderSet::of(&c.headers).len(), 1);
+        let c = parse("headers = [\"iot-topic\"]\n").unwrap();
+        assert_eq!(HeaderSet::of(&c.headers), HeaderSet { iot_topic: true, rule: false });
+        // The names parse to the variants that attach them.
+        for h in SinkHeader::ALL {
+            assert_eq!(parse(&format!("headers = [\"{}\"]\n", h.name())).unwrap().headers, [h]);
+        }
+        assert_eq!((SinkHeader::IotTopic.name(), SinkHeader::Rule.name()), ("iot-topic", "sluice-rule"));
+        // An unknown name is refused with the allowed ones.
+        let e = parse("headers = [\"iot_topic\"]\n").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `iot_topic`, expected `iot-topic` or `sluice-rule`"), "{e}");
+        let e = parse("headers = \"iot-topic\"\n").unwrap_err().to_string();
+        assert!(e.contains("invalid type"), "a list, not a string: {e}");
+        let c = parse("headers = [\"sluice-rule\", \"iot-topic\", \"sluice-rule\"]\n").unwrap();
+        assert_eq!(c.validate().unwrap_err(), "`headers` names `sluice-rule` twice (entry 3)");
     }
 }

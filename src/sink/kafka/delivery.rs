@@ -16,13 +16,12 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use crate::flow::{Ack, Delivery, OutputRecord};
 use crate::kafka::client::Context;
 use crate::retry::Backoff;
+use crate::sink::kafka::config::HeaderSet;
 use crate::sink::kafka::dead_letter::dead_letter;
 use crate::telemetry::metrics;
 
-/// Header carrying the input's IoT topic.
-pub const IOT_TOPIC_HEADER: &str = "iot-topic";
-/// Header carrying the rule's name.
-pub const RULE_HEADER: &str = "sluice-rule";
+pub use crate::sink::kafka::config::{IOT_TOPIC_HEADER, RULE_HEADER};
+
 /// The `sink` label of this sink's metrics.
 pub const SINK: &str = "kafka";
 /// Pause before producing again when the producer's queue is full.
@@ -122,6 +121,8 @@ pub struct Deliveries {
     /// The delay before producing a failed record again, from its failed attempts.
     backoff: Backoff,
     dead_letter_topic: String,
+    /// The built-in headers of data records (`[sink] headers`); error records get them all.
+    headers: HeaderSet,
     started: Instant,
     last_retry_log_ms: AtomicU64,
     retries_unlogged: AtomicU64,
@@ -159,8 +160,9 @@ pub fn classify(err: &KafkaError) -> Class {
 impl Deliveries {
     /// Nothing in flight yet; `resend` takes records to produce again, `max_in_flight` bounds
     /// the records in flight, a failed record waits `backoff.delay(its failed attempts)` before
-    /// another attempt, and refused ones go to `dead_letter_topic`.
-    pub fn new(resend: mpsc::UnboundedSender<Box<Pending>>, max_in_flight: usize, backoff: Backoff, dead_letter_topic: String) -> Deliveries {
+    /// another attempt, refused ones go to `dead_letter_topic`, and data records get the
+    /// built-in `headers`.
+    pub fn new(resend: mpsc::UnboundedSender<Box<Pending>>, max_in_flight: usize, backoff: Backoff, dead_letter_topic: String, headers: HeaderSet) -> Deliveries {
         Deliveries {
             resend,
             rt: tokio::runtime::Handle::current(),
@@ -171,6 +173,7 @@ impl Deliveries {
             fatal: Mutex::new(None),
             backoff,
             dead_letter_topic,
+            headers,
             started: Instant::now(),
             last_retry_log_ms: AtomicU64::new(0),
             retries_unlogged: AtomicU64::new(0),
@@ -258,13 +261,26 @@ impl ProducerContext for Context<Arc<Deliveries>> {
     }
 }
 
+/// The built-in headers of a record: `chosen` (`[sink] headers`) for data records, both for
+/// error records and dead letters (whose consumers rely on them).
+fn builtin_headers(chosen: HeaderSet, rec: &OutputRecord) -> HeaderSet {
+    if rec.is_error {
+        HeaderSet::ALL
+    } else {
+        chosen
+    }
+}
+
 /// Hands one record to the producer, waiting while its queue is full.
 pub async fn produce(producer: &KafkaProducer, d: &Deliveries, mut p: Box<Pending>) {
     loop {
         let rec = p.rec.clone();
-        let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len() + 2);
-        headers = headers.insert(Header { key: IOT_TOPIC_HEADER, value: Some(p.iot_topic.as_bytes()) });
-        if !rec.rule.is_empty() {
+        let builtin = builtin_headers(d.headers, &rec);
+        let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len() + builtin.len());
+        if builtin.iot_topic {
+            headers = headers.insert(Header { key: IOT_TOPIC_HEADER, value: Some(p.iot_topic.as_bytes()) });
+        }
+        if builtin.rule && !rec.rule.is_empty() {
             headers = headers.insert(Header { key: RULE_HEADER, value: Some(rec.rule.as_bytes()) });
         }
         for (k, v) in &rec.headers {
@@ -304,5 +320,16 @@ mod tests {
         assert_eq!(classify(&e(RDKafkaErrorCode::TopicAuthorizationFailed)), Class::DeadLetter("unauthorized"));
         assert_eq!(classify(&e(RDKafkaErrorCode::MessageSizeTooLarge)), Class::DeadLetter("too_large"));
         assert_eq!(classify(&e(RDKafkaErrorCode::Fatal)), Class::Fatal);
+    }
+
+    #[test]
+    fn error_records_keep_both_built_in_headers() {
+        let rec = |is_error| OutputRecord { rule: Arc::from("r"), topic: "t".into(), key: None, headers: vec![], value: b"{}".to_vec(), is_error };
+        let none = HeaderSet::of(&[]);
+        assert_eq!(builtin_headers(none, &rec(false)), none, "data records: as configured");
+        assert_eq!(builtin_headers(HeaderSet::ALL, &rec(false)), HeaderSet::ALL);
+        assert_eq!(builtin_headers(none, &rec(true)), HeaderSet::ALL, "error records and dead letters: always both");
+        let dl = crate::sink::kafka::dead_letter::dead_letter(&rec(false), "/a/b", "unknown_topic", "nope", "sluice-errors");
+        assert_eq!(builtin_headers(none, &dl), HeaderSet::ALL);
     }
 }

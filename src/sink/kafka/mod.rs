@@ -1,9 +1,11 @@
 //! The Kafka sink: a producer with delivery reports.
 //!
-//! Each record goes to the topic and key its rule rendered, with headers `iot-topic` (the
-//! input's IoT topic), `sluice-rule` (the rule's name) and the rule's own headers. A batch (all
-//! the outputs of one input) is acknowledged once the broker acknowledged every record of it,
-//! so the source commits only what is safe (at-least-once).
+//! Each record goes to the topic and key its rule rendered, with the built-in headers chosen by
+//! `[sink] headers` (default both: `iot-topic`, the input's IoT topic, and `sluice-rule`, the
+//! rule's name; resolved once at start into a [`HeaderSet`]) and the rule's own headers. Error
+//! records and dead letters always carry both built-in headers. A batch (all the outputs of one
+//! input) is acknowledged once the broker acknowledged every record of it, so the source
+//! commits only what is safe (at-least-once).
 //!
 //! Failures:
 //! - retriable (broker down, timeouts, leader changes, full queue): produced again after a
@@ -43,7 +45,7 @@ use crate::error::SinkError;
 use crate::flow::{Batch, BoxFuture, Delivery};
 use crate::kafka::client::{Client, Context, Role};
 use crate::retry::Backoff;
-use crate::sink::kafka::config::KafkaSinkConfig;
+use crate::sink::kafka::config::{HeaderSet, KafkaSinkConfig};
 use crate::sink::kafka::delivery::{produce, BatchState, Deliveries, KafkaProducer, Pending, SINK};
 use crate::sink::{Sink, SinkReport};
 use crate::telemetry::metrics;
@@ -86,7 +88,9 @@ impl Sink for KafkaSink {
             let max_in_flight = self.cfg.max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
             let (resend_tx, mut resend_rx) = mpsc::unbounded_channel::<Box<Pending>>();
             let backoff = Backoff::new(Duration::from_millis(self.cfg.retry_backoff_ms), Duration::from_millis(self.cfg.retry_backoff_max_ms));
-            let d = Arc::new(Deliveries::new(resend_tx, max_in_flight, backoff, self.dead_letter_topic.clone()));
+            let headers = HeaderSet::of(&self.cfg.headers);
+            tracing::info!(iot_topic = headers.iot_topic, rule = headers.rule, "kafka sink: built-in headers of data records");
+            let d = Arc::new(Deliveries::new(resend_tx, max_in_flight, backoff, self.dead_letter_topic.clone(), headers));
             let client_config = self.cfg.client_config();
             let client = Client::new(Role::Producer, HEALTH_CHECK);
             client.start(&client_config);

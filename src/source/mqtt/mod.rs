@@ -23,6 +23,9 @@
 //! (retry later) and the publish *is* acknowledged: the publisher is told to retry, and an
 //! unacknowledged publish would hold one of the broker's in-flight slots until the next
 //! reconnect only to fail again.
+//!
+//! The broker's own count of the messages it dropped (a session's queue full: Mosquitto's
+//! `max_queued_messages`) is watched by [`broker_drops`].
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,12 +44,14 @@ use crate::message::{Message, Metadata};
 use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::source::decoder::Decoders;
+use crate::source::mqtt::broker_drops::{is_sys, BrokerDrops};
 use crate::source::mqtt::request::{intake, Intake};
 use crate::source::mqtt::tls::connection_failure;
 use crate::source::{Source, SourceReport};
 use crate::telemetry::{health, metrics};
 use crate::topic::{TopicInfo, TopicKind};
 
+pub mod broker_drops;
 pub mod request;
 pub mod tls;
 
@@ -301,6 +306,7 @@ impl MqttSource {
         health::set(&check, false, "connecting");
         let host = self.cfg.endpoint().map(|(h, _, _)| h).unwrap_or_default();
         let subs = Self::subscriptions(&self.cfg);
+        let mut drops = BrokerDrops::new(name, self.cfg.watch_broker_drops);
         let mut backoff = Backoff::new(Duration::from_millis(self.cfg.reconnect_backoff_ms), Duration::from_millis(self.cfg.reconnect_backoff_max_ms));
         let mut connected = false;
         let mut received = 0u64;
@@ -331,18 +337,34 @@ impl MqttSource {
                     connected = true;
                     backoff.reset();
                     connected_gauge.set(1);
-                    health::set(&check, true, "connected");
+                    health::set(&check, true, drops.connected_detail());
                     metrics::MQTT_CONNECTION_EVENTS.with_label_values(&[name, "connect"]).inc();
                     tracing::info!(target: "sluice::channel", source = %name, session_present = ack.session_present, "connected");
-                    if let Err(e) = client.try_subscribe_many(subs.iter().map(|s| SubscribeFilter::new(s.clone(), QoS::AtLeastOnce))) {
+                    // The requests' filters, then (when watched) the broker's dropped count: one
+                    // SUBSCRIBE, so the SUBACK's codes come in this order.
+                    let filters = subs.iter().map(|s| SubscribeFilter::new(s.clone(), QoS::AtLeastOnce)).chain(drops.subscription());
+                    if let Err(e) = client.try_subscribe_many(filters) {
                         tracing::error!(source = %name, error = %e, "subscribe failed");
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
+                    let (requests, sys) = ack.return_codes.split_at(subs.len().min(ack.return_codes.len()));
+                    if requests.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
                         tracing::error!(target: "sluice::channel", source = %name, "the broker refused a subscription");
                     } else {
                         tracing::info!(target: "sluice::channel", source = %name, topics = ?subs, "subscribed");
+                    }
+                    if let Some(code) = sys.first() {
+                        drops.subscribed(code);
+                    }
+                }
+                // The broker's own topics (the dropped count) are never requests.
+                Ok(Event::Incoming(Packet::Publish(p))) if is_sys(&p.topic) => {
+                    if p.qos != QoS::AtMostOnce {
+                        let _ = client.try_ack(&p);
+                    }
+                    if drops.observe(&p.topic, &p.payload) && connected {
+                        health::set(&check, true, drops.connected_detail());
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => match &req_tx {
