@@ -37,7 +37,9 @@ fn main() {
         ["create", brokers, topics @ ..] => create(brokers, topics),
         ["mock", topics @ ..] => mock(topics),
         _ => {
-            eprintln!("usage: kafka_copy produce BROKERS TOPIC COUNT | copy BROKERS FROM TO GROUP COUNT | wait BROKERS TOPIC COUNT TIMEOUT_S | create BROKERS TOPIC:PARTITIONS… | mock TOPIC:PARTITIONS…");
+            eprintln!(
+                "usage: kafka_copy produce BROKERS TOPIC COUNT | copy BROKERS FROM TO GROUP COUNT | wait BROKERS TOPIC COUNT TIMEOUT_S | create BROKERS TOPIC:PARTITIONS… | mock TOPIC:PARTITIONS…"
+            );
             std::process::exit(2);
         }
     }
