@@ -19,6 +19,7 @@
 #        [MOSQUITTO_NODELAY=true] [MOSQUITTO_EXTRA='…'] bench/mqtt_e2e.sh [N]
 # *_EXTRA: lines added to the [sink] table of that sink's run, or to mosquitto.conf;
 # SLUICE_ENV: VAR=value words in Sluice's environment.
+# SYSCALLS=1: Sluice's system calls per request during the timed part (perf stat tracepoints).
 # PERF_DIR: `perf record` Sluice during each sink's timed part into PERF_DIR/perf-<sink>.data
 # (software clock samples, the VM exposes no CPU counters; PERF_CALL_GRAPH, default
 # `dwarf,16384`; PERF_FREQ, default 499 Hz).
@@ -184,12 +185,27 @@ CONF
         PIDS+=($PERF_PID)
         sleep 1 # perf attaches to every thread first
     fi
+    STAT_PID=""
+    SYSCALLS_OUT=""
+    if [ -n "${SYSCALLS:-}" ]; then
+        events=""
+        for sc in recvfrom writev write futex epoll_wait fdatasync sendto sendmsg poll; do events+="${events:+,}syscalls:sys_enter_$sc"; done
+        perf stat -x, -e "$events" -p "$SPID" -o "$WORK/syscalls-$sink.csv" >/dev/null 2>&1 &
+        STAT_PID=$!
+        PIDS+=($STAT_PID)
+        sleep 0.5
+    fi
     status=0
     "$LOAD" requests "${load_args[@]}" | tee "$WORK/$sink.out" || status=$?
     S1=$(cpu_s "$SPID"); M1=$(cpu_s "$MPID"); T1=0
     [ -n "$TPID" ] && T1=$(cpu_s "$TPID")
     threads "$SPID" >"$WORK/threads1-$sink"
     if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
+    if [ -n "$STAT_PID" ]; then
+        kill -INT "$STAT_PID"; wait "$STAT_PID" || true
+        SYSCALLS_OUT=$'\n'"Sluice's system calls, $sink sink (per request):"$'\n'
+        SYSCALLS_OUT+="$(awk -F, -v n="$N" '$3 ~ /sys_enter_/ && $1 + 0 > 0 { sub(".*sys_enter_", "", $3); printf "  %-18s %6.2f\n", $3, $1 / n }' "$WORK/syscalls-$sink.csv" | sort -k2 -nr)"
+    fi
     if [ "$status" -ne 0 ]; then echo "the publisher failed ($sink sink); Sluice's log:" >&2; tail -20 "$WORK/sluice-$sink.log" >&2; exit 1; fi
 
     # Every reply came after its records were durable: the output must hold them all.
@@ -213,6 +229,7 @@ CONF
     THREADS_OUT+=$'\n'"Sluice's threads, $sink sink (name, CPU-s, µs/request):"$'\n'
     THREADS_OUT+="$(awk -v hz="$hz" -v n="$N" 'NR == FNR { a[$1] += $2; next } { b[$1] += $2 } END {
         for (k in b) { d = (b[k] - a[k]) / hz; if (d > 0) printf "  %-18s %6.2f  %5.1f\n", k, d, d * 1e6 / n } }' "$WORK/threads0-$sink" "$WORK/threads1-$sink" | sort -k2 -nr)"
+    THREADS_OUT+="$SYSCALLS_OUT"
     kill -TERM "$SPID"
     wait "$SPID" || true
 done
