@@ -14,7 +14,9 @@
 # venv (SLUICE_BENCH_VENV, default ~/.cache/sluice/bench-venv), reused when it has them.
 # QUIX_PRODUCER=default gives Quix librdkafka's producer defaults instead of Sluice's sink
 # settings (idempotence, lz4, linger 5 ms, ...), which it gets by default.
-# Usage: [PROFILE=dev] [KEYED=1] [PARTITIONS=8] [WORKERS=2] [QUIX_PRODUCER=default]
+# QUIX_PARTITIONER=consistent_random: Quix partitions its output as Sluice does (librdkafka's
+# default) instead of by its own default, murmur2.
+# Usage: [PROFILE=dev] [KEYED=1] [PARTITIONS=8] [WORKERS=2] [QUIX_PRODUCER=default] [QUIX_PARTITIONER=…]
 #        [TIMEOUT=3600] bench/peers.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -193,13 +195,13 @@ echo "== checking quix-out against bench-out"
 
 echo
 echo "$N $INPUT records, $PARTITIONS partitions, tansu (sqlite), one after the other on one broker:"
-awk -v n="$N" -v w="$WORKERS" -v qv="$QUIX_VERSION" -v qp="${QUIX_PRODUCER:-sluice}" -v qi="$QUIX_IMPORT_CPU" \
+awk -v n="$N" -v w="$WORKERS" -v qv="$QUIX_VERSION" -v qp="${QUIX_PRODUCER:-sluice}${QUIX_PARTITIONER:+, partitioner $QUIX_PARTITIONER}" -v qi="$QUIX_IMPORT_CPU" \
     -v st="${S[0]}" -v sc="${S[1]}" -v sb="${S[2]}" \
     -v qt="${Q[0]}" -v qc="${Q[1]}" -v qb="${Q[2]}" \
     -v ct="${C[0]}" -v cc="${C[1]}" -v cb="${C[2]}" 'BEGIN {
     printf "| processor | time | msg/s | own CPU µs/msg | broker CPU-s |\n| --- | --- | --- | --- | --- |\n";
     printf "| Sluice, 10 rules (%d workers) | %.1f s | %.0f | %.1f | %.1f |\n", w, st, n / st, sc * 1e6 / n, sb;
-    printf "| Quix Streams %s, 10 rules (%s producer settings) | %.1f s | %.0f | %.1f | %.1f |\n", qv, qp, qt, n / qt, qc * 1e6 / n, qb;
+    printf "| Quix Streams %s, 10 rules (producer: %s) | %.1f s | %.0f | %.1f | %.1f |\n", qv, qp, qt, n / qt, qc * 1e6 / n, qb;
     printf "| plain copy, no rules | %.1f s | %.0f | %.1f | %.1f |\n", ct, n / ct, cc * 1e6 / n, cb;
     printf "(Quix CPU includes %.2f CPU-s of Python importing quixstreams: %.1f µs/msg here)\n", qi, qi * 1e6 / n;
     printf "Quix / Sluice: CPU per message %.2f, msg/s %.2f\n", qc / sc, st / qt;

@@ -28,10 +28,15 @@ RULES = 10
 
 
 def producer_config():
+    extra = {}
+    # Quix Streams partitions by murmur2 (Java's); Sluice by librdkafka's default
+    # (consistent_random, crc32), as the input was: QUIX_PARTITIONER=consistent_random for that.
+    if os.environ.get("QUIX_PARTITIONER"):
+        extra["partitioner"] = os.environ["QUIX_PARTITIONER"]
     if os.environ.get("QUIX_PRODUCER") == "default":
-        return {}
+        return extra
     # KafkaSinkConfig::default() and client_config() in src/sink/kafka/config.rs.
-    return {
+    return extra | {
         "enable.idempotence": True,
         "compression.type": "lz4",
         "linger.ms": 5,
