@@ -15,16 +15,8 @@ M="${2:-300}"
 cargo build --release --locked --bin sluice >/dev/null 2>&1 || cargo build --release --locked --bin sluice
 SLUICE="$PWD/target/release/sluice"
 MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
-WORK="$(mktemp -d /tmp/sluice-sync-bench-XXXXXX)"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/common.sh
+bench_workdir sync-bench
 
 # ---- 1. throughput through the file source ---------------------------------------------------
 python3 - "$N" >"$WORK/in.jsonl" <<'PY'

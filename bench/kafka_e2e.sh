@@ -28,29 +28,14 @@ BROKERS="${BROKERS:-tansu mock}"
 bash scripts/test-deps.sh >/dev/null
 TANSU="${SLUICE_TANSU:-$HOME/.cache/sluice/tools/bin/tansu}"
 # PROFILE=dev measures a debug build (quicker to build, for checking the script).
-PROFILE="${PROFILE:-release}"
-cargo build --profile "$PROFILE" --locked --bin sluice --example kafka_copy
-OUT="$PWD/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
-SLUICE="$OUT/sluice"
+. bench/common.sh
+bench_build --example kafka_copy
 TOOL="$OUT/examples/kafka_copy"
 
-WORK="$(mktemp -d /tmp/sluice-bench-XXXXXX)"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    [ -n "${KEEP:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir bench
 
 # CPU seconds (user + system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"; }
-# A free port: pick at random until nothing answers on it.
-free_port() {
-    local p=$(( 20000 + RANDOM % 20000 ))
-    while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$(( 20000 + RANDOM % 20000 )); done
-    echo "$p"
-}
 TOPICS=("bench-in:$PARTITIONS" "bench-out:$PARTITIONS" "copy-out:$PARTITIONS" "sluice-errors:1")
 
 mkdir -p "$WORK/rules"

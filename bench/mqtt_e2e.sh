@@ -41,21 +41,12 @@ if [[ " $SINKS " == *" kafka "* ]] && [ ! -x "$TANSU" ]; then
 fi
 MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
 # PROFILE=dev measures a debug build (quicker to build, for checking the script).
-PROFILE="${PROFILE:-release}"
-cargo build --profile "$PROFILE" --locked --bin sluice --example mqtt_load --example kafka_copy
-OUT="$PWD/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
-SLUICE="$OUT/sluice"
+. bench/common.sh
+bench_build --example mqtt_load --example kafka_copy
 LOAD="$OUT/examples/mqtt_load"
 KTOOL="$OUT/examples/kafka_copy"
 
-WORK="$(mktemp -d /tmp/sluice-mqtt-bench-XXXXXX)"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+bench_workdir mqtt-bench
 
 hz="$(getconf CLK_TCK)"
 # CPU seconds (user + system) a process has used so far (fields after the command name, which
@@ -65,11 +56,6 @@ sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
 # Per-thread CPU ticks of a process: "name ticks" lines.
 threads() { for t in /proc/"$1"/task/*; do printf '%s %s\n' "$(tr ' ' '_' <"$t/comm")" "$(sed 's/.*) //' "$t/stat" | awk '{ print $12 + $13 }')"; done 2>/dev/null; }
 
-free_port() {
-    local p=$(( 20000 + RANDOM % 20000 ))
-    while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$(( 20000 + RANDOM % 20000 )); done
-    echo "$p"
-}
 wait_port() { # port what
     for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
     echo "$2 did not open port $1" >&2; return 1

@@ -55,21 +55,11 @@ QUIX_VERSION="$("$PY" -c 'from importlib.metadata import version; print(version(
 QUIX_IMPORT_CPU="$("$PY" -W ignore -c 'import os, quixstreams; t = os.times(); print(f"{t.user + t.system:.2f}")' 2>/dev/null)"
 
 # PROFILE=dev measures a debug build (quicker to build, for checking the script).
-PROFILE="${PROFILE:-release}"
-cargo build --profile "$PROFILE" --locked --bin sluice --example kafka_copy
-OUT="$PWD/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
-SLUICE="$OUT/sluice"
+. bench/common.sh
+bench_build --example kafka_copy
 TOOL="$OUT/examples/kafka_copy"
 
-WORK="$(mktemp -d /tmp/sluice-peers-XXXXXX)"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    [ -n "${KEEP:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir peers
 
 HZ="$(getconf CLK_TCK)"
 # CPU seconds (user + system, all threads, and of its waited-for children) a process and its

@@ -6,22 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-1000}"
-PROFILE="${PROFILE:-release}"
-cargo build --profile "$PROFILE" --locked --bin sluice
-SLUICE="$PWD/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")/sluice"
-WORK="$(mktemp -d /tmp/sluice-rss-XXXXXX)"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() {
-    local p=$(( 20000 + RANDOM % 20000 ))
-    while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$(( 20000 + RANDOM % 20000 )); done
-    echo "$p"
-}
+. bench/common.sh
+bench_build
+bench_workdir rss
 MQTT_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$MQTT_PORT" >"$WORK/mosquitto.conf"

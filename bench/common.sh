@@ -1,0 +1,35 @@
+# Shared by the bench/ scripts (sourced, from the repository root): a work folder removed on
+# exit with every process the script started (append their PIDs to PIDS), a free port, and the
+# release build of what a script runs.
+
+# bench_workdir NAME: sets WORK (a new folder under /tmp) and PIDS; on exit, kills every PID in
+# PIDS and removes WORK (KEEP=1 keeps it and says where).
+bench_workdir() {
+    WORK="$(mktemp -d "/tmp/sluice-$1-XXXXXX")"
+    PIDS=()
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+
+# bench_build [--example NAME]…: builds sluice (and the examples) in PROFILE (default release;
+# PROFILE=dev is quicker to build, for checking a script); sets OUT, the folder of the binaries,
+# and SLUICE.
+bench_build() {
+    PROFILE="${PROFILE:-release}"
+    cargo build --profile "$PROFILE" --locked --bin sluice "$@"
+    OUT="$PWD/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
+    SLUICE="$OUT/sluice"
+}
+
+# A free TCP port on 127.0.0.1: picked at random until nothing answers on it.
+free_port() {
+    local p=$(( 20000 + RANDOM % 20000 ))
+    while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$(( 20000 + RANDOM % 20000 )); done
+    echo "$p"
+}
