@@ -33,3 +33,21 @@ free_port() {
     while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$(( 20000 + RANDOM % 20000 )); done
     echo "$p"
 }
+
+# bench_band_rules DIR: the Kafka benchmarks' 10 rules, one per band of 10 degrees of
+# items.temp.value (each record passes exactly one WHERE), to topic bench-out keyed by the
+# device name, with a `band` header.
+bench_band_rules() {
+    mkdir -p "$1"
+    for i in $(seq 0 9); do
+        cat >"$1/band$i.toml" <<RULE
+name = "temp-band-$i"
+sql = """SELECT deviceName() AS dn, items.temp.value AS temp, items.Power.value AS power, items.Position.value.latitude AS lat, gmtCreate AS ts FROM "/sys/+/+/thing/event/property/post" WHERE items.temp.value >= $((i * 10)) AND items.temp.value < $((i * 10 + 10))"""
+[[actions]]
+topic = "bench-out"
+key = "\${dn}"
+[actions.headers]
+band = "$i"
+RULE
+    done
+}

@@ -38,18 +38,7 @@ bench_workdir bench
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"; }
 TOPICS=("bench-in:$PARTITIONS" "bench-out:$PARTITIONS" "copy-out:$PARTITIONS" "sluice-errors:1")
 
-mkdir -p "$WORK/rules"
-for i in $(seq 0 9); do
-    cat >"$WORK/rules/band$i.toml" <<RULE
-name = "temp-band-$i"
-sql = """SELECT deviceName() AS dn, items.temp.value AS temp, items.Power.value AS power, items.Position.value.latitude AS lat, gmtCreate AS ts FROM "/sys/+/+/thing/event/property/post" WHERE items.temp.value >= $((i * 10)) AND items.temp.value < $((i * 10 + 10))"""
-[[actions]]
-topic = "bench-out"
-key = "\${dn}"
-[actions.headers]
-band = "$i"
-RULE
-done
+bench_band_rules "$WORK/rules"
 
 # Starts broker $1 (tansu | mock) in $2 (a folder); sets B (its address) and BPID.
 start_broker() {

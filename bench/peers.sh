@@ -93,18 +93,7 @@ sqlite3 -cmd ".timeout 10000" "$WORK/tansu.db" "CREATE INDEX IF NOT EXISTS heade
 echo "== producing $N $INPUT records to bench-in ($PARTITIONS partitions)"
 "$TOOL" produce "$B" bench-in "$N"
 
-mkdir -p "$WORK/rules"
-for i in $(seq 0 9); do
-    cat >"$WORK/rules/band$i.toml" <<RULE
-name = "temp-band-$i"
-sql = """SELECT deviceName() AS dn, items.temp.value AS temp, items.Power.value AS power, items.Position.value.latitude AS lat, gmtCreate AS ts FROM "/sys/+/+/thing/event/property/post" WHERE items.temp.value >= $((i * 10)) AND items.temp.value < $((i * 10 + 10))"""
-[[actions]]
-topic = "bench-out"
-key = "\${dn}"
-[actions.headers]
-band = "$i"
-RULE
-done
+bench_band_rules "$WORK/rules"
 cat >"$WORK/sluice.toml" <<CONF
 [rules]
 paths = ["$WORK/rules"]
