@@ -73,9 +73,29 @@ struct Out {
 struct Line<'a> {
     rule: &'a str,
     key: Option<&'a str>,
-    headers: serde_json::Map<String, serde_json::Value>,
+    headers: Headers<'a>,
     iot_topic: &'a str,
     value: &'a RawValue,
+}
+
+/// A record's headers as a JSON object, written from the pairs as they are (no map built per
+/// record): in order of first appearance, a repeated name with its last value.
+struct Headers<'a>(&'a [(String, String)]);
+
+impl Serialize for Headers<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let pairs = self.0;
+        let mut m = s.serialize_map(None)?;
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(seen, _)| seen == k) {
+                continue;
+            }
+            let last = pairs.iter().rev().find(|(name, _)| name == k).map_or("", |(_, v)| v.as_str());
+            m.serialize_entry(k, last)?;
+        }
+        m.end()
+    }
 }
 
 impl Sink for FileSink {
@@ -120,7 +140,7 @@ impl Sink for FileSink {
                                 continue;
                             }
                         };
-                        let headers = rec.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+                        let headers = Headers(&rec.headers);
                         buf.clear();
                         serde_json::to_writer(&mut buf, &Line { rule: &rec.rule, key: rec.key.as_deref(), headers, iot_topic: &batch.iot_topic, value })
                             .map_err(|e| SinkError::Other { sink: "file".into(), message: e.to_string() })?;
@@ -192,5 +212,20 @@ async fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     {
         let _ = dir;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The headers object is the one a `serde_json::Map` of the pairs (insertion order) gives.
+    #[test]
+    fn headers_serialize_like_a_map_of_the_pairs() {
+        let s = |k: &str, v: &str| (k.to_string(), v.to_string());
+        for pairs in [vec![], vec![s("a", "1")], vec![s("b", "x\"y"), s("a", "2")], vec![s("a", "1"), s("b", "2"), s("a", "3")]] {
+            let map: serde_json::Map<String, serde_json::Value> = pairs.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+            assert_eq!(serde_json::to_string(&Headers(&pairs)).unwrap(), serde_json::to_string(&map).unwrap(), "{pairs:?}");
+        }
     }
 }
