@@ -51,3 +51,28 @@ band = "$i"
 RULE
     done
 }
+
+# bench_sluice_config FILE BROKERS: Sluice's configuration for the Kafka benchmarks: the band
+# rules of $WORK/rules, WORKERS workers, a Kafka source on bench-in and the Kafka sink, each
+# table with the lines of SOURCE_EXTRA / SINK_EXTRA added.
+bench_sluice_config() {
+    cat >"$1" <<CONF
+[rules]
+paths = ["$WORK/rules"]
+
+[engine]
+workers = $WORKERS
+
+[[sources]]
+type = "kafka"
+brokers = "$2"
+topics = ["bench-in"]
+group_id = "bench-sluice"
+${SOURCE_EXTRA:-}
+
+[sink]
+type = "kafka"
+brokers = "$2"
+${SINK_EXTRA:-}
+CONF
+}

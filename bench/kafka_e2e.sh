@@ -67,25 +67,7 @@ run_one() {
     c0=$(cpu_s "$BPID")
     if [ "$what" = sluice ]; then
         out=bench-out
-        cat >"$WORK/sluice.toml" <<CONF
-[rules]
-paths = ["$WORK/rules"]
-
-[engine]
-workers = $WORKERS
-
-[[sources]]
-type = "kafka"
-brokers = "$B"
-topics = ["bench-in"]
-group_id = "bench-sluice"
-${SOURCE_EXTRA:-}
-
-[sink]
-type = "kafka"
-brokers = "$B"
-${SINK_EXTRA:-}
-CONF
+        bench_sluice_config "$WORK/sluice.toml" "$B"
         "$SLUICE" run --config "$WORK/sluice.toml" 2>"$WORK/sluice-$label.log" &
     else
         out=copy-out

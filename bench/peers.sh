@@ -94,23 +94,7 @@ echo "== producing $N $INPUT records to bench-in ($PARTITIONS partitions)"
 "$TOOL" produce "$B" bench-in "$N"
 
 bench_band_rules "$WORK/rules"
-cat >"$WORK/sluice.toml" <<CONF
-[rules]
-paths = ["$WORK/rules"]
-
-[engine]
-workers = $WORKERS
-
-[[sources]]
-type = "kafka"
-brokers = "$B"
-topics = ["bench-in"]
-group_id = "bench-sluice"
-
-[sink]
-type = "kafka"
-brokers = "$B"
-CONF
+bench_sluice_config "$WORK/sluice.toml" "$B"
 
 # measure NAME TOPIC LOG CMD...: starts CMD, waits until TOPIC holds N records (or CMD ends
 # first: a failure, unless it is a command that stops by itself and said so), and sets
