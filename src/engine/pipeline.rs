@@ -181,7 +181,6 @@ async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>,
     // queued they are processed first, then handed over together: the sink wakes once per
     // burst rather than once per message.
     let mut ready: Vec<Batch> = Vec::with_capacity(SEND_BURST);
-    let mut sink_open = true;
     loop {
         // The per-rule counts reach the shared metrics whenever the worker runs out of work.
         let env = match rx.try_recv() {
@@ -189,7 +188,6 @@ async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) => {
                 if !hand_over(id, &mut ready, &tx).await {
-                    sink_open = false;
                     break;
                 }
                 stage.idle();
@@ -203,17 +201,16 @@ async fn worker(id: usize, engine: Arc<Engine>, registry: Option<Arc<Registry>>,
             ready.push(batch);
         }
         if ready.len() >= SEND_BURST && !hand_over(id, &mut ready, &tx).await {
-            sink_open = false;
             break;
         }
     }
-    if sink_open {
-        hand_over(id, &mut ready, &tx).await;
-    }
+    // What is left (nothing if the sink stopped: a failed hand-over drops the rest).
+    hand_over(id, &mut ready, &tx).await;
     stage.idle();
 }
 
-/// Sends the ready batches to the sink, in order; `false` if the sink stopped.
+/// Sends the ready batches to the sink, in order, leaving `ready` empty; `false` if the sink
+/// stopped (the batches not sent are dropped: their acks report them as not delivered).
 async fn hand_over(id: usize, ready: &mut Vec<Batch>, tx: &mpsc::Sender<Batch>) -> bool {
     for batch in ready.drain(..) {
         if tx.send(batch).await.is_err() {

@@ -20,7 +20,7 @@ use crate::sink::kafka::config::HeaderSet;
 use crate::sink::kafka::dead_letter::dead_letter;
 use crate::telemetry::metrics;
 
-pub use crate::sink::kafka::config::{IOT_TOPIC_HEADER, RULE_HEADER};
+use crate::sink::kafka::config::{IOT_TOPIC_HEADER, RULE_HEADER};
 
 /// The `sink` label of this sink's metrics.
 pub const SINK: &str = "kafka";

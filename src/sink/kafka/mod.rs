@@ -50,7 +50,7 @@ use crate::sink::kafka::delivery::{produce, BatchState, Deliveries, KafkaProduce
 use crate::sink::{Sink, SinkReport};
 use crate::telemetry::metrics;
 
-pub use crate::sink::kafka::delivery::{IOT_TOPIC_HEADER, RULE_HEADER};
+pub use crate::sink::kafka::config::{IOT_TOPIC_HEADER, RULE_HEADER};
 
 /// The readiness check of the Kafka sink.
 pub const HEALTH_CHECK: &str = "sink:kafka";

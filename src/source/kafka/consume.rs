@@ -202,10 +202,11 @@ fn pump(
                 }
                 Some(Ok(m)) => {
                     timeout = Duration::ZERO;
-                    if topic.as_deref().is_none_or(|t| t != m.topic()) {
-                        topic = Some(Arc::from(m.topic()));
-                    }
-                    let tp: TopicPartition = (topic.clone().expect("set above"), m.partition());
+                    let shared = match &topic {
+                        Some(t) if **t == *m.topic() => t.clone(),
+                        _ => topic.insert(Arc::from(m.topic())).clone(),
+                    };
+                    let tp: TopicPartition = (shared, m.partition());
                     let offset = m.offset();
                     let Some(generation) = c.lock().track(&tp, offset) else {
                         tracing::debug!(source = %name, topic = %tp.0, partition = tp.1, offset, "record below the tracked offsets skipped");

@@ -117,7 +117,7 @@ impl<T> Intake<T> {
     /// back in front, and the stall counts from `now` (if not already counting).
     pub fn refused(&mut self, tp: TopicPartition, item: T, now: Instant) {
         self.held.push_front((tp, item));
-        self.blocked_since.get_or_insert(now);
+        self.stalled(now);
     }
 
     /// The channel had no room for the front held record (it stays in front): the stall
