@@ -113,10 +113,17 @@ mod tests {
         assert_eq!(gauge("drops-unit:a"), Some(15));
         assert!(d.connected_detail().starts_with("connected; the broker reports 15 dropped messages since it started"), "{}", d.connected_detail());
         assert!(!d.observe(DROPPED_TOPIC, b"lots"), "not a count");
+        assert!(!d.observe(DROPPED_TOPIC, &[0xff, 0xfe, b'1']), "not UTF-8");
+        assert!(!d.observe(DROPPED_TOPIC, b"-1"), "negative");
+        assert!(!d.observe(DROPPED_TOPIC, b"18446744073709551616"), "beyond u64");
+        assert!(!d.observe(DROPPED_TOPIC, "9".repeat(100_000).as_bytes()), "huge");
+        assert!(!d.observe(DROPPED_TOPIC, b""), "empty");
         assert!(!d.observe("$SYS/broker/uptime", b"20"), "another $SYS topic");
         assert_eq!(gauge("drops-unit:a"), Some(15));
         assert!(d.observe(DROPPED_TOPIC, b"2"), "a restarted broker counts again from 0");
         assert_eq!(gauge("drops-unit:a"), Some(2));
+        assert!(d.observe(DROPPED_TOPIC, b"18446744073709551615"), "u64::MAX is a count");
+        assert_eq!(metrics::MQTT_BROKER_DROPPED.with_label_values(&["drops-unit:a"]).get(), i64::MAX, "clamped to the gauge's range");
     }
 
     #[test]
