@@ -17,6 +17,8 @@
 # Usage: [PROFILE=dev] [SHAPES="unkeyed keyed"] [BROKERS="tansu mock"] [PARTITIONS=8] [WORKERS=2]
 #        bench/kafka_e2e.sh [N]
 #        SINK_EXTRA='linger_ms = 20' adds lines to Sluice's [sink] table, SOURCE_EXTRA to its source.
+#        PERF=/tmp/sluice.perf records Sluice under `perf record` (one file per row, the row's
+#        label appended; its CPU figure then includes perf's sampling).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-200000}"
@@ -75,7 +77,13 @@ run_one() {
     fi
     pid=$!
     PIDS+=("$pid")
+    local perf_pid=""
+    if [ -n "${PERF:-}" ] && [ "$what" = sluice ]; then
+        perf record -q -F 1999 --call-graph dwarf,16384 -p "$pid" -o "$PERF.${label//[ ,]/}" 2>/dev/null &
+        perf_pid=$!
+    fi
     read -r t ts < <("$TOOL" wait "$B" "$out" "$N" 3600)
+    if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     cpu=$(cpu_s "$pid")
     # RSS at the end of the run (kB).
     rss=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo "?")

@@ -12,6 +12,10 @@ use sluice::message::{Message, Metadata};
 use sluice::rule::expr::Env;
 use sluice::rule::{compile_str, Rule};
 
+/// The allocator of the `sluice` binary (src/main.rs), so the figures are what ships.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A ~300-byte property post (seed 004 shape).
 pub const PAYLOAD: &str = r#"{"iotId":"4z819VQHk6VSLmmBJfrf00107ee200","productKey":"pk0001","deviceName":"dev-000042","gmtCreate":1510799670074,"deviceType":"Ammeter","items":{"Power":{"value":"on","time":1510799670074},"temp":{"value":41.5,"time":1510799670074},"Position":{"time":1510292697470,"value":{"latitude":39.9,"longitude":116.38}}}}"#;
 const TOPIC: &str = "/sys/pk0001/dev-000042/thing/event/property/post";

@@ -21,6 +21,10 @@ use sluice::rule::expr::Env;
 use sluice::source::decoder::Decoders;
 use sluice::source::mqtt::request::{intake, Intake};
 
+/// The allocator of the `sluice` binary (src/main.rs), so the figures are what ships.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Seed 003's measure point request, two entries (two registered devices of `productKey1`).
 const REQUEST: &str = r#"{"id":"123","version":"1.0","params":[{"deviceKey":"device1","measurepoints":{"Power":{"value":1,"quality":9},"temp":1.02,"branchCurr":["1.02","2.02","7.93"]},"time":123456},{"deviceKey":"device2","measurepoints":{"Power":{"value":2,"quality":9},"temp":2.02,"branchCurr":["2.02","3.02","9.93"]},"time":123567}],"method":"integration.measurepoint.post"}"#;
 const TOPIC: &str = "sys/productKey1/integration/measurepoint/post";
@@ -66,7 +70,7 @@ fn bench(c: &mut Criterion) {
     let (code, out) = mqtt_path(&mut w, &request);
     assert_eq!(code, 200);
     assert_eq!(out.len(), 2, "one record per entry: {out:?}");
-    assert!(out.iter().all(|r| !r.is_error && r.topic == "iot-integration-measurepoint"), "{out:?}");
+    assert!(out.iter().all(|r| !r.is_error && &*r.topic == "iot-integration-measurepoint"), "{out:?}");
 
     let mut g = c.benchmark_group("mqtt_path");
     g.throughput(Throughput::Elements(1));

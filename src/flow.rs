@@ -24,8 +24,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub struct OutputRecord {
     /// The rule that produced it.
     pub rule: Arc<str>,
-    /// Target topic.
-    pub topic: String,
+    /// Target topic (shared with the rule's action when it is fixed).
+    pub topic: Arc<str>,
     /// Record key.
     pub key: Option<String>,
     /// Headers from the rule's action.
@@ -51,7 +51,7 @@ impl OutputRecord {
                 &fallback
             }
         };
-        serde_json::json!({ "rule": &*self.rule, "topic": self.topic, "key": self.key, "headers": headers, "value": value }).to_string()
+        serde_json::json!({ "rule": &*self.rule, "topic": &*self.topic, "key": self.key, "headers": headers, "value": value }).to_string()
     }
 }
 

@@ -3,6 +3,8 @@
 //! without going through the serde data model for objects, arrays and plain strings, which is
 //! most of the cost of serializing a payload.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::doc::Node;
@@ -21,37 +23,43 @@ fn word_needs_escape(x: u64) -> bool {
     (ctrl | quote | slash) & HIGH != 0
 }
 
-/// Whether any byte of `b` must be escaped, checked eight bytes at a time (the tail padded with
-/// spaces, which need no escape).
+/// The bytes that must be escaped in a JSON string: `"`, `\\` and the control characters.
+static ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Whether any byte of `b` must be escaped: eight bytes at a time, then the tail byte by byte.
+#[inline]
 fn needs_escape(b: &[u8]) -> bool {
     let mut chunks = b.chunks_exact(8);
-    let mut hit = false;
     for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        hit |= word_needs_escape(u64::from_le_bytes(w));
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut x = u64::from_le_bytes([b' '; 8]);
-        for (i, &b) in rest.iter().enumerate() {
-            x = (x & !(0xff << (8 * i))) | (u64::from(b) << (8 * i));
+        let w: [u8; 8] = c.try_into().unwrap_or_default();
+        if word_needs_escape(u64::from_le_bytes(w)) {
+            return true;
         }
-        hit |= word_needs_escape(x);
     }
-    hit
+    chunks.remainder().iter().any(|&b| ESCAPED[usize::from(b)])
 }
 
 /// Writes `s` as a JSON string.
 #[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    if needs_escape(s.as_bytes()) {
+    let b = s.as_bytes();
+    if needs_escape(b) {
         // Rare: let serde_json escape it (writing a string to a Vec cannot fail).
         let _ = s.serialize(&mut serde_json::Serializer::new(&mut *out));
     } else {
-        out.reserve(s.len() + 2);
+        out.reserve(b.len() + 2);
         out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(b);
         out.push(b'"');
     }
 }
@@ -63,18 +71,48 @@ fn write_scalar<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> Result<(), s
 
 /// Writes a payload node.
 pub fn write_node(out: &mut Vec<u8>, n: &Node<'_>) -> Result<(), serde_json::Error> {
+    write_node_as::<false>(out, n)
+}
+
+/// Writes a node of a document decoded by [`Node::parse`] from JSON text: its borrowed
+/// strings (keys and values) are copied without the escape check, since the parser lends a
+/// string only when its text has no escape, and JSON text cannot hold a raw `"`, `\\` or
+/// control character in a string. Owned strings (the parser unescaped them) are checked as
+/// usual. Never call it on a document borrowed from anything else ([`Node::from_json`]).
+pub fn write_parsed_node(out: &mut Vec<u8>, n: &Node<'_>) -> Result<(), serde_json::Error> {
+    write_node_as::<true>(out, n)
+}
+
+/// Writes a string of a node (see [`write_parsed_node`] for `PARSED`).
+// The `Cow` is the point: whether it borrows tells if the parser saw an escape.
+#[allow(clippy::ptr_arg)]
+#[inline]
+fn write_node_str<const PARSED: bool>(out: &mut Vec<u8>, s: &Cow<'_, str>) {
+    match s {
+        Cow::Borrowed(b) if PARSED => {
+            debug_assert!(!needs_escape(b.as_bytes()), "a parsed, borrowed string needs no escape");
+            out.reserve(b.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(b.as_bytes());
+            out.push(b'"');
+        }
+        _ => write_str(out, s),
+    }
+}
+
+fn write_node_as<const PARSED: bool>(out: &mut Vec<u8>, n: &Node<'_>) -> Result<(), serde_json::Error> {
     match n {
         Node::Null => out.extend_from_slice(b"null"),
         Node::Bool(true) => out.extend_from_slice(b"true"),
         Node::Bool(false) => out.extend_from_slice(b"false"),
-        Node::Str(s) => write_str(out, s),
+        Node::Str(s) => write_node_str::<PARSED>(out, s),
         Node::Array(a) => {
             out.push(b'[');
             for (i, v) in a.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_node(out, v)?;
+                write_node_as::<PARSED>(out, v)?;
             }
             out.push(b']');
         }
@@ -84,9 +122,9 @@ pub fn write_node(out: &mut Vec<u8>, n: &Node<'_>) -> Result<(), serde_json::Err
                 if i > 0 {
                     out.push(b',');
                 }
-                write_str(out, k);
+                write_node_str::<PARSED>(out, k);
                 out.push(b':');
-                write_node(out, v)?;
+                write_node_as::<PARSED>(out, v)?;
             }
             out.push(b'}');
         }
@@ -128,7 +166,6 @@ pub fn write_fields<K: AsRef<str>>(out: &mut Vec<u8>, fields: &[(K, Value<'_>)])
 mod tests {
     use super::*;
     use crate::value::Fields;
-    use std::borrow::Cow;
 
     #[test]
     fn strings_match_serde_json() {
@@ -154,6 +191,9 @@ mod tests {
         let mut out = Vec::new();
         write_node(&mut out, &n).unwrap();
         assert_eq!(out, serde_json::to_vec(&n).unwrap());
+        let mut parsed = Vec::new();
+        write_parsed_node(&mut parsed, &n).unwrap();
+        assert_eq!(parsed, out, "escaped strings are owned, so they are still escaped");
 
         let json = serde_json::json!({"x": [1, "y", {"z": null}]});
         let fields: Vec<(Cow<str>, Value)> = vec![
@@ -172,5 +212,22 @@ mod tests {
         let mut out = Vec::new();
         write_fields(&mut out, &fields).unwrap();
         assert_eq!(out, serde_json::to_vec(&Fields(&fields)).unwrap());
+    }
+
+    proptest::proptest! {
+        /// Whatever the strings hold (quotes, backslashes, control characters, any Unicode),
+        /// a parsed document written without the escape check is what serde_json writes.
+        #[test]
+        fn parsed_nodes_match_serde_json(keys in proptest::collection::vec(".{0,12}", 0..6), vals in proptest::collection::vec(".{0,20}", 0..6)) {
+            let mut m = serde_json::Map::new();
+            for (k, v) in keys.iter().zip(vals.iter()) {
+                m.insert(k.clone(), serde_json::json!([v, {"k": v}]));
+            }
+            let text = serde_json::to_vec(&serde_json::Value::Object(m)).unwrap();
+            let n = Node::parse(&text).unwrap();
+            let mut out = Vec::new();
+            write_parsed_node(&mut out, &n).unwrap();
+            proptest::prop_assert_eq!(out, serde_json::to_vec(&n).unwrap());
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! actions rendered into output records.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::Value as Json;
 use smallvec::SmallVec;
@@ -17,9 +18,18 @@ use crate::rule::template::{valid_kafka_topic, Template};
 use crate::rule::Rule;
 use crate::value::Value;
 
+/// A record's `SELECT *` output, serialized once for all the rules of its message that have one.
+#[derive(Clone, Debug)]
+pub(crate) struct Star {
+    /// The record comes from [`Node::parse`] of the payload (see [`crate::engine::input::Records::parsed`]).
+    pub(crate) parsed: bool,
+    /// The output, once a rule wrote it.
+    pub(crate) bytes: Option<Vec<u8>>,
+}
+
 /// Evaluates one rule on one record: `Ok(true)` when it produced output. `star` caches the
 /// record serialized whole (a `SELECT *` output) for the other rules of the message.
-pub(crate) fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, star: &mut Option<Vec<u8>>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
+pub(crate) fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, star: &mut Star, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
     if let Some(w) = &rule.where_ {
         let v = w.eval(ctx).map_err(|e| (Stage::Where, e))?;
         match v.truth() {
@@ -37,7 +47,7 @@ pub(crate) fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, star: &mut Option<Vec
 /// `FOREACH`: one output per element of the array that INCASE keeps (the DO items evaluated with
 /// the element bound, or the element itself without DO). `Ok(false)` when no element made an
 /// output; on a failure, no output of the record is kept.
-fn eval_foreach<'a>(rule: &'a Rule, each: &'a Foreach, ctx: &Ctx<'a>, star: &mut Option<Vec<u8>>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
+fn eval_foreach<'a>(rule: &'a Rule, each: &'a Foreach, ctx: &Ctx<'a>, star: &mut Star, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
     let start = out.len();
     let result = (|| {
         let mut any = false;
@@ -82,15 +92,16 @@ fn eval_foreach<'a>(rule: &'a Rule, each: &'a Foreach, ctx: &Ctx<'a>, star: &mut
 }
 
 /// Evaluates the select list on one record (or FOREACH element) and emits its output.
-fn select_output<'a>(rule: &'a Rule, ctx: &Ctx<'a>, star: &mut Option<Vec<u8>>, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
+fn select_output<'a>(rule: &'a Rule, ctx: &Ctx<'a>, star: &mut Star, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
     // `SELECT *` alone: the record is the output, serialized as it is.
     if let ([SelectItem::Star], Some(record @ Node::Object(_))) = (rule.select.as_slice(), ctx.record) {
-        let value = match star {
+        let value = match &star.bytes {
             Some(v) => v.clone(),
             None => {
                 let mut v = Vec::with_capacity(ctx.msg.payload.len() + 16);
-                jsonw::write_node(&mut v, record).map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
-                star.insert(v).clone()
+                let written = if star.parsed { jsonw::write_parsed_node(&mut v, record) } else { jsonw::write_node(&mut v, record) };
+                written.map_err(|e| (Stage::Select, EvalError(format!("cannot serialize output: {e}"))))?;
+                star.bytes.insert(v).clone()
             }
         };
         let lookup = |name: &str| template_field(name, record.get(name).map(Value::from_node));
@@ -165,10 +176,17 @@ fn emit(rule: &Rule, value: Vec<u8>, lookup: impl Fn(&str) -> Result<String, Str
     let last = rule.actions.len().saturating_sub(1);
     let rendered = (|| {
         for (n, action) in rule.actions.iter().enumerate() {
-            let topic = render(&action.topic)?;
-            if !valid_kafka_topic(&topic) {
-                return Err((Stage::Action, EvalError(format!("target topic `{topic}` (from `{}`) is not a valid Kafka topic name", action.topic.source))));
-            }
+            // A fixed topic was checked when the rule compiled, and is shared.
+            let topic = match &action.topic.fixed {
+                Some(t) => t.clone(),
+                None => {
+                    let topic = render(&action.topic)?;
+                    if !valid_kafka_topic(&topic) {
+                        return Err((Stage::Action, EvalError(format!("target topic `{topic}` (from `{}`) is not a valid Kafka topic name", action.topic.source))));
+                    }
+                    Arc::from(topic)
+                }
+            };
             let key = action.key.as_ref().map(render).transpose()?;
             let mut headers = Vec::with_capacity(action.headers.len());
             for (h, t) in &action.headers {

@@ -50,6 +50,11 @@ pub struct Records<'a> {
     /// One per integration entry (an entry that is not an object is an error of its own), else
     /// the payload (`None`: not decoded, or not JSON).
     pub list: SmallVec<[Result<Option<Node<'a>>, String>; 1]>,
+    /// Set by the caller when the records come from [`Node::parse`] of the payload's bytes:
+    /// then every borrowed string in them is JSON text with no escape, which the `SELECT *`
+    /// writer copies without checking ([`crate::jsonw::write_parsed_node`]). `false` (always
+    /// safe) for a document borrowed from a `serde_json::Value`.
+    pub parsed: bool,
 }
 
 impl<'a> Records<'a> {
@@ -85,6 +90,6 @@ impl<'a> Records<'a> {
             (Ok(root), None) => smallvec![Ok(root)],
             (Err(_), None) => smallvec![Ok(None)],
         };
-        Records { failure, oversized, batch, list }
+        Records { failure, oversized, batch, list, parsed: false }
     }
 }

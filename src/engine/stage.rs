@@ -181,7 +181,8 @@ fn run<'a>(
         return Step::Ran(Outcome::default());
     }
     // 4. Split into the records the rules see.
-    let records = Records::new(msg, &info, doc, wanted, max, keep.as_deref());
+    let mut records = Records::new(msg, &info, doc, wanted, max, keep.as_deref());
+    records.parsed = decoded.is_none();
     // 5. Rules.
     Step::Ran(engine.eval(&set, msg, &info, &records, now_ms, scratch, out, true))
 }
@@ -235,7 +236,7 @@ mod tests {
         let batch = request(&mut stage, &registry, topic, req.as_bytes(), &seen).expect("accepted entries go to the sink");
         assert_eq!(mqtt_decodes() - before, 1, "decoded exactly once");
         assert_eq!(batch.records.len(), 2, "{:?}", batch.records);
-        assert!(batch.records.iter().all(|r| !r.is_error && r.topic == "iot-integration-measurepoint"));
+        assert!(batch.records.iter().all(|r| !r.is_error && &*r.topic == "iot-integration-measurepoint"));
         assert!(std::str::from_utf8(&batch.records[1].value).unwrap().contains(r#""time":5"#), "a missing time is the receive time");
         assert!(seen.lock().unwrap().is_empty(), "answered once delivered");
         batch.ack.done(Delivery::Delivered);
@@ -269,7 +270,7 @@ mod tests {
         let batch = request(&mut stage, &registry, "sys/productKey1/integration/up_raw", &frame, &seen).expect("the decoded entry goes to the sink");
         assert_eq!(mqtt_decodes() - before, 1, "decoded exactly once");
         assert_eq!(batch.records.len(), 1, "{:?}", batch.records);
-        assert_eq!(batch.records[0].topic, "iot-integration-measurepoint");
+        assert_eq!(&*batch.records[0].topic, "iot-integration-measurepoint");
         batch.ack.done(Delivery::Delivered);
         let v = seen.lock().unwrap().pop().unwrap().1.unwrap();
         assert_eq!((v.code, v.accepted), (200, 1));

@@ -283,7 +283,7 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
                 headers.push((hname.clone(), t));
             }
         }
-        if let (Some(topic), Some(key)) = (topic, key.unwrap_or(Some(Template { source: String::new(), parts: Vec::new() }))) {
+        if let (Some(topic), Some(key)) = (topic, key.unwrap_or(Some(Template { source: String::new(), parts: Vec::new(), fixed: None }))) {
             actions.push(Action { topic, key: if a.key.is_some() { Some(key) } else { None }, headers });
         }
     }

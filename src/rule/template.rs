@@ -17,6 +17,9 @@ pub struct Template {
     pub source: String,
     /// The pieces.
     pub parts: Vec<Part>,
+    /// The rendered text when the template has no `${field}`, shared by every record it
+    /// renders (an action's fixed topic: no allocation per record).
+    pub fixed: Option<std::sync::Arc<str>>,
 }
 
 impl Template {
@@ -54,7 +57,12 @@ impl Template {
         if !lit.is_empty() {
             parts.push(Part::Text(lit));
         }
-        Ok(Template { source: text.to_string(), parts })
+        let fixed = match parts.as_slice() {
+            [] => Some(std::sync::Arc::from("")),
+            [Part::Text(t)] => Some(std::sync::Arc::from(t.as_str())),
+            _ => None,
+        };
+        Ok(Template { source: text.to_string(), parts, fixed })
     }
 
     /// The field names used.
@@ -98,6 +106,9 @@ mod tests {
         assert_eq!(t.fields().collect::<Vec<_>>(), vec!["productKey", "dn"]);
         let r = t.render(|f| Ok(if f == "productKey" { "pk1".into() } else { "d".into() })).unwrap();
         assert_eq!(r, "alerts-pk1.d$");
+        assert_eq!(t.fixed, None);
+        assert_eq!(Template::parse("out-$$1").unwrap().fixed.as_deref(), Some("out-$1"), "no field: rendered once");
+        assert_eq!(Template::parse("").unwrap().fixed.as_deref(), Some(""));
     }
 
     #[test]

@@ -145,7 +145,7 @@ impl Sink for FileSink {
                         serde_json::to_writer(&mut buf, &Line { rule: &rec.rule, key: rec.key.as_deref(), headers, iot_topic: &batch.iot_topic, value })
                             .map_err(|e| SinkError::Other { sink: "file".into(), message: e.to_string() })?;
                         buf.push(b'\n');
-                        if !files.contains_key(&rec.topic) {
+                        if !files.contains_key(&*rec.topic) {
                             let path = self.dir.join(format!("{}.jsonl", rec.topic));
                             let mut o = tokio::fs::OpenOptions::new();
                             if self.append {
@@ -154,10 +154,10 @@ impl Sink for FileSink {
                                 o.write(true).truncate(true);
                             }
                             let f = o.create(true).open(&path).await.map_err(io)?;
-                            files.insert(rec.topic.clone(), Out { w: tokio::io::BufWriter::with_capacity(1 << 16, f), dirty: false });
+                            files.insert(rec.topic.to_string(), Out { w: tokio::io::BufWriter::with_capacity(1 << 16, f), dirty: false });
                             created = true;
                         }
-                        let out = files.get_mut(&rec.topic).expect("inserted above");
+                        let out = files.get_mut(&*rec.topic).expect("inserted above");
                         out.w.write_all(&buf).await.map_err(io)?;
                         out.dirty = true;
                         report.records += 1;

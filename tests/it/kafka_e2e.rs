@@ -166,7 +166,7 @@ fn every_seed_format_flows_end_to_end() {
             headers.insert("iot-topic".into(), topic.clone());
             headers.insert("sluice-rule".into(), r.rule.to_string());
             let value: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
-            expected.push((r.topic, r.key, headers, value.to_string()));
+            expected.push((r.topic.to_string(), r.key, headers, value.to_string()));
         }
     }
     expected.sort();

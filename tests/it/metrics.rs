@@ -132,9 +132,12 @@ fn metrics_count_exactly_what_happened() {
             assert_eq!(m.value("sluice_rule_failed_records_total", &[("rule", rule), ("reason", reason)]), want, "{rule} failed at {reason}");
         }
         assert_eq!(m.value("sluice_rule_output_records_total", &r), outputs, "{rule} outputs");
-        assert_eq!(m.value("sluice_rule_eval_seconds_count", &r), matched, "{rule}: one evaluation time per matched message");
+        // Sampled: each worker times the first message of a rule it matches after a flush of
+        // its counts, then one in 16.
+        let timed = m.value("sluice_rule_eval_seconds_count", &r);
+        assert!((1.0..=matched).contains(&timed), "{rule}: {timed} of {matched} matched messages timed");
         let buckets = m.buckets("sluice_rule_eval_seconds", &r);
-        assert_eq!(buckets.last().map(|b| (b.0.is_infinite(), b.1)), Some((true, matched)), "{rule} +Inf bucket: {buckets:?}");
+        assert_eq!(buckets.last().map(|b| (b.0.is_infinite(), b.1)), Some((true, timed)), "{rule} +Inf bucket: {buckets:?}");
         assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "cumulative buckets: {buckets:?}");
         assert!(m.value("sluice_rule_eval_seconds_sum", &r) > 0.0);
     };

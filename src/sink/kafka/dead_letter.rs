@@ -17,7 +17,7 @@ pub fn dead_letter(rec: &OutputRecord, iot_topic: &str, kind: &str, reason: &str
         "topic": iot_topic,
         "stage": "sink",
         "reason": reason,
-        "target_topic": rec.topic,
+        "target_topic": &*rec.topic,
         "key": rec.key,
         "headers": headers,
         "value_bytes": rec.value.len(),
@@ -25,7 +25,7 @@ pub fn dead_letter(rec: &OutputRecord, iot_topic: &str, kind: &str, reason: &str
     });
     OutputRecord {
         rule: rec.rule.clone(),
-        topic: topic.to_string(),
+        topic: topic.into(),
         key: rec.key.clone(),
         headers: vec![("sluice-error-stage".into(), "sink".into())],
         value: serde_json::to_vec(&value).unwrap_or_default(),
@@ -42,7 +42,7 @@ mod tests {
     fn dead_letters_name_the_record_and_keep_small_values() {
         let rec = OutputRecord { rule: Arc::from("r1"), topic: "missing".into(), key: Some("k".into()), headers: vec![("h".into(), "v".into())], value: b"{\"a\":1}".to_vec(), is_error: false };
         let dl = dead_letter(&rec, "/a/b", "unknown_topic", "nope", "sluice-errors");
-        assert_eq!(dl.topic, "sluice-errors");
+        assert_eq!(&*dl.topic, "sluice-errors");
         assert!(dl.is_error);
         let v: serde_json::Value = serde_json::from_slice(&dl.value).unwrap();
         assert_eq!(v["rule"], "r1");

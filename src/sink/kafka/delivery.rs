@@ -32,6 +32,8 @@ pub type KafkaProducer = ThreadedProducer<Context<Arc<Deliveries>>>;
 
 /// The outputs of one input, acknowledged together.
 pub struct BatchState {
+    /// The input's IoT topic (the `iot-topic` header of its records).
+    pub iot_topic: String,
     remaining: AtomicUsize,
     ack: Mutex<Option<Ack>>,
     failure: Mutex<Option<String>>,
@@ -39,9 +41,10 @@ pub struct BatchState {
 }
 
 impl BatchState {
-    /// A batch of `records` records holding `permits` in-flight permits, acknowledged by `ack`.
-    pub fn new(records: usize, ack: Ack, permits: u32) -> BatchState {
-        BatchState { remaining: AtomicUsize::new(records), ack: Mutex::new(Some(ack)), failure: Mutex::new(None), permits }
+    /// A batch of `records` records of an input on `iot_topic`, holding `permits` in-flight
+    /// permits, acknowledged by `ack`.
+    pub fn new(iot_topic: String, records: usize, ack: Ack, permits: u32) -> BatchState {
+        BatchState { iot_topic, remaining: AtomicUsize::new(records), ack: Mutex::new(Some(ack)), failure: Mutex::new(None), permits }
     }
 
     /// One record of the batch is finished (delivered, or failed for good).
@@ -68,8 +71,6 @@ pub struct Pending {
     pub batch: Arc<BatchState>,
     /// The record.
     pub rec: Arc<OutputRecord>,
-    /// The input's IoT topic.
-    pub iot_topic: Arc<str>,
     /// Failed attempts so far.
     pub attempt: u32,
     /// Whether this is a dead letter of another record (it is not dead-lettered again).
@@ -228,7 +229,7 @@ impl Deliveries {
                 });
             }
             Class::DeadLetter(reason) => {
-                if p.dead_letter || p.rec.topic == self.dead_letter_topic {
+                if p.dead_letter || *p.rec.topic == *self.dead_letter_topic {
                     metrics::SINK_ERRORS.with_label_values(&[SINK, "dead_letter_refused"]).inc();
                     tracing::error!(topic = %p.rec.topic, error = %err, "the dead-letter topic refused a record");
                     p.batch.finish_one(self, Some(format!("dead-letter topic `{}` refused a record: {err}", p.rec.topic)));
@@ -236,8 +237,8 @@ impl Deliveries {
                 }
                 metrics::SINK_DEAD_LETTERS.with_label_values(&[SINK, reason]).inc();
                 tracing::warn!(rule = %p.rec.rule, topic = %p.rec.topic, error = %err, dead_letter_topic = %self.dead_letter_topic, "record refused; dead-lettered");
-                let dl = dead_letter(&p.rec, &p.iot_topic, reason, &format!("kafka refused the record for topic `{}`: {err}", p.rec.topic), &self.dead_letter_topic);
-                let _ = self.resend.send(Box::new(Pending { batch: p.batch.clone(), rec: Arc::new(dl), iot_topic: p.iot_topic.clone(), attempt: 0, dead_letter: true }));
+                let dl = dead_letter(&p.rec, &p.batch.iot_topic, reason, &format!("kafka refused the record for topic `{}`: {err}", p.rec.topic), &self.dead_letter_topic);
+                let _ = self.resend.send(Box::new(Pending { batch: p.batch.clone(), rec: Arc::new(dl), attempt: 0, dead_letter: true }));
             }
             Class::Fatal => {
                 metrics::SINK_ERRORS.with_label_values(&[SINK, "fatal"]).inc();
@@ -278,7 +279,7 @@ pub async fn produce(producer: &KafkaProducer, d: &Deliveries, mut p: Box<Pendin
         let builtin = builtin_headers(d.headers, &rec);
         let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len() + builtin.len());
         if builtin.iot_topic {
-            headers = headers.insert(Header { key: IOT_TOPIC_HEADER, value: Some(p.iot_topic.as_bytes()) });
+            headers = headers.insert(Header { key: IOT_TOPIC_HEADER, value: Some(p.batch.iot_topic.as_bytes()) });
         }
         if builtin.rule && !rec.rule.is_empty() {
             headers = headers.insert(Header { key: RULE_HEADER, value: Some(rec.rule.as_bytes()) });

@@ -113,11 +113,10 @@ impl Sink for KafkaSink {
                         let Ok(permit) = permit else { return Err(err("semaphore closed".into())) };
                         permit.forget();
                         let batch = next.take().expect("checked above");
-                        let state = Arc::new(BatchState::new(batch.records.len(), batch.ack, want));
+                        let state = Arc::new(BatchState::new(batch.iot_topic, batch.records.len(), batch.ack, want));
                         d.batches.fetch_add(1, Ordering::AcqRel);
-                        let iot_topic: Arc<str> = Arc::from(batch.iot_topic);
                         for rec in batch.records {
-                            let p = Box::new(Pending { batch: state.clone(), rec: Arc::new(rec), iot_topic: iot_topic.clone(), attempt: 0, dead_letter: false });
+                            let p = Box::new(Pending { batch: state.clone(), rec: Arc::new(rec), attempt: 0, dead_letter: false });
                             produce(&producer, &d, p).await;
                         }
                     }

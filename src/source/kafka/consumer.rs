@@ -5,6 +5,7 @@
 //! false`); librdkafka commits what is stored every `commit_interval_ms` (retrying failed
 //! commits), and Sluice commits synchronously on revocation and at shutdown.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -28,13 +29,16 @@ pub struct Consumption {
     pub name: Arc<str>,
     intake: Mutex<Intake<Envelope>>,
     acked: Condvar,
+    /// Threads waiting on `acked` (changed under the lock): an ack signals only when there is
+    /// one, since a signal is a system call even with nobody waiting.
+    waiters: AtomicUsize,
     revoke_timeout: Duration,
 }
 
 impl Consumption {
     /// Nothing consumed yet.
     pub fn new(name: Arc<str>, max_in_flight: usize, revoke_timeout: Duration) -> Consumption {
-        Consumption { name, intake: Mutex::new(Intake::new(max_in_flight, Instant::now())), acked: Condvar::new(), revoke_timeout }
+        Consumption { name, intake: Mutex::new(Intake::new(max_in_flight, Instant::now())), acked: Condvar::new(), waiters: AtomicUsize::new(0), revoke_timeout }
     }
 
     /// The state machine. Never drop an `Envelope` while holding it: its ack takes the lock.
@@ -53,8 +57,13 @@ impl Consumption {
                 false
             }
         };
-        self.lock().ack(tp, generation, offset, delivered);
-        self.acked.notify_all();
+        let mut st = self.lock();
+        st.ack(tp, generation, offset, delivered);
+        let waiting = self.waiters.load(Ordering::Relaxed) > 0;
+        drop(st);
+        if waiting {
+            self.acked.notify_all();
+        }
     }
 
     /// Waits until at most `target` records of `tps` (all partitions if `None`) are in flight,
@@ -70,7 +79,11 @@ impl Consumption {
             if n <= target || now >= deadline {
                 return n;
             }
+            // Counted under the lock, so an ack (which reads it under the lock) either sees this
+            // waiter or happened before the count above was taken.
+            self.waiters.fetch_add(1, Ordering::Relaxed);
             st = self.acked.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
