@@ -39,11 +39,28 @@ enum Cmd {
     },
     /// Evaluate one rule on one message, exactly as the engine does; print each output record
     /// as a JSON line.
+    ///
+    /// With `--input FILE` it runs a sequence instead: one JSON object per line,
+    /// `{"topic": …, "payload": <JSON> | "payload_base64": "…", "now": <ms>}` (all optional; a
+    /// line without topic only moves the clock). `now` moves a virtual clock before the line's
+    /// message, so windows close and timers fire as they would in the engine; it prints every
+    /// output, window and error record in order.
     Test {
         /// The rule file.
         rule: PathBuf,
-        #[command(flatten)]
-        sample: Sample,
+        /// The message's IoT topic (one message).
+        #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+        topic: Option<String>,
+        /// The payload file, or `-` for standard input (default: empty payload).
+        #[arg(long, conflicts_with = "input")]
+        payload: Option<String>,
+        /// A sequence of messages (JSON lines), or `-` for standard input.
+        #[arg(long)]
+        input: Option<String>,
+        /// Fix the clock (timestamp functions and the receive time), ms since the epoch; with
+        /// `--input`, the clock before the first line's `now`.
+        #[arg(long)]
+        now: Option<i64>,
         /// Time zone of timestamp(): UTC or ±HH:MM.
         #[arg(long, default_value = "UTC")]
         timezone: String,
@@ -169,7 +186,8 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Check { paths } => Ok(check(paths)),
-        Cmd::Test { rule, sample: Sample { topic, payload, now }, timezone } => test(rule, topic, payload, now, &timezone),
+        Cmd::Test { rule, input: Some(input), now, timezone, .. } => test_sequence(rule, &input, now, &timezone),
+        Cmd::Test { rule, topic, payload, now, timezone, .. } => test(rule, topic.unwrap_or_default(), payload, now, &timezone),
         Cmd::Run { config, log_format } => run(config, log_format),
         Cmd::Rules(r) => rules_cli(r),
         Cmd::Functions => {
@@ -216,6 +234,63 @@ fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<
     let now_ms = clock.now_ms();
     let msg = Message { topic, payload: bytes.into(), meta: Metadata { source: Arc::from("sluice-test"), received_ms: now_ms, id: 1, ..Metadata::default() } };
     for rec in engine.test_rule(rule, &msg, now_ms) {
+        println!("{}", rec.test_line());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A line of `sluice test --input`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputLine {
+    topic: Option<String>,
+    payload: Option<Box<serde_json::value::RawValue>>,
+    payload_base64: Option<String>,
+    now: Option<i64>,
+}
+
+fn test_sequence(rule_path: PathBuf, input: &str, now: Option<i64>, timezone: &str) -> anyhow::Result<ExitCode> {
+    use base64::Engine as _;
+    sluice::engine::guard::install_hook();
+    let rule = match sluice::rule::compile_file(&rule_path) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}", e.render());
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let text = String::from_utf8(read_payload(Some(input))?).with_context(|| format!("{input}: not UTF-8"))?;
+    let mut clock = now.unwrap_or_else(|| Clock::System.now_ms());
+    let mut steps = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{input}:{}", n + 1);
+        let l: InputLine = serde_json::from_str(line).with_context(|| format!("{}: not a test line", at()))?;
+        clock = l.now.unwrap_or(clock);
+        let msg = match l.topic {
+            None => None,
+            Some(topic) => {
+                let payload = match (&l.payload, &l.payload_base64) {
+                    (Some(_), Some(_)) => anyhow::bail!("{}: give payload or payload_base64, not both", at()),
+                    (Some(p), None) => p.get().as_bytes().to_vec(),
+                    (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b).with_context(|| format!("{}: payload_base64", at()))?,
+                    (None, None) => Vec::new(),
+                };
+                if !rule.filter.matches(&topic) {
+                    eprintln!("note: {}: topic `{topic}` does not match the rule's filter `{}`", at(), rule.filter.as_str());
+                }
+                Some(Message { topic, payload: payload.into(), meta: Metadata { source: Arc::from("sluice-test"), received_ms: clock, id: n as u64 + 1, ..Metadata::default() } })
+            }
+        };
+        steps.push(sluice::engine::TestStep { now_ms: clock, msg });
+    }
+    let env = Env { tz: parse_timezone(timezone).map_err(anyhow::Error::msg)?, ..Env::default() };
+    let engine = Engine::new(RuleSet::new(Vec::new()), env, EngineOptions::default());
+    for rec in engine.test_sequence(rule, steps) {
         println!("{}", rec.test_line());
     }
     Ok(ExitCode::SUCCESS)

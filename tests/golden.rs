@@ -17,6 +17,11 @@
 //! output. Blessing is for writing new cases: read every rewritten file against the rule and
 //! the seed documents before committing it (`git diff tests/rules`).
 //!
+//! - or `<case>.sequence.jsonl` (stateful rules): the same lines run as one sequence,
+//!   `sluice test tests/rules/<case>.toml --input <case>.sequence.jsonl --now 1700000000000`, on
+//!   a virtual clock that each line's `now` moves (a line without `topic` only moves it), with
+//!   `<case>.expected.jsonl` the exact output of the whole run.
+//!
 //! Cases under `tests/rules/pending/` show known engine bugs: they hold the expected (correct)
 //! output and fail today, so they are skipped. `SLUICE_PENDING=1` runs them too (as
 //! `pending/<case>`), to check a fix; move a case up to `tests/rules/` once it passes.
@@ -83,6 +88,13 @@ fn run_case(root: &Path, name: &str, bless: bool) -> Result<(), Failed> {
     let input = dir.join(format!("{name}.input.jsonl"));
     let expected_err = dir.join(format!("{name}.expected.err"));
     let expected_out = dir.join(format!("{name}.expected.jsonl"));
+    let sequence = dir.join(format!("{name}.sequence.jsonl"));
+    if sequence.exists() {
+        if input.exists() {
+            return Err(format!("{name}: has both .input.jsonl and .sequence.jsonl").into());
+        }
+        return sequence_case(root, &rule, &sequence, &expected_out, bless);
+    }
     if expected_err.exists() || !input.exists() {
         if expected_out.exists() {
             return Err(format!("{name}: has both .expected.jsonl and a compile-error form (no .input.jsonl or an .expected.err)").into());
@@ -162,6 +174,32 @@ fn output_case(root: &Path, rule: &str, input: &Path, expected: &Path, bless: bo
     if lines == 0 {
         return Err(format!("{}: no input lines", input.display()).into());
     }
+    if bless {
+        std::fs::write(expected, &actual).map_err(|e| format!("writing {}: {e}", expected.display()))?;
+        return Ok(());
+    }
+    let want = read(expected)?;
+    if want != actual {
+        return Err(format!("output differs from {}\n{}", expected.display(), diff(&want, &actual)).into());
+    }
+    Ok(())
+}
+
+/// A stateful case: the whole sequence in one `sluice test --input` run, on its virtual clock.
+fn sequence_case(root: &Path, rule: &str, sequence: &Path, expected: &Path, bless: bool) -> Result<(), Failed> {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(root)
+        .args(["test", rule, "--input", &sequence.display().to_string(), "--now", &DEFAULT_NOW_MS.to_string()])
+        .output()
+        .map_err(|e| format!("cannot run sluice: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("sluice test --input failed with {}\nstderr:\n{stderr}", out.status).into());
+    }
+    if let Some(other) = stderr.lines().find(|l| !l.starts_with("note: ")) {
+        return Err(format!("unexpected standard error: {other}\nfull stderr:\n{stderr}").into());
+    }
+    let actual = String::from_utf8(out.stdout).map_err(|e| format!("output is not UTF-8: {e}"))?;
     if bless {
         std::fs::write(expected, &actual).map_err(|e| format!("writing {}: {e}", expected.display()))?;
         return Ok(());

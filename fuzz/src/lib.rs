@@ -269,7 +269,16 @@ const EXPRESSIONS: &[&str] = &[
 /// every function's arguments.
 pub fn function_rules() -> Vec<String> {
     let mut exprs: Vec<String> = Vec::new();
+    let mut aggregates: Vec<String> = Vec::new();
     for f in functions::all() {
+        if f.aggregate {
+            // In a window of one record (COUNTWINDOW(1)): each input is added and emitted.
+            for n in f.min_args..=f.max_args.min(2) {
+                aggregates.push(format!("{}({})", f.name, ["a", "b"][..n].join(", ")));
+            }
+            aggregates.extend(f.examples.iter().map(|e| e.expr.replace("(x", "(a")));
+            continue;
+        }
         let top = f.max_args.min(f.min_args.max(3));
         for n in f.min_args..=top {
             exprs.push(format!("{}({})", f.name, ["a", "b", "c"][..n].join(", ")));
@@ -285,6 +294,10 @@ pub fn function_rules() -> Vec<String> {
     let toml_str = |s: &str| serde_json::to_string(s).expect("a string serializes");
     let rule = |e: &str, actions: &str| format!("sql = {}\n{actions}", toml_str(&format!("SELECT {e} AS r FROM \"#\"")));
     let mut rules: Vec<String> = exprs.iter().map(|e| rule(e, "[[actions]]\ntopic = \"fuzz-out\"\n")).collect();
+    for e in &aggregates {
+        rules.push(format!("sql = {}\n[[actions]]\ntopic = \"fuzz-window\"\n", toml_str(&format!("SELECT {e} AS r, deviceName() AS dn FROM \"#\" GROUP BY a, COUNTWINDOW(1)"))));
+    }
+    rules.push(format!("sql = {}\nevent_time = \"b\"\n[[actions]]\ntopic = \"fuzz-window\"\n", toml_str("SELECT sum(a) AS s, count(*) AS n FROM \"#\" GROUP BY c, TUMBLINGWINDOW(ss, 1)")));
     // Templates over fuzzed values: keys, headers and rendered topics.
     for e in ["a", "b.c", "concat(a, b)", "a || '-' || b"] {
         rules.push(rule(e, "[[actions]]\ntopic = \"fuzz-out\"\nkey = \"${r}\"\n[[actions]]\ntopic = \"t-${r}\"\nheaders = { h = \"${r}\" }\n"));

@@ -9,13 +9,17 @@ use smallvec::SmallVec;
 
 use crate::doc::Node;
 use crate::engine::types::{Stage, FOREACH_MAX_ELEMENTS, FOREACH_MAX_OUTPUT_BYTES};
+use crate::engine::window::{Closed, WINDOW_HEADER};
 use crate::error::EvalError;
 use crate::flow::OutputRecord;
 use crate::jsonw;
+use crate::message::Message;
+use crate::rule::ctx::{Env, WindowView};
 use crate::rule::expr::Ctx;
 use crate::rule::plan::{Foreach, SelectItem};
 use crate::rule::template::{valid_kafka_topic, Template};
-use crate::rule::Rule;
+use crate::rule::{Rule, WindowRule};
+use crate::topic::TopicInfo;
 use crate::value::Value;
 
 /// A record's `SELECT *` output, serialized once for all the rules of its message that have one.
@@ -30,18 +34,48 @@ pub(crate) struct Star {
 /// Evaluates one rule on one record: `Ok(true)` when it produced output. `star` caches the
 /// record serialized whole (a `SELECT *` output) for the other rules of the message.
 pub(crate) fn eval_rule<'a>(rule: &'a Rule, ctx: &Ctx<'a>, star: &mut Star, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
-    if let Some(w) = &rule.where_ {
-        let v = w.eval(ctx).map_err(|e| (Stage::Where, e))?;
-        match v.truth() {
-            Ok(Some(true)) => {}
-            Ok(_) => return Ok(false),
-            Err(e) => return Err((Stage::Where, EvalError(e))),
-        }
+    if !passes_where(rule, ctx)? {
+        return Ok(false);
     }
     match &rule.foreach {
         Some(each) => eval_foreach(rule, each, ctx, star, out),
         None => select_output(rule, ctx, star, out),
     }
+}
+
+/// Whether the record passes the rule's WHERE (true without one).
+pub(crate) fn passes_where<'a>(rule: &'a Rule, ctx: &Ctx<'a>) -> Result<bool, (Stage, EvalError)> {
+    if let Some(w) = &rule.where_ {
+        let v = w.eval(ctx).map_err(|e| (Stage::Where, e))?;
+        return match v.truth() {
+            Ok(t) => Ok(t == Some(true)),
+            Err(e) => Err((Stage::Where, EvalError(e))),
+        };
+    }
+    Ok(true)
+}
+
+/// Evaluates HAVING and the select list of a closed window and emits its output, with the
+/// `sluice-window` header naming it: `Ok(false)` when HAVING keeps it back.
+pub(crate) fn window_output(rule: &Rule, w: &WindowRule, closed: &Closed, env: &Env, now_ms: i64, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
+    let msg = Message::new(closed.topic.clone(), Vec::new());
+    let info = TopicInfo::parse(&msg.topic);
+    let view = WindowView { aggs: &closed.values, start_ms: Some(closed.start), end_ms: Some(closed.end), event_ms: None };
+    let ctx = Ctx { msg: &msg, info: &info, record: None, now_ms, env, item: None, window: Some(&view) };
+    if let Some(h) = &w.plan.having {
+        match h.eval(&ctx).map_err(|e| (Stage::Select, EvalError(format!("HAVING: {}", e.0))))?.truth() {
+            Ok(Some(true)) => {}
+            Ok(_) => return Ok(false),
+            Err(e) => return Err((Stage::Select, EvalError(format!("HAVING: {e}")))),
+        }
+    }
+    let before = out.len();
+    select_output(rule, &ctx, &mut Star { parsed: false, bytes: None }, out)?;
+    let id = format!("{{\"start\":{},\"end\":{},\"key\":{}}}", closed.start, closed.end, closed.key);
+    for r in &mut out[before..] {
+        r.headers.push((WINDOW_HEADER.to_string(), id.clone()));
+    }
+    Ok(true)
 }
 
 /// `FOREACH`: one output per element of the array that INCASE keeps (the DO items evaluated with

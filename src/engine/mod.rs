@@ -11,6 +11,7 @@
 //! - [`types`]: settings, outcomes, stages and bounds.
 //! - [`pipeline`]: the running pipeline (sources → workers → sink).
 //! - [`guard`]: panics caught per rule and per message.
+//! - [`window`]: the window state of windowed rules (groups, watermarks, closing).
 
 pub mod config;
 pub mod eval;
@@ -21,8 +22,9 @@ pub mod process;
 pub mod ruleset;
 pub mod stage;
 pub mod types;
+pub mod window;
 
-pub use process::Engine;
+pub use process::{Engine, TestStep};
 pub use ruleset::{RuleSet, Scratch, FLUSH_EVERY};
 pub use types::{EngineOptions, Outcome, RecentError, Stage, DEFAULT_ERROR_PAYLOAD_MAX_BYTES, ERROR_ENTRIES_MAX, FOREACH_MAX_ELEMENTS, FOREACH_MAX_OUTPUT_BYTES, RECENT_ERRORS_PER_RULE};
 

@@ -97,6 +97,9 @@ impl Pipeline {
             worker_txs.push(tx);
             worker_tasks.push(tokio::spawn(worker(w, self.engine.clone(), self.registry.clone(), rx, sink_tx.clone(), self.clock)));
         }
+        // The window timer: closes the windows the clock closes (processing-time ends, silent
+        // keys) with no input needed; their records go to the sink like a message's outputs.
+        let ticker = tokio::spawn(window_timer(self.engine.clone(), sink_tx.clone(), self.clock));
         drop(sink_tx);
         let router = tokio::spawn(async move {
             while let Some(env) = src_rx.recv().await {
@@ -133,6 +136,8 @@ impl Pipeline {
         for t in worker_tasks {
             t.await.map_err(|e| PipelineError::Task(e.to_string()))?;
         }
+        ticker.abort();
+        let _ = ticker.await;
         report.sink = sink_task.await.unwrap_or_else(Err).map_err(|e| PipelineError::Task(format!("sink: {e}")))??;
         stopping.abort();
         health::set("pipeline", false, "stopped");
@@ -170,6 +175,27 @@ fn topic_shard(topic: &str, n: usize) -> usize {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     (h % n as u64) as usize
+}
+
+/// How often the window timer looks at the clock: a processing-time window or an idle key's
+/// window is emitted at most this late.
+pub const WINDOW_TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
+async fn window_timer(engine: Arc<Engine>, tx: mpsc::Sender<Batch>, clock: Clock) {
+    let mut every = tokio::time::interval(WINDOW_TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (data, errors) = (metrics::OUTPUT_RECORDS.with_label_values(&["data"]), metrics::OUTPUT_RECORDS.with_label_values(&["error"]));
+    loop {
+        every.tick().await;
+        for (topic, records) in engine.tick(clock.now_ms()) {
+            let failed = records.iter().filter(|r| r.is_error).count() as u64;
+            errors.inc_by(failed);
+            data.inc_by(records.len() as u64 - failed);
+            if tx.send(Batch { iot_topic: topic, records, ack: crate::flow::Ack::none() }).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Batches a worker holds at most before it hands them to the sink.

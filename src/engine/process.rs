@@ -9,19 +9,38 @@ use arc_swap::ArcSwap;
 use serde_json::Value as Json;
 use smallvec::{smallvec, SmallVec};
 
-use crate::engine::eval::{eval_rule, Star};
+use crate::engine::eval::{eval_rule, passes_where, window_output, Star};
 use crate::engine::guard;
 use crate::engine::input::{self, Records};
 use crate::engine::ruleset::{RuleSet, Scratch, FLUSH_EVERY};
 use crate::engine::types::{EngineOptions, EntryFailure, Outcome, RecentError, Stage, ERROR_ENTRIES_MAX, RECENT_ERRORS_PER_RULE};
+use crate::engine::window::{Closed, Windows};
 use crate::error::EvalError;
 use crate::flow::OutputRecord;
 use crate::message::{is_batch, Message};
 use crate::rule::expr::{Ctx, Env};
-use crate::rule::Rule;
+use crate::rule::{Rule, WindowRule};
 use crate::telemetry::metrics::EVAL_TIMING_EVERY;
 use crate::topic::TopicInfo;
 use crate::value::base64_encode;
+
+/// Whose window state an evaluation uses: the engine's (live), or a test's own.
+#[derive(Clone, Copy)]
+pub(crate) enum Mode<'w> {
+    /// The running engine: its window state; failures are remembered for the rules API.
+    Live,
+    /// A test run (`sluice test`, the rules API's test): state of its own, nothing remembered.
+    Test(&'w Windows),
+}
+
+/// One step of [`Engine::test_sequence`].
+#[derive(Debug)]
+pub struct TestStep {
+    /// The virtual clock at this step, ms since the epoch.
+    pub now_ms: i64,
+    /// The message, if any (a step without one only moves the clock).
+    pub msg: Option<Message>,
+}
 
 /// The rule engine.
 pub struct Engine {
@@ -30,12 +49,14 @@ pub struct Engine {
     opts: EngineOptions,
     /// The last few failures of each rule (touched only when a rule fails).
     recent: dashmap::DashMap<Arc<str>, std::collections::VecDeque<RecentError>>,
+    /// The windows of the windowed rules.
+    windows: Windows,
 }
 
 impl Engine {
     /// An engine over a rule set.
     pub fn new(rules: RuleSet, env: Env, opts: EngineOptions) -> Engine {
-        Engine { rules: ArcSwap::from_pointee(rules), env, opts, recent: dashmap::DashMap::new() }
+        Engine { rules: ArcSwap::from_pointee(rules), env, opts, recent: dashmap::DashMap::new(), windows: Windows::default() }
     }
 
     /// The most recent failures of the rule named `rule`, oldest first.
@@ -46,6 +67,7 @@ impl Engine {
     /// Forgets what the engine keeps about a rule that no longer exists.
     pub fn forget_rule(&self, rule: &str) {
         self.recent.remove(rule);
+        self.windows.forget(rule);
         crate::telemetry::metrics::forget_rule(rule);
     }
 
@@ -56,7 +78,29 @@ impl Engine {
         rule.enabled = true;
         let set = Arc::new(RuleSet::unmetered(vec![Arc::new(rule)]));
         let mut out = Vec::new();
-        self.process_with(&set, msg, now_ms, &mut Scratch::default(), &mut out, false);
+        let windows = Windows::default();
+        self.process_with(&set, msg, now_ms, &mut Scratch::default(), &mut out, Mode::Test(&windows));
+        out
+    }
+
+    /// Runs `rule` (forced enabled) over a sequence of steps on a virtual clock, with window
+    /// state of its own: before each step's message, the clock moves to the step's `now_ms` and
+    /// closes what it closes (window ends, idle keys), as the running engine's timer would.
+    /// Returns every output and error record in order: the code path of `sluice test --input`.
+    pub fn test_sequence(&self, mut rule: Rule, steps: impl IntoIterator<Item = TestStep>) -> Vec<OutputRecord> {
+        rule.enabled = true;
+        let set = Arc::new(RuleSet::unmetered(vec![Arc::new(rule)]));
+        let windows = Windows::default();
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        for step in steps {
+            for (_, records) in self.tick_with(&set, &windows, step.now_ms, false) {
+                out.extend(records);
+            }
+            if let Some(msg) = &step.msg {
+                self.process_with(&set, msg, step.now_ms, &mut scratch, &mut out, Mode::Test(&windows));
+            }
+        }
         out
     }
 
@@ -85,12 +129,12 @@ impl Engine {
     /// Never fails: bad input becomes error records.
     pub fn process(&self, msg: &Message, now_ms: i64, scratch: &mut Scratch, out: &mut Vec<OutputRecord>) -> Outcome {
         let set = self.rules.load();
-        self.process_with(&set, msg, now_ms, scratch, out, true)
+        self.process_with(&set, msg, now_ms, scratch, out, Mode::Live)
     }
 
     /// [`process`](Self::process) with a given rule set; `live` records failures for the
     /// rules API (a test run does not).
-    fn process_with(&self, set: &Arc<RuleSet>, msg: &Message, now_ms: i64, scratch: &mut Scratch, out: &mut Vec<OutputRecord>, live: bool) -> Outcome {
+    fn process_with(&self, set: &Arc<RuleSet>, msg: &Message, now_ms: i64, scratch: &mut Scratch, out: &mut Vec<OutputRecord>, mode: Mode<'_>) -> Outcome {
         set.index.matches(&msg.topic, &mut scratch.ids);
         if scratch.ids.is_empty() {
             return Outcome::default();
@@ -100,7 +144,7 @@ impl Engine {
         let doc = (wanted && msg.payload.len() <= self.opts.max_payload_bytes).then(|| input::decode(msg, None));
         let mut records = Records::new(msg, &info, doc, wanted, self.opts.max_payload_bytes, None);
         records.parsed = true;
-        self.eval(set, msg, &info, &records, now_ms, scratch, out, live)
+        self.eval(set, msg, &info, &records, now_ms, scratch, out, mode)
     }
 
     /// The current rule set, for a worker's message.
@@ -119,7 +163,21 @@ impl Engine {
     /// Evaluates the rules `scratch.ids` of `set` (the index's matches for `msg`) on its
     /// records, appending output and error records to `out`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn eval(&self, set: &Arc<RuleSet>, msg: &Message, info: &TopicInfo<'_>, records: &Records<'_>, now_ms: i64, scratch: &mut Scratch, out: &mut Vec<OutputRecord>, live: bool) -> Outcome {
+    pub(crate) fn eval(
+        &self,
+        set: &Arc<RuleSet>,
+        msg: &Message,
+        info: &TopicInfo<'_>,
+        records: &Records<'_>,
+        now_ms: i64,
+        scratch: &mut Scratch,
+        out: &mut Vec<OutputRecord>,
+        mode: Mode<'_>,
+    ) -> Outcome {
+        let (live, windows) = match mode {
+            Mode::Live => (true, &self.windows),
+            Mode::Test(w) => (false, w),
+        };
         let mut outcome = Outcome { matched: scratch.ids.len() as u32, ..Outcome::default() };
         let (failure, oversized, batch, parsed) = (&records.failure, records.oversized, records.batch, records.parsed);
         let records = &records.list;
@@ -168,10 +226,14 @@ impl Engine {
                         }
                         Err(_) => None,
                     };
-                    let ctx = Ctx { msg, info, record, now_ms, env: &self.env, item: None };
+                    let ctx = Ctx { msg, info, record, now_ms, env: &self.env, item: None, window: None };
                     let before = out.len();
                     let star_slot = &mut star[n];
-                    let result = guard::catch(|| eval_rule(rule, &ctx, star_slot, out)).unwrap_or_else(|panic| {
+                    let result = guard::catch(|| match &rule.window {
+                        Some(w) => self.eval_windowed(windows, rule, w, &ctx, out, live),
+                        None => eval_rule(rule, &ctx, star_slot, out),
+                    })
+                    .unwrap_or_else(|panic| {
                         // Whatever the rule appended before it panicked is dropped.
                         out.truncate(before);
                         Err((Stage::Panic, EvalError(format!("rule evaluation panicked: {panic}"))))
@@ -211,6 +273,60 @@ impl Engine {
             stats.flush();
         }
         outcome
+    }
+
+    /// A windowed rule on one record: WHERE, then the record joins its group's windows; the
+    /// windows it closes are emitted (their failures become error records here). `Ok(true)`
+    /// when the record joined.
+    fn eval_windowed<'a>(&self, windows: &Windows, rule: &'a Rule, w: &'a WindowRule, ctx: &Ctx<'a>, out: &mut Vec<OutputRecord>, live: bool) -> Result<bool, (Stage, EvalError)> {
+        if !passes_where(rule, ctx)? {
+            return Ok(false);
+        }
+        for closed in windows.observe(rule, w, ctx)? {
+            self.emit_window(rule, w, &closed, ctx.now_ms, out, live);
+        }
+        Ok(true)
+    }
+
+    fn emit_window(&self, rule: &Rule, w: &WindowRule, closed: &Closed, now_ms: i64, out: &mut Vec<OutputRecord>, live: bool) {
+        let before = out.len();
+        let result = guard::catch(|| window_output(rule, w, closed, &self.env, now_ms, out)).unwrap_or_else(|panic| Err((Stage::Panic, EvalError(format!("window evaluation panicked: {panic}")))));
+        if let Err((stage, e)) = result {
+            out.truncate(before);
+            let msg = Message::new(closed.topic.clone(), Vec::new());
+            out.push(self.rule_failed(rule, &msg, stage, &format!("window [{}, {}) of key {}: {}", closed.start, closed.end, closed.key, e.0), None, live));
+        }
+    }
+
+    /// Closes the windows the clock closes at `now_ms` (processing-time windows past their end;
+    /// the windows of keys silent for their rule's idle timeout) and returns their output and
+    /// error records, each with the IoT topic of its key's last record.
+    pub fn tick(&self, now_ms: i64) -> Vec<(String, Vec<OutputRecord>)> {
+        let set = self.rules.load_full();
+        self.tick_with(&set, &self.windows, now_ms, true)
+    }
+
+    fn tick_with(&self, set: &RuleSet, windows: &Windows, now_ms: i64, live: bool) -> Vec<(String, Vec<OutputRecord>)> {
+        if !set.rules.iter().any(|r| r.window.is_some()) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (rule, closed) in windows.tick(&set.rules, now_ms) {
+            let Some(w) = &rule.window else { continue };
+            for c in closed {
+                let mut records = Vec::new();
+                self.emit_window(&rule, w, &c, now_ms, &mut records, live);
+                if !records.is_empty() {
+                    out.push((c.topic, records));
+                }
+            }
+        }
+        out
+    }
+
+    /// Groups a windowed rule holds state for.
+    pub fn state_keys(&self, rule: &str) -> usize {
+        self.windows.keys(rule)
     }
 
     /// The error record of a failed evaluation, like AWS IoT's error action (rule, topic, stage,

@@ -184,7 +184,7 @@ fn run<'a>(
     let mut records = Records::new(msg, &info, doc, wanted, max, keep.as_deref());
     records.parsed = decoded.is_none();
     // 5. Rules.
-    Step::Ran(engine.eval(&set, msg, &info, &records, now_ms, scratch, out, true))
+    Step::Ran(engine.eval(&set, msg, &info, &records, now_ms, scratch, out, crate::engine::process::Mode::Live))
 }
 
 #[cfg(test)]

@@ -59,6 +59,10 @@ pub enum Stage {
     Action,
     /// Evaluation panicked (a bug, caught by [`guard`]): the rule failed on this record only.
     Panic,
+    /// A windowed rule's record came after every window it belongs to had closed.
+    Late,
+    /// A windowed rule's record is further ahead of the clock than `max_future_skew_ms`.
+    Future,
 }
 
 impl Stage {
@@ -71,6 +75,8 @@ impl Stage {
             Stage::Select => 2,
             Stage::Action => 3,
             Stage::Panic => 4,
+            Stage::Late => 5,
+            Stage::Future => 6,
         }
     }
 
@@ -83,6 +89,8 @@ impl Stage {
             Stage::Select => "select",
             Stage::Action => "action",
             Stage::Panic => "panic",
+            Stage::Late => "late",
+            Stage::Future => "future",
         }
     }
 }

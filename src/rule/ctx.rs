@@ -65,12 +65,28 @@ pub struct Ctx<'a> {
     pub env: &'a Env,
     /// The element a `FOREACH` is at (`item` or its alias); `None` outside `FOREACH`.
     pub item: Option<&'a Value<'a>>,
+    /// A windowed rule's view: the record's event time, or (when a window is emitted) its
+    /// bounds and aggregate values. `None` for stateless rules.
+    pub window: Option<&'a WindowView<'a>>,
+}
+
+/// What a windowed rule's expressions see besides the record (see [`Ctx::window`]).
+#[derive(Debug, Default)]
+pub struct WindowView<'a> {
+    /// The aggregate values of the window being emitted, by slot (empty per record).
+    pub aggs: &'a [Value<'static>],
+    /// The window's start, ms since the epoch (when one is emitted).
+    pub start_ms: Option<i64>,
+    /// The window's end (exclusive).
+    pub end_ms: Option<i64>,
+    /// The record's event time (per record).
+    pub event_ms: Option<i64>,
 }
 
 impl<'a> Ctx<'a> {
     /// The context of one `FOREACH` element: the same message and record, with `item` bound.
     pub fn with_item<'b>(&'b self, item: &'b Value<'b>) -> Ctx<'b> {
-        Ctx { msg: self.msg, info: self.info, record: self.record, now_ms: self.now_ms, env: self.env, item: Some(item) }
+        Ctx { msg: self.msg, info: self.info, record: self.record, now_ms: self.now_ms, env: self.env, item: Some(item), window: self.window }
     }
 
     /// The device name: from the topic, else the record's `deviceName` or `deviceKey`.
@@ -134,6 +150,10 @@ pub struct FunctionDef {
     /// Whether, in a SELECT list without an alias, its object result is merged into the output
     /// (`thingPropertyFlatMap`).
     pub flattens: bool,
+    /// Whether it is an aggregate (`count`, `avg` …): usable only in a windowed rule's select
+    /// list and HAVING, where the window computes it (its examples run over
+    /// [`EXAMPLE_ROWS`](crate::rule::functions::aggregate::EXAMPLE_ROWS)).
+    pub aggregate: bool,
     /// Examples, run as tests.
     pub examples: &'static [Example],
     /// The implementation.

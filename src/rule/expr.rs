@@ -9,7 +9,9 @@ use smallvec::SmallVec;
 use crate::doc::Node;
 use crate::error::EvalError;
 use crate::rule::ctx::FunctionDef;
+use crate::rule::functions::aggregate::AggKind;
 use crate::value::Value;
+use sqlparser::tokenizer::Span;
 
 mod like;
 mod ops;
@@ -112,6 +114,11 @@ pub enum Expr {
     Case(Option<Box<Expr>>, Vec<(Expr, Expr)>, Option<Box<Expr>>),
     /// A function call.
     Call(&'static FunctionDef, Vec<Expr>),
+    /// An aggregate call as written (`avg(x)`, `count(DISTINCT x)`): the planner turns it into
+    /// an [`Expr::Agg`] slot of a windowed rule, and rejects it anywhere else (at `span`).
+    Aggregate(AggKind, Vec<Expr>, Span),
+    /// The value of a windowed rule's aggregate call number `.0`, when its window is emitted.
+    Agg(usize),
 }
 
 type Res<'a> = Result<Value<'a>, EvalError>;
@@ -121,7 +128,8 @@ impl Expr {
     pub fn reads_record(&self) -> bool {
         match self {
             Expr::Field(_) => true,
-            Expr::Lit(_) | Expr::Payload | Expr::Item(_) => false,
+            Expr::Lit(_) | Expr::Payload | Expr::Item(_) | Expr::Agg(_) => false,
+            Expr::Aggregate(_, args, _) => args.iter().any(Expr::reads_record),
             Expr::Neg(a) | Expr::Not(a) | Expr::IsNull(a, _) | Expr::IsBool(a, _, _) | Expr::Like(a, _, _) => a.reads_record(),
             Expr::Array(l) => l.iter().any(Expr::reads_record),
             Expr::Arith(_, a, b) | Expr::Cmp(_, a, b) | Expr::Concat(a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::LikeDyn(a, b, _, _) => a.reads_record() || b.reads_record(),
@@ -257,7 +265,40 @@ impl Expr {
                 }
                 (f.imp)(ctx, vals).map_err(|e| EvalError(format!("{}(): {e}", f.name)))
             }
+            Expr::Aggregate(kind, _, _) => Err(EvalError(format!("{}(): an aggregate is computed by a window (GROUP BY … <window>)", kind.name()))),
+            Expr::Agg(i) => Ok(ctx.window.and_then(|w| w.aggs.get(*i)).map_or(Value::Null, borrow_value)),
         }
+    }
+
+    /// The expressions directly inside this one.
+    pub fn children_mut(&mut self) -> Vec<&mut Expr> {
+        match self {
+            Expr::Lit(_) | Expr::Field(_) | Expr::Payload | Expr::Item(_) | Expr::Agg(_) => Vec::new(),
+            Expr::Neg(a) | Expr::Not(a) | Expr::IsNull(a, _) | Expr::IsBool(a, _, _) | Expr::Like(a, _, _) => vec![&mut **a],
+            Expr::Array(l) | Expr::Call(_, l) | Expr::Aggregate(_, l, _) => l.iter_mut().collect(),
+            Expr::Arith(_, a, b) | Expr::Cmp(_, a, b) | Expr::Concat(a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::LikeDyn(a, b, _, _) => vec![&mut **a, &mut **b],
+            Expr::InList(a, l, _) => std::iter::once(&mut **a).chain(l.iter_mut()).collect(),
+            Expr::Between(a, b, c, _) => vec![&mut **a, &mut **b, &mut **c],
+            Expr::Case(o, w, e) => {
+                let mut out: Vec<&mut Expr> = Vec::new();
+                if let Some(o) = o {
+                    out.push(&mut **o);
+                }
+                for (a, b) in w {
+                    out.push(a);
+                    out.push(b);
+                }
+                if let Some(e) = e {
+                    out.push(&mut **e);
+                }
+                out
+            }
+        }
+    }
+
+    /// Whether `pred` holds for this expression or any inside it.
+    pub fn any(&mut self, pred: &dyn Fn(&Expr) -> bool) -> bool {
+        pred(self) || self.children_mut().into_iter().any(|c| c.any(pred))
     }
 }
 

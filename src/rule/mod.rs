@@ -50,6 +50,66 @@ pub struct RuleFile {
     pub actions: Vec<ActionFile>,
     /// Where evaluation failures go (else the engine's default error topic).
     pub error_action: Option<ErrorActionFile>,
+    /// Windowed rules: the record's event time, a SQL expression giving ms since the epoch (or
+    /// an RFC 3339 text), e.g. `time` for integration entries or `items.temp.time`. Without it
+    /// windows run on processing time (the engine's clock when the record is processed).
+    pub event_time: Option<Spanned<String>>,
+    /// Windowed rules on event time: how long after a window's end its records are still
+    /// accepted (the window is emitted once the key's watermark passes end + lateness).
+    pub allowed_lateness_ms: Option<u64>,
+    /// Windowed rules on event time: records more than this ahead of the engine's clock do not
+    /// advance any watermark; they are error records of stage `future` (or clamped, see
+    /// `future`). Default [`DEFAULT_MAX_FUTURE_SKEW_MS`].
+    pub max_future_skew_ms: Option<u64>,
+    /// What to do with a record beyond `max_future_skew_ms`: `dead_letter` (default) or
+    /// `clamp` (its event time becomes now + max_future_skew_ms).
+    pub future: Option<FuturePolicy>,
+    /// Windowed rules: a key's windows are emitted when it has sent nothing for this long
+    /// (processing time), so a silent device's last window still closes. Default: one window
+    /// length plus the allowed lateness.
+    pub idle_timeout_ms: Option<u64>,
+    /// Windowed rules: the most keys (groups) held at once; a new key beyond it first evicts the
+    /// least recently seen of a sample (its windows are emitted early, counted in
+    /// `sluice_state_evictions_total`). Default [`DEFAULT_MAX_STATE_KEYS`].
+    pub max_state_keys: Option<usize>,
+}
+
+/// The default of `max_future_skew_ms`: 5 minutes.
+pub const DEFAULT_MAX_FUTURE_SKEW_MS: u64 = 300_000;
+/// The default of `max_state_keys`.
+pub const DEFAULT_MAX_STATE_KEYS: usize = 1_000_000;
+
+/// The `future` option: what happens to records too far ahead of the clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FuturePolicy {
+    /// An error record of stage `future`.
+    #[default]
+    DeadLetter,
+    /// The event time is clamped to now + max_future_skew_ms.
+    Clamp,
+}
+
+/// The compiled time and state options of a windowed rule.
+#[derive(Debug)]
+pub struct WindowRule {
+    /// GROUP BY, the window, the aggregate slots, HAVING.
+    pub plan: plan::Windowed,
+    /// The event time expression; `None`: processing time.
+    pub event_time: Option<Expr>,
+    /// See [`RuleFile::allowed_lateness_ms`].
+    pub allowed_lateness_ms: i64,
+    /// See [`RuleFile::max_future_skew_ms`].
+    pub max_future_skew_ms: i64,
+    /// See [`RuleFile::future`].
+    pub future: FuturePolicy,
+    /// See [`RuleFile::idle_timeout_ms`].
+    pub idle_timeout_ms: i64,
+    /// See [`RuleFile::max_state_keys`].
+    pub max_state_keys: usize,
+    /// A fingerprint of the rule's text: a reload keeps a windowed rule's state only when it is
+    /// unchanged.
+    pub fingerprint: u64,
 }
 
 fn default_enabled() -> bool {
@@ -117,6 +177,8 @@ pub struct Rule {
     pub reads_record: bool,
     /// Whether output names are known only at run time.
     pub dynamic_fields: bool,
+    /// `GROUP BY …, <window>`: the rule keeps windows (see [`WindowRule`]).
+    pub window: Option<WindowRule>,
 }
 
 /// Maps positions inside a TOML string value back to the file, through its delimiters and
@@ -295,8 +357,59 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
         t
     });
 
+    let mut plan = plan;
+    let windowed = plan.as_mut().and_then(|p| p.window.take());
+    let stateful_keys: [(&str, Option<std::ops::Range<usize>>); 6] = [
+        ("event_time", file.event_time.as_ref().map(Spanned::span)),
+        ("allowed_lateness_ms", file.allowed_lateness_ms.map(|_| key_span(text, "allowed_lateness_ms"))),
+        ("max_future_skew_ms", file.max_future_skew_ms.map(|_| key_span(text, "max_future_skew_ms"))),
+        ("future", file.future.map(|_| key_span(text, "future"))),
+        ("idle_timeout_ms", file.idle_timeout_ms.map(|_| key_span(text, "idle_timeout_ms"))),
+        ("max_state_keys", file.max_state_keys.map(|_| key_span(text, "max_state_keys"))),
+    ];
+    if windowed.is_none() && plan.is_some() {
+        for (key, span) in stateful_keys.iter().filter_map(|(k, s)| s.clone().map(|s| (k, s))) {
+            errors.push(at(
+                pos_of_offset(text, span.start),
+                format!("`{key}` applies to windowed rules only"),
+                Some("add GROUP BY …, TUMBLINGWINDOW(ss, 60) (or another window) to the SQL, or remove it".into()),
+            ));
+        }
+    }
+    let event_time = match &file.event_time {
+        Some(e) if windowed.is_some() => {
+            let map = StrMap::new(text, e.span());
+            match plan::expression(e.get_ref()) {
+                Ok(x) => Some(x),
+                Err(err) => {
+                    errors.push(at(map.sql_pos(text, e.get_ref(), err.line, err.col), format!("event_time: {}", err.message), err.hint));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    if file.max_state_keys == Some(0) {
+        errors.push(at(pos_of_offset(text, key_span(text, "max_state_keys").start), "max_state_keys must be at least 1".into(), None));
+    }
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let window = windowed.map(|w| {
+        let lateness = clamp(file.allowed_lateness_ms.unwrap_or(0));
+        WindowRule {
+            event_time,
+            allowed_lateness_ms: lateness,
+            max_future_skew_ms: clamp(file.max_future_skew_ms.unwrap_or(DEFAULT_MAX_FUTURE_SKEW_MS)),
+            future: file.future.unwrap_or_default(),
+            idle_timeout_ms: file.idle_timeout_ms.map_or_else(|| w.spec.default_idle_ms().saturating_add(lateness), clamp).max(1),
+            max_state_keys: file.max_state_keys.unwrap_or(DEFAULT_MAX_STATE_KEYS).max(1),
+            fingerprint: fingerprint(text),
+            plan: w,
+        }
+    });
+
     match plan {
         Some(plan) if errors.is_empty() => Ok(Rule {
+            window,
             name: name.into(),
             description: file.description,
             enabled: file.enabled,
@@ -316,6 +429,26 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
             Err(errors)
         }
     }
+}
+
+/// The span of a top-level `key = …` line of a rule file (for errors on options whose values
+/// carry no span).
+fn key_span(text: &str, key: &str) -> std::ops::Range<usize> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')) {
+            let start = at + (line.len() - t.len());
+            return start..start + key.len();
+        }
+        at += line.len();
+    }
+    0..0
+}
+
+/// FNV-1a of a rule file's text (stable across runs).
+fn fingerprint(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]
@@ -360,7 +493,7 @@ topic = "sluice-errors"
     #[test]
     fn unknown_keys_and_templates_are_errors() {
         let text = "sql = \"SELECT a FROM \\\"t\\\"\"\ncolour = 1\n[[actions]]\ntopic = \"x\"\n";
-        assert_eq!(errs(text), vec!["rules/x.toml:2:1: unknown field `colour`, expected one of `name`, `description`, `enabled`, `sql`, `actions`, `error_action`"]);
+        assert_eq!(errs(text), vec!["rules/x.toml:2:1: unknown field `colour`, expected one of `name`, `description`, `enabled`, `sql`, `actions`, `error_action`, `event_time`, `allowed_lateness_ms`, `max_future_skew_ms`, `future`, `idle_timeout_ms`, `max_state_keys`"]);
         let text = "sql = \"SELECT a FROM \\\"t\\\"\"\n[[actions]]\ntopic = \"x-${b}\"\n";
         assert_eq!(errs(text), vec!["rules/x.toml:3:12: action topic: `${b}` is not an output field of the rule; the rule's output fields are: a"]);
         let text = "sql = \"SELECT a FROM \\\"t\\\"\"\n[[actions]]\ntopic = \"a/b\"\n";

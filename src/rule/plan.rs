@@ -15,15 +15,35 @@ mod compile;
 mod foreach;
 mod select;
 mod types;
+mod window;
 
 use bind::bind_item_in;
 use compile::parser_error;
 use foreach::{compile_foreach, foreach_parts};
 use select::{from_filter, select_item};
 use types::err_at;
+use window::{no_aggregate, plan_window};
+
+fn err_msg(message: String, hint: &str) -> SqlError {
+    SqlError { line: 1, col: 1, message, hint: Some(hint.into()) }
+}
 
 pub use compile::compile;
-pub use types::{Foreach, Plan, SelectItem, SqlError};
+pub use types::{AggCall, Foreach, Plan, SelectItem, SqlError, WindowSpec, Windowed};
+
+/// Compiles a scalar expression written outside the SQL (a rule's `event_time`).
+pub fn expression(text: &str) -> Result<crate::rule::expr::Expr, SqlError> {
+    let dialect = GenericDialect {};
+    let mut parser = Parser::new(&dialect).try_with_sql(text).map_err(|e| parser_error(text, &e.to_string()))?;
+    let e = parser.parse_expr().map_err(|e| parser_error(text, &e.to_string()))?;
+    let t = parser.peek_token();
+    if t.token != sqlparser::tokenizer::Token::EOF {
+        return Err(err_at(t.span, format!("unexpected `{}` after the expression", t.token)));
+    }
+    let mut e = compile(&e)?;
+    no_aggregate(&mut e, |k| err_msg(format!("{}() is an aggregate: an event time is one record's", k.name()), "use a field, e.g. items.temp.time"))?;
+    Ok(e)
+}
 
 /// Parses and plans one rule query: `SELECT … FROM "…" [WHERE …]`, or EMQX's
 /// `FOREACH <array> [AS x] [DO <items>] [INCASE <cond>] FROM "…" [WHERE …]`.
@@ -74,13 +94,17 @@ pub fn plan(sql: &str) -> Result<Plan, Vec<SqlError>> {
         SetExpr::Select(s) => s,
         other => return Err(vec![err_at(other.span(), "a rule must be a single SELECT (no UNION, VALUES …)")]),
     };
-    if let GroupByExpr::Expressions(g, _) = &select.group_by {
-        if let Some(first) = g.first() {
-            errors.push(err_at(first.span(), "GROUP BY is not supported in rules (each message is processed on its own)"));
+    let group_by: &[sqlparser::ast::Expr] = match &select.group_by {
+        GroupByExpr::Expressions(g, _) => g,
+        GroupByExpr::All(_) => {
+            errors.push(err_at(select.span(), "GROUP BY ALL is not supported: name the keys and a window"));
+            &[]
         }
-    }
-    if let Some(h) = &select.having {
-        errors.push(err_at(h.span(), "HAVING is not supported in rules"));
+    };
+    if let (Some(h), true) = (&select.having, group_by.is_empty()) {
+        let mut e = err_at(h.span(), "HAVING needs GROUP BY with a window");
+        e.hint = Some("for example GROUP BY deviceName(), TUMBLINGWINDOW(ss, 60) HAVING count(*) >= 3".into());
+        errors.push(e);
     }
     if select.distinct.is_some() {
         errors.push(err_at(select.span(), "DISTINCT is not supported in rules"));
@@ -123,7 +147,12 @@ pub fn plan(sql: &str) -> Result<Plan, Vec<SqlError>> {
 
     let where_ = match &select.selection {
         Some(w) => match compile(w) {
-            Ok(e) => Some(e),
+            Ok(mut e) => {
+                if let Err(err) = no_aggregate(&mut e, |k| err_msg(format!("{}() is an aggregate: it cannot be in WHERE", k.name()), "filter windows with HAVING")) {
+                    errors.push(err);
+                }
+                Some(e)
+            }
             Err(e) => {
                 errors.push(e);
                 None
@@ -132,8 +161,28 @@ pub fn plan(sql: &str) -> Result<Plan, Vec<SqlError>> {
         None => None,
     };
 
+    let mut window = None;
+    if !group_by.is_empty() {
+        if foreach.is_some() {
+            errors.push(err_at(group_by[0].span(), "FOREACH rules cannot have GROUP BY"));
+        }
+        match plan_window(group_by, select.having.as_ref(), &mut items, select.span()) {
+            Ok(w) => window = Some(w),
+            Err(e) => errors.extend(e),
+        }
+    } else {
+        for item in &mut items {
+            if let SelectItem::Named { expr, .. } | SelectItem::Flatten(expr) = item {
+                if let Err(e) = no_aggregate(expr, |k| err_msg(format!("{}() is an aggregate: it needs GROUP BY with a window", k.name()), "for example GROUP BY deviceName(), TUMBLINGWINDOW(ss, 60)"))
+                {
+                    errors.push(e);
+                }
+            }
+        }
+    }
+
     match filter {
-        Some(filter) if errors.is_empty() => Ok(Plan { filter, select: items, where_, foreach }),
+        Some(filter) if errors.is_empty() => Ok(Plan { filter, select: items, where_, foreach, window }),
         _ => {
             errors.sort_by_key(|e| (e.line, e.col));
             Err(errors)
@@ -194,7 +243,7 @@ mod tests {
         let record = crate::doc::Node::parse(&msg.payload).ok();
         let info = TopicInfo::parse(&msg.topic);
         let env = Env::default();
-        let ctx = Ctx { msg: &msg, info: &info, record: record.as_ref(), now_ms: 0, env: &env, item: None };
+        let ctx = Ctx { msg: &msg, info: &info, record: record.as_ref(), now_ms: 0, env: &env, item: None, window: None };
         if let Some(w) = &p.where_ {
             if w.eval(&ctx).map_err(|e| e.0)?.truth()? != Some(true) {
                 return Ok(Vec::new());
@@ -312,7 +361,7 @@ mod tests {
 
     #[test]
     fn rejects_what_rules_cannot_do() {
-        assert!(err("SELECT a FROM \"t\" GROUP BY a").message.starts_with("GROUP BY"));
+        assert_eq!(err("SELECT a FROM \"t\" GROUP BY a").message, "GROUP BY needs a window");
         assert!(err("SELECT a FROM \"a/#/b\"").message.starts_with("invalid topic filter"));
         assert!(err("SELECT a, b AS a FROM \"t\"").message.starts_with("duplicate output field"));
         assert!(err("SELECT lower(1, 2) FROM \"t\"").message.contains("takes 1 argument, got 2"));

@@ -11,34 +11,14 @@ use std::sync::LazyLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::local::{LocalHistogram, LocalIntCounter};
-use prometheus::{Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
-/// The registry served at `/metrics`.
-pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+mod register;
+mod windows;
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    REGISTRY.register(Box::new(c.clone())).expect("unique metric");
-    c
-}
-
-fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    REGISTRY.register(Box::new(g.clone())).expect("unique metric");
-    g
-}
-
-fn histogram(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("valid metric");
-    REGISTRY.register(Box::new(h.clone())).expect("unique metric");
-    h
-}
-
-fn float_gauge(name: &str, help: &str) -> Gauge {
-    let g = Gauge::new(name, help).expect("valid metric");
-    REGISTRY.register(Box::new(g.clone())).expect("unique metric");
-    g
-}
+pub use register::REGISTRY;
+use register::{counter, float_gauge, gauge, histogram};
+pub use windows::{LATE_EVENTS, STATE_DISCARDED, STATE_EVICTIONS, STATE_KEYS, WINDOWS_EMITTED};
 
 // ---- Sources -------------------------------------------------------------------------------
 
@@ -80,7 +60,7 @@ pub static PAYLOAD_DECODES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 // ---- Rules ---------------------------------------------------------------------------------
 
 /// The failure reasons of a rule (its stages), in the order of [`LocalRuleMetrics::failed`].
-pub const RULE_FAILURE_REASONS: [&str; 5] = ["decode", "where", "select", "action", "panic"];
+pub const RULE_FAILURE_REASONS: [&str; 7] = ["decode", "where", "select", "action", "panic", "late", "future"];
 
 /// Messages whose topic matched a rule's filter, by rule.
 pub static RULE_MATCHED: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_rule_matched_messages_total", "Messages whose topic matched the rule's filter.", &["rule"]));
@@ -94,7 +74,7 @@ pub static RULE_NO_RESULT: LazyLock<IntCounterVec> = LazyLock::new(|| counter("s
 pub static RULE_FAILED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "sluice_rule_failed_records_total",
-        "Records (messages or integration entries) the rule failed on (one error record per message), by reason: decode, where, select, action or panic (a bug caught during evaluation).",
+        "Records (messages or integration entries) the rule failed on (one error record per message), by reason: decode, where, select, action, late, future or panic (a bug caught during evaluation).",
         &["rule", "reason"],
     )
 });
@@ -123,7 +103,7 @@ pub struct RuleMetrics {
     matched: IntCounter,
     passed: IntCounter,
     no_result: IntCounter,
-    failed: [IntCounter; 5],
+    failed: [IntCounter; 7],
     outputs: IntCounter,
     eval: Histogram,
 }
@@ -165,7 +145,7 @@ pub struct LocalRuleMetrics {
     /// Records the WHERE filtered out.
     pub no_result: LocalIntCounter,
     /// Failed records, indexed like [`RULE_FAILURE_REASONS`].
-    pub failed: [LocalIntCounter; 5],
+    pub failed: [LocalIntCounter; 7],
     /// Output records.
     pub outputs: LocalIntCounter,
     /// Evaluation time per message, seconds.
@@ -196,6 +176,10 @@ pub fn forget_rule(name: &str) {
         let _ = RULE_FAILED.remove_label_values(&[name, reason]);
     }
     let _ = RULE_EVAL_SECONDS.remove_label_values(&[name]);
+    for vec in [&*LATE_EVENTS, &*STATE_EVICTIONS, &*WINDOWS_EMITTED, &*STATE_DISCARDED] {
+        let _ = vec.remove_label_values(&[name]);
+    }
+    let _ = STATE_KEYS.remove_label_values(&[name]);
 }
 
 // ---- Device registry -----------------------------------------------------------------------

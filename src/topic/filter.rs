@@ -45,7 +45,7 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
         return false;
     }
     let mut f = filter.split('/');
-    let mut t = super::levels(topic);
+    let mut t = super::levels::levels(topic);
     loop {
         match (f.next(), t.next()) {
             (Some("#"), _) => return true,
@@ -113,7 +113,7 @@ impl TopicIndex {
     pub fn matches(&self, topic: &str, out: &mut Vec<usize>) {
         out.clear();
         let dollar = topic.starts_with('$');
-        let mut levels = super::levels(topic);
+        let mut levels = super::levels::levels(topic);
         collect(&self.root, &mut levels, out, dollar);
         if out.len() > 1 {
             out.sort_unstable();

@@ -79,7 +79,7 @@ impl<'t> TopicInfo<'t> {
         let custom = TopicInfo { kind: TopicKind::Custom, product_key: None, device_name: None, identifier: None };
         let mut parts = [""; 9];
         let mut n = 0;
-        for p in super::levels(topic) {
+        for p in super::levels::levels(topic) {
             if n == parts.len() {
                 return custom;
             }

@@ -2,7 +2,7 @@
 //! implementation, in reference order.
 
 use crate::rule::ctx::{Example, FunctionDef};
-use crate::rule::functions::{bits, compress, hash, json, math, message, string, time, types};
+use crate::rule::functions::{aggregate, bits, compress, hash, json, math, message, string, time, types};
 
 /// For variadic functions.
 const MANY: usize = usize::MAX;
@@ -20,6 +20,7 @@ macro_rules! def {
             max_args: $max,
             reads_record: false,
             flattens: false,
+            aggregate: false,
             examples: &[$(Example { expr: $e, result: $r }),+],
             imp: $imp,
         }
@@ -339,6 +340,64 @@ pub static FUNCTIONS: &[FunctionDef] = &[
             "thingPropertyFlatMap()" => "{\"Power\":\"on\",\"Position_latitude\":39.9,\"Position_longitude\":116.38}",
             "thingPropertyFlatMap('Power')" => "{\"Power\":\"on\"}",
         ], reads_record: true, flattens: true),
+    // ---------------------------------------------------------------- aggregate
+    // Usable only in a windowed rule (GROUP BY … <window>): in its select list and HAVING. The
+    // examples run over the rows `x` = [3, 1, 4, 1, 5] (aggregate::EXAMPLE_ROWS).
+    def!("aggregate", "count", "count(* or x or DISTINCT x) -> int",
+        "count(*): the window's records. count(x): those where x is not NULL. count(DISTINCT x): the distinct non-NULL values (1 and 1.0 are one value; past 10,000 distinct values each new one is counted without being compared).",
+        1..=1, aggregate::outside_window, ["count(*)" => "5", "count(x)" => "5", "count(DISTINCT x)" => "4"], aggregate: true),
+    def!("aggregate", "sum", "sum(x: number) -> number",
+        "The sum of the non-NULL values. Integers stay exact: an integer while the sum fits i64 or u64 (computed in i128), else the nearest float, like +; a float value makes it a float. NULL when there is none; a non-number is an error.",
+        1..=1, aggregate::outside_window, ["sum(x)" => "14", "sum(x * 1.5)" => "21.0"], aggregate: true),
+    def!("aggregate", "avg", "avg(x: number) -> float",
+        "The mean of the non-NULL values, as a float. NULL when there is none; a non-number is an error.",
+        1..=1, aggregate::outside_window, ["avg(x)" => "2.8"], aggregate: true),
+    def!("aggregate", "min", "min(x) -> any",
+        "The least non-NULL value: numbers compare exactly across int and float, strings by code point; values of different types order by type (boolean < number < string < array < object).",
+        1..=1, aggregate::outside_window, ["min(x)" => "1"], aggregate: true),
+    def!("aggregate", "max", "max(x) -> any",
+        "The greatest non-NULL value, compared like min.",
+        1..=1, aggregate::outside_window, ["max(x)" => "5"], aggregate: true),
+    def!("aggregate", "first_value", "first_value(x) -> any",
+        "x of the window's first record (in arrival order), NULL included.",
+        1..=1, aggregate::outside_window, ["first_value(x)" => "3"], aggregate: true),
+    def!("aggregate", "last_value", "last_value(x) -> any",
+        "x of the window's last record (in arrival order), NULL included. A select expression outside any aggregate (deviceName(), a field) is the last record's, as if in last_value.",
+        1..=1, aggregate::outside_window, ["last_value(x)" => "5"], aggregate: true),
+    def!("aggregate", "collect", "collect(x) -> array",
+        "Every record's x in arrival order, NULLs included (at most 10,000 per window; later ones are not kept).",
+        1..=1, aggregate::outside_window, ["collect(x)" => "[3,1,4,1,5]"], aggregate: true),
+    def!("aggregate", "deduplicate", "deduplicate(x) -> array",
+        "The distinct non-NULL values of x in order of first arrival (at most 10,000).",
+        1..=1, aggregate::outside_window, ["deduplicate(x)" => "[3,1,4,5]"], aggregate: true),
+    def!("aggregate", "stddev", "stddev(x: number) -> float",
+        "Population standard deviation of the non-NULL values. NULL when there is none.",
+        1..=1, aggregate::outside_window, ["stddev(x)" => "1.6"], aggregate: true),
+    def!("aggregate", "stddevs", "stddevs(x: number) -> float",
+        "Sample standard deviation (n - 1). NULL with fewer than two values.",
+        1..=1, aggregate::outside_window, ["stddevs(x)" => "1.7888543819998317"], aggregate: true),
+    def!("aggregate", "var", "var(x: number) -> float",
+        "Population variance of the non-NULL values. NULL when there is none.",
+        1..=1, aggregate::outside_window, ["var(x)" => "2.56"], aggregate: true),
+    def!("aggregate", "vars", "vars(x: number) -> float",
+        "Sample variance (n - 1). NULL with fewer than two values.",
+        1..=1, aggregate::outside_window, ["vars(x)" => "3.2"], aggregate: true),
+    def!("aggregate", "percentile_cont", "percentile_cont(x: number, p: number) -> float",
+        "The p-th percentile (0 ≤ p ≤ 1) of the non-NULL values, interpolated between the two nearest (at most 10,000 values are kept).",
+        2..=2, aggregate::outside_window, ["percentile_cont(x, 0.5)" => "3.0", "percentile_cont(x, 0.25)" => "1.0"], aggregate: true),
+    def!("aggregate", "percentile_disc", "percentile_disc(x: number, p: number) -> number",
+        "The first value (in sorted order) whose cumulative share reaches p, as it was.",
+        2..=2, aggregate::outside_window, ["percentile_disc(x, 0.5)" => "3", "percentile_disc(x, 1)" => "5"], aggregate: true),
+    // ---------------------------------------------------------------- window
+    def!("window", "window_start", "window_start() -> int",
+        "The start of the window being emitted, ms since the epoch (inclusive). NULL outside a windowed rule's output.",
+        0..=0, aggregate::window_start, ["window_start()" => "null"]),
+    def!("window", "window_end", "window_end() -> int",
+        "The end of the window being emitted, ms since the epoch (exclusive; for a count window, the last record's time + 1). NULL outside a windowed rule's output.",
+        0..=0, aggregate::window_end, ["window_end()" => "null"]),
+    def!("window", "event_time", "event_time() -> int",
+        "The record's event time in a windowed rule, ms since the epoch: the rule's event_time expression, or the processing time. NULL in a stateless rule.",
+        0..=0, aggregate::event_time, ["event_time()" => "null"]),
     // ---------------------------------------------------------------- device
     def!("device", "deviceName", "deviceName() -> string",
         "The device name: from the topic, else the record's deviceName or deviceKey (integration entries). NULL when none.",

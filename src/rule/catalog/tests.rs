@@ -27,7 +27,39 @@ fn eval_with(msg: &Message, env: &Env, expr: &str) -> Result<Value<'static>, Str
     let plan = plan(&sql).map_err(|e| format!("does not compile: {e:?}"))?;
     let record: Option<crate::doc::Node<'_>> = crate::doc::Node::parse(&msg.payload).ok();
     let info = TopicInfo::parse(&msg.topic);
-    let ctx = Ctx { msg, info: &info, record: record.as_ref(), now_ms: EXAMPLE_NOW_MS, env, item: None };
+    let ctx = Ctx { msg, info: &info, record: record.as_ref(), now_ms: EXAMPLE_NOW_MS, env, item: None, window: None };
+    match plan.select.first() {
+        Some(SelectItem::Named { expr, .. }) => expr.eval(&ctx).map(Value::into_owned).map_err(|e| e.0),
+        other => Err(format!("unexpected select item {other:?}")),
+    }
+}
+
+/// Compiles `SELECT <expr> AS r FROM "#" GROUP BY TUMBLINGWINDOW(ss, 1)` and evaluates it as
+/// the window of the records `{"x": v}` for v in [`EXAMPLE_ROWS`].
+fn eval_aggregate(expr: &str) -> Result<Value<'static>, String> {
+    use crate::rule::ctx::WindowView;
+    use crate::rule::functions::aggregate::EXAMPLE_ROWS;
+    let sql = format!("SELECT {expr} AS r FROM \"#\" GROUP BY TUMBLINGWINDOW(ss, 1)");
+    let plan = plan(&sql).map_err(|e| format!("does not compile: {e:?}"))?;
+    let w = plan.window.as_ref().ok_or("not windowed")?;
+    let env = Env::default();
+    let rows: Vec<Json> = serde_json::from_str(EXAMPLE_ROWS).expect("rows");
+    let mut accs: Vec<_> = w.aggs.iter().map(|a| a.kind.start()).collect();
+    for x in rows {
+        let msg = message(EXAMPLE_TOPIC, serde_json::json!({ "x": x }).to_string().as_bytes());
+        let record = crate::doc::Node::parse(&msg.payload).ok();
+        let info = TopicInfo::parse(&msg.topic);
+        let ctx = Ctx { msg: &msg, info: &info, record: record.as_ref(), now_ms: EXAMPLE_NOW_MS, env: &env, item: None, window: None };
+        for (a, acc) in w.aggs.iter().zip(accs.iter_mut()) {
+            let args: Vec<Json> = a.args.iter().map(|e| e.eval(&ctx).map(|v| v.to_json())).collect::<Result<_, _>>().map_err(|e| e.0)?;
+            a.kind.update(acc, &args)?;
+        }
+    }
+    let values: Vec<Value<'static>> = w.aggs.iter().zip(&accs).map(|(a, acc)| a.kind.finish(acc)).collect();
+    let view = WindowView { aggs: &values, start_ms: Some(0), end_ms: Some(1000), event_ms: None };
+    let msg = example_message();
+    let info = TopicInfo::parse(&msg.topic);
+    let ctx = Ctx { msg: &msg, info: &info, record: None, now_ms: EXAMPLE_NOW_MS, env: &env, item: None, window: Some(&view) };
     match plan.select.first() {
         Some(SelectItem::Named { expr, .. }) => expr.eval(&ctx).map(Value::into_owned).map_err(|e| e.0),
         other => Err(format!("unexpected select item {other:?}")),
@@ -79,7 +111,8 @@ fn every_example_holds() {
     let mut failures = Vec::new();
     for f in all() {
         for ex in f.examples {
-            let got = match eval_with(&msg, &env, ex.expr) {
+            let got = if f.aggregate { eval_aggregate(ex.expr) } else { eval_with(&msg, &env, ex.expr) };
+            let got = match got {
                 Ok(v) => v,
                 Err(e) => {
                     failures.push(format!("{}: example `{}` failed: {e}", f.name, ex.expr));
@@ -660,7 +693,7 @@ fn time_functions_do_not_panic_at_the_ends_of_the_range() {
         let msg = example_message();
         let record: Option<crate::doc::Node<'_>> = crate::doc::Node::parse(&msg.payload).ok();
         let info = TopicInfo::parse(&msg.topic);
-        let ctx = Ctx { msg: &msg, info: &info, record: record.as_ref(), now_ms: now, env: &env, item: None };
+        let ctx = Ctx { msg: &msg, info: &info, record: record.as_ref(), now_ms: now, env: &env, item: None, window: None };
         for e in ["timestamp('yyyy-MM-dd G E')", "timestamp_utc('yy')", "now_rfc3339('nanosecond')", "now_timestamp('nanosecond')", "now_rfc3339()"] {
             let p = plan(&format!("SELECT {e} AS r FROM \"#\"")).unwrap();
             if let Some(SelectItem::Named { expr, .. }) = p.select.first() {

@@ -10,6 +10,7 @@ use sqlparser::tokenizer::Span;
 use super::types::{err_at, PResult, SqlError};
 use crate::rule::catalog;
 use crate::rule::expr::{negate, parse_path, ArithOp, CmpOp, Expr, LikePattern, Seg};
+use crate::rule::functions::aggregate::AggKind;
 use crate::value::{parse_num, Value};
 
 fn field_from_ident(id: &Ident) -> PResult<Expr> {
@@ -204,6 +205,7 @@ fn function(f: &ast::Function) -> PResult<Expr> {
             if let Some(c) = l.clauses.first() {
                 return Err(err_at(name_span, format!("{name}(): unsupported clause `{c}`")));
             }
+            let distinct = matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct));
             let mut out = Vec::with_capacity(l.args.len());
             for a in &l.args {
                 out.push(match a {
@@ -211,6 +213,12 @@ fn function(f: &ast::Function) -> PResult<Expr> {
                     FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => Expr::Payload,
                     other => return Err(err_at(other.span(), format!("{name}(): unsupported argument `{other}`"))),
                 });
+            }
+            if distinct {
+                return match AggKind::of(name, true) {
+                    Some(kind) if kind == AggKind::CountDistinct => Ok(Expr::Aggregate(kind, out, name_span)),
+                    _ => Err(err_at(name_span, format!("{name}(): DISTINCT is supported in count(DISTINCT x) only"))),
+                };
             }
             out
         }
@@ -228,6 +236,12 @@ fn call(name: &str, span: Span, args: Vec<Expr>) -> PResult<Expr> {
         let mut e = err_at(span, format!("{name}() takes {}, got {}", def.arity_text(), args.len()));
         e.hint = Some(format!("signature: {}", def.signature));
         return Err(e);
+    }
+    if def.aggregate {
+        let kind = AggKind::of(name, false).ok_or_else(|| err_at(span, format!("internal: aggregate {name} has no accumulator")))?;
+        // count(*): every record.
+        let args = if kind == AggKind::Count && matches!(args.as_slice(), [Expr::Payload]) { Vec::new() } else { args };
+        return Ok(Expr::Aggregate(kind, args, span));
     }
     Ok(Expr::Call(def, args))
 }

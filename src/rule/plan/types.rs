@@ -8,6 +8,7 @@ use sqlparser::tokenizer::Span;
 use crate::error::EvalError;
 use crate::rule::ctx::Ctx;
 use crate::rule::expr::Expr;
+use crate::rule::functions::aggregate::AggKind;
 use crate::topic::TopicFilter;
 use crate::value::Value;
 
@@ -52,6 +53,9 @@ pub struct Plan {
     pub where_: Option<Expr>,
     /// `FOREACH … [DO …] [INCASE …]`: one output per array element instead of one per record.
     pub foreach: Option<Foreach>,
+    /// `GROUP BY …, <window> [HAVING …]`: a windowed rule (its select items read the window's
+    /// slots).
+    pub window: Option<Windowed>,
 }
 
 /// The compiled `FOREACH <array> [AS alias] [DO <items>] [INCASE <cond>]` of an EMQX-style rule.
@@ -105,6 +109,7 @@ impl Plan {
     /// Whether evaluating the rule reads the decoded payload.
     pub fn reads_record(&self) -> bool {
         self.where_.as_ref().is_some_and(Expr::reads_record)
+            || self.window.as_ref().is_some_and(Windowed::reads_record)
             || self.foreach.as_ref().is_some_and(|f| f.array.reads_record() || f.incase.as_ref().is_some_and(Expr::reads_record))
             || self.select.iter().any(|s| match s {
                 SelectItem::Star => true,
@@ -128,4 +133,83 @@ pub(super) type PResult<T> = Result<T, SqlError>;
 
 pub(super) fn err_at(span: Span, message: impl Into<String>) -> SqlError {
     SqlError { line: span.start.line.max(1), col: span.start.column.max(1), message: message.into(), hint: None }
+}
+
+/// A window, with its sizes in ms (or records, for a count window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowSpec {
+    /// `TUMBLINGWINDOW(unit, size)`: back-to-back windows `[k·size, (k+1)·size)`.
+    Tumbling {
+        /// Length.
+        size: i64,
+    },
+    /// `HOPPINGWINDOW(unit, size, hop)`: windows of `size` starting every `hop`.
+    Hopping {
+        /// Length.
+        size: i64,
+        /// Distance between starts.
+        hop: i64,
+    },
+    /// `SLIDINGWINDOW(unit, size)`: on every record, the records of the last `size` up to it.
+    Sliding {
+        /// Length.
+        size: i64,
+    },
+    /// `SESSIONWINDOW(unit, max, timeout)`: records closer than `timeout` to each other, for
+    /// at most `max`.
+    Session {
+        /// Longest session.
+        max: i64,
+        /// Gap that ends a session.
+        timeout: i64,
+    },
+    /// `COUNTWINDOW(n[, hop])`: every `hop` records (default `n`), the last `n`.
+    Count {
+        /// Records per window.
+        n: u64,
+        /// Records between emissions.
+        hop: u64,
+    },
+}
+
+impl WindowSpec {
+    /// How long after its last record a key's windows stay open by default (ms of processing
+    /// time): one window length (a count window: one minute).
+    pub fn default_idle_ms(&self) -> i64 {
+        match *self {
+            WindowSpec::Tumbling { size } | WindowSpec::Hopping { size, .. } | WindowSpec::Sliding { size } => size,
+            WindowSpec::Session { timeout, .. } => timeout,
+            WindowSpec::Count { .. } => 60_000,
+        }
+    }
+}
+
+/// One aggregate call of a windowed rule: its accumulator kind and its argument expressions,
+/// evaluated per record.
+#[derive(Debug)]
+pub struct AggCall {
+    /// The aggregate.
+    pub kind: AggKind,
+    /// Its arguments (none for `count(*)`).
+    pub args: Vec<Expr>,
+}
+
+/// What makes a rule windowed.
+#[derive(Debug)]
+pub struct Windowed {
+    /// The window.
+    pub spec: WindowSpec,
+    /// The GROUP BY expressions other than the window: the group key (none: one group).
+    pub keys: Vec<Expr>,
+    /// The slots the select list and HAVING read ([`Expr::Agg`]).
+    pub aggs: Vec<AggCall>,
+    /// HAVING, on the emitted window.
+    pub having: Option<Expr>,
+}
+
+impl Windowed {
+    /// Whether a record's evaluation reads the decoded record.
+    pub fn reads_record(&self) -> bool {
+        self.keys.iter().any(Expr::reads_record) || self.aggs.iter().any(|a| a.args.iter().any(Expr::reads_record))
+    }
 }
