@@ -81,6 +81,44 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // A windowed rule beside a stateless rule of the same shape (issue 13: at most 2× its
+    // cost): 1,000 devices in turn, the clock 1 ms further each message, so each device's 60 s
+    // window gets a record a second and closes (is emitted) once a minute.
+    let devices: Vec<Message> = (0..1000)
+        .map(|d| {
+            let mut m = message();
+            m.topic = format!("/sys/pk0001/dev-{d:06}/thing/event/property/post");
+            m
+        })
+        .collect();
+    let one = |sql: &str| {
+        let text = format!("name = \"w\"\nsql = \"\"\"\n{sql}\n\"\"\"\n[[actions]]\ntopic = \"out\"\nkey = \"${{dn}}\"\n");
+        engine(vec![compile_str(Path::new("w.toml"), &text).unwrap_or_else(|e| panic!("{e:?}"))])
+    };
+    let stateless = one("SELECT deviceName() AS dn, items.temp.value AS temp FROM \"/sys/+/+/thing/event/property/post\" WHERE items.temp.value IS NOT NULL");
+    let windowed =
+        one("SELECT deviceName() AS dn, avg(items.temp.value) AS temp FROM \"/sys/+/+/thing/event/property/post\" WHERE items.temp.value IS NOT NULL GROUP BY deviceName(), TUMBLINGWINDOW(ss, 60)");
+    let mut g = c.benchmark_group("state");
+    g.throughput(Throughput::Elements(1));
+    let mut n = 0usize;
+    g.bench_function("1_stateless_rule", |b| {
+        b.iter(|| {
+            n += 1;
+            out.clear();
+            black_box(stateless.process(black_box(&devices[n % 1000]), 1_700_000_000_000 + n as i64, &mut scratch, &mut out));
+        })
+    });
+    let mut n = 0usize;
+    g.bench_function("1_tumbling_avg_per_device", |b| {
+        b.iter(|| {
+            n += 1;
+            out.clear();
+            black_box(windowed.process(black_box(&devices[n % 1000]), 1_700_000_000_000 + n as i64, &mut scratch, &mut out));
+        })
+    });
+    g.finish();
+    assert_eq!(windowed.state_keys("w"), 1000, "one group per device");
 }
 
 criterion_group!(benches, bench);

@@ -60,7 +60,7 @@ pub(crate) fn passes_where<'a>(rule: &'a Rule, ctx: &Ctx<'a>) -> Result<bool, (S
 pub(crate) fn window_output(rule: &Rule, w: &WindowRule, closed: &Closed, env: &Env, now_ms: i64, out: &mut Vec<OutputRecord>) -> Result<bool, (Stage, EvalError)> {
     let msg = Message::new(closed.topic.clone(), Vec::new());
     let info = TopicInfo::parse(&msg.topic);
-    let view = WindowView { aggs: &closed.values, start_ms: Some(closed.start), end_ms: Some(closed.end), event_ms: None };
+    let view = WindowView { aggs: &closed.values, start_ms: Some(closed.start), end_ms: Some(closed.end), event_ms: None, silence: closed.kind };
     let ctx = Ctx { msg: &msg, info: &info, record: None, now_ms, env, item: None, window: Some(&view) };
     if let Some(h) = &w.plan.having {
         match h.eval(&ctx).map_err(|e| (Stage::Select, EvalError(format!("HAVING: {}", e.0))))?.truth() {

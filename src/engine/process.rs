@@ -18,6 +18,7 @@ use crate::engine::window::{Closed, Windows};
 use crate::error::EvalError;
 use crate::flow::OutputRecord;
 use crate::message::{is_batch, Message};
+use crate::rule::ctx::WindowView;
 use crate::rule::expr::{Ctx, Env};
 use crate::rule::{Rule, WindowRule};
 use crate::telemetry::metrics::EVAL_TIMING_EVERY;
@@ -229,9 +230,15 @@ impl Engine {
                     let ctx = Ctx { msg, info, record, now_ms, env: &self.env, item: None, window: None };
                     let before = out.len();
                     let star_slot = &mut star[n];
-                    let result = guard::catch(|| match &rule.window {
-                        Some(w) => self.eval_windowed(windows, rule, w, &ctx, out, live),
-                        None => eval_rule(rule, &ctx, star_slot, out),
+                    let result = guard::catch(|| match (&rule.window, &rule.analytics) {
+                        (Some(w), _) => self.eval_windowed(windows, rule, w, &ctx, out, live),
+                        (None, Some(a)) => {
+                            // Analytic calls first, for every record (before WHERE).
+                            let values = windows.analytic(rule, a, &ctx)?;
+                            let view = WindowView { aggs: &values, ..WindowView::default() };
+                            eval_rule(rule, &Ctx { window: Some(&view), ..ctx }, star_slot, out)
+                        }
+                        (None, None) => eval_rule(rule, &ctx, star_slot, out),
                     })
                     .unwrap_or_else(|panic| {
                         // Whatever the rule appended before it panicked is dropped.
@@ -307,7 +314,7 @@ impl Engine {
     }
 
     fn tick_with(&self, set: &RuleSet, windows: &Windows, now_ms: i64, live: bool) -> Vec<(String, Vec<OutputRecord>)> {
-        if !set.rules.iter().any(|r| r.window.is_some()) {
+        if !set.rules.iter().any(|r| r.window.is_some() || r.analytics.as_ref().is_some_and(|a| a.idle_timeout_ms.is_some())) {
             return Vec::new();
         }
         let mut out = Vec::new();

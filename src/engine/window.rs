@@ -18,7 +18,6 @@
 //! - An emitted window carries the header `sluice-window`: `{"start","end","key"}`, with the
 //!   `sluice-rule` header its identity, for consumers to deduplicate on.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -28,36 +27,20 @@ use serde_json::Value as Json;
 use crate::engine::types::Stage;
 use crate::error::EvalError;
 use crate::rule::expr::Ctx;
-use crate::rule::functions::aggregate::Acc;
-use crate::rule::plan::WindowSpec;
-use crate::rule::{FuturePolicy, Rule, WindowRule};
+use crate::rule::functions::analytic::History;
+use crate::rule::{AnalyticRule, FuturePolicy, Rule, WindowRule};
 use crate::telemetry::metrics;
 use crate::value::Value;
+
+mod group;
+
+use group::{add, close_due, Done, Group};
 
 /// The header naming an emitted window.
 pub const WINDOW_HEADER: &str = "sluice-window";
 
 /// How many groups an eviction looks at to find the least recently seen.
 const EVICTION_SAMPLE: usize = 16;
-
-/// One open time window of a group.
-#[derive(Clone, Debug)]
-struct Win {
-    start: i64,
-    /// When it closes: the end for tumbling and hopping windows; the last record + timeout
-    /// for a session.
-    end: i64,
-    /// A session's last record time.
-    last: i64,
-    accs: Vec<Acc>,
-}
-
-/// A kept row (sliding and count windows): a record's time and its aggregate arguments.
-#[derive(Clone, Debug)]
-struct Row {
-    t: i64,
-    args: Vec<Vec<Json>>,
-}
 
 /// A window ready to emit.
 #[derive(Debug)]
@@ -72,33 +55,23 @@ pub(crate) struct Closed {
     pub end: i64,
     /// The aggregate values.
     pub values: Vec<Value<'static>>,
+    /// For a silence window: `silent` (the group went quiet) or `back` (it sent again).
+    pub kind: Option<&'static str>,
 }
 
-/// One group's state.
+/// One partition's memory of one analytic call.
 #[derive(Debug)]
-struct Group {
-    topic: String,
-    watermark: i64,
+struct Part {
     seen_ms: i64,
-    wins: Vec<Win>,
-    rows: VecDeque<Row>,
-    count: u64,
+    history: History,
 }
 
-impl Group {
-    fn new() -> Group {
-        Group { topic: String::new(), watermark: i64::MIN, seen_ms: i64::MIN, wins: Vec::new(), rows: VecDeque::new(), count: 0 }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.wins.is_empty() && self.rows.is_empty()
-    }
-}
-
-/// The state of one windowed rule.
+/// The state of one windowed rule (its groups) or of one rule with analytic calls (its
+/// partitions, keyed by `<call>:<partition key>`).
 pub(crate) struct RuleWindows {
     fingerprint: u64,
     groups: DashMap<String, Group>,
+    parts: DashMap<String, Part>,
     late: IntCounter,
     evictions: IntCounter,
     emitted: IntCounter,
@@ -128,15 +101,16 @@ fn time_of(v: Value<'_>) -> Result<i64, String> {
 
 impl Windows {
     /// The state of `rule`, created (or started afresh, when the rule's text changed) as needed.
-    fn of(&self, rule: &Rule, w: &WindowRule) -> Arc<RuleWindows> {
+    fn of(&self, rule: &Rule, fingerprint: u64) -> Arc<RuleWindows> {
         if let Some(s) = self.rules.get(&rule.name) {
-            if s.fingerprint == w.fingerprint {
+            if s.fingerprint == fingerprint {
                 return s.clone();
             }
         }
         let fresh = Arc::new(RuleWindows {
-            fingerprint: w.fingerprint,
+            fingerprint,
             groups: DashMap::new(),
+            parts: DashMap::new(),
             late: metrics::LATE_EVENTS.with_label_values(&[&rule.name]),
             evictions: metrics::STATE_EVICTIONS.with_label_values(&[&rule.name]),
             emitted: metrics::WINDOWS_EMITTED.with_label_values(&[&rule.name]),
@@ -144,10 +118,10 @@ impl Windows {
         });
         match self.rules.entry(rule.name.clone()) {
             dashmap::mapref::entry::Entry::Occupied(mut o) => {
-                if o.get().fingerprint == w.fingerprint {
+                if o.get().fingerprint == fingerprint {
                     return o.get().clone();
                 }
-                let dropped = o.get().groups.len();
+                let dropped = o.get().groups.len() + o.get().parts.len();
                 if dropped > 0 {
                     metrics::STATE_DISCARDED.with_label_values(&[&rule.name]).inc_by(dropped as u64);
                     tracing::info!(rule = %rule.name, keys = dropped, "the windowed rule changed: its state starts afresh");
@@ -201,7 +175,7 @@ impl Windows {
             args.push(vs);
         }
 
-        let state = self.of(rule, w);
+        let state = self.of(rule, w.fingerprint);
         let mut closed = Vec::new();
         if !state.groups.contains_key(&key) && state.groups.len() >= w.max_state_keys {
             self.evict(rule, w, &state, &mut closed);
@@ -214,26 +188,65 @@ impl Windows {
         if event {
             g.watermark = g.watermark.max(t);
         }
-        let closing = match &result {
-            Err(_) => Vec::new(),
-            Ok(rows) => {
+        if result.is_ok() {
+            g.last_t = g.last_t.max(t);
+        }
+        let closing = match result {
+            Err(late) => {
+                drop(g);
+                state.late.inc();
+                return Err((Stage::Late, EvalError(late)));
+            }
+            Ok(mut done) => {
                 let clock = if event { g.watermark } else { now };
-                let mut c = close_due(&mut g, w, clock, event, false);
-                c.extend(rows.iter().cloned());
-                c
+                done.extend(close_due(&mut g, w, clock, event, false));
+                done
             }
         };
         let topic = g.topic.clone();
         drop(g);
-        if let Err(late) = result {
-            state.late.inc();
-            return Err((Stage::Late, EvalError(late)));
-        }
-        for (start, end, accs) in closing {
-            closed.push(finish(w, &key, &topic, start, end, &accs));
+        for d in closing {
+            closed.push(finish(w, &key, &topic, d));
         }
         state.emitted.inc_by(closed.len() as u64);
         Ok(closed)
+    }
+
+    /// The values of a rule's analytic calls for one record (each call's memory of its
+    /// partition updated): the slots its expressions read.
+    pub(crate) fn analytic<'a>(&self, rule: &'a Rule, a: &'a AnalyticRule, ctx: &Ctx<'a>) -> Result<Vec<Value<'static>>, (Stage, EvalError)> {
+        let select = |e: EvalError| (Stage::Select, e);
+        let state = self.of(rule, a.fingerprint);
+        let mut out = Vec::with_capacity(a.calls.len());
+        for (i, call) in a.calls.iter().enumerate() {
+            let part = match &call.partition {
+                Some(p) => {
+                    let mut k = Vec::with_capacity(p.len());
+                    for e in p {
+                        k.push(e.eval(ctx).map_err(select)?.to_json());
+                    }
+                    Json::Array(k)
+                }
+                None => Json::Array(vec![ctx.product_key().map_or(Json::Null, Json::from), ctx.device_name().map_or(Json::Null, Json::from)]),
+            };
+            let mut args = Vec::with_capacity(call.args.len());
+            for e in &call.args {
+                args.push(e.eval(ctx).map_err(select)?.to_json());
+            }
+            let key = format!("{i}:{part}");
+            if !state.parts.contains_key(&key) && state.parts.len() >= a.max_state_keys {
+                let victim = state.parts.iter().take(EVICTION_SAMPLE).min_by_key(|p| p.seen_ms).map(|p| p.key().clone());
+                if let Some(v) = victim {
+                    state.parts.remove(&v);
+                    state.evictions.inc();
+                    tracing::warn!(rule = %rule.name, max_state_keys = a.max_state_keys, "analytic state is full: the least recently seen partition of a sample is forgotten");
+                }
+            }
+            let mut p = state.parts.entry(key).or_insert_with(|| Part { seen_ms: ctx.now_ms, history: call.kind.start() });
+            p.seen_ms = p.seen_ms.max(ctx.now_ms);
+            out.push(call.kind.step(&mut p.history, &args).map_err(|m| (Stage::Select, EvalError(m)))?);
+        }
+        Ok(out)
     }
 
     /// Evicts the least recently seen of a sample of the rule's groups, emitting its windows.
@@ -243,8 +256,8 @@ impl Windows {
             if let Some((k, mut g)) = state.groups.remove(&k) {
                 state.evictions.inc();
                 tracing::warn!(rule = %rule.name, max_state_keys = w.max_state_keys, "window state is full: the least recently seen key of a sample is evicted, its windows emitted early");
-                for (start, end, accs) in close_due(&mut g, w, i64::MAX, true, true) {
-                    closed.push(finish(w, &k, &g.topic, start, end, &accs));
+                for d in close_due(&mut g, w, i64::MAX, true, true) {
+                    closed.push(finish(w, &k, &g.topic, d));
                 }
             }
         }
@@ -256,6 +269,12 @@ impl Windows {
     pub(crate) fn tick(&self, rules: &[Arc<Rule>], now: i64) -> Vec<(Arc<Rule>, Vec<Closed>)> {
         let mut out = Vec::new();
         for rule in rules {
+            if let (Some(a), Some(idle)) = (&rule.analytics, rule.analytics.as_ref().and_then(|a| a.idle_timeout_ms)) {
+                if let Some(state) = self.rules.get(&rule.name).map(|s| s.clone()).filter(|s| s.fingerprint == a.fingerprint) {
+                    state.parts.retain(|_, p| p.seen_ms.saturating_add(idle) > now);
+                    state.keys.set(state.parts.len() as i64);
+                }
+            }
             let Some(w) = &rule.window else { continue };
             let Some(state) = self.rules.get(&rule.name).map(|s| s.clone()) else { continue };
             if state.fingerprint != w.fingerprint {
@@ -266,8 +285,8 @@ impl Windows {
             state.groups.retain(|key, g| {
                 let idle = g.seen_ms.saturating_add(w.idle_timeout_ms) <= now;
                 let due = if event { close_due(g, w, g.watermark, true, idle) } else { close_due(g, w, now, false, idle) };
-                for (start, end, accs) in due {
-                    closed.push(finish(w, key, &g.topic, start, end, &accs));
+                for d in due {
+                    closed.push(finish(w, key, &g.topic, d));
                 }
                 if idle {
                     g.rows.clear();
@@ -285,151 +304,13 @@ impl Windows {
         out
     }
 
-    /// Groups held by `rule` (tests and metrics).
+    /// Groups (or analytic partitions) held by `rule` (tests and metrics).
     pub(crate) fn keys(&self, rule: &str) -> usize {
-        self.rules.get(rule).map_or(0, |s| s.groups.len())
+        self.rules.get(rule).map_or(0, |s| s.groups.len() + s.parts.len())
     }
 }
 
-/// Adds a record at time `t` to group `g`: `Ok` with the windows it emits at once (sliding and
-/// count windows), `Err` with the reason when it is late for every window it belongs to.
-fn add(g: &mut Group, w: &WindowRule, t: i64, event: bool, args: Vec<Vec<Json>>) -> Result<Vec<(i64, i64, Vec<Acc>)>, String> {
-    let lateness = w.allowed_lateness_ms;
-    let watermark = g.watermark;
-    let closed = |end: i64| event && end.saturating_add(lateness) <= watermark;
-    let late = |start: i64, end: i64| format!("late: event time {t} is past window [{start}, {end}), closed at watermark {watermark} (allowed_lateness_ms = {lateness})");
-    let plan = &w.plan;
-    let update = |win: &mut Win, args: &[Vec<Json>]| {
-        for ((a, acc), vs) in plan.aggs.iter().zip(win.accs.iter_mut()).zip(args) {
-            // The arguments were checked (AggKind::check): updates cannot fail.
-            let updated = a.kind.update(acc, vs);
-            debug_assert!(updated.is_ok(), "{updated:?}");
-        }
-    };
-    let fresh = |start: i64, end: i64| Win { start, end, last: start, accs: plan.aggs.iter().map(|a| a.kind.start()).collect() };
-    match plan.spec {
-        WindowSpec::Tumbling { size } => {
-            let start = t.div_euclid(size).saturating_mul(size);
-            let end = start.saturating_add(size);
-            if closed(end) {
-                return Err(late(start, end));
-            }
-            let i = match g.wins.iter().position(|x| x.start == start) {
-                Some(i) => i,
-                None => {
-                    g.wins.push(fresh(start, end));
-                    g.wins.len() - 1
-                }
-            };
-            update(&mut g.wins[i], &args);
-            Ok(Vec::new())
-        }
-        WindowSpec::Hopping { size, hop } => {
-            let mut start = t.div_euclid(hop).saturating_mul(hop);
-            let mut any = false;
-            let mut latest = None;
-            while start > t.saturating_sub(size) {
-                let end = start.saturating_add(size);
-                latest.get_or_insert((start, end));
-                if !closed(end) {
-                    any = true;
-                    let i = match g.wins.iter().position(|x| x.start == start) {
-                        Some(i) => i,
-                        None => {
-                            g.wins.push(fresh(start, end));
-                            g.wins.len() - 1
-                        }
-                    };
-                    update(&mut g.wins[i], &args);
-                }
-                start = start.saturating_sub(hop);
-            }
-            match (any, latest) {
-                (false, Some((s, e))) => Err(late(s, e)),
-                _ => Ok(Vec::new()),
-            }
-        }
-        WindowSpec::Session { max, timeout } => {
-            let found = g.wins.iter().position(|x| t >= x.start.saturating_sub(timeout) && t < x.last.saturating_add(timeout) && t.max(x.last) - t.min(x.start) < max);
-            match found {
-                Some(i) => {
-                    let x = &mut g.wins[i];
-                    x.start = x.start.min(t);
-                    x.last = x.last.max(t);
-                    x.end = x.last.saturating_add(timeout).min(x.start.saturating_add(max));
-                    update(x, &args);
-                }
-                None => {
-                    let end = t.saturating_add(timeout);
-                    if closed(end) {
-                        return Err(late(t, end));
-                    }
-                    let mut x = fresh(t, end.min(t.saturating_add(max)));
-                    update(&mut x, &args);
-                    g.wins.push(x);
-                }
-            }
-            Ok(Vec::new())
-        }
-        WindowSpec::Sliding { size } => {
-            if event && t.saturating_add(lateness) < watermark {
-                return Err(late(t.saturating_sub(size), t));
-            }
-            let at = g.rows.iter().rposition(|r| r.t <= t).map_or(0, |i| i + 1);
-            g.rows.insert(at, Row { t, args });
-            let mut win = fresh(t.saturating_sub(size), t);
-            for r in g.rows.iter().filter(|r| r.t > t.saturating_sub(size) && r.t <= t) {
-                update(&mut win, &r.args);
-            }
-            // Rows no later window can hold.
-            let horizon = watermark.max(t).saturating_sub(lateness).saturating_sub(size);
-            while g.rows.front().is_some_and(|r| r.t <= horizon) {
-                g.rows.pop_front();
-            }
-            Ok(vec![(win.start, win.end, win.accs)])
-        }
-        WindowSpec::Count { n, hop } => {
-            g.rows.push_back(Row { t, args });
-            g.count += 1;
-            while g.rows.len() as u64 > n {
-                g.rows.pop_front();
-            }
-            if g.rows.len() as u64 == n && g.count % hop == 0 {
-                let first = g.rows.front().map_or(t, |r| r.t);
-                let last = g.rows.iter().map(|r| r.t).max().unwrap_or(t);
-                let mut win = fresh(first, last.saturating_add(1));
-                for r in &g.rows {
-                    update(&mut win, &r.args);
-                }
-                if hop >= n {
-                    g.rows.clear();
-                }
-                return Ok(vec![(win.start, win.end, win.accs)]);
-            }
-            Ok(Vec::new())
-        }
-    }
-}
-
-/// Takes out the windows of `g` that are due: those whose end (plus the lateness, on event
-/// time) `clock` has reached, or all of them with `all`.
-fn close_due(g: &mut Group, w: &WindowRule, clock: i64, event: bool, all: bool) -> Vec<(i64, i64, Vec<Acc>)> {
-    let lateness = if event { w.allowed_lateness_ms } else { 0 };
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < g.wins.len() {
-        if all || g.wins[i].end.saturating_add(lateness) <= clock {
-            let x = g.wins.swap_remove(i);
-            out.push((x.start, x.end, x.accs));
-        } else {
-            i += 1;
-        }
-    }
-    out.sort_by_key(|(s, _, _)| *s);
-    out
-}
-
-fn finish(w: &WindowRule, key: &str, topic: &str, start: i64, end: i64, accs: &[Acc]) -> Closed {
-    let values = w.plan.aggs.iter().zip(accs).map(|(a, acc)| a.kind.finish(acc)).collect();
-    Closed { key: key.to_string(), topic: topic.to_string(), start, end, values }
+fn finish(w: &WindowRule, key: &str, topic: &str, d: Done) -> Closed {
+    let values = w.plan.aggs.iter().zip(&d.accs).map(|(a, acc)| a.kind.finish(acc)).collect();
+    Closed { key: key.to_string(), topic: topic.to_string(), start: d.start, end: d.end, values, kind: d.kind }
 }

@@ -81,6 +81,8 @@ pub struct WindowView<'a> {
     pub end_ms: Option<i64>,
     /// The record's event time (per record).
     pub event_ms: Option<i64>,
+    /// A silence window's emission: `silent` or `back`.
+    pub silence: Option<&'a str>,
 }
 
 impl<'a> Ctx<'a> {
@@ -154,6 +156,9 @@ pub struct FunctionDef {
     /// list and HAVING, where the window computes it (its examples run over
     /// [`EXAMPLE_ROWS`](crate::rule::functions::aggregate::EXAMPLE_ROWS)).
     pub aggregate: bool,
+    /// Whether it is an analytic function (`lag`, `changed` …): computed per partition, before
+    /// WHERE (its examples run over the same rows, giving the last row's value).
+    pub analytic: bool,
     /// Examples, run as tests.
     pub examples: &'static [Example],
     /// The implementation.

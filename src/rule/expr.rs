@@ -10,6 +10,7 @@ use crate::doc::Node;
 use crate::error::EvalError;
 use crate::rule::ctx::FunctionDef;
 use crate::rule::functions::aggregate::AggKind;
+use crate::rule::functions::analytic::AnalyticKind;
 use crate::value::Value;
 use sqlparser::tokenizer::Span;
 
@@ -117,7 +118,11 @@ pub enum Expr {
     /// An aggregate call as written (`avg(x)`, `count(DISTINCT x)`): the planner turns it into
     /// an [`Expr::Agg`] slot of a windowed rule, and rejects it anywhere else (at `span`).
     Aggregate(AggKind, Vec<Expr>, Span),
-    /// The value of a windowed rule's aggregate call number `.0`, when its window is emitted.
+    /// An analytic call as written (`lag(x) OVER (PARTITION BY k)`): the planner turns it into
+    /// an [`Expr::Agg`] slot the engine fills per record.
+    Analytic(AnalyticKind, Vec<Expr>, Option<Vec<Expr>>, Span),
+    /// The value of a windowed rule's aggregate call number `.0` when its window is emitted, or
+    /// of a rule's analytic call number `.0` for the current record.
     Agg(usize),
 }
 
@@ -130,6 +135,7 @@ impl Expr {
             Expr::Field(_) => true,
             Expr::Lit(_) | Expr::Payload | Expr::Item(_) | Expr::Agg(_) => false,
             Expr::Aggregate(_, args, _) => args.iter().any(Expr::reads_record),
+            Expr::Analytic(_, args, part, _) => args.iter().chain(part.iter().flatten()).any(Expr::reads_record),
             Expr::Neg(a) | Expr::Not(a) | Expr::IsNull(a, _) | Expr::IsBool(a, _, _) | Expr::Like(a, _, _) => a.reads_record(),
             Expr::Array(l) => l.iter().any(Expr::reads_record),
             Expr::Arith(_, a, b) | Expr::Cmp(_, a, b) | Expr::Concat(a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::LikeDyn(a, b, _, _) => a.reads_record() || b.reads_record(),
@@ -266,6 +272,7 @@ impl Expr {
                 (f.imp)(ctx, vals).map_err(|e| EvalError(format!("{}(): {e}", f.name)))
             }
             Expr::Aggregate(kind, _, _) => Err(EvalError(format!("{}(): an aggregate is computed by a window (GROUP BY … <window>)", kind.name()))),
+            Expr::Analytic(kind, _, _, _) => Err(EvalError(format!("{}(): an analytic function is computed by the engine", kind.name()))),
             Expr::Agg(i) => Ok(ctx.window.and_then(|w| w.aggs.get(*i)).map_or(Value::Null, borrow_value)),
         }
     }
@@ -276,6 +283,7 @@ impl Expr {
             Expr::Lit(_) | Expr::Field(_) | Expr::Payload | Expr::Item(_) | Expr::Agg(_) => Vec::new(),
             Expr::Neg(a) | Expr::Not(a) | Expr::IsNull(a, _) | Expr::IsBool(a, _, _) | Expr::Like(a, _, _) => vec![&mut **a],
             Expr::Array(l) | Expr::Call(_, l) | Expr::Aggregate(_, l, _) => l.iter_mut().collect(),
+            Expr::Analytic(_, l, p, _) => l.iter_mut().chain(p.iter_mut().flatten()).collect(),
             Expr::Arith(_, a, b) | Expr::Cmp(_, a, b) | Expr::Concat(a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::LikeDyn(a, b, _, _) => vec![&mut **a, &mut **b],
             Expr::InList(a, l, _) => std::iter::once(&mut **a).chain(l.iter_mut()).collect(),
             Expr::Between(a, b, c, _) => vec![&mut **a, &mut **b, &mut **c],

@@ -9,6 +9,7 @@ pub use args::MAX_VALUE_BYTES;
 pub use time::java_format;
 
 pub mod aggregate;
+pub mod analytic;
 mod args;
 pub(crate) mod bits;
 pub(crate) mod compress;

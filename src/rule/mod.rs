@@ -179,6 +179,21 @@ pub struct Rule {
     pub dynamic_fields: bool,
     /// `GROUP BY …, <window>`: the rule keeps windows (see [`WindowRule`]).
     pub window: Option<WindowRule>,
+    /// Analytic calls (`lag`, `changed` …) of a rule without a window (see [`AnalyticRule`]).
+    pub analytics: Option<AnalyticRule>,
+}
+
+/// The analytic calls of a rule and the bounds of their memory.
+#[derive(Debug)]
+pub struct AnalyticRule {
+    /// The calls, by slot.
+    pub calls: Vec<plan::AnalyticCall>,
+    /// See [`RuleFile::max_state_keys`] (partitions × calls).
+    pub max_state_keys: usize,
+    /// A partition not seen for this long is forgotten (`None`: kept, within max_state_keys).
+    pub idle_timeout_ms: Option<i64>,
+    /// See [`WindowRule::fingerprint`].
+    pub fingerprint: u64,
 }
 
 /// Maps positions inside a TOML string value back to the file, through its delimiters and
@@ -359,6 +374,7 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
 
     let mut plan = plan;
     let windowed = plan.as_mut().and_then(|p| p.window.take());
+    let analytic_calls = plan.as_mut().map(|p| std::mem::take(&mut p.analytics)).unwrap_or_default();
     let stateful_keys: [(&str, Option<std::ops::Range<usize>>); 6] = [
         ("event_time", file.event_time.as_ref().map(Spanned::span)),
         ("allowed_lateness_ms", file.allowed_lateness_ms.map(|_| key_span(text, "allowed_lateness_ms"))),
@@ -368,7 +384,9 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
         ("max_state_keys", file.max_state_keys.map(|_| key_span(text, "max_state_keys"))),
     ];
     if windowed.is_none() && plan.is_some() {
-        for (key, span) in stateful_keys.iter().filter_map(|(k, s)| s.clone().map(|s| (k, s))) {
+        // Rules with analytic calls keep per-partition memory: its bounds apply to them.
+        let memory_only = !analytic_calls.is_empty();
+        for (key, span) in stateful_keys.iter().filter(|(k, _)| !(memory_only && matches!(*k, "max_state_keys" | "idle_timeout_ms"))).filter_map(|(k, s)| s.clone().map(|s| (k, s))) {
             errors.push(at(
                 pos_of_offset(text, span.start),
                 format!("`{key}` applies to windowed rules only"),
@@ -389,6 +407,15 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
         }
         _ => None,
     };
+    if let (Some(w), Some(e)) = (&windowed, &file.event_time) {
+        if matches!(w.spec, plan::WindowSpec::Silence { .. }) {
+            errors.push(at(
+                pos_of_offset(text, e.span().start),
+                "SILENCEWINDOW runs on processing time: it has no event_time".into(),
+                Some("remove event_time: silence is measured on the engine's clock".into()),
+            ));
+        }
+    }
     if file.max_state_keys == Some(0) {
         errors.push(at(pos_of_offset(text, key_span(text, "max_state_keys").start), "max_state_keys must be at least 1".into(), None));
     }
@@ -407,9 +434,17 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
         }
     });
 
+    let analytics = (!analytic_calls.is_empty()).then(|| AnalyticRule {
+        calls: analytic_calls,
+        max_state_keys: file.max_state_keys.unwrap_or(DEFAULT_MAX_STATE_KEYS).max(1),
+        idle_timeout_ms: file.idle_timeout_ms.map(clamp),
+        fingerprint: fingerprint(text),
+    });
+
     match plan {
         Some(plan) if errors.is_empty() => Ok(Rule {
             window,
+            analytics,
             name: name.into(),
             description: file.description,
             enabled: file.enabled,

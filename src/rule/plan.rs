@@ -29,7 +29,7 @@ fn err_msg(message: String, hint: &str) -> SqlError {
 }
 
 pub use compile::compile;
-pub use types::{AggCall, Foreach, Plan, SelectItem, SqlError, WindowSpec, Windowed};
+pub use types::{AggCall, AnalyticCall, Foreach, Plan, SelectItem, SqlError, WindowSpec, Windowed};
 
 /// Compiles a scalar expression written outside the SQL (a rule's `event_time`).
 pub fn expression(text: &str) -> Result<crate::rule::expr::Expr, SqlError> {
@@ -181,8 +181,53 @@ pub fn plan(sql: &str) -> Result<Plan, Vec<SqlError>> {
         }
     }
 
+    // Analytic calls: slots of a rule without a window, computed before WHERE.
+    let mut analytics = Vec::new();
+    let mut where_ = where_;
+    let mut foreach = foreach;
+    {
+        let blocked = if window.is_some() {
+            Some("analytic functions are not supported in windowed rules yet")
+        } else if foreach.is_some() {
+            Some("analytic functions are not supported in FOREACH rules")
+        } else {
+            None
+        };
+        let mut exprs: Vec<&mut crate::rule::expr::Expr> = Vec::new();
+        for item in &mut items {
+            if let SelectItem::Named { expr, .. } | SelectItem::Flatten(expr) = item {
+                exprs.push(expr);
+            }
+        }
+        if let Some(w) = &mut where_ {
+            exprs.push(w);
+        }
+        let mut fe: Vec<&mut crate::rule::expr::Expr> = Vec::new();
+        if let Some(f) = &mut foreach {
+            fe.push(&mut f.array);
+            if let Some(i) = &mut f.incase {
+                fe.push(i);
+            }
+        }
+
+        for e in exprs.into_iter().chain(fe) {
+            match blocked {
+                Some(why) => {
+                    if let Some(span) = window::first_analytic(e) {
+                        errors.push(err_at(span, why));
+                    }
+                }
+                None => {
+                    if let Err(err) = window::lift_analytics(e, &mut analytics) {
+                        errors.push(err);
+                    }
+                }
+            }
+        }
+    }
+
     match filter {
-        Some(filter) if errors.is_empty() => Ok(Plan { filter, select: items, where_, foreach, window }),
+        Some(filter) if errors.is_empty() => Ok(Plan { filter, select: items, where_, foreach, window, analytics }),
         _ => {
             errors.sort_by_key(|e| (e.line, e.col));
             Err(errors)

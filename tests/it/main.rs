@@ -29,6 +29,7 @@ mod quickstart;
 mod readme;
 mod registry_flow;
 mod rules_api;
+mod windows;
 
 /// The kit finds the binary cargo built for these tests.
 #[test]

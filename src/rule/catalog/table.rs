@@ -2,7 +2,7 @@
 //! implementation, in reference order.
 
 use crate::rule::ctx::{Example, FunctionDef};
-use crate::rule::functions::{aggregate, bits, compress, hash, json, math, message, string, time, types};
+use crate::rule::functions::{aggregate, analytic, bits, compress, hash, json, math, message, string, time, types};
 
 /// For variadic functions.
 const MANY: usize = usize::MAX;
@@ -21,6 +21,7 @@ macro_rules! def {
             reads_record: false,
             flattens: false,
             aggregate: false,
+            analytic: false,
             examples: &[$(Example { expr: $e, result: $r }),+],
             imp: $imp,
         }
@@ -388,6 +389,22 @@ pub static FUNCTIONS: &[FunctionDef] = &[
     def!("aggregate", "percentile_disc", "percentile_disc(x: number, p: number) -> number",
         "The first value (in sorted order) whose cumulative share reaches p, as it was.",
         2..=2, aggregate::outside_window, ["percentile_disc(x, 0.5)" => "3", "percentile_disc(x, 1)" => "5"], aggregate: true),
+    // ---------------------------------------------------------------- analytic
+    // Usable in any rule without a window; computed for every record before WHERE, per
+    // partition: the device unless OVER (PARTITION BY …). The examples run over the rows
+    // `x` = [3, 1, 4, 1, 5] of one device and give the last row's value.
+    def!("analytic", "lag", "lag(x[, n: int[, default]]) -> any",
+        "x of the partition's record n before this one (default 1, at most 1,000), NULL included; default (NULL) while there is none.",
+        1..=3, analytic::unplanned, ["lag(x)" => "1", "lag(x, 2)" => "4", "lag(x, 9, 0)" => "0"], analytic: true),
+    def!("analytic", "latest", "latest(x[, default]) -> any",
+        "The partition's latest non-NULL x, this record's included; default (NULL) before any.",
+        1..=2, analytic::unplanned, ["latest(x)" => "5"], analytic: true),
+    def!("analytic", "changed", "changed(x) -> bool",
+        "Whether x differs from the partition's previous non-NULL x (true for the first one; numbers compare exactly, 1 = 1.0); NULL when x is NULL, which is not remembered. Report by exception: WHERE changed(items.Power.value).",
+        1..=1, analytic::unplanned, ["changed(x)" => "true", "changed(x > 0)" => "false"], analytic: true),
+    def!("analytic", "had_changed", "had_changed(ignore_null: bool, x, …) -> bool",
+        "Whether any x differs from its previous value in the partition (true for the first record). With ignore_null true, a NULL x is neither compared nor remembered.",
+        2..=MANY, analytic::unplanned, ["had_changed(true, x)" => "true", "had_changed(true, x > 0, 'a')" => "false"], analytic: true),
     // ---------------------------------------------------------------- window
     def!("window", "window_start", "window_start() -> int",
         "The start of the window being emitted, ms since the epoch (inclusive). NULL outside a windowed rule's output.",
@@ -395,6 +412,9 @@ pub static FUNCTIONS: &[FunctionDef] = &[
     def!("window", "window_end", "window_end() -> int",
         "The end of the window being emitted, ms since the epoch (exclusive; for a count window, the last record's time + 1). NULL outside a windowed rule's output.",
         0..=0, aggregate::window_end, ["window_end()" => "null"]),
+    def!("window", "silence", "silence() -> string",
+        "In a SILENCEWINDOW's output: 'silent' when the group has sent nothing for the window's duration, 'back' for its first record after a silence (with COMEBACK). NULL elsewhere.",
+        0..=0, aggregate::silence, ["silence()" => "null"]),
     def!("window", "event_time", "event_time() -> int",
         "The record's event time in a windowed rule, ms since the epoch: the rule's event_time expression, or the processing time. NULL in a stateless rule.",
         0..=0, aggregate::event_time, ["event_time()" => "null"]),

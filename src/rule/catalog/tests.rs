@@ -56,7 +56,7 @@ fn eval_aggregate(expr: &str) -> Result<Value<'static>, String> {
         }
     }
     let values: Vec<Value<'static>> = w.aggs.iter().zip(&accs).map(|(a, acc)| a.kind.finish(acc)).collect();
-    let view = WindowView { aggs: &values, start_ms: Some(0), end_ms: Some(1000), event_ms: None };
+    let view = WindowView { aggs: &values, start_ms: Some(0), end_ms: Some(1000), event_ms: None, silence: None };
     let msg = example_message();
     let info = TopicInfo::parse(&msg.topic);
     let ctx = Ctx { msg: &msg, info: &info, record: None, now_ms: EXAMPLE_NOW_MS, env: &env, item: None, window: Some(&view) };
@@ -64,6 +64,37 @@ fn eval_aggregate(expr: &str) -> Result<Value<'static>, String> {
         Some(SelectItem::Named { expr, .. }) => expr.eval(&ctx).map(Value::into_owned).map_err(|e| e.0),
         other => Err(format!("unexpected select item {other:?}")),
     }
+}
+
+/// Compiles `SELECT <expr> AS r FROM "#"` and evaluates it on the records `{"x": v}` for v in
+/// [`EXAMPLE_ROWS`] in turn (one partition): the value for the last record.
+fn eval_analytic(expr: &str) -> Result<Value<'static>, String> {
+    use crate::rule::ctx::WindowView;
+    use crate::rule::functions::aggregate::EXAMPLE_ROWS;
+    let sql = format!("SELECT {expr} AS r FROM \"#\"");
+    let plan = plan(&sql).map_err(|e| format!("does not compile: {e:?}"))?;
+    let env = Env::default();
+    let rows: Vec<Json> = serde_json::from_str(EXAMPLE_ROWS).expect("rows");
+    let mut memory: Vec<_> = plan.analytics.iter().map(|a| a.kind.start()).collect();
+    let mut last = Value::Null;
+    for x in rows {
+        let msg = message(EXAMPLE_TOPIC, serde_json::json!({ "x": x }).to_string().as_bytes());
+        let record = crate::doc::Node::parse(&msg.payload).ok();
+        let info = TopicInfo::parse(&msg.topic);
+        let ctx = Ctx { msg: &msg, info: &info, record: record.as_ref(), now_ms: EXAMPLE_NOW_MS, env: &env, item: None, window: None };
+        let mut values = Vec::new();
+        for (a, h) in plan.analytics.iter().zip(memory.iter_mut()) {
+            let args: Vec<Json> = a.args.iter().map(|e| e.eval(&ctx).map(|v| v.to_json())).collect::<Result<_, _>>().map_err(|e| e.0)?;
+            values.push(a.kind.step(h, &args)?);
+        }
+        let view = WindowView { aggs: &values, ..WindowView::default() };
+        let ctx = Ctx { window: Some(&view), ..ctx };
+        last = match plan.select.first() {
+            Some(SelectItem::Named { expr, .. }) => expr.eval(&ctx).map(Value::into_owned).map_err(|e| e.0)?,
+            other => return Err(format!("unexpected select item {other:?}")),
+        };
+    }
+    Ok(last)
 }
 
 fn eval(expr: &str) -> Result<Value<'static>, String> {
@@ -111,7 +142,13 @@ fn every_example_holds() {
     let mut failures = Vec::new();
     for f in all() {
         for ex in f.examples {
-            let got = if f.aggregate { eval_aggregate(ex.expr) } else { eval_with(&msg, &env, ex.expr) };
+            let got = if f.aggregate {
+                eval_aggregate(ex.expr)
+            } else if f.analytic {
+                eval_analytic(ex.expr)
+            } else {
+                eval_with(&msg, &env, ex.expr)
+            };
             let got = match got {
                 Ok(v) => v,
                 Err(e) => {

@@ -34,6 +34,11 @@ pub(crate) fn window_end<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> Result<Value<'a>, St
     Ok(ctx.window.and_then(|w| w.end_ms).map_or(Value::Null, Value::Int))
 }
 
+/// `silence()`.
+pub(crate) fn silence<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> Result<Value<'a>, String> {
+    Ok(ctx.window.and_then(|w| w.silence).map_or(Value::Null, Value::str))
+}
+
 /// `event_time()`.
 pub(crate) fn event_time<'a>(ctx: &Ctx<'a>, _: Args<'a>) -> Result<Value<'a>, String> {
     Ok(ctx.window.and_then(|w| w.event_ms).map_or(Value::Null, Value::Int))

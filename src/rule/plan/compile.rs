@@ -11,6 +11,7 @@ use super::types::{err_at, PResult, SqlError};
 use crate::rule::catalog;
 use crate::rule::expr::{negate, parse_path, ArithOp, CmpOp, Expr, LikePattern, Seg};
 use crate::rule::functions::aggregate::AggKind;
+use crate::rule::functions::analytic::AnalyticKind;
 use crate::value::{parse_num, Value};
 
 fn field_from_ident(id: &Ident) -> PResult<Expr> {
@@ -194,8 +195,22 @@ fn function(f: &ast::Function) -> PResult<Expr> {
         [ObjectNamePart::Identifier(id)] => id.value.as_str(),
         _ => return Err(err_at(name_span, format!("unknown function {}", f.name))),
     };
-    if f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty() {
-        return Err(err_at(name_span, format!("{name}(): window and aggregate clauses are not supported")));
+    let analytic = catalog::get(name).filter(|d| d.analytic).and_then(|d| AnalyticKind::of(d.name));
+    let mut partition = None;
+    if let (Some(over), Some(_)) = (&f.over, analytic) {
+        match over {
+            ast::WindowType::WindowSpec(w) if w.window_name.is_none() && w.order_by.is_empty() && w.window_frame.is_none() => {
+                partition = Some(w.partition_by.iter().map(compile).collect::<PResult<Vec<_>>>()?);
+            }
+            _ => return Err(err_at(name_span, format!("{name}(): OVER takes only PARTITION BY …"))),
+        }
+    } else if f.over.is_some() {
+        let mut e = err_at(name_span, format!("{name}(): OVER is for the analytic functions"));
+        e.hint = Some("lag, latest, changed and had_changed take OVER (PARTITION BY …)".into());
+        return Err(e);
+    }
+    if f.filter.is_some() || !f.within_group.is_empty() {
+        return Err(err_at(name_span, format!("{name}(): FILTER and WITHIN GROUP are not supported")));
     }
     let args = match &f.args {
         // `user`, `current_user` … parse as argument-less functions: they are field names here.
@@ -223,7 +238,10 @@ fn function(f: &ast::Function) -> PResult<Expr> {
             out
         }
     };
-    call(name, name_span, args)
+    match (analytic, call(name, name_span, args)?) {
+        (Some(kind), Expr::Call(_, args)) => Ok(Expr::Analytic(kind, args, partition, name_span)),
+        (_, e) => Ok(e),
+    }
 }
 
 fn call(name: &str, span: Span, args: Vec<Expr>) -> PResult<Expr> {

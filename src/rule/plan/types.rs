@@ -9,6 +9,7 @@ use crate::error::EvalError;
 use crate::rule::ctx::Ctx;
 use crate::rule::expr::Expr;
 use crate::rule::functions::aggregate::AggKind;
+use crate::rule::functions::analytic::AnalyticKind;
 use crate::topic::TopicFilter;
 use crate::value::Value;
 
@@ -56,6 +57,19 @@ pub struct Plan {
     /// `GROUP BY …, <window> [HAVING …]`: a windowed rule (its select items read the window's
     /// slots).
     pub window: Option<Windowed>,
+    /// The analytic calls of a rule without a window, by slot ([`Expr::Agg`]).
+    pub analytics: Vec<AnalyticCall>,
+}
+
+/// One analytic call of a rule: computed for every record, before WHERE.
+#[derive(Debug)]
+pub struct AnalyticCall {
+    /// The function.
+    pub kind: AnalyticKind,
+    /// Its arguments.
+    pub args: Vec<Expr>,
+    /// `OVER (PARTITION BY …)`; `None`: the device.
+    pub partition: Option<Vec<Expr>>,
 }
 
 /// The compiled `FOREACH <array> [AS alias] [DO <items>] [INCASE <cond>]` of an EMQX-style rule.
@@ -110,6 +124,7 @@ impl Plan {
     pub fn reads_record(&self) -> bool {
         self.where_.as_ref().is_some_and(Expr::reads_record)
             || self.window.as_ref().is_some_and(Windowed::reads_record)
+            || self.analytics.iter().any(|a| a.args.iter().chain(a.partition.iter().flatten()).any(Expr::reads_record))
             || self.foreach.as_ref().is_some_and(|f| f.array.reads_record() || f.incase.as_ref().is_some_and(Expr::reads_record))
             || self.select.iter().any(|s| match s {
                 SelectItem::Star => true,
@@ -163,6 +178,14 @@ pub enum WindowSpec {
         /// Gap that ends a session.
         timeout: i64,
     },
+    /// `SILENCEWINDOW(unit, duration[, COMEBACK])`: one emission when a group has sent nothing
+    /// for `duration` of processing time (and, with `COMEBACK`, one when it sends again).
+    Silence {
+        /// How long a group must be silent.
+        duration: i64,
+        /// Whether the first record after a silence is emitted too.
+        comeback: bool,
+    },
     /// `COUNTWINDOW(n[, hop])`: every `hop` records (default `n`), the last `n`.
     Count {
         /// Records per window.
@@ -172,6 +195,9 @@ pub enum WindowSpec {
     },
 }
 
+/// How long a silence window remembers a silent group by default (7 days).
+pub const SILENCE_MEMORY_MS: i64 = 7 * 86_400_000;
+
 impl WindowSpec {
     /// How long after its last record a key's windows stay open by default (ms of processing
     /// time): one window length (a count window: one minute).
@@ -180,6 +206,8 @@ impl WindowSpec {
             WindowSpec::Tumbling { size } | WindowSpec::Hopping { size, .. } | WindowSpec::Sliding { size } => size,
             WindowSpec::Session { timeout, .. } => timeout,
             WindowSpec::Count { .. } => 60_000,
+            // A silent group is remembered (to report its comeback) for a week.
+            WindowSpec::Silence { .. } => SILENCE_MEMORY_MS,
         }
     }
 }

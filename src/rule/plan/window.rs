@@ -8,12 +8,12 @@ use sqlparser::ast::{self, FunctionArg, FunctionArgExpr, FunctionArguments, Obje
 use sqlparser::tokenizer::Span;
 
 use super::compile::compile;
-use super::types::{err_at, AggCall, PResult, SelectItem, SqlError, WindowSpec, Windowed};
+use super::types::{err_at, AggCall, AnalyticCall, PResult, SelectItem, SqlError, WindowSpec, Windowed};
 use crate::rule::expr::Expr;
 use crate::rule::functions::aggregate::AggKind;
 
 /// The window functions GROUP BY takes.
-const WINDOWS: [&str; 5] = ["tumblingwindow", "hoppingwindow", "slidingwindow", "sessionwindow", "countwindow"];
+const WINDOWS: [&str; 6] = ["tumblingwindow", "hoppingwindow", "slidingwindow", "sessionwindow", "countwindow", "silencewindow"];
 
 /// Plans `GROUP BY` (and HAVING) of a select whose items are already compiled; `items` are
 /// rewritten to read the window's slots.
@@ -99,6 +99,33 @@ pub(super) fn no_aggregate(e: &mut Expr, message: impl Fn(AggKind) -> SqlError) 
     }
 }
 
+/// Rewrites the analytic calls of `e` into slots of `calls`.
+pub(super) fn lift_analytics(e: &mut Expr, calls: &mut Vec<AnalyticCall>) -> PResult<()> {
+    if let Expr::Analytic(kind, args, partition, span) = e {
+        let (kind, span) = (*kind, *span);
+        for a in args.iter_mut().chain(partition.iter_mut().flatten()) {
+            if a.any(&|x| matches!(x, Expr::Analytic(..))) {
+                return Err(err_at(span, format!("{}(): an analytic function cannot hold another", kind.name())));
+            }
+        }
+        calls.push(AnalyticCall { kind, args: std::mem::take(args), partition: partition.take() });
+        *e = Expr::Agg(calls.len() - 1);
+        return Ok(());
+    }
+    for c in e.children_mut() {
+        lift_analytics(c, calls)?;
+    }
+    Ok(())
+}
+
+/// The position of the first analytic call in `e`.
+pub(super) fn first_analytic(e: &mut Expr) -> Option<Span> {
+    if let Expr::Analytic(_, _, _, span) = e {
+        return Some(*span);
+    }
+    e.children_mut().into_iter().find_map(first_analytic)
+}
+
 fn find_aggregate(e: &mut Expr, found: &mut Option<(AggKind, Span)>) {
     if found.is_some() {
         return;
@@ -126,7 +153,11 @@ fn lift(e: &mut Expr, aggs: &mut Vec<AggCall>) -> PResult<()> {
         *e = Expr::Agg(aggs.len() - 1);
         return Ok(());
     }
-    let window_bound = |x: &Expr| matches!(x, Expr::Call(f, _) if f.name == "window_start" || f.name == "window_end");
+    // Functions of the emitted window itself, not of a record.
+    let window_bound = |x: &Expr| matches!(x, Expr::Call(f, _) if matches!(f.name, "window_start" | "window_end" | "silence"));
+    if let Some(span) = first_analytic(e) {
+        return Err(err_at(span, "analytic functions are not supported in windowed rules yet"));
+    }
     if !matches!(e, Expr::Lit(_)) && !e.any(&|x| matches!(x, Expr::Aggregate(..)) || window_bound(x)) {
         let taken = std::mem::replace(e, Expr::Agg(aggs.len()));
         aggs.push(AggCall { kind: AggKind::Last, args: vec![taken] });
@@ -167,6 +198,7 @@ fn window_spec(f: &ast::Function) -> PResult<WindowSpec> {
         "HOPPINGWINDOW" => "HOPPINGWINDOW(unit, size, hop)",
         "SLIDINGWINDOW" => "SLIDINGWINDOW(unit, size)",
         "SESSIONWINDOW" => "SESSIONWINDOW(unit, max, timeout)",
+        "SILENCEWINDOW" => "SILENCEWINDOW(unit, duration[, COMEBACK])",
         _ => "COUNTWINDOW(n[, hop])",
     };
     let bad = |span: Span, what: String| {
@@ -192,6 +224,7 @@ fn window_spec(f: &ast::Function) -> PResult<WindowSpec> {
     }
     let want = match name.as_str() {
         "TUMBLINGWINDOW" | "SLIDINGWINDOW" => 2,
+        "SILENCEWINDOW" if args.len() == 2 => 2,
         _ => 3,
     };
     if args.len() != want {
@@ -212,6 +245,14 @@ fn window_spec(f: &ast::Function) -> PResult<WindowSpec> {
     Ok(match name.as_str() {
         "TUMBLINGWINDOW" => WindowSpec::Tumbling { size: ms(args[1])? },
         "SLIDINGWINDOW" => WindowSpec::Sliding { size: ms(args[1])? },
+        "SILENCEWINDOW" => {
+            let comeback = match args.get(2) {
+                None => false,
+                Some(ast::Expr::Identifier(id)) if id.value.eq_ignore_ascii_case("comeback") => true,
+                Some(other) => return Err(bad(other.span(), format!("{name}: the third argument can only be COMEBACK, got `{other}`"))),
+            };
+            WindowSpec::Silence { duration: ms(args[1])?, comeback }
+        }
         "HOPPINGWINDOW" => {
             let (size, hop) = (ms(args[1])?, ms(args[2])?);
             if hop > size {
