@@ -54,6 +54,9 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The state store could not be opened or restored.
+    #[error("state store")]
+    State(#[source] crate::state::StoreError),
     /// The pipeline failed.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
@@ -142,6 +145,11 @@ impl App {
         let loaded = store.load().map_err(AppError::Rules)?;
         let enabled = engine.rules().rules().iter().filter(|r| r.enabled).count();
         tracing::info!(rules = loaded.rules, enabled, "rules compiled");
+        if let Some(st) = &cfg.state {
+            let store = crate::state::StateStore::open(&st.dir).map_err(AppError::State)?;
+            engine.attach_state(store, Duration::from_millis(st.checkpoint_interval_ms.max(1))).map_err(AppError::State)?;
+            crate::telemetry::health::set("state", true, format!("state store in {}", st.dir.display()));
+        }
 
         let shutdown_timeout = Duration::from_millis(cfg.engine.shutdown_timeout_ms);
         // Integration requests are validated by the device registry when one is configured.

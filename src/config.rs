@@ -30,7 +30,13 @@ pub struct Config {
     /// The admin HTTP server (`/metrics`, `/healthz`, `/integration/errors`); off without it.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The durable store of the stateful rules' state (windows, analytic memory); without it
+    /// that state lives in memory only.
+    #[serde(default)]
+    pub state: Option<StateConfig>,
 }
+
+pub use crate::state::config::StateConfig;
 
 pub use crate::telemetry::config::AdminConfig;
 

@@ -19,6 +19,7 @@
 //! - [`engine`]: the worker stage (decode once, then route) and rule evaluation; the running pipeline.
 //! - [`sink`]: where output records go (a module per sink).
 //! - [`control`]: the control plane above the engine: rule files, the rule store, its API and watcher.
+//! - [`state`]: durable state of stateful rules: the embedded store and its checkpoints.
 //! - [`rule`]: rule files and the SQL compiler (parse → plan → expr → functions → catalog).
 //! - [`devices`]: the device registry and product thing models (validation, device facts).
 //! - [`integration`]: the integration channel's contract: return codes, verdicts, the channel log.
@@ -54,6 +55,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod telemetry;
 pub mod topic;
 pub mod value;

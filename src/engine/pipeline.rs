@@ -100,6 +100,8 @@ impl Pipeline {
         // The window timer: closes the windows the clock closes (processing-time ends, silent
         // keys) with no input needed; their records go to the sink like a message's outputs.
         let ticker = tokio::spawn(window_timer(self.engine.clone(), sink_tx.clone(), self.clock));
+        let stop_checkpoints = Arc::new(tokio::sync::Notify::new());
+        let checkpoints = self.engine.checkpoints().cloned().map(|c| tokio::spawn(checkpointer(self.engine.clone(), c, stop_checkpoints.clone())));
         drop(sink_tx);
         let router = tokio::spawn(async move {
             while let Some(env) = src_rx.recv().await {
@@ -138,6 +140,11 @@ impl Pipeline {
         }
         ticker.abort();
         let _ = ticker.await;
+        // The last checkpoint: everything the workers did is cut, written once delivered.
+        if let Some(c) = checkpoints {
+            stop_checkpoints.notify_one();
+            let _ = c.await;
+        }
         report.sink = sink_task.await.unwrap_or_else(Err).map_err(|e| PipelineError::Task(format!("sink: {e}")))??;
         stopping.abort();
         health::set("pipeline", false, "stopped");
@@ -187,13 +194,55 @@ async fn window_timer(engine: Arc<Engine>, tx: mpsc::Sender<Batch>, clock: Clock
     let (data, errors) = (metrics::OUTPUT_RECORDS.with_label_values(&["data"]), metrics::OUTPUT_RECORDS.with_label_values(&["error"]));
     loop {
         every.tick().await;
-        for (topic, records) in engine.tick(clock.now_ms()) {
-            let failed = records.iter().filter(|r| r.is_error).count() as u64;
+        // With durable state the closes happen inside the state gate, and the checkpoint that
+        // forgets the closed windows waits until their records are delivered.
+        let batches: Vec<Batch> = {
+            let checkpoints = engine.checkpoints().cloned();
+            let _gate = checkpoints.as_ref().map(|c| c.share());
+            engine
+                .tick(clock.now_ms())
+                .into_iter()
+                .map(|(topic, records)| Batch { iot_topic: topic, records, ack: checkpoints.as_ref().map_or_else(crate::flow::Ack::none, |c| c.hold_output()) })
+                .collect()
+        };
+        for batch in batches {
+            let failed = batch.records.iter().filter(|r| r.is_error).count() as u64;
             errors.inc_by(failed);
-            data.inc_by(records.len() as u64 - failed);
-            if tx.send(Batch { iot_topic: topic, records, ack: crate::flow::Ack::none() }).await.is_err() {
+            data.inc_by(batch.records.len() as u64 - failed);
+            if tx.send(batch).await.is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// Checkpoints the durable state every interval until `stop`, then once more (after the
+/// workers have drained): each cut waits for its outputs' delivery, is written, and releases
+/// its inputs' acknowledgements.
+async fn checkpointer(engine: Arc<Engine>, checkpoints: Arc<crate::state::Checkpoints>, stop: Arc<tokio::sync::Notify>) {
+    let mut last = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(checkpoints.interval()) => {}
+            _ = stop.notified() => last = true,
+        }
+        checkpoints.cut(|| engine.state_snapshot());
+        loop {
+            match checkpoints.complete().await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    // The state could not be made durable: its inputs stay unacknowledged
+                    // (their acks are released as not delivered), and the source reads them
+                    // again after a restart.
+                    tracing::error!(error = %e, "state checkpoint failed");
+                    health::set("state", false, format!("checkpoint failed: {e}"));
+                    break;
+                }
+            }
+        }
+        if last {
+            return;
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::message::{is_batch, Message};
 use crate::rule::ctx::WindowView;
 use crate::rule::expr::{Ctx, Env};
 use crate::rule::{Rule, WindowRule};
+use crate::state::{Checkpoints, Snapshot, StateStore, StoreError};
 use crate::telemetry::metrics::EVAL_TIMING_EVERY;
 use crate::topic::TopicInfo;
 use crate::value::base64_encode;
@@ -52,12 +53,14 @@ pub struct Engine {
     recent: dashmap::DashMap<Arc<str>, std::collections::VecDeque<RecentError>>,
     /// The windows of the windowed rules.
     windows: Windows,
+    /// The durable store's checkpoints, once attached ([`Engine::attach_state`]).
+    checkpoints: std::sync::OnceLock<Arc<Checkpoints>>,
 }
 
 impl Engine {
     /// An engine over a rule set.
     pub fn new(rules: RuleSet, env: Env, opts: EngineOptions) -> Engine {
-        Engine { rules: ArcSwap::from_pointee(rules), env, opts, recent: dashmap::DashMap::new(), windows: Windows::default() }
+        Engine { rules: ArcSwap::from_pointee(rules), env, opts, recent: dashmap::DashMap::new(), windows: Windows::default(), checkpoints: std::sync::OnceLock::new() }
     }
 
     /// The most recent failures of the rule named `rule`, oldest first.
@@ -185,7 +188,8 @@ impl Engine {
 
         // `SELECT *` outputs of each record, serialized once for all the rules that have one.
         let mut star: SmallVec<[Star; 1]> = smallvec![Star { parsed, bytes: None }; records.len()];
-        let Scratch { ids, stats } = scratch;
+        let Scratch { ids, stats, skip_state } = scratch;
+        let scratch_skip = *skip_state;
         stats.bind(set);
         for &i in ids.iter() {
             let rule = &set.rules[i];
@@ -230,6 +234,13 @@ impl Engine {
                     let ctx = Ctx { msg, info, record, now_ms, env: &self.env, item: None, window: None };
                     let before = out.len();
                     let star_slot = &mut star[n];
+                    let stateful = rule.window.is_some() || rule.analytics.is_some();
+                    if stateful && scratch_skip {
+                        // Delivered again after a restart: the checkpoint holds its contribution.
+                        outcome.filtered += 1;
+                        continue;
+                    }
+                    outcome.stateful |= stateful;
                     let result = guard::catch(|| match (&rule.window, &rule.analytics) {
                         (Some(w), _) => self.eval_windowed(windows, rule, w, &ctx, out, live),
                         (None, Some(a)) => {
@@ -329,6 +340,39 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// Makes the stateful rules' state durable in `store`: restores what it holds for the
+    /// current rules (state of changed or removed rules is discarded), then tracks changes for
+    /// the checkpoints ([`crate::state`]). Call once, after the rules are loaded and before the
+    /// pipeline runs.
+    pub fn attach_state(&self, store: StateStore, interval: std::time::Duration) -> Result<(), StoreError> {
+        let loaded = store.load()?;
+        let (epoch, groups) = (loaded.epoch, loaded.groups.len() + loaded.parts.len());
+        let rules = self.rules();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        for rule in self.windows.restore(&rules.rules, loaded, now) {
+            store.drop_rule(&rule)?;
+        }
+        tracing::info!(epoch, keys = groups, "state restored from the store");
+        self.windows.tracking.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.checkpoints.set(Checkpoints::new(store, epoch, interval));
+        Ok(())
+    }
+
+    /// The checkpoints of the durable state, when attached.
+    pub fn checkpoints(&self) -> Option<&Arc<Checkpoints>> {
+        self.checkpoints.get()
+    }
+
+    /// The state changed since the last call (a checkpoint's cut).
+    pub fn state_snapshot(&self) -> Snapshot {
+        self.windows.snapshot()
+    }
+
+    /// Whether an input of digest `d` is one the last checkpoint already holds.
+    pub(crate) fn replayed(&self, d: u64) -> bool {
+        self.windows.replayed(d)
     }
 
     /// Groups a windowed rule holds state for.

@@ -62,6 +62,9 @@ pub struct Scratch {
     /// The rules whose filter matches the current message (filled by the topic index).
     pub(crate) ids: Vec<usize>,
     pub(crate) stats: RuleStats,
+    /// The current message was applied by the last checkpoint already (a redelivery after a
+    /// restart): the stateful rules skip it.
+    pub(crate) skip_state: bool,
 }
 
 /// Messages a worker processes between two flushes of its per-rule counts.

@@ -90,6 +90,13 @@ impl WorkerStage {
             records.push(self.engine.dead_letter(&msg, reason));
         } else {
             let started = Instant::now();
+            // With durable state, a message is processed inside the state gate (a checkpoint
+            // never cuts through it), and one that a stateful rule took is acknowledged only
+            // once the checkpoint holding it is durable.
+            let checkpoints = self.engine.checkpoints().cloned();
+            let gate = checkpoints.as_ref().map(|c| c.share());
+            let digest = checkpoints.as_ref().map(|_| message_digest(&msg));
+            self.scratch.skip_state = digest.is_some_and(|d| self.engine.replayed(d));
             let (engine, devices, scratch, now_ms) = (&*self.engine, self.devices.as_deref(), &mut self.scratch, self.clock.now_ms());
             // Each rule's evaluation is guarded inside the engine; this guard catches a panic
             // anywhere else on the message's way (validation, registry update, decode): the
@@ -110,6 +117,10 @@ impl WorkerStage {
                     Outcome { matched: 1, ..Outcome::default() }
                 }
             };
+            if let (Some(c), Some(d), true) = (&checkpoints, digest, outcome.stateful) {
+                ack = c.hold(d, ack);
+            }
+            drop(gate);
             self.hist.observe(started.elapsed().as_secs_f64());
             if outcome.matched == 0 {
                 self.unmatched(&msg);
@@ -136,6 +147,17 @@ impl WorkerStage {
         };
         self.sources[i].unmatched.inc();
     }
+}
+
+/// A message's identity for replay detection: FNV-1a over its topic and payload (stable across
+/// runs and builds).
+fn message_digest(msg: &Message) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in msg.topic.bytes().chain([0u8]).chain(msg.payload.iter().copied()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// The stage's steps for one message (see the module's documentation); a judged request's

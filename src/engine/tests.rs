@@ -32,7 +32,7 @@ fn per_rule_metrics_count_records_and_reach_the_registry_on_flush() {
     let mut scratch = Scratch::default();
     let mut out = Vec::new();
     let outcome = engine.process(&msg("sys/pk/integration/measurepoint/post", batch), 1, &mut scratch, &mut out);
-    assert_eq!(outcome, Outcome { matched: 1, passed: 1, filtered: 1, failed: 2 });
+    assert_eq!(outcome, Outcome { matched: 1, passed: 1, filtered: 1, failed: 2, stateful: false });
     assert_eq!(get(&RULE_MATCHED, &[name]), 0, "counted locally until a flush");
     scratch.flush_metrics();
     assert_eq!((get(&RULE_MATCHED, &[name]), get(&RULE_PASSED, &[name]), get(&RULE_NO_RESULT, &[name])), (1, 1, 1));
@@ -73,7 +73,7 @@ fn rule_metrics_off_means_no_rule_series_and_the_same_outputs() {
     let mut out = Vec::new();
     let batch = r#"{"id":"1","version":"1.0","params":[{"deviceKey":"d1","measurepoints":{"temp":20},"time":1}]}"#;
     let outcome = engine.process(&msg("sys/pk/integration/measurepoint/post", batch), 1, &mut scratch, &mut out);
-    assert_eq!(outcome, Outcome { matched: 1, passed: 1, filtered: 0, failed: 0 });
+    assert_eq!(outcome, Outcome { matched: 1, passed: 1, filtered: 0, failed: 0, stateful: false });
     assert_eq!(out.len(), 2, "two actions");
     drop(scratch);
     assert!(!crate::telemetry::metrics::render().contains(name));
@@ -117,7 +117,7 @@ fn a_panicking_rule_gives_an_error_record_and_the_others_go_on() {
     let mut scratch = Scratch::default();
     let mut out = Vec::new();
     let outcome = engine.process(&msg("/sys/pk/dev1/thing/event/property/post", r#"{"k":"boom"}"#), 1, &mut scratch, &mut out);
-    assert_eq!(outcome, Outcome { matched: 2, passed: 1, filtered: 0, failed: 1 });
+    assert_eq!(outcome, Outcome { matched: 2, passed: 1, filtered: 0, failed: 1, stateful: false });
     assert_eq!(out.len(), 3, "one error record, two outputs of the other rule: {out:?}");
     let e = &out[0];
     assert!(e.is_error);
@@ -129,7 +129,7 @@ fn a_panicking_rule_gives_an_error_record_and_the_others_go_on() {
     // The same engine and scratch go on with the next message.
     out.clear();
     let outcome = engine.process(&msg("/sys/pk/dev1/thing/event/property/post", r#"{"k":"color"}"#), 1, &mut scratch, &mut out);
-    assert_eq!(outcome, Outcome { matched: 2, passed: 2, filtered: 0, failed: 0 });
+    assert_eq!(outcome, Outcome { matched: 2, passed: 2, filtered: 0, failed: 0, stateful: false });
     assert_eq!(std::str::from_utf8(&out[0].value).unwrap(), r#"{"a":"color"}"#);
     scratch.flush_metrics();
     assert_eq!(RULE_FAILED.with_label_values(&[name, "panic"]).get(), 1);
@@ -153,7 +153,7 @@ fn bad_entries_make_one_bounded_error_record_per_rule() {
     let payload = format!(r#"{{"id":"1","version":"1.0","params":[{}]}}"#, params.join(","));
     let mut out = Vec::new();
     let outcome = engine.process(&msg("sys/pk/integration/measurepoint/post", &payload), 1, &mut Scratch::default(), &mut out);
-    assert_eq!(outcome, Outcome { matched: 1, passed: 1, filtered: 0, failed: 9_999 });
+    assert_eq!(outcome, Outcome { matched: 1, passed: 1, filtered: 0, failed: 9_999, stateful: false });
     assert_eq!(out.len(), 3, "two outputs (two actions) of the good entry, one error record");
     let e = value(&out[2]);
     assert_eq!((e["failed_entries"].as_u64(), e["entries"].as_array().map(Vec::len)), (Some(9_999), Some(ERROR_ENTRIES_MAX)));

@@ -42,6 +42,9 @@ pub struct Outcome {
     pub filtered: u32,
     /// Evaluation failures (each produced an error record).
     pub failed: u32,
+    /// Whether a stateful (windowed or analytic) rule took a record: the input's
+    /// acknowledgement then waits for the checkpoint holding its contribution.
+    pub stateful: bool,
 }
 
 /// Processing stages named in error records.

@@ -18,10 +18,12 @@
 //! - An emitted window carries the header `sluice-window`: `{"start","end","key"}`, with the
 //!   `sluice-rule` header its identity, for consumers to deduplicate on.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use prometheus::{IntCounter, IntGauge};
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::engine::types::Stage;
@@ -29,6 +31,7 @@ use crate::error::EvalError;
 use crate::rule::expr::Ctx;
 use crate::rule::functions::analytic::History;
 use crate::rule::{AnalyticRule, FuturePolicy, Rule, WindowRule};
+use crate::state::store::{self, Loaded, Snapshot};
 use crate::telemetry::metrics;
 use crate::value::Value;
 
@@ -60,7 +63,7 @@ pub(crate) struct Closed {
 }
 
 /// One partition's memory of one analytic call.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Part {
     seen_ms: i64,
     history: History,
@@ -72,16 +75,39 @@ pub(crate) struct RuleWindows {
     fingerprint: u64,
     groups: DashMap<String, Group>,
     parts: DashMap<String, Part>,
+    /// Keys of `groups` and `parts` changed since the last checkpoint (with a durable store).
+    dirty: std::sync::Mutex<(HashSet<String>, HashSet<String>)>,
     late: IntCounter,
     evictions: IntCounter,
     emitted: IntCounter,
     keys: IntGauge,
 }
 
+impl RuleWindows {
+    fn touch_group(&self, track: bool, key: &str) {
+        if track {
+            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).0.insert(key.to_string());
+        }
+    }
+
+    fn touch_part(&self, track: bool, key: &str) {
+        if track {
+            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).1.insert(key.to_string());
+        }
+    }
+}
+
 /// The window state of every windowed rule, by rule name.
 #[derive(Default)]
 pub(crate) struct Windows {
     rules: DashMap<Arc<str>, Arc<RuleWindows>>,
+    /// Whether changes are tracked for checkpoints (a durable store is configured).
+    pub(crate) tracking: std::sync::atomic::AtomicBool,
+    /// Digests of inputs the last checkpoint already holds (after a restart): delivered again,
+    /// they are skipped by the stateful rules.
+    replayed: std::sync::Mutex<HashMap<u64, u32>>,
+    /// Rules whose stored state must go at the next checkpoint (changed on reload, removed).
+    discarded: std::sync::Mutex<Vec<String>>,
 }
 
 /// A record's time.
@@ -100,6 +126,10 @@ fn time_of(v: Value<'_>) -> Result<i64, String> {
 }
 
 impl Windows {
+    fn track(&self) -> bool {
+        self.tracking.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The state of `rule`, created (or started afresh, when the rule's text changed) as needed.
     fn of(&self, rule: &Rule, fingerprint: u64) -> Arc<RuleWindows> {
         if let Some(s) = self.rules.get(&rule.name) {
@@ -111,6 +141,7 @@ impl Windows {
             fingerprint,
             groups: DashMap::new(),
             parts: DashMap::new(),
+            dirty: std::sync::Mutex::new((HashSet::new(), HashSet::new())),
             late: metrics::LATE_EVENTS.with_label_values(&[&rule.name]),
             evictions: metrics::STATE_EVICTIONS.with_label_values(&[&rule.name]),
             emitted: metrics::WINDOWS_EMITTED.with_label_values(&[&rule.name]),
@@ -127,6 +158,9 @@ impl Windows {
                     tracing::info!(rule = %rule.name, keys = dropped, "the windowed rule changed: its state starts afresh");
                 }
                 o.insert(fresh.clone());
+                if self.track() {
+                    self.discarded.lock().unwrap_or_else(|p| p.into_inner()).push(rule.name.to_string());
+                }
                 fresh
             }
             dashmap::mapref::entry::Entry::Vacant(v) => v.insert(fresh).clone(),
@@ -135,7 +169,9 @@ impl Windows {
 
     /// Forgets a rule's state (the rule is gone).
     pub(crate) fn forget(&self, rule: &str) {
-        self.rules.remove(rule);
+        if self.rules.remove(rule).is_some() && self.track() {
+            self.discarded.lock().unwrap_or_else(|p| p.into_inner()).push(rule.to_string());
+        }
     }
 
     /// Adds a record (WHERE already passed) to its group's windows; returns the windows it
@@ -180,6 +216,7 @@ impl Windows {
         if !state.groups.contains_key(&key) && state.groups.len() >= w.max_state_keys {
             self.evict(rule, w, &state, &mut closed);
         }
+        state.touch_group(self.track(), &key);
         let mut g = state.groups.entry(key.clone()).or_insert_with(Group::new);
         g.topic.clear();
         g.topic.push_str(&ctx.msg.topic);
@@ -238,10 +275,12 @@ impl Windows {
                 let victim = state.parts.iter().take(EVICTION_SAMPLE).min_by_key(|p| p.seen_ms).map(|p| p.key().clone());
                 if let Some(v) = victim {
                     state.parts.remove(&v);
+                    state.touch_part(self.track(), &v);
                     state.evictions.inc();
                     tracing::warn!(rule = %rule.name, max_state_keys = a.max_state_keys, "analytic state is full: the least recently seen partition of a sample is forgotten");
                 }
             }
+            state.touch_part(self.track(), &key);
             let mut p = state.parts.entry(key).or_insert_with(|| Part { seen_ms: ctx.now_ms, history: call.kind.start() });
             p.seen_ms = p.seen_ms.max(ctx.now_ms);
             out.push(call.kind.step(&mut p.history, &args).map_err(|m| (Stage::Select, EvalError(m)))?);
@@ -254,6 +293,7 @@ impl Windows {
         let victim = state.groups.iter().take(EVICTION_SAMPLE).min_by_key(|g| g.seen_ms).map(|g| g.key().clone());
         if let Some(k) = victim {
             if let Some((k, mut g)) = state.groups.remove(&k) {
+                state.touch_group(self.track(), &k);
                 state.evictions.inc();
                 tracing::warn!(rule = %rule.name, max_state_keys = w.max_state_keys, "window state is full: the least recently seen key of a sample is evicted, its windows emitted early");
                 for d in close_due(&mut g, w, i64::MAX, true, true) {
@@ -271,7 +311,13 @@ impl Windows {
         for rule in rules {
             if let (Some(a), Some(idle)) = (&rule.analytics, rule.analytics.as_ref().and_then(|a| a.idle_timeout_ms)) {
                 if let Some(state) = self.rules.get(&rule.name).map(|s| s.clone()).filter(|s| s.fingerprint == a.fingerprint) {
-                    state.parts.retain(|_, p| p.seen_ms.saturating_add(idle) > now);
+                    state.parts.retain(|k, p| {
+                        let keep = p.seen_ms.saturating_add(idle) > now;
+                        if !keep {
+                            state.touch_part(self.track(), k);
+                        }
+                        keep
+                    });
                     state.keys.set(state.parts.len() as i64);
                 }
             }
@@ -285,11 +331,15 @@ impl Windows {
             state.groups.retain(|key, g| {
                 let idle = g.seen_ms.saturating_add(w.idle_timeout_ms) <= now;
                 let due = if event { close_due(g, w, g.watermark, true, idle) } else { close_due(g, w, now, false, idle) };
+                let changed = !due.is_empty();
                 for d in due {
                     closed.push(finish(w, key, &g.topic, d));
                 }
                 if idle {
                     g.rows.clear();
+                }
+                if changed || idle {
+                    state.touch_group(self.track(), key);
                 }
                 !(idle && g.is_empty())
             });
@@ -302,6 +352,93 @@ impl Windows {
             }
         }
         out
+    }
+
+    /// The changed state since the last call, for a checkpoint (run under the state gate,
+    /// taken alone): each changed key's group or partition as JSON, or its removal; the
+    /// fingerprint of each rule with state; the store keys of rules discarded at start.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot { drop_rules: std::mem::take(&mut *self.discarded.lock().unwrap_or_else(|p| p.into_inner())), ..Snapshot::default() };
+        for r in self.rules.iter() {
+            let (rule, state) = (r.key(), r.value());
+            let (groups, parts) = std::mem::take(&mut *state.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+            if groups.is_empty() && parts.is_empty() {
+                continue;
+            }
+            for k in groups {
+                let v = state.groups.get(&k).and_then(|g| serde_json::to_vec(&*g).ok());
+                s.groups.push((store::key(rule, &k), v));
+            }
+            for k in parts {
+                let v = state.parts.get(&k).and_then(|p| serde_json::to_vec(&*p).ok());
+                s.parts.push((store::key(rule, &k), v));
+            }
+            s.fingerprints.push((rule.to_string(), state.fingerprint));
+        }
+        s
+    }
+
+    /// Loads a store's state for the rules of `rules` whose fingerprint it matches; the rest is
+    /// discarded (counted). Returns the rules discarded.
+    pub(crate) fn restore(&self, rules: &[Arc<Rule>], loaded: Loaded, now: i64) -> Vec<String> {
+        let fingerprint = |r: &Rule| r.window.as_ref().map(|w| w.fingerprint).or(r.analytics.as_ref().map(|a| a.fingerprint));
+        let current: HashMap<&str, (&Arc<Rule>, u64)> = rules.iter().filter_map(|r| fingerprint(r).map(|f| (&*r.name, (r, f)))).collect();
+        let mut discarded: HashSet<String> = HashSet::new();
+        for (rule, fp) in &loaded.fingerprints {
+            if current.get(rule.as_str()).is_none_or(|(_, f)| f != fp) {
+                discarded.insert(rule.clone());
+            }
+        }
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        for (table, rows) in [(0, loaded.groups), (1, loaded.parts)] {
+            for (rule, key, json) in rows {
+                let Some((r, fp)) = current.get(rule.as_str()).filter(|_| !discarded.contains(&rule)) else {
+                    *counts.entry(rule).or_default() += 1;
+                    continue;
+                };
+                let state = self.of(r, *fp);
+                if table == 0 {
+                    if let Ok(mut g) = serde_json::from_slice::<Group>(&json) {
+                        // The idle timeout counts from the restart: the time the process was
+                        // down is not the group's silence.
+                        g.seen_ms = g.seen_ms.max(now);
+                        state.groups.insert(key, g);
+                    }
+                } else if let Ok(p) = serde_json::from_slice::<Part>(&json) {
+                    state.parts.insert(key, p);
+                }
+            }
+        }
+        for (rule, n) in counts {
+            metrics::STATE_DISCARDED.with_label_values(&[&rule]).inc_by(n);
+            tracing::info!(rule = %rule, keys = n, "stored state of a changed or removed rule is discarded");
+            discarded.insert(rule);
+        }
+        let mut replayed = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
+        for d in loaded.digests {
+            *replayed.entry(d).or_default() += 1;
+        }
+        discarded.into_iter().collect()
+    }
+
+    /// Whether an input of digest `d` was already applied by the last checkpoint (once per
+    /// recorded copy): delivered again after a restart, the stateful rules skip it.
+    pub(crate) fn replayed(&self, d: u64) -> bool {
+        let mut r = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_empty() {
+            return false;
+        }
+        match r.get_mut(&d) {
+            Some(n) => {
+                *n -= 1;
+                if *n == 0 {
+                    r.remove(&d);
+                }
+                metrics::STATE_REPLAY_SKIPPED.inc();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Groups (or analytic partitions) held by `rule` (tests and metrics).

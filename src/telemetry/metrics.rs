@@ -18,7 +18,7 @@ mod windows;
 
 pub use register::REGISTRY;
 use register::{counter, float_gauge, gauge, histogram};
-pub use windows::{LATE_EVENTS, STATE_DISCARDED, STATE_EVICTIONS, STATE_KEYS, WINDOWS_EMITTED};
+pub use windows::{LATE_EVENTS, STATE_CHECKPOINT_SECONDS, STATE_DISCARDED, STATE_EVICTIONS, STATE_KEYS, STATE_REPLAY_SKIPPED, WINDOWS_EMITTED};
 
 // ---- Sources -------------------------------------------------------------------------------
 

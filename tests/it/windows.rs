@@ -55,3 +55,119 @@ fn a_silent_device_is_reported_within_the_duration_plus_one_second() {
     let back = file_records(&inst.out, "silence").into_iter().map(|r| r["value"].clone()).find(|r| r["state"] == "back").unwrap();
     assert!(back["until"].as_i64().unwrap() - back["since"].as_i64().unwrap() >= 2000, "the gap: {back:?}");
 }
+
+/// Per-device 60 s tumbling sums over event time, through the integration channel with the
+/// embedded store: Sluice is killed (SIGKILL) three times while the requests flow and restarted
+/// on the same state folder; Mosquitto redelivers what was not acknowledged. Every window's
+/// result equals the one computed from the input (an uninterrupted run's), each window is
+/// emitted at least once, and a window emitted twice has the same value both times.
+#[test]
+fn kill_9_three_times_loses_and_doubles_no_window_contribution_on_mqtt() {
+    use sluice_testkit::config::{path as cpath, table};
+    use sluice_testkit::mosquitto::Mosquitto;
+    use sluice_testkit::{tail, Sluice};
+    use std::collections::{BTreeMap, HashMap, HashSet};
+
+    const DEVICES: i64 = 40;
+    const STEPS: i64 = 300; // 5 s apart: 25 windows per device
+    const PER_REQUEST: i64 = 8;
+    const T0: i64 = 1_696_118_400_000; // 2023-10-01T00:00:00Z, on a window boundary
+    let mosquitto = Mosquitto::start();
+    let dir = sluice_testkit::temp_dir("sluice-windows-kill-");
+    let (rules, out, state) = (dir.path().join("rules"), dir.path().join("out"), dir.path().join("state"));
+    sluice_testkit::write(
+        &rules.join("sums.toml"),
+        r#"sql = """
+SELECT deviceKey AS dk, sum(measurepoints.v) AS total, count(*) AS n, window_start() AS ws
+FROM "sys/+/integration/measurepoint/post"
+GROUP BY deviceKey, TUMBLINGWINDOW(ss, 60)
+"""
+event_time = "time"
+idle_timeout_ms = 600000
+[[actions]]
+topic = "sums"
+"#,
+    );
+    let (config_path, log) = (dir.path().join("sluice.toml"), dir.path().join("sluice.log"));
+    let config = |port: u16| {
+        table(json!({
+            "rules": {"paths": [cpath(&rules)], "watch": false},
+            "engine": {"shutdown_timeout_ms": 5000},
+            "sources": [{"type": "mqtt", "url": mosquitto.url(), "client_id": "sluice-windows-kill", "reconnect_backoff_ms": 100, "reconnect_backoff_max_ms": 500}],
+            "sink": {"type": "file", "dir": cpath(&out), "append": true},
+            "state": {"dir": cpath(&state), "checkpoint_interval_ms": 50},
+            "admin": {"listen": format!("127.0.0.1:{port}")},
+        }))
+    };
+    let (mut sluice, _) = Sluice::start_with_admin(&config_path, &log, config);
+    let p = Publisher::connect(mosquitto.port, "windows-kill-publisher");
+    p.wait_for_sluice(WAIT);
+
+    // The input, and the windows it must give.
+    let mut expected: BTreeMap<(String, i64), (i64, i64)> = BTreeMap::new();
+    let mut requests = Vec::new();
+    let mut entries = Vec::new();
+    for k in 0..STEPS {
+        for d in 0..DEVICES {
+            let (t, v) = (T0 + k * 5_000, k * 10 + d);
+            let dk = format!("meter-{d:03}");
+            let e = expected.entry((dk.clone(), t - t.rem_euclid(60_000))).or_default();
+            e.0 += v;
+            e.1 += 1;
+            entries.push(json!({"deviceKey": dk, "measurepoints": {"v": v}, "time": t}));
+        }
+    }
+    for (i, chunk) in entries.chunks(PER_REQUEST as usize).enumerate() {
+        requests.push(json!({"id": format!("r{i}"), "version": "1.0", "method": "integration.measurepoint.post", "params": chunk}).to_string());
+    }
+    let topic = "sys/pk1/integration/measurepoint/post";
+    for r in &requests {
+        p.publish(topic, r.as_str());
+    }
+    // Three SIGKILLs at a quarter, a half and three quarters of the replies.
+    let answered = || p.replies().iter().filter(|r| r.body["code"] == json!(200)).filter_map(|r| r.body["id"].as_str().map(str::to_string)).collect::<HashSet<_>>().len();
+    let total = requests.len();
+    for at in [total / 4, total / 2, total * 3 / 4] {
+        assert!(wait_until(Duration::from_secs(120), || answered() >= at), "{} of {total} answered; log:\n{}", answered(), tail(&log, 40));
+        sluice.kill9();
+        eprintln!("windows kill: SIGKILL after {} of {total} requests answered", answered());
+        sluice = Sluice::start(&config_path, &log);
+    }
+    assert!(wait_until(Duration::from_secs(180), || answered() == total), "{} of {total} answered; log:\n{}", answered(), tail(&log, 60));
+    // One record per device far ahead closes every device's last window.
+    let flush: Vec<Value> = (0..DEVICES).map(|d| json!({"deviceKey": format!("meter-{d:03}"), "measurepoints": {"v": 0}, "time": T0 + 86_400_000})).collect();
+    let reply = p.request(topic, json!({"id": "flush", "version": "1.0", "method": "integration.measurepoint.post", "params": flush}).to_string(), WAIT).expect("flush reply");
+    assert_eq!(reply.body["code"], json!(200));
+
+    let windows = |out: &std::path::Path| -> Vec<(String, i64, i64, i64)> {
+        file_records(out, "sums")
+            .iter()
+            .map(|r| {
+                (r["value"]["dk"].as_str().unwrap_or_default().to_string(), r["value"]["ws"].as_i64().unwrap_or(-1), r["value"]["total"].as_i64().unwrap_or(-1), r["value"]["n"].as_i64().unwrap_or(-1))
+            })
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || windows(&out).iter().map(|(dk, ws, _, _)| (dk.clone(), *ws)).collect::<HashSet<_>>().len() >= expected.len()),
+        "{} of {} windows; log:\n{}",
+        windows(&out).len(),
+        expected.len(),
+        tail(&log, 40)
+    );
+    let status = sluice.terminate(Duration::from_secs(20));
+    assert!(status.success(), "exit status {status}; log:\n{}", tail(&log, 40));
+    let got = windows(&out);
+    let mut seen: HashMap<(String, i64), (i64, i64)> = HashMap::new();
+    let mut duplicates = 0;
+    for (dk, ws, total, n) in &got {
+        if let Some(prev) = seen.insert((dk.clone(), *ws), (*total, *n)) {
+            duplicates += 1;
+            assert_eq!(prev, (*total, *n), "window {dk} {ws} emitted twice with different values");
+        }
+    }
+    for (k, want) in &expected {
+        assert_eq!(seen.get(k), Some(want), "window {k:?}: (sum, count)");
+    }
+    assert_eq!(seen.len(), expected.len(), "no window beyond the input's");
+    eprintln!("windows kill: {} windows, {} emitted twice (identical), {} records", expected.len(), duplicates, got.len());
+}

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::rule::functions::aggregate::Acc;
@@ -10,7 +11,7 @@ use crate::rule::plan::WindowSpec;
 use crate::rule::WindowRule;
 
 /// One open time window of a group.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct Win {
     pub(super) start: i64,
     /// When it closes: the end for tumbling and hopping windows; the last record + timeout
@@ -22,7 +23,7 @@ pub(super) struct Win {
 }
 
 /// A kept row (sliding and count windows): a record's time and its aggregate arguments.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct Row {
     pub(super) t: i64,
     pub(super) args: Vec<Vec<Json>>,
@@ -39,7 +40,7 @@ pub(super) struct Done {
 }
 
 /// One group's state.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Group {
     pub(super) topic: String,
     pub(super) watermark: i64,

@@ -2,9 +2,9 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounterVec, IntGaugeVec};
+use prometheus::{Histogram, IntCounterVec, IntGaugeVec};
 
-use super::register::{counter, gauge};
+use super::register::{counter, gauge, histogram};
 
 /// Records later than every window they belong to (each an error record of stage `late`), by rule.
 pub static LATE_EVENTS: LazyLock<IntCounterVec> =
@@ -19,3 +19,13 @@ pub static STATE_DISCARDED: LazyLock<IntCounterVec> =
     LazyLock::new(|| counter("sluice_state_discarded_keys_total", "Groups of a windowed rule whose state a reload of the changed rule discarded.", &["rule"]));
 /// Groups a windowed rule holds (updated by the window timer), by rule.
 pub static STATE_KEYS: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_state_keys", "Groups (GROUP BY keys) a windowed rule holds state for.", &["rule"]));
+
+/// Time to write one checkpoint of the state store (one redb transaction).
+pub static STATE_CHECKPOINT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    histogram("sluice_state_checkpoint_seconds", "Time to write one checkpoint of the state store (one durable transaction).", &[1e-4, 1e-3, 5e-3, 2e-2, 1e-1, 1.0], &[]).with_label_values::<&str>(&[])
+});
+/// Inputs skipped on replay because the last checkpoint already held their contribution.
+pub static STATE_REPLAY_SKIPPED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    counter("sluice_state_replay_skipped_total", "Inputs delivered again after a restart whose contribution the last checkpoint already held (skipped by the stateful rules).", &[])
+        .with_label_values::<&str>(&[])
+});

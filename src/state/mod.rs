@@ -1,0 +1,28 @@
+//! Durable state for stateful rules: an embedded store (redb, one file in `[state] dir`) and the
+//! checkpoints that keep it consistent with what was acknowledged.
+//!
+//! **The contract.** An input whose processing touched state (a windowed or analytic rule took
+//! it) is acknowledged only once (1) all its outputs are delivered and (2) a checkpoint holding
+//! its contribution is durable. A checkpoint is cut between messages (the engine's state gate:
+//! workers hold it shared while they process a message, the checkpoint takes it alone for the
+//! snapshot), then waits until every output of the messages (and window closes) before the cut
+//! is delivered, then writes the snapshot in one redb transaction, then releases those inputs'
+//! acknowledgements. So after a crash:
+//! - an input not yet acknowledged is delivered again by its source (MQTT redelivery, the HTTP
+//!   client's retry, Kafka's uncommitted offset); if its contribution is not in the last
+//!   checkpoint it is applied again (once), and if it is (the crash came between the write and
+//!   the acknowledgement) its digest, kept with that checkpoint, makes the engine skip it;
+//! - a window closed before the crash was emitted before the checkpoint that forgot it, so it is
+//!   never lost; one emitted after the last checkpoint is emitted again (same value, same
+//!   `sluice-window` identity).
+//!
+//! Modules: [`config`] (`[state]`), [`store`] (the redb tables), [`checkpoint`] (epochs, the
+//! acknowledgements they hold back).
+
+pub mod checkpoint;
+pub mod config;
+pub mod store;
+
+pub use checkpoint::Checkpoints;
+pub use config::StateConfig;
+pub use store::{Snapshot, StateStore, StoreError};
