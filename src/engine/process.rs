@@ -246,6 +246,9 @@ impl Engine {
                         (None, Some(a)) => {
                             // Analytic calls first, for every record (before WHERE).
                             let values = windows.analytic(rule, a, &ctx)?;
+                            if let Some((slot, topic)) = &a.audit {
+                                self.audit(rule, topic, &ctx, values.get(*slot), out);
+                            }
                             let view = WindowView { aggs: &values, ..WindowView::default() };
                             eval_rule(rule, &Ctx { window: Some(&view), ..ctx }, star_slot, out)
                         }
@@ -378,6 +381,42 @@ impl Engine {
     /// Groups a windowed rule holds state for.
     pub fn state_keys(&self, rule: &str) -> usize {
         self.windows.keys(rule)
+    }
+
+    /// Counts what a rule's delivery audit saw on a record, and writes an audit record for a
+    /// gap: `{"rule", "key": [productKey, deviceName], "from", "to", "missing", "topic",
+    /// "received_ms", "message_id"}`.
+    fn audit(&self, rule: &Rule, topic: &str, ctx: &Ctx<'_>, event: Option<&crate::value::Value<'static>>, out: &mut Vec<OutputRecord>) {
+        use crate::telemetry::metrics::{AUDIT_DUPLICATES, AUDIT_MISSING, AUDIT_REORDERS};
+        use crate::value::Value;
+        match event {
+            Some(Value::Str(s)) if s == "duplicate" => AUDIT_DUPLICATES.with_label_values(&[&rule.name]).inc(),
+            Some(Value::Str(s)) if s == "reorder" => AUDIT_REORDERS.with_label_values(&[&rule.name]).inc(),
+            Some(Value::Json(j)) => {
+                let (from, to) = (j["gap"][0].as_i64().unwrap_or(0), j["gap"][1].as_i64().unwrap_or(0));
+                let missing = (i128::from(to) - i128::from(from) + 1).max(0) as u64;
+                AUDIT_MISSING.with_label_values(&[&rule.name]).inc_by(missing);
+                let value = serde_json::json!({
+                    "rule": &*rule.name,
+                    "key": [ctx.product_key(), ctx.device_name()],
+                    "from": from,
+                    "to": to,
+                    "missing": missing,
+                    "topic": ctx.msg.topic,
+                    "received_ms": ctx.msg.meta.received_ms,
+                    "message_id": ctx.msg.meta.id,
+                });
+                out.push(OutputRecord {
+                    rule: rule.name.clone(),
+                    topic: Arc::from(topic),
+                    key: None,
+                    headers: vec![("sluice-audit".into(), "gap".into())],
+                    value: serde_json::to_vec(&value).unwrap_or_default(),
+                    is_error: false,
+                });
+            }
+            _ => {}
+        }
     }
 
     /// The error record of a failed evaluation, like AWS IoT's error action (rule, topic, stage,

@@ -72,7 +72,17 @@ pub struct RuleFile {
     /// least recently seen of a sample (its windows are emitted early, counted in
     /// `sluice_state_evictions_total`). Default [`DEFAULT_MAX_STATE_KEYS`].
     pub max_state_keys: Option<usize>,
+    /// A delivery audit: a SQL expression giving each record's sequence number (an integer, or
+    /// a numeric string such as a request `id`), e.g. `items.seq.value`. Per device (the
+    /// default partition) the rule counts gaps, duplicates and reorders, and writes one audit
+    /// record per gap to `audit_topic`.
+    pub audit_sequence: Option<Spanned<String>>,
+    /// Where the audit records go. Default [`DEFAULT_AUDIT_TOPIC`].
+    pub audit_topic: Option<Spanned<String>>,
 }
+
+/// The default of `audit_topic`.
+pub const DEFAULT_AUDIT_TOPIC: &str = "sluice-audit";
 
 /// The default of `max_future_skew_ms`: 5 minutes.
 pub const DEFAULT_MAX_FUTURE_SKEW_MS: u64 = 300_000;
@@ -194,6 +204,8 @@ pub struct AnalyticRule {
     pub idle_timeout_ms: Option<i64>,
     /// See [`WindowRule::fingerprint`].
     pub fingerprint: u64,
+    /// The delivery audit: the slot of its call and the audit records' topic.
+    pub audit: Option<(usize, String)>,
 }
 
 /// Maps positions inside a TOML string value back to the file, through its delimiters and
@@ -385,7 +397,7 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
     ];
     if windowed.is_none() && plan.is_some() {
         // Rules with analytic calls keep per-partition memory: its bounds apply to them.
-        let memory_only = !analytic_calls.is_empty();
+        let memory_only = !analytic_calls.is_empty() || file.audit_sequence.is_some();
         for (key, span) in stateful_keys.iter().filter(|(k, _)| !(memory_only && matches!(*k, "max_state_keys" | "idle_timeout_ms"))).filter_map(|(k, s)| s.clone().map(|s| (k, s))) {
             errors.push(at(
                 pos_of_offset(text, span.start),
@@ -434,7 +446,28 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
         }
     });
 
+    let mut analytic_calls = analytic_calls;
+    let mut audit = None;
+    if let Some(seq) = &file.audit_sequence {
+        let map = StrMap::new(text, seq.span());
+        if window.is_some() {
+            errors.push(at(pos_of_offset(text, seq.span().start), "audit_sequence is not supported in windowed rules yet".into(), Some("audit the same topic filter in a rule of its own".into())));
+        } else {
+            match plan::expression(seq.get_ref()) {
+                Ok(e) => {
+                    analytic_calls.push(plan::AnalyticCall { kind: crate::rule::functions::analytic::AnalyticKind::Audit, args: vec![e], partition: None });
+                    let topic = file.audit_topic.as_ref().map_or(DEFAULT_AUDIT_TOPIC.to_string(), |t| t.get_ref().clone());
+                    if !valid_kafka_topic(&topic) {
+                        errors.push(at(pos_of_offset(text, file.audit_topic.as_ref().map_or(0, |t| t.span().start)), format!("audit_topic `{topic}` is not a valid Kafka topic name"), None));
+                    }
+                    audit = Some((analytic_calls.len() - 1, topic));
+                }
+                Err(err) => errors.push(at(map.sql_pos(text, seq.get_ref(), err.line, err.col), format!("audit_sequence: {}", err.message), err.hint)),
+            }
+        }
+    }
     let analytics = (!analytic_calls.is_empty()).then(|| AnalyticRule {
+        audit,
         calls: analytic_calls,
         max_state_keys: file.max_state_keys.unwrap_or(DEFAULT_MAX_STATE_KEYS).max(1),
         idle_timeout_ms: file.idle_timeout_ms.map(clamp),
@@ -528,7 +561,7 @@ topic = "sluice-errors"
     #[test]
     fn unknown_keys_and_templates_are_errors() {
         let text = "sql = \"SELECT a FROM \\\"t\\\"\"\ncolour = 1\n[[actions]]\ntopic = \"x\"\n";
-        assert_eq!(errs(text), vec!["rules/x.toml:2:1: unknown field `colour`, expected one of `name`, `description`, `enabled`, `sql`, `actions`, `error_action`, `event_time`, `allowed_lateness_ms`, `max_future_skew_ms`, `future`, `idle_timeout_ms`, `max_state_keys`"]);
+        assert_eq!(errs(text), vec!["rules/x.toml:2:1: unknown field `colour`, expected one of `name`, `description`, `enabled`, `sql`, `actions`, `error_action`, `event_time`, `allowed_lateness_ms`, `max_future_skew_ms`, `future`, `idle_timeout_ms`, `max_state_keys`, `audit_sequence`, `audit_topic`"]);
         let text = "sql = \"SELECT a FROM \\\"t\\\"\"\n[[actions]]\ntopic = \"x-${b}\"\n";
         assert_eq!(errs(text), vec!["rules/x.toml:3:12: action topic: `${b}` is not an output field of the rule; the rule's output fields are: a"]);
         let text = "sql = \"SELECT a FROM \\\"t\\\"\"\n[[actions]]\ntopic = \"a/b\"\n";

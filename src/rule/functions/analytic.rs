@@ -25,6 +25,8 @@ pub enum AnalyticKind {
     Changed,
     /// `had_changed(ignore_null, x, …)`.
     HadChanged,
+    /// A rule's `audit_sequence`: gaps, duplicates and reorders of a per-partition sequence.
+    Audit,
 }
 
 /// What a call remembers for one partition.
@@ -46,6 +48,77 @@ pub enum History {
         /// Per argument.
         vs: Vec<Option<Json>>,
     },
+    /// A delivery audit: the greatest sequence number seen and the ranges still missing.
+    Audit {
+        /// The greatest number seen (`None` before the first).
+        max: Option<i64>,
+        /// Missing ranges `[from, to]` below it, oldest first (at most [`AUDIT_GAPS_KEPT`]).
+        missing: VecDeque<(i64, i64)>,
+    },
+}
+
+/// The missing ranges an audit remembers per partition, to tell a late arrival (a reorder)
+/// from a duplicate; older ones are forgotten (a number of theirs arriving then counts as a
+/// duplicate).
+pub const AUDIT_GAPS_KEPT: usize = 64;
+
+/// What an audited record shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditEvent {
+    /// The next number (or the first).
+    InOrder,
+    /// Numbers `from..=to` were skipped.
+    Gap {
+        /// First missing.
+        from: i64,
+        /// Last missing.
+        to: i64,
+    },
+    /// A number seen before.
+    Duplicate,
+    /// A missing number, arriving late.
+    Reorder,
+    /// No sequence number (NULL): not audited.
+    Unknown,
+}
+
+/// Audits one sequence number against a partition's memory.
+pub fn audit(h: &mut History, seq: Option<i64>) -> AuditEvent {
+    let (History::Audit { max, missing }, Some(seq)) = (h, seq) else {
+        return AuditEvent::Unknown;
+    };
+    match *max {
+        None => {
+            *max = Some(seq);
+            AuditEvent::InOrder
+        }
+        Some(m) if seq == m.saturating_add(1) => {
+            *max = Some(seq);
+            AuditEvent::InOrder
+        }
+        Some(m) if seq > m => {
+            *max = Some(seq);
+            missing.push_back((m + 1, seq - 1));
+            while missing.len() > AUDIT_GAPS_KEPT {
+                missing.pop_front();
+            }
+            AuditEvent::Gap { from: m + 1, to: seq - 1 }
+        }
+        Some(_) => match missing.iter().position(|(a, b)| (*a..=*b).contains(&seq)) {
+            Some(i) => {
+                let (a, b) = missing[i];
+                missing.remove(i);
+                if a < seq {
+                    missing.insert(i, (a, seq - 1));
+                }
+                if seq < b {
+                    missing.insert(i + usize::from(a < seq), (seq + 1, b));
+                }
+                AuditEvent::Reorder
+            }
+            None => AuditEvent::Duplicate,
+        },
+    }
 }
 
 /// The most records `lag` looks back.
@@ -70,6 +143,7 @@ impl AnalyticKind {
             AnalyticKind::Latest => "latest",
             AnalyticKind::Changed => "changed",
             AnalyticKind::HadChanged => "had_changed",
+            AnalyticKind::Audit => "audit_sequence",
         }
     }
 
@@ -79,6 +153,7 @@ impl AnalyticKind {
             AnalyticKind::Lag => History::Lag { vs: VecDeque::new() },
             AnalyticKind::Latest => History::Latest { v: None },
             AnalyticKind::Changed | AnalyticKind::HadChanged => History::Previous { vs: Vec::new() },
+            AnalyticKind::Audit => History::Audit { max: None, missing: VecDeque::new() },
         }
     }
 
@@ -133,6 +208,18 @@ impl AnalyticKind {
                 }
                 Ok(Value::Bool(changed))
             }
+            (AnalyticKind::Audit, h @ History::Audit { .. }) => {
+                let seq = match &x {
+                    Json::Null => None,
+                    other => Some(Value::from_json(other).as_i64().ok_or_else(|| format!("audit_sequence: expected an integer sequence number, got {other}"))?),
+                };
+                Ok(match audit(h, seq) {
+                    AuditEvent::InOrder | AuditEvent::Unknown => Value::Null,
+                    AuditEvent::Gap { from, to } => Value::Json(std::borrow::Cow::Owned(serde_json::json!({"gap": [from, to]}))),
+                    AuditEvent::Duplicate => Value::str("duplicate"),
+                    AuditEvent::Reorder => Value::str("reorder"),
+                })
+            }
             (kind, h) => Err(format!("internal: memory {h:?} does not belong to {kind:?}")),
         }
     }
@@ -185,6 +272,16 @@ mod tests {
             seq(AnalyticKind::HadChanged, &[json!([true, 1, "a"]), json!([true, 1, null]), json!([true, 1, "a"]), json!([false, 1, null])]),
             vec![json!(true), json!(false), json!(false), json!(true)]
         );
+    }
+
+    #[test]
+    fn audits_tell_gaps_duplicates_and_reorders_apart() {
+        let mut h = AnalyticKind::Audit.start();
+        let seq = [Some(1), Some(2), Some(5), Some(3), Some(3), Some(2), None, Some(4), Some(6), Some(i64::MAX), Some(7)];
+        let got: Vec<AuditEvent> = seq.iter().map(|s| audit(&mut h, *s)).collect();
+        use AuditEvent::*;
+        assert_eq!(got, vec![InOrder, InOrder, Gap { from: 3, to: 4 }, Reorder, Duplicate, Duplicate, Unknown, Reorder, InOrder, Gap { from: 7, to: i64::MAX - 1 }, Reorder]);
+        assert!(matches!(&h, History::Audit { missing, .. } if missing.len() == 1 && missing[0] == (8, i64::MAX - 1)));
     }
 
     #[test]

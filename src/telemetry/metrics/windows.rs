@@ -29,3 +29,12 @@ pub static STATE_REPLAY_SKIPPED: LazyLock<prometheus::IntCounter> = LazyLock::ne
     counter("sluice_state_replay_skipped_total", "Inputs delivered again after a restart whose contribution the last checkpoint already held (skipped by the stateful rules).", &[])
         .with_label_values::<&str>(&[])
 });
+
+/// Sequence numbers a rule's delivery audit found missing (the sizes of its gaps), by rule.
+pub static AUDIT_MISSING: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_audit_missing_total", "Sequence numbers a rule's delivery audit found missing (the sizes of the gaps; each gap is one audit record).", &["rule"]));
+/// Sequence numbers a rule's delivery audit saw again, by rule.
+pub static AUDIT_DUPLICATES: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_audit_duplicates_total", "Records whose sequence number the rule's delivery audit had seen before.", &["rule"]));
+/// Missing sequence numbers that arrived late, by rule.
+pub static AUDIT_REORDERS: LazyLock<IntCounterVec> = LazyLock::new(|| counter("sluice_audit_reorders_total", "Records whose sequence number was missing and arrived late (out of order).", &["rule"]));
