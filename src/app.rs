@@ -147,7 +147,7 @@ impl App {
         tracing::info!(rules = loaded.rules, enabled, "rules compiled");
         if let Some(st) = &cfg.state {
             let store = crate::state::StateStore::open(&st.dir).map_err(AppError::State)?;
-            engine.attach_state(store, Duration::from_millis(st.checkpoint_interval_ms.max(1))).map_err(AppError::State)?;
+            engine.attach_state(store, Duration::from_millis(st.checkpoint_interval_ms.max(1)), registry.clone()).map_err(AppError::State)?;
             crate::telemetry::health::set("state", true, format!("state store in {}", st.dir.display()));
         }
 

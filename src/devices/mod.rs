@@ -36,7 +36,7 @@ pub use model::{DataType, ThingModel};
 type Key = (String, String);
 
 /// The last known online/offline status of a device.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Status {
     status: String,
     last_ms: i64,
@@ -56,6 +56,19 @@ pub struct Registry {
     tz: Option<FixedOffset>,
     /// How many entries of `status` say online (`sluice_registry_online_devices`).
     online: AtomicI64,
+    /// Bumped whenever a data-flow message changes the registry (for the state store).
+    version: std::sync::atomic::AtomicU64,
+    /// Devices a data-flow message deleted (persisted, so a restart does not bring them back
+    /// from the devices file).
+    removed: DashMap<Key, ()>,
+}
+
+/// What the state store keeps of the registry: what the data-flow topics taught it.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Learnt {
+    devices: Vec<Device>,
+    status: Vec<(String, String, Status)>,
+    removed: Vec<Key>,
 }
 
 /// Why the registry could not be loaded.
@@ -147,6 +160,7 @@ impl Registry {
     /// Adds or replaces a device (and its name and asset indexes).
     pub fn upsert(&self, device: Device) {
         let key = (device.product_key.clone(), device.device_key.clone());
+        self.removed.remove(&key);
         self.remove(&key.0, &key.1);
         self.by_name.insert((device.product_key.clone(), device.device_name.clone()), device.device_key.clone());
         if let Some(a) = &device.asset_id {
@@ -244,6 +258,46 @@ impl Registry {
             }
         };
         metrics::REGISTRY_UPDATES.with_label_values(&[kind.name(), outcome]).inc();
+        if outcome == "applied" {
+            self.version.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A number that changes whenever a data-flow message changes the registry.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
+    }
+
+    /// The registry's devices and statuses as JSON, for the state store.
+    pub fn export(&self) -> Vec<u8> {
+        let learnt = Learnt {
+            devices: self.devices.iter().map(|d| d.value().clone()).collect(),
+            status: self.status.iter().map(|s| (s.key().0.clone(), s.key().1.clone(), s.value().clone())).collect(),
+            removed: self.removed.iter().map(|r| r.key().clone()).collect(),
+        };
+        serde_json::to_vec(&learnt).unwrap_or_default()
+    }
+
+    /// Restores what [`export`](Self::export) wrote (at start, over the devices file).
+    pub fn import(&self, bytes: &[u8]) -> Result<usize, serde_json::Error> {
+        let learnt: Learnt = serde_json::from_slice(bytes)?;
+        for (pk, dk) in &learnt.removed {
+            self.remove(pk, dk);
+            self.removed.insert((pk.clone(), dk.clone()), ());
+        }
+        let n = learnt.devices.len();
+        for d in learnt.devices {
+            self.upsert(d);
+        }
+        for (pk, dn, st) in learnt.status {
+            let online = i64::from(st.status == "online");
+            if let Some(old) = self.status.insert((pk, dn), st) {
+                self.count_online(i64::from(old.status == "online"), online);
+            } else {
+                self.count_online(0, online);
+            }
+        }
+        Ok(n)
     }
 
     fn lifecycle(&self, pk: &str, dn: &str, p: &Node<'_>) -> Result<&'static str, String> {
@@ -273,6 +327,7 @@ impl Registry {
                 match self.resolve(pk, dn) {
                     Some((pk, dk)) => {
                         self.remove(&pk, &dk);
+                        self.removed.insert((pk, dk), ());
                         Ok("applied")
                     }
                     None => Ok("unknown_device"),

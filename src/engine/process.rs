@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use serde_json::Value as Json;
 use smallvec::{smallvec, SmallVec};
 
+use crate::devices::Registry;
 use crate::engine::eval::{eval_rule, passes_where, window_output, Star};
 use crate::engine::guard;
 use crate::engine::input::{self, Records};
@@ -55,12 +56,23 @@ pub struct Engine {
     windows: Windows,
     /// The durable store's checkpoints, once attached ([`Engine::attach_state`]).
     checkpoints: std::sync::OnceLock<Arc<Checkpoints>>,
+    /// The device registry whose learnt state the checkpoints keep, and its version at the
+    /// last cut.
+    registry: std::sync::OnceLock<(Arc<Registry>, std::sync::atomic::AtomicU64)>,
 }
 
 impl Engine {
     /// An engine over a rule set.
     pub fn new(rules: RuleSet, env: Env, opts: EngineOptions) -> Engine {
-        Engine { rules: ArcSwap::from_pointee(rules), env, opts, recent: dashmap::DashMap::new(), windows: Windows::default(), checkpoints: std::sync::OnceLock::new() }
+        Engine {
+            rules: ArcSwap::from_pointee(rules),
+            env,
+            opts,
+            recent: dashmap::DashMap::new(),
+            windows: Windows::default(),
+            checkpoints: std::sync::OnceLock::new(),
+            registry: std::sync::OnceLock::new(),
+        }
     }
 
     /// The most recent failures of the rule named `rule`, oldest first.
@@ -349,8 +361,17 @@ impl Engine {
     /// current rules (state of changed or removed rules is discarded), then tracks changes for
     /// the checkpoints ([`crate::state`]). Call once, after the rules are loaded and before the
     /// pipeline runs.
-    pub fn attach_state(&self, store: StateStore, interval: std::time::Duration) -> Result<(), StoreError> {
-        let loaded = store.load()?;
+    pub fn attach_state(&self, store: StateStore, interval: std::time::Duration, registry: Option<Arc<Registry>>) -> Result<(), StoreError> {
+        let mut loaded = store.load()?;
+        if let Some(r) = registry {
+            if let Some(bytes) = loaded.registry.take() {
+                match r.import(&bytes) {
+                    Ok(n) => tracing::info!(devices = n, "device registry restored from the state store"),
+                    Err(e) => tracing::warn!(error = %e, "the stored device registry cannot be read; starting from the devices file"),
+                }
+            }
+            let _ = self.registry.set((r.clone(), std::sync::atomic::AtomicU64::new(r.version())));
+        }
         let (epoch, groups) = (loaded.epoch, loaded.groups.len() + loaded.parts.len());
         let rules = self.rules();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -370,7 +391,19 @@ impl Engine {
 
     /// The state changed since the last call (a checkpoint's cut).
     pub fn state_snapshot(&self) -> Snapshot {
-        self.windows.snapshot()
+        let mut s = self.windows.snapshot();
+        if let Some((r, seen)) = self.registry.get() {
+            let v = r.version();
+            if seen.swap(v, std::sync::atomic::Ordering::Relaxed) != v {
+                s.registry = Some(r.export());
+            }
+        }
+        s
+    }
+
+    /// The version of the device registry the checkpoints keep, when there is one.
+    pub(crate) fn registry_version(&self) -> Option<u64> {
+        self.registry.get().map(|(r, _)| r.version())
     }
 
     /// Whether an input of digest `d` is one the last checkpoint already holds.

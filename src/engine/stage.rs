@@ -97,6 +97,7 @@ impl WorkerStage {
             let gate = checkpoints.as_ref().map(|c| c.share());
             let digest = checkpoints.as_ref().map(|_| message_digest(&msg));
             self.scratch.skip_state = digest.is_some_and(|d| self.engine.replayed(d));
+            let registry_before = checkpoints.as_ref().and_then(|_| self.engine.registry_version());
             let (engine, devices, scratch, now_ms) = (&*self.engine, self.devices.as_deref(), &mut self.scratch, self.clock.now_ms());
             // Each rule's evaluation is guarded inside the engine; this guard catches a panic
             // anywhere else on the message's way (validation, registry update, decode): the
@@ -117,7 +118,10 @@ impl WorkerStage {
                     Outcome { matched: 1, ..Outcome::default() }
                 }
             };
-            if let (Some(c), Some(d), true) = (&checkpoints, digest, outcome.stateful) {
+            // A message that changed the device registry is held like a stateful one: what the
+            // registry learnt is in the same checkpoints.
+            let taught = registry_before.is_some() && self.engine.registry_version() != registry_before;
+            if let (Some(c), Some(d), true) = (&checkpoints, digest, outcome.stateful || taught) {
                 ack = c.hold(d, ack);
             }
             drop(gate);

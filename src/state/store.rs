@@ -7,7 +7,8 @@
 //!
 //! Tables: `groups` (key `<rule>\0<group key>` → the group as JSON), `parts` (analytic
 //! partitions, same keying), `meta` (`fingerprint:<rule>` → the rule's fingerprint, `digests` →
-//! the digests of the last checkpoint's inputs, `epoch`).
+//! the digests of the last checkpoint's inputs, `epoch`, `registry` → what the device registry
+//! learnt from the data-flow topics).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,12 +49,14 @@ pub struct Snapshot {
     pub epoch: u64,
     /// Rules whose stored keys go first (changed on reload, or removed).
     pub drop_rules: Vec<String>,
+    /// The device registry's learnt state, when it changed.
+    pub registry: Option<Vec<u8>>,
 }
 
 impl Snapshot {
     /// Whether it writes nothing.
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty() && self.parts.is_empty() && self.digests.is_empty() && self.drop_rules.is_empty()
+        self.groups.is_empty() && self.parts.is_empty() && self.digests.is_empty() && self.drop_rules.is_empty() && self.registry.is_none()
     }
 }
 
@@ -70,6 +73,8 @@ pub struct Loaded {
     pub digests: Vec<u64>,
     /// The last checkpoint's number.
     pub epoch: u64,
+    /// The device registry's learnt state.
+    pub registry: Option<Vec<u8>>,
 }
 
 /// The store.
@@ -124,6 +129,8 @@ impl StateStore {
                         }
                     } else if k == "digests" {
                         out.digests = v.chunks_exact(8).filter_map(|c| <[u8; 8]>::try_from(c).ok()).map(u64::from_le_bytes).collect();
+                    } else if k == "registry" {
+                        out.registry = Some(v.to_vec());
                     } else if k == "epoch" {
                         out.epoch = <[u8; 8]>::try_from(v).map(u64::from_le_bytes).unwrap_or(0);
                     }
@@ -169,6 +176,9 @@ impl StateStore {
             let digests: Vec<u8> = s.digests.iter().flat_map(|d| d.to_le_bytes()).collect();
             m.insert("digests", digests.as_slice()).map_err(|e| self.err(e))?;
             m.insert("epoch", s.epoch.to_le_bytes().as_slice()).map_err(|e| self.err(e))?;
+            if let Some(r) = &s.registry {
+                m.insert("registry", r.as_slice()).map_err(|e| self.err(e))?;
+            }
         }
         tx.commit().map_err(|e| self.err(e))
     }

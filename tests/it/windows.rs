@@ -171,3 +171,47 @@ topic = "sums"
     assert_eq!(seen.len(), expected.len(), "no window beyond the input's");
     eprintln!("windows kill: {} windows, {} emitted twice (identical), {} records", expected.len(), duplicates, got.len());
 }
+
+/// The device registry persists in the state store: a status and a lifecycle delete learnt
+/// from the data-flow topics in one run are still known in the next (file source, so each run
+/// ends at the end of its input, after its last checkpoint). Without `[state]` they are not.
+#[test]
+fn the_device_registry_learnt_from_data_flow_survives_a_restart() {
+    use sluice_testkit::config::{path as cpath, table};
+    use sluice_testkit::{tail, Sluice};
+
+    let run = |with_state: bool| -> Vec<Value> {
+        let dir = sluice_testkit::temp_dir("sluice-registry-state-");
+        let (rules, out, state) = (dir.path().join("rules"), dir.path().join("out"), dir.path().join("state"));
+        sluice_testkit::write(
+            &rules.join("status.toml"),
+            "sql = \"\"\"SELECT deviceName() AS dn, deviceStatus() AS status, attribute('location') AS location FROM \"/sys/+/+/thing/event/property/post\" \"\"\"\n[[actions]]\ntopic = \"seen\"\n",
+        );
+        let status = r#"{"topic":"/as/mqtt/status/12345565569/deviceName1234","payload":{"status":"online","productKey":"12345565569","deviceName":"deviceName1234","time":"2018-08-31 15:32:28.205","utcTime":"2018-08-31T07:32:28.205Z","lastTime":"2018-08-31 15:32:28.195","utcLastTime":"2018-08-31T07:32:28.195Z","clientIp":"123.123.123.123"}}"#;
+        let post = |dn: &str| format!(r#"{{"topic":"/sys/12345565569/{dn}/thing/event/property/post","payload":{{"items":{{"temp":{{"value":1}}}}}}}}"#);
+        let repo = sluice_testkit::repo_root();
+        let mut outputs = Vec::new();
+        for (i, input) in [format!("{status}\n"), format!("{}\n", post("deviceName1234"))].iter().enumerate() {
+            let file = dir.path().join(format!("in{i}.jsonl"));
+            sluice_testkit::write(&file, input);
+            let mut cfg = json!({
+                "rules": {"paths": [cpath(&rules)], "watch": false},
+                "sources": [{"type": "file", "path": cpath(&file)}],
+                "sink": {"type": "file", "dir": cpath(&out), "append": true},
+                "registry": {"models": cpath(&repo.join("models"))},
+            });
+            if with_state {
+                cfg["state"] = json!({"dir": cpath(&state)});
+            }
+            let (config, log) = (dir.path().join("sluice.toml"), dir.path().join("sluice.log"));
+            sluice_testkit::config::write_config(&config, &table(cfg));
+            let mut s = Sluice::start(&config, &log);
+            assert!(wait_until(WAIT, || !s.running()), "sluice did not end at the end of its input; log:\n{}", tail(&log, 30));
+            outputs = file_records(&out, "seen");
+            assert!(!outputs.is_empty() || i == 0, "no output; log:\n{}", tail(&log, 30));
+        }
+        outputs.into_iter().map(|r| r["value"].clone()).collect()
+    };
+    assert_eq!(run(true), vec![json!({"dn": "deviceName1234", "status": "online", "location": null})]);
+    assert_eq!(run(false), vec![json!({"dn": "deviceName1234", "status": null, "location": null})], "without [state] the status is forgotten");
+}
