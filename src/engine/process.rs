@@ -401,6 +401,12 @@ impl Engine {
         s
     }
 
+    /// The serialized size of every group and partition held (what a checkpoint writing all of
+    /// them would write): the state-size figure of `bench/state_memory.rs`.
+    pub fn state_snapshot_all_bytes(&self) -> usize {
+        self.windows.serialized_bytes()
+    }
+
     /// The version of the device registry the checkpoints keep, when there is one.
     pub(crate) fn registry_version(&self) -> Option<u64> {
         self.registry.get().map(|(r, _)| r.version())

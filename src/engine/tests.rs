@@ -197,3 +197,35 @@ fn foreach_output_is_bounded() {
     forget_rule("engine-unit-foreach");
     forget_rule("engine-unit-foreach-do");
 }
+
+/// Hot reload: an unchanged windowed rule keeps its state across a reload; a changed one starts
+/// afresh, its old groups counted in `sluice_state_discarded_keys_total`; a removed one is
+/// forgotten.
+#[test]
+fn a_reload_keeps_an_unchanged_windowed_rule_and_restarts_a_changed_one() {
+    use crate::telemetry::metrics::STATE_DISCARDED;
+    let name = "engine-unit-reload-window";
+    let sql = "SELECT deviceName() AS dn, count(*) AS n FROM \"/sys/+/+/thing/event/property/post\" GROUP BY deviceName(), TUMBLINGWINDOW(ss, 60)";
+    let engine = Engine::new(RuleSet::new(vec![rule(name, sql)]), Env::default(), EngineOptions::default());
+    let (mut scratch, mut out) = (Scratch::default(), Vec::new());
+    for d in ["a", "b", "a"] {
+        engine.process(&msg(&format!("/sys/pk/{d}/thing/event/property/post"), "{}"), 1_000, &mut scratch, &mut out);
+    }
+    assert!(out.is_empty(), "nothing closes before the window ends: {out:?}");
+    assert_eq!(engine.state_keys(name), 2);
+    engine.reload_rules(vec![Arc::new(rule(name, sql))]);
+    engine.process(&msg("/sys/pk/a/thing/event/property/post", "{}"), 2_000, &mut scratch, &mut out);
+    assert_eq!(engine.state_keys(name), 2, "the same rule text keeps its groups");
+    let closed = engine.tick(61_000);
+    let counts: Vec<Json> = closed.iter().flat_map(|(_, r)| r.iter().filter(|r| &*r.topic == "out").map(value)).collect();
+    assert_eq!(counts, vec![serde_json::json!({"dn": "a", "n": 3}), serde_json::json!({"dn": "b", "n": 1})], "the kept windows close with every record");
+
+    engine.process(&msg("/sys/pk/a/thing/event/property/post", "{}"), 62_000, &mut scratch, &mut out);
+    let before = STATE_DISCARDED.with_label_values(&[name]).get();
+    engine.reload_rules(vec![Arc::new(rule(name, &sql.replace("count(*) AS n", "count(*) AS records")))]);
+    engine.process(&msg("/sys/pk/b/thing/event/property/post", "{}"), 63_000, &mut scratch, &mut out);
+    assert_eq!(STATE_DISCARDED.with_label_values(&[name]).get() - before, 1, "the changed rule's one group is discarded");
+    assert_eq!(engine.state_keys(name), 1, "only the group seen since the change");
+    engine.forget_rule(name);
+    assert_eq!(engine.state_keys(name), 0);
+}

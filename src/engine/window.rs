@@ -441,6 +441,14 @@ impl Windows {
         }
     }
 
+    /// The JSON size of every group and partition held.
+    pub(crate) fn serialized_bytes(&self) -> usize {
+        self.rules
+            .iter()
+            .map(|r| r.groups.iter().map(|g| serde_json::to_vec(&*g).map_or(0, |v| v.len())).sum::<usize>() + r.parts.iter().map(|p| serde_json::to_vec(&*p).map_or(0, |v| v.len())).sum::<usize>())
+            .sum()
+    }
+
     /// Groups (or analytic partitions) held by `rule` (tests and metrics).
     pub(crate) fn keys(&self, rule: &str) -> usize {
         self.rules.get(rule).map_or(0, |s| s.groups.len() + s.parts.len())
