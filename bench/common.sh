@@ -52,6 +52,38 @@ RULE
     done
 }
 
+# bench_rules DIR: the rules of RULES: `band` (default, bench_band_rules), `single` (one
+# stateless rule passing every record to bench-out), or `window` (that rule plus a per-device
+# 60 s tumbling average over event time, gmtCreate, to bench-windows: the cost of one windowed
+# rule is the difference between `window` and `single`).
+bench_rules() {
+    case "${RULES:-band}" in
+    band) bench_band_rules "$1" ;;
+    single | window)
+        mkdir -p "$1"
+        cat >"$1/pass.toml" <<'RULE'
+name = "pass"
+sql = """SELECT deviceName() AS dn, items.temp.value AS temp FROM "/sys/+/+/thing/event/property/post" """
+[[actions]]
+topic = "bench-out"
+key = "${dn}"
+RULE
+        if [ "${RULES}" = window ]; then
+            cat >"$1/window.toml" <<'RULE'
+name = "avg-temp"
+sql = """SELECT deviceName() AS dn, avg(items.temp.value) AS avg_temp, count(*) AS n, window_start() AS ws FROM "/sys/+/+/thing/event/property/post" GROUP BY deviceName(), TUMBLINGWINDOW(ss, 60)"""
+event_time = "gmtCreate"
+max_future_skew_ms = 9000000000000
+[[actions]]
+topic = "bench-windows"
+key = "${dn}"
+RULE
+        fi
+        ;;
+    *) echo "RULES must be band, single or window" >&2; exit 2 ;;
+    esac
+}
+
 # bench_sluice_config FILE BROKERS: Sluice's configuration for the Kafka benchmarks: the band
 # rules of $WORK/rules, WORKERS workers, a Kafka source on bench-in and the Kafka sink, each
 # table with the lines of SOURCE_EXTRA / SINK_EXTRA added.
@@ -75,4 +107,6 @@ type = "kafka"
 brokers = "$2"
 ${SINK_EXTRA:-}
 CONF
+    # STATE=1: the stateful rules' state in a store under WORK (checkpoints hold the acks).
+    if [ "${STATE:-}" = 1 ]; then printf '\n[state]\ndir = "%s"\n' "$WORK/state" >>"$1"; fi
 }

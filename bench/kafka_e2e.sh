@@ -17,6 +17,8 @@
 # Usage: [PROFILE=dev] [SHAPES="unkeyed keyed"] [BROKERS="tansu mock"] [PARTITIONS=8] [WORKERS=2]
 #        bench/kafka_e2e.sh [N]
 #        SINK_EXTRA='linger_ms = 20' adds lines to Sluice's [sink] table, SOURCE_EXTRA to its source.
+#        RULES=band|single|window picks Sluice's rules (bench/common.sh bench_rules); STATE=1 adds
+#        a [state] store.
 #        PERF=/tmp/sluice.perf records Sluice under `perf record` (one file per row, the row's
 #        label appended; its CPU figure then includes perf's sampling).
 set -euo pipefail
@@ -38,9 +40,9 @@ bench_workdir bench
 
 # CPU seconds (user + system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"; }
-TOPICS=("bench-in:$PARTITIONS" "bench-out:$PARTITIONS" "copy-out:$PARTITIONS" "sluice-errors:1")
+TOPICS=("bench-in:$PARTITIONS" "bench-out:$PARTITIONS" "copy-out:$PARTITIONS" "bench-windows:$PARTITIONS" "sluice-errors:1")
 
-bench_band_rules "$WORK/rules"
+bench_rules "$WORK/rules"
 
 # Starts broker $1 (tansu | mock) in $2 (a folder); sets B (its address) and BPID.
 start_broker() {

@@ -212,17 +212,24 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
     }
 }
 
-fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<i64>, timezone: &str) -> anyhow::Result<ExitCode> {
-    // A panic while the rule evaluates is an error record of stage `panic`, printed like any.
-    sluice::engine::guard::install_hook();
-    let rule = match sluice::rule::compile_file(&rule_path) {
-        Ok(r) => r,
+/// Compiles a rule file, printing its `path:line:col` errors when it does not compile.
+fn compile_or_report(path: &std::path::Path) -> Option<sluice::rule::Rule> {
+    match sluice::rule::compile_file(path) {
+        Ok(r) => Some(r),
         Err(errors) => {
             for e in &errors {
                 eprintln!("{}", e.render());
             }
-            return Ok(ExitCode::from(2));
+            None
         }
+    }
+}
+
+fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<i64>, timezone: &str) -> anyhow::Result<ExitCode> {
+    // A panic while the rule evaluates is an error record of stage `panic`, printed like any.
+    sluice::engine::guard::install_hook();
+    let Some(rule) = compile_or_report(&rule_path) else {
+        return Ok(ExitCode::from(2));
     };
     if !rule.filter.matches(&topic) {
         eprintln!("note: topic `{topic}` does not match the rule's filter `{}`", rule.filter.as_str());
@@ -252,14 +259,8 @@ struct InputLine {
 fn test_sequence(rule_path: PathBuf, input: &str, now: Option<i64>, timezone: &str) -> anyhow::Result<ExitCode> {
     use base64::Engine as _;
     sluice::engine::guard::install_hook();
-    let rule = match sluice::rule::compile_file(&rule_path) {
-        Ok(r) => r,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{}", e.render());
-            }
-            return Ok(ExitCode::from(2));
-        }
+    let Some(rule) = compile_or_report(&rule_path) else {
+        return Ok(ExitCode::from(2));
     };
     let text = String::from_utf8(read_payload(Some(input))?).with_context(|| format!("{input}: not UTF-8"))?;
     let mut clock = now.unwrap_or_else(|| Clock::System.now_ms());

@@ -87,14 +87,7 @@ pub(super) fn add(g: &mut Group, w: &WindowRule, t: i64, event: bool, args: Vec<
             if closed(end) {
                 return Err(late(start, end));
             }
-            let i = match g.wins.iter().position(|x| x.start == start) {
-                Some(i) => i,
-                None => {
-                    g.wins.push(fresh(start, end));
-                    g.wins.len() - 1
-                }
-            };
-            update(&mut g.wins[i], &args);
+            update(open_at(g, start, || fresh(start, end)), &args);
             Ok(Vec::new())
         }
         WindowSpec::Hopping { size, hop } => {
@@ -106,14 +99,7 @@ pub(super) fn add(g: &mut Group, w: &WindowRule, t: i64, event: bool, args: Vec<
                 latest.get_or_insert((start, end));
                 if !closed(end) {
                     any = true;
-                    let i = match g.wins.iter().position(|x| x.start == start) {
-                        Some(i) => i,
-                        None => {
-                            g.wins.push(fresh(start, end));
-                            g.wins.len() - 1
-                        }
-                    };
-                    update(&mut g.wins[i], &args);
+                    update(open_at(g, start, || fresh(start, end)), &args);
                 }
                 start = start.saturating_sub(hop);
             }
@@ -204,6 +190,18 @@ pub(super) fn add(g: &mut Group, w: &WindowRule, t: i64, event: bool, args: Vec<
             Ok(Vec::new())
         }
     }
+}
+
+/// The open window of `g` starting at `start`, opened with `fresh` when there is none.
+fn open_at(g: &mut Group, start: i64, fresh: impl FnOnce() -> Win) -> &mut Win {
+    let i = match g.wins.iter().position(|x| x.start == start) {
+        Some(i) => i,
+        None => {
+            g.wins.push(fresh());
+            g.wins.len() - 1
+        }
+    };
+    &mut g.wins[i]
 }
 
 /// Takes out the windows of `g` that are due: those whose end (plus the lateness, on event
