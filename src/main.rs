@@ -234,6 +234,9 @@ fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<
     if !rule.filter.matches(&topic) {
         eprintln!("note: topic `{topic}` does not match the rule's filter `{}`", rule.filter.as_str());
     }
+    if rule.window.is_some() {
+        eprintln!("note: a windowed rule emits when its windows close: run a sequence with --input (each line's `now` moves the clock)");
+    }
     let bytes = read_payload(payload.as_deref())?;
     let clock = now.map_or(Clock::System, Clock::Fixed);
     let env = Env { tz: parse_timezone(timezone).map_err(anyhow::Error::msg)?, ..Env::default() };
