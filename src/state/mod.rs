@@ -11,7 +11,8 @@
 //! - an input not yet acknowledged is delivered again by its source (MQTT redelivery, the HTTP
 //!   client's retry, Kafka's uncommitted offset); if its contribution is not in the last
 //!   checkpoint it is applied again (once), and if it is (the crash came between the write and
-//!   the acknowledgement) its digest, kept with that checkpoint, makes the engine skip it;
+//!   the acknowledgement reaching the source) its digest, kept with the last checkpoints
+//!   ([`store::DIGEST_EPOCHS`]), makes the engine skip it;
 //! - a window closed before the crash was emitted before the checkpoint that forgot it, so it is
 //!   never lost; one emitted after the last checkpoint is emitted again (same value, same
 //!   `sluice-window` identity).

@@ -6,9 +6,9 @@
 //! what it is good at.
 //!
 //! Tables: `groups` (key `<rule>\0<group key>` → the group as JSON), `parts` (analytic
-//! partitions, same keying), `meta` (`fingerprint:<rule>` → the rule's fingerprint, `digests` →
-//! the digests of the last checkpoint's inputs, `epoch`, `registry` → what the device registry
-//! learnt from the data-flow topics).
+//! partitions, same keying), `digests` (checkpoint number → the digests of its inputs, the last
+//! [`DIGEST_EPOCHS`] kept), `meta` (`fingerprint:<rule>` → the rule's fingerprint, `epoch`,
+//! `registry` → what the device registry learnt from the data-flow topics).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,13 @@ use redb::{Database, ReadableTable, TableDefinition};
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const PARTS: TableDefinition<&str, &[u8]> = TableDefinition::new("parts");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const DIGESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("digests");
+
+/// How many checkpoints' input digests are kept (60 s at the default interval): an input
+/// acknowledged by an older checkpoint whose acknowledgement had not reached its source (a
+/// PUBACK still in the client's buffer, a Kafka commit not yet sent) when the process died is
+/// still recognised when it is delivered again.
+pub const DIGEST_EPOCHS: u64 = 600;
 
 /// A state store failure.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +76,7 @@ pub struct Loaded {
     pub parts: Vec<(String, String, Vec<u8>)>,
     /// Rule name → fingerprint.
     pub fingerprints: HashMap<String, u64>,
-    /// The last checkpoint's input digests.
+    /// The input digests of the last [`DIGEST_EPOCHS`] checkpoints.
     pub digests: Vec<u64>,
     /// The last checkpoint's number.
     pub epoch: u64,
@@ -127,13 +134,21 @@ impl StateStore {
                         if let Ok(b) = <[u8; 8]>::try_from(v) {
                             out.fingerprints.insert(rule.to_string(), u64::from_le_bytes(b));
                         }
-                    } else if k == "digests" {
-                        out.digests = v.chunks_exact(8).filter_map(|c| <[u8; 8]>::try_from(c).ok()).map(u64::from_le_bytes).collect();
                     } else if k == "registry" {
                         out.registry = Some(v.to_vec());
                     } else if k == "epoch" {
                         out.epoch = <[u8; 8]>::try_from(v).map(u64::from_le_bytes).unwrap_or(0);
                     }
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(self.err(e)),
+        }
+        match tx.open_table(DIGESTS) {
+            Ok(t) => {
+                for row in t.iter().map_err(|e| self.err(e))? {
+                    let (_, v) = row.map_err(|e| self.err(e))?;
+                    out.digests.extend(v.value().chunks_exact(8).filter_map(|c| <[u8; 8]>::try_from(c).ok()).map(u64::from_le_bytes));
                 }
             }
             Err(redb::TableError::TableDoesNotExist(_)) => {}
@@ -173,8 +188,16 @@ impl StateStore {
             for (rule, fp) in &s.fingerprints {
                 m.insert(format!("fingerprint:{rule}").as_str(), fp.to_le_bytes().as_slice()).map_err(|e| self.err(e))?;
             }
-            let digests: Vec<u8> = s.digests.iter().flat_map(|d| d.to_le_bytes()).collect();
-            m.insert("digests", digests.as_slice()).map_err(|e| self.err(e))?;
+            let mut d = tx.open_table(DIGESTS).map_err(|e| self.err(e))?;
+            if !s.digests.is_empty() {
+                let digests: Vec<u8> = s.digests.iter().flat_map(|d| d.to_le_bytes()).collect();
+                d.insert(s.epoch, digests.as_slice()).map_err(|e| self.err(e))?;
+            }
+            // The epochs now too old to matter.
+            let old: Vec<u64> = d.range(..s.epoch.saturating_sub(DIGEST_EPOCHS)).map_err(|e| self.err(e))?.filter_map(Result::ok).map(|(k, _)| k.value()).collect();
+            for e in old {
+                d.remove(e).map_err(|e| self.err(e))?;
+            }
             m.insert("epoch", s.epoch.to_le_bytes().as_slice()).map_err(|e| self.err(e))?;
             if let Some(r) = &s.registry {
                 m.insert("registry", r.as_slice()).map_err(|e| self.err(e))?;
@@ -230,7 +253,7 @@ mod tests {
         drop(s);
         let l = StateStore::open(dir.path()).unwrap().load().unwrap();
         assert_eq!(l.groups, vec![("r".to_string(), "[\"d1\"]".to_string(), b"{}".to_vec())]);
-        assert_eq!((l.fingerprints.get("r"), l.digests, l.epoch), (Some(&7), vec![9], 4));
+        assert_eq!((l.fingerprints.get("r"), l.digests, l.epoch), (Some(&7), vec![1, u64::MAX, 9], 4), "the digests of recent checkpoints are kept");
         let s = StateStore::open(dir.path()).unwrap();
         assert_eq!(s.drop_rule("r").unwrap(), 1);
         assert!(s.load().unwrap().groups.is_empty());
