@@ -100,6 +100,8 @@ impl Pipeline {
         // The window timer: closes the windows the clock closes (processing-time ends, silent
         // keys) with no input needed; their records go to the sink like a message's outputs.
         let ticker = tokio::spawn(window_timer(self.engine.clone(), sink_tx.clone(), self.clock));
+        // For the windows still open when a bounded input ends.
+        let final_tx = sink_tx.clone();
         let stop_checkpoints = Arc::new(tokio::sync::Notify::new());
         let checkpoints = self.engine.checkpoints().cloned().map(|c| tokio::spawn(checkpointer(self.engine.clone(), c, stop_checkpoints.clone())));
         drop(sink_tx);
@@ -140,6 +142,21 @@ impl Pipeline {
         }
         ticker.abort();
         let _ = ticker.await;
+        // Every source ended by itself (bounded input, not a shutdown): the open windows close.
+        if !shutdown.is_triggered() && first_err.is_none() {
+            let checkpoints = self.engine.checkpoints().cloned();
+            let batches: Vec<Batch> = {
+                let _gate = checkpoints.as_ref().map(|c| c.share());
+                let flushed = self.engine.flush_windows(self.clock.now_ms());
+                flushed.into_iter().map(|(topic, records)| Batch { iot_topic: topic, records, ack: checkpoints.as_ref().map_or_else(crate::flow::Ack::none, |c| c.hold_output()) }).collect()
+            };
+            for batch in batches {
+                if final_tx.send(batch).await.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(final_tx);
         // The last checkpoint: everything the workers did is cut, written once delivered.
         if let Some(c) = checkpoints {
             stop_checkpoints.notify_one();

@@ -215,3 +215,30 @@ fn the_device_registry_learnt_from_data_flow_survives_a_restart() {
     assert_eq!(run(true), vec![json!({"dn": "deviceName1234", "status": "online", "location": null})]);
     assert_eq!(run(false), vec![json!({"dn": "deviceName1234", "status": null, "location": null})], "without [state] the status is forgotten");
 }
+
+/// A bounded input (a file source) ends: the windows still open are emitted before the process
+/// exits, as at the end of any bounded stream; the run exits 0.
+#[test]
+fn the_end_of_a_file_input_closes_the_open_windows() {
+    use sluice_testkit::config::{path as cpath, table};
+    use sluice_testkit::{tail, Sluice};
+    let dir = sluice_testkit::temp_dir("sluice-windows-eof-");
+    let (rules, out, input) = (dir.path().join("rules"), dir.path().join("out"), dir.path().join("in.jsonl"));
+    sluice_testkit::write(
+        &rules.join("avg.toml"),
+        "sql = \"\"\"SELECT deviceName() AS dn, avg(items.temp.value) AS avg_temp, count(*) AS n FROM \"/sys/+/+/thing/event/property/post\" GROUP BY deviceName(), TUMBLINGWINDOW(mi, 10)\"\"\"\nevent_time = \"items.temp.time\"\n[[actions]]\ntopic = \"avg\"\n",
+    );
+    let line = |dn: &str, v: i64, t: i64| format!(r#"{{"topic":"/sys/pk/{dn}/thing/event/property/post","payload":{{"items":{{"temp":{{"value":{v},"time":{t}}}}}}}}}"#);
+    let t = 1_700_000_400_000_i64;
+    sluice_testkit::write(&input, &[line("a", 10, t), line("b", 30, t + 1), line("a", 20, t + 2)].join("\n"));
+    let (config, log) = (dir.path().join("sluice.toml"), dir.path().join("sluice.log"));
+    sluice_testkit::config::write_config(
+        &config,
+        &table(json!({"rules": {"paths": [cpath(&rules)], "watch": false}, "sources": [{"type": "file", "path": cpath(&input)}], "sink": {"type": "file", "dir": cpath(&out)}})),
+    );
+    let mut s = Sluice::start(&config, &log);
+    assert!(wait_until(WAIT, || !s.running()), "sluice did not end at the end of its input; log:\n{}", tail(&log, 30));
+    let mut got: Vec<Value> = file_records(&out, "avg").into_iter().map(|r| r["value"].clone()).collect();
+    got.sort_by_key(|v| v["dn"].as_str().unwrap_or_default().to_string());
+    assert_eq!(got, vec![json!({"dn": "a", "avg_temp": 15.0, "n": 2}), json!({"dn": "b", "avg_temp": 30.0, "n": 1})], "log:\n{}", tail(&log, 30));
+}

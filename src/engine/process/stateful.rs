@@ -37,6 +37,26 @@ impl Engine {
         self.tick_with(&set, &self.windows, now_ms, true)
     }
 
+    /// The end of a bounded input (every source ended by itself, e.g. a file source at its
+    /// end): every open window is closed and emitted, as a stream processor does at the end of
+    /// bounded input, except silence windows (the input ended; the devices did not fall silent).
+    pub fn flush_windows(&self, now_ms: i64) -> Vec<(String, Vec<OutputRecord>)> {
+        let set = self.rules.load_full();
+        let rules: Vec<Arc<Rule>> = set.rules.iter().filter(|r| r.window.as_ref().is_some_and(|w| !matches!(w.plan.spec, crate::rule::plan::WindowSpec::Silence { .. }))).cloned().collect();
+        let mut out = Vec::new();
+        for (rule, closed) in self.windows.tick(&rules, i64::MAX) {
+            let Some(w) = &rule.window else { continue };
+            for c in closed {
+                let mut records = Vec::new();
+                self.emit_window(&rule, w, &c, now_ms, &mut records, true);
+                if !records.is_empty() {
+                    out.push((c.topic, records));
+                }
+            }
+        }
+        out
+    }
+
     pub(super) fn tick_with(&self, set: &RuleSet, windows: &Windows, now_ms: i64, live: bool) -> Vec<(String, Vec<OutputRecord>)> {
         if !set.rules.iter().any(|r| r.window.is_some() || r.analytics.as_ref().is_some_and(|a| a.idle_timeout_ms.is_some())) {
             return Vec::new();
