@@ -162,14 +162,7 @@ impl StateStore {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             for rule in &s.drop_rules {
-                let prefix = format!("{rule}\0");
-                for table in [GROUPS, PARTS] {
-                    let mut t = tx.open_table(table).map_err(|e| self.err(e))?;
-                    let keys: Vec<String> = t.iter().map_err(|e| self.err(e))?.filter_map(Result::ok).map(|(k, _)| k.value().to_string()).filter(|k| k.starts_with(&prefix)).collect();
-                    for k in &keys {
-                        t.remove(k.as_str()).map_err(|e| self.err(e))?;
-                    }
-                }
+                self.remove_rule(&tx, rule)?;
             }
             for (table, rows) in [(GROUPS, &s.groups), (PARTS, &s.parts)] {
                 let mut t = tx.open_table(table).map_err(|e| self.err(e))?;
@@ -208,22 +201,28 @@ impl StateStore {
 
     /// Removes every key of `rule` (it changed or is gone).
     pub fn drop_rule(&self, rule: &str) -> Result<usize, StoreError> {
-        let prefix = format!("{rule}\0");
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut n = 0;
-        {
-            for table in [GROUPS, PARTS] {
-                let mut t = tx.open_table(table).map_err(|e| self.err(e))?;
-                let keys: Vec<String> = t.iter().map_err(|e| self.err(e))?.filter_map(Result::ok).map(|(k, _)| k.value().to_string()).filter(|k| k.starts_with(&prefix)).collect();
-                for k in &keys {
-                    t.remove(k.as_str()).map_err(|e| self.err(e))?;
-                }
-                n += keys.len();
-            }
-            let mut m = tx.open_table(META).map_err(|e| self.err(e))?;
-            m.remove(format!("fingerprint:{rule}").as_str()).map_err(|e| self.err(e))?;
-        }
+        let n = self.remove_rule(&tx, rule)?;
         tx.commit().map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
+    /// Removes, in `tx`, the groups, partitions and fingerprint of `rule`; returns how many
+    /// keys went.
+    fn remove_rule(&self, tx: &redb::WriteTransaction, rule: &str) -> Result<usize, StoreError> {
+        let prefix = format!("{rule}\0");
+        let mut n = 0;
+        for table in [GROUPS, PARTS] {
+            let mut t = tx.open_table(table).map_err(|e| self.err(e))?;
+            // The rule's keys are one run of the key order, from its prefix on.
+            let keys: Vec<String> = t.range(prefix.as_str()..).map_err(|e| self.err(e))?.filter_map(Result::ok).map(|(k, _)| k.value().to_string()).take_while(|k| k.starts_with(&prefix)).collect();
+            for k in &keys {
+                t.remove(k.as_str()).map_err(|e| self.err(e))?;
+            }
+            n += keys.len();
+        }
+        let mut m = tx.open_table(META).map_err(|e| self.err(e))?;
+        m.remove(format!("fingerprint:{rule}").as_str()).map_err(|e| self.err(e))?;
         Ok(n)
     }
 }
@@ -255,7 +254,14 @@ mod tests {
         assert_eq!(l.groups, vec![("r".to_string(), "[\"d1\"]".to_string(), b"{}".to_vec())]);
         assert_eq!((l.fingerprints.get("r"), l.digests, l.epoch), (Some(&7), vec![1, u64::MAX, 9], 4), "the digests of recent checkpoints are kept");
         let s = StateStore::open(dir.path()).unwrap();
-        assert_eq!(s.drop_rule("r").unwrap(), 1);
+        // A checkpoint dropping a changed rule removes its keys only, not those of a rule whose
+        // name it prefixes.
+        s.write(&Snapshot { groups: vec![(key("r2", "[1]"), Some(b"{}".to_vec()))], fingerprints: vec![("r2".into(), 1)], epoch: 5, ..Snapshot::default() }).unwrap();
+        s.write(&Snapshot { drop_rules: vec!["r".into()], epoch: 6, ..Snapshot::default() }).unwrap();
+        let l = s.load().unwrap();
+        assert_eq!(l.groups, vec![("r2".to_string(), "[1]".to_string(), b"{}".to_vec())]);
+        assert_eq!((l.fingerprints.get("r"), l.fingerprints.get("r2")), (None, Some(&1)));
+        assert_eq!(s.drop_rule("r2").unwrap(), 1);
         assert!(s.load().unwrap().groups.is_empty());
     }
 }
