@@ -144,17 +144,8 @@ impl Pipeline {
         let _ = ticker.await;
         // Every source ended by itself (bounded input, not a shutdown): the open windows close.
         if !shutdown.is_triggered() && first_err.is_none() {
-            let checkpoints = self.engine.checkpoints().cloned();
-            let batches: Vec<Batch> = {
-                let _gate = checkpoints.as_ref().map(|c| c.share());
-                let flushed = self.engine.flush_windows(self.clock.now_ms());
-                flushed.into_iter().map(|(topic, records)| Batch { iot_topic: topic, records, ack: checkpoints.as_ref().map_or_else(crate::flow::Ack::none, |c| c.hold_output()) }).collect()
-            };
-            for batch in batches {
-                if final_tx.send(batch).await.is_err() {
-                    break;
-                }
-            }
+            let now = self.clock.now_ms();
+            send_window_batches(&final_tx, window_batches(&self.engine, |e| e.flush_windows(now))).await;
         }
         drop(final_tx);
         // The last checkpoint: everything the workers did is cut, written once delivered.
@@ -208,29 +199,34 @@ pub const WINDOW_TICK: std::time::Duration = std::time::Duration::from_millis(20
 async fn window_timer(engine: Arc<Engine>, tx: mpsc::Sender<Batch>, clock: Clock) {
     let mut every = tokio::time::interval(WINDOW_TICK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let (data, errors) = (metrics::OUTPUT_RECORDS.with_label_values(&["data"]), metrics::OUTPUT_RECORDS.with_label_values(&["error"]));
     loop {
         every.tick().await;
-        // With durable state the closes happen inside the state gate, and the checkpoint that
-        // forgets the closed windows waits until their records are delivered.
-        let batches: Vec<Batch> = {
-            let checkpoints = engine.checkpoints().cloned();
-            let _gate = checkpoints.as_ref().map(|c| c.share());
-            engine
-                .tick(clock.now_ms())
-                .into_iter()
-                .map(|(topic, records)| Batch { iot_topic: topic, records, ack: checkpoints.as_ref().map_or_else(crate::flow::Ack::none, |c| c.hold_output()) })
-                .collect()
-        };
-        for batch in batches {
-            let failed = batch.records.iter().filter(|r| r.is_error).count() as u64;
-            errors.inc_by(failed);
-            data.inc_by(batch.records.len() as u64 - failed);
-            if tx.send(batch).await.is_err() {
-                return;
-            }
+        if !send_window_batches(&tx, window_batches(&engine, |e| e.tick(clock.now_ms()))).await {
+            return;
         }
     }
+}
+
+/// The batches of the windows `close` closes, one per key's topic. With durable state the
+/// closes happen inside the state gate, and the checkpoint that forgets the closed windows
+/// waits until their records are delivered.
+fn window_batches(engine: &Engine, close: impl FnOnce(&Engine) -> Vec<(String, Vec<crate::flow::OutputRecord>)>) -> Vec<Batch> {
+    let checkpoints = engine.checkpoints();
+    let _gate = checkpoints.map(|c| c.share());
+    close(engine).into_iter().map(|(topic, records)| Batch { iot_topic: topic, records, ack: checkpoints.map_or_else(crate::flow::Ack::none, |c| c.hold_output()) }).collect()
+}
+
+/// Sends window batches to the sink, counting their records; false if the sink stopped.
+async fn send_window_batches(tx: &mpsc::Sender<Batch>, batches: Vec<Batch>) -> bool {
+    for batch in batches {
+        let failed = batch.records.iter().filter(|r| r.is_error).count() as u64;
+        metrics::OUTPUT_RECORDS.with_label_values(&["error"]).inc_by(failed);
+        metrics::OUTPUT_RECORDS.with_label_values(&["data"]).inc_by(batch.records.len() as u64 - failed);
+        if tx.send(batch).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Checkpoints the durable state every interval until `stop`, then once more (after the

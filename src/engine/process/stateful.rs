@@ -43,26 +43,21 @@ impl Engine {
     pub fn flush_windows(&self, now_ms: i64) -> Vec<(String, Vec<OutputRecord>)> {
         let set = self.rules.load_full();
         let rules: Vec<Arc<Rule>> = set.rules.iter().filter(|r| r.window.as_ref().is_some_and(|w| !matches!(w.plan.spec, crate::rule::plan::WindowSpec::Silence { .. }))).cloned().collect();
-        let mut out = Vec::new();
-        for (rule, closed) in self.windows.tick(&rules, i64::MAX) {
-            let Some(w) = &rule.window else { continue };
-            for c in closed {
-                let mut records = Vec::new();
-                self.emit_window(&rule, w, &c, now_ms, &mut records, true);
-                if !records.is_empty() {
-                    out.push((c.topic, records));
-                }
-            }
-        }
-        out
+        self.emit_closed(self.windows.tick(&rules, i64::MAX), now_ms, true)
     }
 
     pub(super) fn tick_with(&self, set: &RuleSet, windows: &Windows, now_ms: i64, live: bool) -> Vec<(String, Vec<OutputRecord>)> {
         if !set.rules.iter().any(|r| r.window.is_some() || r.analytics.as_ref().is_some_and(|a| a.idle_timeout_ms.is_some())) {
             return Vec::new();
         }
+        self.emit_closed(windows.tick(&set.rules, now_ms), now_ms, live)
+    }
+
+    /// The output and error records of closed windows, each with the IoT topic of its key's
+    /// last record.
+    fn emit_closed(&self, closed: Vec<(Arc<Rule>, Vec<Closed>)>, now_ms: i64, live: bool) -> Vec<(String, Vec<OutputRecord>)> {
         let mut out = Vec::new();
-        for (rule, closed) in windows.tick(&set.rules, now_ms) {
+        for (rule, closed) in closed {
             let Some(w) = &rule.window else { continue };
             for c in closed {
                 let mut records = Vec::new();
