@@ -95,8 +95,10 @@ impl WorkerStage {
             // once the checkpoint holding it is durable.
             let checkpoints = self.engine.checkpoints().cloned();
             let gate = checkpoints.as_ref().map(|c| c.share());
-            let digest = checkpoints.as_ref().map(|_| message_digest(&msg));
-            self.scratch.skip_state = digest.is_some_and(|d| self.engine.replayed(d));
+            // The digest is needed early only while redeliveries after a restart are expected,
+            // else only for a message a stateful rule took.
+            let early = (checkpoints.is_some() && self.engine.replaying()).then(|| message_digest(&msg));
+            self.scratch.skip_state = early.is_some_and(|d| self.engine.replayed(d));
             let registry_before = checkpoints.as_ref().and_then(|_| self.engine.registry_version());
             let (engine, devices, scratch, now_ms) = (&*self.engine, self.devices.as_deref(), &mut self.scratch, self.clock.now_ms());
             // Each rule's evaluation is guarded inside the engine; this guard catches a panic
@@ -121,8 +123,8 @@ impl WorkerStage {
             // A message that changed the device registry is held like a stateful one: what the
             // registry learnt is in the same checkpoints.
             let taught = registry_before.is_some() && self.engine.registry_version() != registry_before;
-            if let (Some(c), Some(d), true) = (&checkpoints, digest, outcome.stateful || taught) {
-                ack = c.hold(d, ack);
+            if let (Some(c), true) = (&checkpoints, outcome.stateful || taught) {
+                ack = c.hold(early.unwrap_or_else(|| message_digest(&msg)), ack);
             }
             drop(gate);
             self.hist.observe(started.elapsed().as_secs_f64());

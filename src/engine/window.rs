@@ -106,6 +106,8 @@ pub(crate) struct Windows {
     /// Digests of inputs the last checkpoint already holds (after a restart): delivered again,
     /// they are skipped by the stateful rules.
     replayed: std::sync::Mutex<HashMap<u64, u32>>,
+    /// How many of those are still expected (read without the lock on every message).
+    replay_left: std::sync::atomic::AtomicUsize,
     /// Rules whose stored state must go at the next checkpoint (changed on reload, removed).
     discarded: std::sync::Mutex<Vec<String>>,
 }
@@ -415,6 +417,7 @@ impl Windows {
             discarded.insert(rule);
         }
         let mut replayed = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
+        self.replay_left.fetch_add(loaded.digests.len(), std::sync::atomic::Ordering::Relaxed);
         for d in loaded.digests {
             *replayed.entry(d).or_default() += 1;
         }
@@ -424,13 +427,14 @@ impl Windows {
     /// Whether an input of digest `d` was already applied by the last checkpoint (once per
     /// recorded copy): delivered again after a restart, the stateful rules skip it.
     pub(crate) fn replayed(&self, d: u64) -> bool {
-        let mut r = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
-        if r.is_empty() {
+        if !self.replaying() {
             return false;
         }
+        let mut r = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
         match r.get_mut(&d) {
             Some(n) => {
                 *n -= 1;
+                self.replay_left.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 if *n == 0 {
                     r.remove(&d);
                 }
@@ -449,6 +453,11 @@ impl Windows {
             .sum()
     }
 
+    /// Whether restored digests are still expected back.
+    pub(crate) fn replaying(&self) -> bool {
+        self.replay_left.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+
     /// Groups (or analytic partitions) held by `rule` (tests and metrics).
     pub(crate) fn keys(&self, rule: &str) -> usize {
         self.rules.get(rule).map_or(0, |s| s.groups.len() + s.parts.len())
@@ -458,4 +467,22 @@ impl Windows {
 fn finish(w: &WindowRule, key: &str, topic: &str, d: Done) -> Closed {
     let values = w.plan.aggs.iter().zip(&d.accs).map(|(a, acc)| a.kind.finish(acc)).collect();
     Closed { key: key.to_string(), topic: topic.to_string(), start: d.start, end: d.end, values, kind: d.kind }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restored_digests_are_skipped_once_per_copy() {
+        let w = Windows::default();
+        assert!(!w.replaying());
+        w.restore(&[], Loaded { digests: vec![1, 1, 2], ..Loaded::default() }, 0);
+        assert!(w.replaying());
+        assert_eq!([w.replayed(1), w.replayed(3), w.replayed(1), w.replayed(1)], [true, false, true, false]);
+        assert!(w.replaying(), "digest 2 is still expected");
+        assert!(w.replayed(2));
+        assert!(!w.replaying());
+        assert!(!w.replayed(2));
+    }
 }

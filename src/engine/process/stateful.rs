@@ -130,6 +130,11 @@ impl Engine {
         self.windows.replayed(d)
     }
 
+    /// Whether digests of inputs the last checkpoint holds are still expected back.
+    pub(crate) fn replaying(&self) -> bool {
+        self.windows.replaying()
+    }
+
     /// Groups a windowed rule holds state for.
     pub fn state_keys(&self, rule: &str) -> usize {
         self.windows.keys(rule)

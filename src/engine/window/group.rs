@@ -109,7 +109,7 @@ pub(super) fn add(g: &mut Group, w: &WindowRule, t: i64, event: bool, args: Vec<
             }
         }
         WindowSpec::Session { max, timeout } => {
-            let found = g.wins.iter().position(|x| t >= x.start.saturating_sub(timeout) && t < x.last.saturating_add(timeout) && t.max(x.last) - t.min(x.start) < max);
+            let found = g.wins.iter().position(|x| t >= x.start.saturating_sub(timeout) && t < x.last.saturating_add(timeout) && t.max(x.last).saturating_sub(t.min(x.start)) < max);
             match found {
                 Some(i) => {
                     let x = &mut g.wins[i];
