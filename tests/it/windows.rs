@@ -242,3 +242,29 @@ fn the_end_of_a_file_input_closes_the_open_windows() {
     got.sort_by_key(|v| v["dn"].as_str().unwrap_or_default().to_string());
     assert_eq!(got, vec![json!({"dn": "a", "avg_temp": 15.0, "n": 2}), json!({"dn": "b", "avg_temp": 30.0, "n": 1})], "log:\n{}", tail(&log, 30));
 }
+
+/// `sluice test --input` refuses a bad sequence with the file and line: a truncated line, a
+/// line that is not UTF-8, both payload forms at once, bad base64; it never panics.
+#[test]
+fn sluice_test_input_names_the_bad_line() {
+    let dir = sluice_testkit::temp_dir("sluice-test-input-");
+    let rule = dir.path().join("r.toml");
+    sluice_testkit::write(&rule, "sql = \"\"\"SELECT count(*) AS n FROM \"t/#\" GROUP BY COUNTWINDOW(1)\"\"\"\n[[actions]]\ntopic = \"o\"\n");
+    let good = r#"{"topic":"t/1","payload":{"a":1}}"#;
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("truncated", format!("{good}\n{{\"topic\":\"t/1\",\"payl").into_bytes(), ":2: not a test line"),
+        ("not UTF-8", [good.as_bytes(), b"\n{\"topic\":\"t/\xff\"}\n"].concat(), "not UTF-8"),
+        ("both payloads", format!("{good}\n{{\"topic\":\"t/1\",\"payload\":1,\"payload_base64\":\"AA==\"}}").into_bytes(), ":2: give payload or payload_base64, not both"),
+        ("bad base64", format!("{{\"topic\":\"t/1\",\"payload_base64\":\"%%%\",\"now\":{}}}", i64::MAX).into_bytes(), ":1: payload_base64"),
+    ];
+    for (what, text, want) in cases {
+        let input = dir.path().join("in.jsonl");
+        std::fs::write(&input, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice")).args(["test", &rule.display().to_string(), "--input", &input.display().to_string()]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+        assert!(stderr.contains(want), "{what}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        assert!(out.stdout.is_empty(), "{what}: nothing runs before the whole sequence is read");
+    }
+}
