@@ -163,7 +163,14 @@ impl App {
         for s in cfg.sources {
             sources.push(match s {
                 SourceConfig::File { path } => Box::new(FileSource::new(path)),
-                SourceConfig::Kafka(k) => Box::new(KafkaSource::new(k, shutdown_timeout)),
+                SourceConfig::Kafka(k) => {
+                    if cfg.state.is_some() {
+                        let log = crate::state::changelog::Changelog::new(k.changelog_topic(), k.changelog_config()).map_err(AppError::State)?;
+                        engine.attach_changelog(&KafkaSource::source_name(&k), log);
+                    }
+                    let source = KafkaSource::new(k, shutdown_timeout);
+                    Box::new(if cfg.state.is_some() { source.with_state(engine.clone()) } else { source })
+                }
                 SourceConfig::Mqtt(m) => Box::new(MqttSource::new(m, validator.clone(), shutdown_timeout)),
                 SourceConfig::Http(h) => {
                     let src = HttpSource::bind(h, validator.clone(), shutdown_timeout)?;

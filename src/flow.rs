@@ -213,6 +213,26 @@ impl fmt::Debug for Envelope {
     }
 }
 
+/// A topic and partition, and the offsets of it that restored state already holds.
+pub type Covered = ((String, i32), crate::state::coverage::Coverage);
+
+/// What a Kafka source tells the engine when its partitions come and go, so that the state of
+/// stateful rules follows the partitions across a consumer group ([`crate::state::changelog`]).
+/// Both calls block the consumer's thread inside its rebalance: no record of an assigned
+/// partition is read before its state is back, and a revoked partition's state is durable
+/// before the partition goes.
+pub trait PartitionState: Send + Sync {
+    /// Partitions `partitions` of Kafka source `source` were assigned: their state is read back
+    /// from the changelog. Returns, per (topic, partition), the offset ranges the restored
+    /// state already holds: those records are acknowledged without being processed again.
+    /// `partition_count` is how many partitions the source's topics have (its changelog gets
+    /// as many).
+    fn assigned(&self, source: &str, partitions: &[i32], partition_count: i32) -> Result<Vec<Covered>, String>;
+    /// Partitions `partitions` of `source` were revoked (their in-flight records are
+    /// delivered): their state is dropped once the checkpoints holding it are written.
+    fn revoked(&self, source: &str, partitions: &[i32]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

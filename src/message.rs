@@ -18,10 +18,63 @@ pub struct Metadata {
     /// A message id unique within the source (line number, Kafka offset, MQTT packet id…);
     /// `messageId()` returns it.
     pub id: u64,
-    /// Kafka partition and offset, for Kafka sources.
-    pub kafka: Option<(i32, i64)>,
+    /// Kafka topic, partition and offset, for Kafka sources.
+    pub kafka: Option<KafkaPos>,
+    /// The state shard of the message (its Kafka source and partition), whose changelog keeps
+    /// the state its stateful contributions change; [`Shard::LOCAL`] for other sources.
+    pub shard: Shard,
     /// MQTT packet id, for MQTT sources.
     pub mqtt_pkid: Option<u16>,
+}
+
+/// Where a Kafka record was read.
+#[derive(Clone, Debug)]
+pub struct KafkaPos {
+    /// The Kafka topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+}
+
+/// Where the state a message changes lives: [`Shard::LOCAL`] (the embedded store) or one Kafka
+/// source's partition (its changelog partition), interned for the process's life as a small
+/// number. All of a device's records must come through one shard for its state to follow the
+/// partition (device-keyed input); the engine counts the records that do not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shard(pub u32);
+
+static SHARDS: std::sync::RwLock<Vec<(Arc<str>, i32)>> = std::sync::RwLock::new(Vec::new());
+
+impl Shard {
+    /// The embedded store's shard (every non-Kafka source).
+    pub const LOCAL: Shard = Shard(0);
+
+    /// The shard of partition `partition` of Kafka source `source`.
+    pub fn of(source: &str, partition: i32) -> Shard {
+        let known = |t: &[(Arc<str>, i32)]| t.iter().position(|(s, p)| &**s == source && *p == partition).map(|i| Shard(i as u32 + 1));
+        if let Some(s) = known(&SHARDS.read().unwrap_or_else(|p| p.into_inner())) {
+            return s;
+        }
+        let mut t = SHARDS.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = known(&t) {
+            return s;
+        }
+        t.push((Arc::from(source), partition));
+        Shard(t.len() as u32)
+    }
+
+    /// The Kafka source and partition of a shard (`None` for [`Shard::LOCAL`]).
+    pub fn lane(self) -> Option<(Arc<str>, i32)> {
+        let i = self.0.checked_sub(1)? as usize;
+        SHARDS.read().unwrap_or_else(|p| p.into_inner()).get(i).cloned()
+    }
+
+    /// Whether it is a Kafka partition's.
+    pub fn is_kafka(self) -> bool {
+        self.0 != 0
+    }
 }
 
 /// One message: an IoT topic, the payload bytes and where it came from.

@@ -27,6 +27,7 @@ use crate::telemetry::metrics::EVAL_TIMING_EVERY;
 use crate::topic::TopicInfo;
 use crate::value::base64_encode;
 
+mod partitions;
 mod stateful;
 
 /// Whose window state an evaluation uses: the engine's (live), or a test's own.

@@ -85,9 +85,16 @@ impl WorkerStage {
     pub fn handle(&mut self, env: Envelope) -> Option<Batch> {
         let Envelope { msg, mut ack, reject, validate, decoded } = env;
         let mut records = Vec::new();
+        // With durable state, every record of a Kafka partition goes through the checkpoints
+        // (stateful or not): what a checkpoint holds is then one run of offsets, which the
+        // partition's next owner skips ([`crate::state::coverage`]).
+        let kafka = msg.meta.kafka.as_ref().filter(|_| msg.meta.shard.is_kafka()).map(|k| (msg.meta.shard, k.topic.clone(), k.offset));
         if let Some(reason) = &reject {
             // Counted by the source (sluice_source_decode_errors_total).
             records.push(self.engine.dead_letter(&msg, reason));
+            if let (Some(c), Some(pos)) = (self.engine.checkpoints(), kafka) {
+                ack = c.hold(None, Some(pos), ack);
+            }
         } else {
             let started = Instant::now();
             // With durable state, a message is processed inside the state gate (a checkpoint
@@ -97,8 +104,12 @@ impl WorkerStage {
             let gate = checkpoints.as_ref().map(|c| c.share());
             // The digest is needed early only while redeliveries after a restart are expected,
             // else only for a message a stateful rule took.
-            let early = (checkpoints.is_some() && self.engine.replaying()).then(|| message_digest(&msg));
-            self.scratch.skip_state = early.is_some_and(|d| self.engine.replayed(d));
+            // (Kafka records are recognised by their offsets instead.)
+            let early = (checkpoints.is_some() && kafka.is_none() && self.engine.replaying()).then(|| message_digest(&msg));
+            self.scratch.skip_state = early.is_some_and(|d| self.engine.replayed(d))
+                // A straggler of a revoked partition: its contribution is the next owner's (its
+                // ack is given up; the next owner reads it again).
+                || kafka.as_ref().is_some_and(|(shard, _, _)| checkpoints.as_ref().is_some_and(|c| !c.owns(*shard)));
             let registry_before = checkpoints.as_ref().and_then(|_| self.engine.registry_version());
             let (engine, devices, scratch, now_ms) = (&*self.engine, self.devices.as_deref(), &mut self.scratch, self.clock.now_ms());
             // Each rule's evaluation is guarded inside the engine; this guard catches a panic
@@ -123,8 +134,12 @@ impl WorkerStage {
             // A message that changed the device registry is held like a stateful one: what the
             // registry learnt is in the same checkpoints.
             let taught = registry_before.is_some() && self.engine.registry_version() != registry_before;
-            if let (Some(c), true) = (&checkpoints, outcome.stateful || taught) {
-                ack = c.hold(early.unwrap_or_else(|| message_digest(&msg)), ack);
+            if let Some(c) = &checkpoints {
+                if kafka.is_some() {
+                    ack = c.hold(None, kafka, ack);
+                } else if outcome.stateful || taught {
+                    ack = c.hold(Some(early.unwrap_or_else(|| message_digest(&msg))), None, ack);
+                }
             }
             drop(gate);
             self.hist.observe(started.elapsed().as_secs_f64());
@@ -233,7 +248,7 @@ mod tests {
         let Intake::Forward { topic, payload, decoded } = intake(topic, &bytes::Bytes::copy_from_slice(payload), &decoders, 1 << 20) else {
             panic!("forwarded");
         };
-        let meta = crate::message::Metadata { source: Arc::from("mqtt:tcp://test:1883:decode-once"), received_ms: 5, id: 1, kafka: None, mqtt_pkid: Some(1) };
+        let meta = crate::message::Metadata { source: Arc::from("mqtt:tcp://test:1883:decode-once"), received_ms: 5, id: 1, kafka: None, shard: crate::message::Shard::LOCAL, mqtt_pkid: Some(1) };
         let s = seen.clone();
         let ack = Ack::judged(|_| {}, move |d, v| s.lock().unwrap().push((d, v)));
         let validator: Arc<dyn Validator> = registry.clone();

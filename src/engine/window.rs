@@ -28,6 +28,7 @@ use serde_json::Value as Json;
 
 use crate::engine::types::Stage;
 use crate::error::EvalError;
+use crate::message::Shard;
 use crate::rule::expr::Ctx;
 use crate::rule::functions::analytic::History;
 use crate::rule::{AnalyticRule, FuturePolicy, Rule, WindowRule};
@@ -36,6 +37,7 @@ use crate::telemetry::metrics;
 use crate::value::Value;
 
 mod group;
+mod shards;
 
 use group::{add, close_due, Done, Group};
 
@@ -67,6 +69,8 @@ pub(crate) struct Closed {
 struct Part {
     seen_ms: i64,
     history: History,
+    #[serde(skip)]
+    shard: Shard,
 }
 
 /// The state of one windowed rule (its groups) or of one rule with analytic calls (its
@@ -75,24 +79,42 @@ pub(crate) struct RuleWindows {
     fingerprint: u64,
     groups: DashMap<String, Group>,
     parts: DashMap<String, Part>,
-    /// Keys of `groups` and `parts` changed since the last checkpoint (with a durable store).
-    dirty: std::sync::Mutex<(HashSet<String>, HashSet<String>)>,
+    /// Keys of `groups` and `parts` changed since the last checkpoint (with a durable store),
+    /// with their shards.
+    dirty: std::sync::Mutex<Dirty>,
     late: IntCounter,
+    violations: IntCounter,
     evictions: IntCounter,
     emitted: IntCounter,
     keys: IntGauge,
 }
 
+/// Changed group keys and partition keys, with their shards.
+type Dirty = (HashMap<String, Shard>, HashMap<String, Shard>);
+
 impl RuleWindows {
-    fn touch_group(&self, track: bool, key: &str) {
+    fn touch_group(&self, track: bool, key: &str, shard: Shard) {
         if track {
-            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).0.insert(key.to_string());
+            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).0.insert(key.to_string(), shard);
         }
     }
 
-    fn touch_part(&self, track: bool, key: &str) {
+    fn touch_part(&self, track: bool, key: &str, shard: Shard) {
         if track {
-            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).1.insert(key.to_string());
+            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).1.insert(key.to_string(), shard);
+        }
+    }
+
+    /// A record of shard `got` for a key kept in shard `kept`: the input is not keyed so that
+    /// all of a key's records share a partition. Counted and logged (at most every 10 s per
+    /// rule); the key's state stays in `kept`.
+    fn misrouted(&self, rule: &str, key: &str, kept: Shard, got: Shard) {
+        self.violations.inc();
+        static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+        let now = chrono::Utc::now().timestamp();
+        if LAST.swap(now, std::sync::atomic::Ordering::Relaxed) + 10 <= now {
+            let (kept, got) = (kept.lane(), got.lane());
+            tracing::warn!(rule, key, kept = ?kept, got = ?got, "a key's records come from two partitions: key the input by device (the key's state stays in its first partition's changelog)");
         }
     }
 }
@@ -110,6 +132,11 @@ pub(crate) struct Windows {
     replay_left: std::sync::atomic::AtomicUsize,
     /// Rules whose stored state must go at the next checkpoint (changed on reload, removed).
     discarded: std::sync::Mutex<Vec<String>>,
+}
+
+/// The fingerprint of a stateful rule's state (`None`: the rule keeps none).
+fn fingerprint(r: &Rule) -> Option<u64> {
+    r.window.as_ref().map(|w| w.fingerprint).or(r.analytics.as_ref().map(|a| a.fingerprint))
 }
 
 /// A record's time.
@@ -143,8 +170,9 @@ impl Windows {
             fingerprint,
             groups: DashMap::new(),
             parts: DashMap::new(),
-            dirty: std::sync::Mutex::new((HashSet::new(), HashSet::new())),
+            dirty: std::sync::Mutex::new((HashMap::new(), HashMap::new())),
             late: metrics::LATE_EVENTS.with_label_values(&[&rule.name]),
+            violations: metrics::STATE_PARTITION_VIOLATIONS.with_label_values(&[&rule.name]),
             evictions: metrics::STATE_EVICTIONS.with_label_values(&[&rule.name]),
             emitted: metrics::WINDOWS_EMITTED.with_label_values(&[&rule.name]),
             keys: metrics::STATE_KEYS.with_label_values(&[&rule.name]),
@@ -218,8 +246,12 @@ impl Windows {
         if !state.groups.contains_key(&key) && state.groups.len() >= w.max_state_keys {
             self.evict(rule, w, &state, &mut closed);
         }
-        state.touch_group(self.track(), &key);
-        let mut g = state.groups.entry(key.clone()).or_insert_with(Group::new);
+        let shard = ctx.msg.meta.shard;
+        let mut g = state.groups.entry(key.clone()).or_insert_with(|| Group { shard, ..Group::new() });
+        if g.shard != shard {
+            state.misrouted(&rule.name, &key, g.shard, shard);
+        }
+        state.touch_group(self.track(), &key, g.shard);
         g.topic.clear();
         g.topic.push_str(&ctx.msg.topic);
         g.seen_ms = g.seen_ms.max(now);
@@ -274,16 +306,20 @@ impl Windows {
             }
             let key = format!("{i}:{part}");
             if !state.parts.contains_key(&key) && state.parts.len() >= a.max_state_keys {
-                let victim = state.parts.iter().take(EVICTION_SAMPLE).min_by_key(|p| p.seen_ms).map(|p| p.key().clone());
-                if let Some(v) = victim {
+                let victim = state.parts.iter().take(EVICTION_SAMPLE).min_by_key(|p| p.seen_ms).map(|p| (p.key().clone(), p.shard));
+                if let Some((v, shard)) = victim {
                     state.parts.remove(&v);
-                    state.touch_part(self.track(), &v);
+                    state.touch_part(self.track(), &v, shard);
                     state.evictions.inc();
                     tracing::warn!(rule = %rule.name, max_state_keys = a.max_state_keys, "analytic state is full: the least recently seen partition of a sample is forgotten");
                 }
             }
-            state.touch_part(self.track(), &key);
-            let mut p = state.parts.entry(key).or_insert_with(|| Part { seen_ms: ctx.now_ms, history: call.kind.start() });
+            let shard = ctx.msg.meta.shard;
+            let mut p = state.parts.entry(key.clone()).or_insert_with(|| Part { seen_ms: ctx.now_ms, history: call.kind.start(), shard });
+            if p.shard != shard {
+                state.misrouted(&rule.name, &key, p.shard, shard);
+            }
+            state.touch_part(self.track(), &key, p.shard);
             p.seen_ms = p.seen_ms.max(ctx.now_ms);
             out.push(call.kind.step(&mut p.history, &args).map_err(|m| (Stage::Select, EvalError(m)))?);
         }
@@ -295,7 +331,7 @@ impl Windows {
         let victim = state.groups.iter().take(EVICTION_SAMPLE).min_by_key(|g| g.seen_ms).map(|g| g.key().clone());
         if let Some(k) = victim {
             if let Some((k, mut g)) = state.groups.remove(&k) {
-                state.touch_group(self.track(), &k);
+                state.touch_group(self.track(), &k, g.shard);
                 state.evictions.inc();
                 tracing::warn!(rule = %rule.name, max_state_keys = w.max_state_keys, "window state is full: the least recently seen key of a sample is evicted, its windows emitted early");
                 for d in close_due(&mut g, w, i64::MAX, true, true) {
@@ -316,7 +352,7 @@ impl Windows {
                     state.parts.retain(|k, p| {
                         let keep = p.seen_ms.saturating_add(idle) > now;
                         if !keep {
-                            state.touch_part(self.track(), k);
+                            state.touch_part(self.track(), k, p.shard);
                         }
                         keep
                     });
@@ -341,7 +377,7 @@ impl Windows {
                     g.rows.clear();
                 }
                 if changed || idle {
-                    state.touch_group(self.track(), key);
+                    state.touch_group(self.track(), key, g.shard);
                 }
                 !(idle && g.is_empty())
             });
@@ -367,13 +403,13 @@ impl Windows {
             if groups.is_empty() && parts.is_empty() {
                 continue;
             }
-            for k in groups {
+            for (k, shard) in groups {
                 let v = state.groups.get(&k).and_then(|g| serde_json::to_vec(&*g).ok());
-                s.groups.push((store::key(rule, &k), v));
+                s.groups.push((shard, store::key(rule, &k), v));
             }
-            for k in parts {
+            for (k, shard) in parts {
                 let v = state.parts.get(&k).and_then(|p| serde_json::to_vec(&*p).ok());
-                s.parts.push((store::key(rule, &k), v));
+                s.parts.push((shard, store::key(rule, &k), v));
             }
             s.fingerprints.push((rule.to_string(), state.fingerprint));
         }
@@ -383,7 +419,6 @@ impl Windows {
     /// Loads a store's state for the rules of `rules` whose fingerprint it matches; the rest is
     /// discarded (counted). Returns the rules discarded.
     pub(crate) fn restore(&self, rules: &[Arc<Rule>], loaded: Loaded, now: i64) -> Vec<String> {
-        let fingerprint = |r: &Rule| r.window.as_ref().map(|w| w.fingerprint).or(r.analytics.as_ref().map(|a| a.fingerprint));
         let current: HashMap<&str, (&Arc<Rule>, u64)> = rules.iter().filter_map(|r| fingerprint(r).map(|f| (&*r.name, (r, f)))).collect();
         let mut discarded: HashSet<String> = HashSet::new();
         for (rule, fp) in &loaded.fingerprints {

@@ -119,8 +119,8 @@ pub struct WindowRule {
     pub idle_timeout_ms: i64,
     /// See [`RuleFile::max_state_keys`].
     pub max_state_keys: usize,
-    /// A fingerprint of the rule's text: a reload keeps a windowed rule's state only when it is
-    /// unchanged.
+    /// A fingerprint of what shapes the rule's state (its SQL and state options, see
+    /// [`state_fingerprint`]): a reload keeps a windowed rule's state only when it is unchanged.
     pub fingerprint: u64,
 }
 
@@ -355,7 +355,7 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
             future: file.future.unwrap_or_default(),
             idle_timeout_ms: file.idle_timeout_ms.map_or_else(|| w.spec.default_idle_ms().saturating_add(lateness), clamp).max(1),
             max_state_keys: file.max_state_keys.unwrap_or(DEFAULT_MAX_STATE_KEYS).max(1),
-            fingerprint: fingerprint(text),
+            fingerprint: state_fingerprint(&file),
             plan: w,
         }
     });
@@ -385,7 +385,7 @@ pub fn compile_str(path: &Path, text: &str) -> Result<Rule, Vec<CompileError>> {
         calls: analytic_calls,
         max_state_keys: file.max_state_keys.unwrap_or(DEFAULT_MAX_STATE_KEYS).max(1),
         idle_timeout_ms: file.idle_timeout_ms.map(clamp),
-        fingerprint: fingerprint(text),
+        fingerprint: state_fingerprint(&file),
     });
 
     match plan {
@@ -428,8 +428,23 @@ fn key_span(text: &str, key: &str) -> std::ops::Range<usize> {
     0..0
 }
 
-/// FNV-1a of a rule file's text (stable across runs).
-fn fingerprint(text: &str) -> u64 {
+/// What shapes a stateful rule's state, hashed (FNV-1a, stable across runs and builds): the
+/// SQL and the state options (`event_time`, `allowed_lateness_ms`, `max_future_skew_ms`,
+/// `future`, `idle_timeout_ms`, `max_state_keys`, `audit_sequence`). A change to any of them
+/// starts the state afresh; a change to the actions, the error action, the description or
+/// `enabled` keeps it.
+pub fn state_fingerprint(file: &RuleFile) -> u64 {
+    let text = format!(
+        "{}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}",
+        file.sql.get_ref(),
+        file.event_time.as_ref().map(|e| e.get_ref()),
+        file.allowed_lateness_ms,
+        file.max_future_skew_ms,
+        file.future,
+        file.idle_timeout_ms,
+        file.max_state_keys,
+        file.audit_sequence.as_ref().map(|e| e.get_ref()),
+    );
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
@@ -439,6 +454,20 @@ mod tests {
 
     fn errs(text: &str) -> Vec<String> {
         compile_str(Path::new("rules/x.toml"), text).unwrap_err().iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn the_state_fingerprint_covers_the_sql_and_state_options_not_the_actions() {
+        let fp = |text: &str| compile_str(Path::new("rules/w.toml"), text).unwrap().window.unwrap().fingerprint;
+        let base = "sql = \"SELECT count(*) AS n FROM \\\"t/#\\\" GROUP BY deviceName(), TUMBLINGWINDOW(ss, 60)\"\nevent_time = \"time\"\n[[actions]]\ntopic = \"a\"\n";
+        let same = [base.replace("topic = \"a\"", "topic = \"b\"\nkey = \"k\""), base.replace("sql =", "description = \"d\"\nsql =")];
+        for t in &same {
+            assert_eq!(fp(t), fp(base), "{t}");
+        }
+        let changed = [base.replace("60)", "30)"), base.replace("event_time = \"time\"", "event_time = \"items.t.time\""), base.replace("[[actions]]", "allowed_lateness_ms = 5\n[[actions]]")];
+        for t in &changed {
+            assert_ne!(fp(t), fp(base), "{t}");
+        }
     }
 
     #[test]

@@ -17,11 +17,19 @@
 //!   never lost; one emitted after the last checkpoint is emitted again (same value, same
 //!   `sluice-window` identity).
 //!
+//! **Kafka sources** keep their partitions' state in a changelog topic instead ([`changelog`]):
+//! the state follows the partitions across a consumer group, and every record of a Kafka
+//! partition goes through the checkpoints, which record the offsets they hold ([`coverage`])
+//! instead of digests.
+//!
 //! Modules: [`config`] (`[state]`), [`store`] (the redb tables), [`checkpoint`] (epochs, the
-//! acknowledgements they hold back).
+//! acknowledgements they hold back), [`changelog`] (a Kafka source's state topic),
+//! [`coverage`] (offset ranges).
 
+pub mod changelog;
 pub mod checkpoint;
 pub mod config;
+pub mod coverage;
 pub mod store;
 
 pub use checkpoint::Checkpoints;

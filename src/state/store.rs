@@ -13,7 +13,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use redb::{Database, ReadableTable, TableDefinition};
+
+use crate::message::Shard;
+use crate::state::coverage::Coverage;
 
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const PARTS: TableDefinition<&str, &[u8]> = TableDefinition::new("parts");
@@ -44,10 +49,11 @@ pub enum StoreError {
 /// the rules it covers, and the digests of its inputs.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// Groups: key → Some(JSON) (written) or None (removed).
-    pub groups: Vec<(String, Option<Vec<u8>>)>,
+    /// Groups: shard, key → Some(JSON) (written) or None (removed). The embedded store keeps
+    /// those of [`Shard::LOCAL`]; a Kafka shard's go to its source's changelog.
+    pub groups: Vec<(Shard, String, Option<Vec<u8>>)>,
     /// Analytic partitions, the same way.
-    pub parts: Vec<(String, Option<Vec<u8>>)>,
+    pub parts: Vec<(Shard, String, Option<Vec<u8>>)>,
     /// Rule name → fingerprint.
     pub fingerprints: Vec<(String, u64)>,
     /// The digests of the inputs whose contributions this checkpoint adds.
@@ -58,12 +64,20 @@ pub struct Snapshot {
     pub drop_rules: Vec<String>,
     /// The device registry's learnt state, when it changed.
     pub registry: Option<Vec<u8>>,
+    /// The offsets the state of each Kafka shard now holds, per topic, for the shards whose
+    /// coverage grew.
+    pub coverage: Vec<(Shard, Arc<str>, Coverage)>,
 }
 
 impl Snapshot {
     /// Whether it writes nothing.
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty() && self.parts.is_empty() && self.digests.is_empty() && self.drop_rules.is_empty() && self.registry.is_none()
+        self.groups.is_empty() && self.parts.is_empty() && self.digests.is_empty() && self.drop_rules.is_empty() && self.registry.is_none() && self.coverage.is_empty()
+    }
+
+    /// Whether the embedded store has anything to write.
+    pub fn has_local(&self) -> bool {
+        self.groups.iter().chain(&self.parts).any(|(s, _, _)| *s == Shard::LOCAL) || !self.digests.is_empty() || !self.drop_rules.is_empty() || self.registry.is_some()
     }
 }
 
@@ -166,7 +180,7 @@ impl StateStore {
             }
             for (table, rows) in [(GROUPS, &s.groups), (PARTS, &s.parts)] {
                 let mut t = tx.open_table(table).map_err(|e| self.err(e))?;
-                for (k, v) in rows {
+                for (_, k, v) in rows.iter().filter(|(s, _, _)| *s == Shard::LOCAL) {
                     match v {
                         Some(v) => {
                             t.insert(k.as_str(), v.as_slice()).map_err(|e| self.err(e))?;
@@ -241,22 +255,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = StateStore::open(dir.path()).unwrap();
         s.write(&Snapshot {
-            groups: vec![(key("r", "[\"d1\"]"), Some(b"{}".to_vec())), (key("r", "[\"d2\"]"), Some(b"{}".to_vec()))],
+            groups: vec![
+                (Shard::LOCAL, key("r", "[\"d1\"]"), Some(b"{}".to_vec())),
+                (Shard::LOCAL, key("r", "[\"d2\"]"), Some(b"{}".to_vec())),
+                (Shard(7), key("r", "[\"kafka\"]"), Some(b"{}".to_vec())),
+            ],
             fingerprints: vec![("r".into(), 7)],
             digests: vec![1, u64::MAX],
             epoch: 3,
             ..Snapshot::default()
         })
         .unwrap();
-        s.write(&Snapshot { groups: vec![(key("r", "[\"d2\"]"), None)], fingerprints: vec![("r".into(), 7)], digests: vec![9], epoch: 4, ..Snapshot::default() }).unwrap();
+        s.write(&Snapshot { groups: vec![(Shard::LOCAL, key("r", "[\"d2\"]"), None)], fingerprints: vec![("r".into(), 7)], digests: vec![9], epoch: 4, ..Snapshot::default() }).unwrap();
         drop(s);
         let l = StateStore::open(dir.path()).unwrap().load().unwrap();
-        assert_eq!(l.groups, vec![("r".to_string(), "[\"d1\"]".to_string(), b"{}".to_vec())]);
+        assert_eq!(l.groups, vec![("r".to_string(), "[\"d1\"]".to_string(), b"{}".to_vec())], "a Kafka shard's group is its changelog's, not the store's");
         assert_eq!((l.fingerprints.get("r"), l.digests, l.epoch), (Some(&7), vec![1, u64::MAX, 9], 4), "the digests of recent checkpoints are kept");
         let s = StateStore::open(dir.path()).unwrap();
         // A checkpoint dropping a changed rule removes its keys only, not those of a rule whose
         // name it prefixes.
-        s.write(&Snapshot { groups: vec![(key("r2", "[1]"), Some(b"{}".to_vec()))], fingerprints: vec![("r2".into(), 1)], epoch: 5, ..Snapshot::default() }).unwrap();
+        s.write(&Snapshot { groups: vec![(Shard::LOCAL, key("r2", "[1]"), Some(b"{}".to_vec()))], fingerprints: vec![("r2".into(), 1)], epoch: 5, ..Snapshot::default() }).unwrap();
         s.write(&Snapshot { drop_rules: vec!["r".into()], epoch: 6, ..Snapshot::default() }).unwrap();
         let l = s.load().unwrap();
         assert_eq!(l.groups, vec![("r2".to_string(), "[1]".to_string(), b"{}".to_vec())]);

@@ -18,7 +18,10 @@ mod windows;
 
 pub use register::REGISTRY;
 use register::{counter, float_gauge, gauge, histogram};
-pub use windows::{AUDIT_DUPLICATES, AUDIT_MISSING, AUDIT_REORDERS, LATE_EVENTS, STATE_CHECKPOINT_SECONDS, STATE_DISCARDED, STATE_EVICTIONS, STATE_KEYS, STATE_REPLAY_SKIPPED, WINDOWS_EMITTED};
+pub use windows::{
+    AUDIT_DUPLICATES, AUDIT_MISSING, AUDIT_REORDERS, LATE_EVENTS, STATE_CHECKPOINT_SECONDS, STATE_COVERED_SKIPPED, STATE_DISCARDED, STATE_EVICTIONS, STATE_KEYS, STATE_PARTITION_VIOLATIONS,
+    STATE_REPLAY_SKIPPED, STATE_RESTORED_KEYS, STATE_RESTORED_PARTITIONS, WINDOWS_EMITTED,
+};
 
 // ---- Sources -------------------------------------------------------------------------------
 
@@ -176,7 +179,7 @@ pub fn forget_rule(name: &str) {
         let _ = RULE_FAILED.remove_label_values(&[name, reason]);
     }
     let _ = RULE_EVAL_SECONDS.remove_label_values(&[name]);
-    for vec in [&*LATE_EVENTS, &*STATE_EVICTIONS, &*WINDOWS_EMITTED, &*STATE_DISCARDED, &*AUDIT_MISSING, &*AUDIT_DUPLICATES, &*AUDIT_REORDERS] {
+    for vec in [&*LATE_EVENTS, &*STATE_EVICTIONS, &*WINDOWS_EMITTED, &*STATE_DISCARDED, &*STATE_PARTITION_VIOLATIONS, &*AUDIT_MISSING, &*AUDIT_DUPLICATES, &*AUDIT_REORDERS] {
         let _ = vec.remove_label_values(&[name]);
     }
     let _ = STATE_KEYS.remove_label_values(&[name]);

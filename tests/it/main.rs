@@ -19,6 +19,7 @@ mod kafka_e2e;
 mod kafka_headers;
 mod kafka_outage;
 mod kafka_scale_out;
+mod kafka_state;
 mod local_stack;
 mod metrics;
 mod mqtt_channel;

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use crate::message::Shard;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
@@ -52,11 +53,15 @@ pub(super) struct Group {
     pub(super) silent: bool,
     /// The time of the group's last record.
     pub(super) last_t: i64,
+    /// Where the group's state is kept (the shard of its first record; not serialized: a
+    /// changelog partition is the shard).
+    #[serde(skip)]
+    pub(super) shard: Shard,
 }
 
 impl Group {
     pub(super) fn new() -> Group {
-        Group { topic: String::new(), watermark: i64::MIN, seen_ms: i64::MIN, wins: Vec::new(), rows: VecDeque::new(), count: 0, silent: false, last_t: i64::MIN }
+        Group { topic: String::new(), watermark: i64::MIN, seen_ms: i64::MIN, wins: Vec::new(), rows: VecDeque::new(), count: 0, silent: false, last_t: i64::MIN, shard: Shard::LOCAL }
     }
 
     pub(super) fn is_empty(&self) -> bool {

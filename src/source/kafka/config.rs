@@ -38,6 +38,10 @@ pub struct KafkaSourceConfig {
     /// revoked partitions to be delivered before committing and letting them go (what is not
     /// done by then is read again by the partition's next owner).
     pub revoke_timeout_ms: u64,
+    /// With `[state]`: the topic keeping the state of this source's partitions (default
+    /// `<group_id>-sluice-state`), so that it follows the partitions across the consumer
+    /// group. Created (compacted, as many partitions as the source's topics) when missing.
+    pub changelog_topic: Option<String>,
     /// Any librdkafka consumer property (`session.timeout.ms`, `security.protocol`, …), passed
     /// through as is. Sluice sets `enable.auto.commit`, `enable.auto.offset.store` and
     /// `auto.commit.interval.ms` itself;
@@ -58,6 +62,7 @@ impl Default for KafkaSourceConfig {
             max_in_flight: 10_000,
             commit_interval_ms: 1_000,
             revoke_timeout_ms: 10_000,
+            changelog_topic: None,
             properties: BTreeMap::new(),
         }
     }
@@ -124,6 +129,23 @@ impl KafkaSourceConfig {
         check_reserved(&self.properties, KAFKA_SOURCE_RESERVED)
     }
 
+    /// The changelog topic of this source's state.
+    pub fn changelog_topic(&self) -> String {
+        self.changelog_topic.clone().unwrap_or_else(|| format!("{}-sluice-state", self.group_id))
+    }
+
+    /// The librdkafka configuration of the changelog's clients: the brokers, and the
+    /// connection and security properties of the consumer (`security.*`, `ssl.*`, `sasl.*`,
+    /// `client.id`).
+    pub fn changelog_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in self.properties.iter().filter(|(k, _)| ["security.", "ssl.", "sasl.", "client.id"].iter().any(|p| k.starts_with(p))) {
+            c.set(k, v);
+        }
+        c.set("bootstrap.servers", &self.brokers);
+        c
+    }
+
     /// The librdkafka configuration of the consumer.
     pub fn client_config(&self) -> ClientConfig {
         let mut c = Client::config();
@@ -159,8 +181,10 @@ mod tests {
             max_in_flight: 10,
             commit_interval_ms: 1000,
             revoke_timeout_ms: 1000,
+            changelog_topic: None,
             properties: props,
         };
+        assert_eq!(cfg.changelog_topic(), "g-sluice-state");
         let c = cfg.client_config();
         assert_eq!(c.get("session.timeout.ms"), Some("6000"));
         assert_eq!(c.get("auto.offset.reset"), Some("latest"));

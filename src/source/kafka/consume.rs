@@ -15,9 +15,9 @@ use rdkafka::Message as _;
 use tokio::sync::mpsc;
 
 use crate::error::SourceError;
-use crate::flow::{Ack, Delivery, Envelope};
+use crate::flow::{Ack, Delivery, Envelope, PartitionState};
 use crate::kafka::client::{is_connection_error, Client, Context, Role};
-use crate::message::{Message, Metadata};
+use crate::message::{KafkaPos, Message, Metadata, Shard};
 use crate::shutdown::Shutdown;
 use crate::source::kafka::config::{IotTopicFrom, KafkaSourceConfig};
 use crate::source::kafka::consumer::{Consumption, KafkaConsumer};
@@ -56,6 +56,7 @@ pub fn consume(
     cfg: &KafkaSourceConfig,
     name: &Arc<str>,
     shutdown_timeout: Duration,
+    state: Option<Arc<dyn PartitionState>>,
     tx: mpsc::Sender<Envelope>,
     shutdown: &Shutdown,
     rt: &tokio::runtime::Handle,
@@ -64,7 +65,7 @@ pub fn consume(
     let config = cfg.client_config();
     let client = Client::new(Role::Consumer(name.clone()), format!("source:{name}"));
     client.start(&config);
-    let c = Arc::new(Consumption::new(name.clone(), cfg.max_in_flight, Duration::from_millis(cfg.revoke_timeout_ms)));
+    let c = Arc::new(Consumption::new(name.clone(), cfg.max_in_flight, Duration::from_millis(cfg.revoke_timeout_ms)).with_state(state));
     let consumer: KafkaConsumer = config.create_with_context(Context { client, state: c.clone() }).map_err(|e| err(format!("cannot create the consumer: {e}")))?;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| err(format!("cannot subscribe to {topics:?}: {e}")))?;
@@ -125,6 +126,8 @@ fn pump(
     let mut burst: Vec<(TopicPartition, Envelope)> = Vec::with_capacity(BURST);
     // The last record's topic name, shared by the records of that topic.
     let mut topic: Option<Arc<str>> = None;
+    // The last record's partition and its state shard.
+    let mut shard: (i32, Shard) = (-1, Shard::LOCAL);
     loop {
         if shutdown.is_triggered() || tx.is_closed() {
             return None;
@@ -133,6 +136,9 @@ fn pump(
             let mut st = c.lock();
             if let Some((tp, offset)) = st.failed() {
                 return Some(format!("the outputs of {}[{}] offset {offset} could not be delivered; stopping so that a restart reads it again from the last commit", tp.0, tp.1));
+            }
+            if let Some(reason) = c.fatal() {
+                return Some(reason);
             }
             (st.in_flight(), st.store_due(Instant::now()))
         };
@@ -212,12 +218,21 @@ fn pump(
                         tracing::debug!(source = %name, topic = %tp.0, partition = tp.1, offset, "record below the tracked offsets skipped");
                         continue;
                     };
+                    if c.covered(&tp, offset) {
+                        // The restored state already holds it: its outputs were delivered.
+                        c.ack(&tp, generation, offset, &Delivery::Delivered);
+                        metrics::STATE_COVERED_SKIPPED.with_label_values(&[&**name]).inc();
+                        continue;
+                    }
                     let ack = {
                         let c = c.clone();
                         let tp = tp.clone();
                         Ack::new(move |d: Delivery| c.ack(&tp, generation, offset, &d))
                     };
-                    let env = envelope(&cfg.iot_topic, name, &m, &tp, ack, meters, report);
+                    if shard.0 != tp.1 {
+                        shard = (tp.1, Shard::of(name, tp.1));
+                    }
+                    let env = envelope(&cfg.iot_topic, name, &m, &tp, shard.1, ack, meters, report);
                     burst.push((tp, env));
                 }
             }
@@ -284,10 +299,12 @@ fn set_paused(consumer: &KafkaConsumer, name: &str, gauge: &IntGauge, was: bool,
 }
 
 /// The envelope of a record: a message, or a rejected input when its IoT topic is missing.
-fn envelope(from: &IotTopicFrom, name: &Arc<str>, m: &BorrowedMessage<'_>, tp: &TopicPartition, ack: Ack, meters: &Meters, report: &mut SourceReport) -> Envelope {
+#[allow(clippy::too_many_arguments)]
+fn envelope(from: &IotTopicFrom, name: &Arc<str>, m: &BorrowedMessage<'_>, tp: &TopicPartition, shard: Shard, ack: Ack, meters: &Meters, report: &mut SourceReport) -> Envelope {
     let offset = m.offset();
     let received_ms = m.timestamp().to_millis().unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-    let meta = Metadata { source: name.clone(), received_ms, id: offset as u64, kafka: Some((tp.1, offset)), ..Metadata::default() };
+    let kafka = Some(KafkaPos { topic: tp.0.clone(), partition: tp.1, offset });
+    let meta = Metadata { source: name.clone(), received_ms, id: offset as u64, kafka, shard, ..Metadata::default() };
     let payload = bytes::Bytes::copy_from_slice(m.payload().unwrap_or_default());
     meters.received_records.inc();
     meters.received_bytes.inc_by(payload.len() as u64);

@@ -5,7 +5,8 @@
 //! false`); librdkafka commits what is stored every `commit_interval_ms` (retrying failed
 //! commits), and Sluice commits synchronously on revocation and at shutdown.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -13,10 +14,11 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::flow::{Delivery, Envelope};
+use crate::flow::{Delivery, Envelope, PartitionState};
 use crate::kafka::client::Context;
 use crate::source::kafka::intake::Intake;
 use crate::source::offsets::TopicPartition;
+use crate::state::coverage::Coverage;
 use crate::telemetry::metrics;
 
 /// The consumer of a Kafka source.
@@ -33,12 +35,92 @@ pub struct Consumption {
     /// one, since a signal is a system call even with nobody waiting.
     waiters: AtomicUsize,
     revoke_timeout: Duration,
+    /// The engine's partition state, told of assignments and revocations.
+    state: Option<Arc<dyn PartitionState>>,
+    /// Offsets of assigned partitions that their restored state already holds.
+    covered: Mutex<HashMap<TopicPartition, Coverage>>,
+    /// Whether `covered` has any entry (read without the lock for every record).
+    any_covered: AtomicBool,
+    /// Why the source must stop (its partitions' state could not be restored).
+    fatal: Mutex<Option<String>>,
 }
 
 impl Consumption {
     /// Nothing consumed yet.
     pub fn new(name: Arc<str>, max_in_flight: usize, revoke_timeout: Duration) -> Consumption {
-        Consumption { name, intake: Mutex::new(Intake::new(max_in_flight, Instant::now())), acked: Condvar::new(), waiters: AtomicUsize::new(0), revoke_timeout }
+        Consumption {
+            name,
+            intake: Mutex::new(Intake::new(max_in_flight, Instant::now())),
+            acked: Condvar::new(),
+            waiters: AtomicUsize::new(0),
+            revoke_timeout,
+            state: None,
+            covered: Mutex::default(),
+            any_covered: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+        }
+    }
+
+    /// Tells `state` of the partitions' comings and goings.
+    pub fn with_state(mut self, state: Option<Arc<dyn PartitionState>>) -> Consumption {
+        self.state = state;
+        self
+    }
+
+    /// Why the source must stop, if it must.
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the restored state of `tp` already holds the record at `offset` (then it is
+    /// acknowledged without being processed again).
+    pub fn covered(&self, tp: &TopicPartition, offset: i64) -> bool {
+        if !self.any_covered.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut c = self.covered.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(cov) = c.get(tp) else { return false };
+        if cov.contains(offset) {
+            return true;
+        }
+        if cov.ranges().last().is_none_or(|&(_, end)| offset > end) {
+            // Past what was restored: nothing more of this partition is.
+            c.remove(tp);
+            self.any_covered.store(!c.is_empty(), Ordering::Relaxed);
+        }
+        false
+    }
+
+    /// Assignment: the partitions' state is restored before any of their records is read.
+    fn on_assign(&self, consumer: &KafkaConsumer, tpl: &TopicPartitionList) {
+        let Some(state) = &self.state else { return };
+        let mut partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        if partitions.is_empty() {
+            return;
+        }
+        let mut topics: Vec<String> = tpl.elements().iter().map(|e| e.topic().to_string()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        let count =
+            topics.iter().filter_map(|t| consumer.fetch_metadata(Some(t), Duration::from_secs(10)).ok()).filter_map(|m| m.topics().first().map(|t| t.partitions().len() as i32)).max().unwrap_or(0);
+        match state.assigned(&self.name, &partitions, count) {
+            Ok(coverage) => {
+                let mut c = self.covered.lock().unwrap_or_else(|e| e.into_inner());
+                for ((topic, partition), cov) in coverage {
+                    if !cov.is_empty() {
+                        c.insert((Arc::from(topic), partition), cov);
+                    }
+                }
+                self.any_covered.store(!c.is_empty(), Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(source = %self.name, partitions = ?partitions, error = %e, "cannot restore the state of assigned partitions; the source stops (a restart tries again)");
+                crate::telemetry::health::set("state", false, format!("restoring partitions of {}: {e}", self.name));
+                *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("cannot restore the state of partitions {partitions:?}: {e}"));
+            }
+        }
     }
 
     /// The state machine. Never drop an `Envelope` while holding it: its ack takes the lock.
@@ -148,6 +230,15 @@ impl Consumption {
             }
             self.commit_now(consumer, Some(&tps));
         }
+        if let Some(state) = &self.state {
+            let mut partitions: Vec<i32> = tps.iter().map(|tp| tp.1).collect();
+            partitions.sort_unstable();
+            partitions.dedup();
+            state.revoked(&self.name, &partitions);
+            let mut c = self.covered.lock().unwrap_or_else(|e| e.into_inner());
+            c.retain(|tp, _| !tps.contains(tp));
+            self.any_covered.store(!c.is_empty(), Ordering::Relaxed);
+        }
         let abandoned = self.lock().forget(&tps);
         if abandoned > 0 {
             metrics::KAFKA_ABANDONED.with_label_values(&[&*self.name]).inc_by(abandoned as u64);
@@ -168,6 +259,7 @@ impl ConsumerContext for Context<Arc<Consumption>> {
             Rebalance::Assign(tpl) => {
                 metrics::KAFKA_REBALANCES.with_label_values(&[&**name, "assign"]).inc();
                 tracing::debug!(source = %name, partitions = %partition_list(tpl), "partitions assigned");
+                self.state.on_assign(consumer, tpl);
             }
             Rebalance::Error(e) => {
                 metrics::KAFKA_REBALANCES.with_label_values(&[&**name, "error"]).inc();

@@ -35,7 +35,7 @@ use rdkafka::config::ClientConfig;
 use tokio::sync::mpsc;
 
 use crate::error::SourceError;
-use crate::flow::{BoxFuture, Envelope};
+use crate::flow::{BoxFuture, Envelope, PartitionState};
 use crate::shutdown::Shutdown;
 use crate::source::kafka::config::KafkaSourceConfig;
 use crate::source::{Source, SourceReport};
@@ -46,13 +46,25 @@ pub struct KafkaSource {
     cfg: KafkaSourceConfig,
     name: String,
     shutdown_timeout: Duration,
+    state: Option<Arc<dyn PartitionState>>,
 }
 
 impl KafkaSource {
     /// A source from its configuration; `shutdown_timeout` bounds the drain at shutdown.
     pub fn new(cfg: KafkaSourceConfig, shutdown_timeout: Duration) -> KafkaSource {
-        let name = format!("kafka:{}:{}", cfg.group_id, cfg.topics.join(","));
-        KafkaSource { cfg, name, shutdown_timeout }
+        let name = KafkaSource::source_name(&cfg);
+        KafkaSource { cfg, name, shutdown_timeout, state: None }
+    }
+
+    /// Tells `state` when partitions come and go (the state of stateful rules follows them).
+    pub fn with_state(mut self, state: Arc<dyn PartitionState>) -> KafkaSource {
+        self.state = Some(state);
+        self
+    }
+
+    /// The source's name (`kafka:<group>:<topics>`), as metrics and the state's changelog know it.
+    pub fn source_name(cfg: &KafkaSourceConfig) -> String {
+        format!("kafka:{}:{}", cfg.group_id, cfg.topics.join(","))
     }
 
     /// The librdkafka configuration of the consumer.
@@ -79,7 +91,7 @@ impl Source for KafkaSource {
             let name = self.name.clone();
             metrics::prime_kafka_source(&name);
             let source_name: Arc<str> = Arc::from(self.name.as_str());
-            tokio::task::spawn_blocking(move || consume::consume(&self.cfg, &source_name, self.shutdown_timeout, tx, &shutdown, &handle))
+            tokio::task::spawn_blocking(move || consume::consume(&self.cfg, &source_name, self.shutdown_timeout, self.state, tx, &shutdown, &handle))
                 .await
                 .map_err(|e| SourceError::Other { source_name: name, message: format!("consumer thread failed: {e}") })?
         })

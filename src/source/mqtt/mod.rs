@@ -215,7 +215,7 @@ async fn process(
             Intake::Forward { topic, payload, decoded } => (topic, payload, decoded),
         };
         let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
-        let meta = Metadata { source: Arc::from(&*shared.name), received_ms, id: seq, kafka: None, mqtt_pkid: Some(publish.pkid) };
+        let meta = Metadata { source: Arc::from(&*shared.name), received_ms, id: seq, kafka: None, shard: crate::message::Shard::LOCAL, mqtt_pkid: Some(publish.pkid) };
         let msg = Message { topic: target, payload, meta };
         let ack = {
             let (shared, judged, done, received) = (shared.clone(), shared.clone(), done.clone(), Received::of(&publish));

@@ -20,6 +20,26 @@ pub static STATE_DISCARDED: LazyLock<IntCounterVec> =
 /// Groups a windowed rule holds (updated by the window timer), by rule.
 pub static STATE_KEYS: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge("sluice_state_keys", "Groups (GROUP BY keys) a windowed rule holds state for.", &["rule"]));
 
+/// Records of a stateful rule whose key's state is kept in another Kafka partition (the
+/// input is not keyed by the GROUP BY or PARTITION BY key), by rule.
+pub static STATE_PARTITION_VIOLATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter("sluice_state_partition_violations_total", "Records of a stateful rule from a Kafka partition other than the one its key's state is kept in (key the input by device).", &["rule"])
+});
+/// Kafka partitions whose state was restored from the changelog, by source.
+pub static STATE_RESTORED_PARTITIONS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_state_restored_partitions_total", "Kafka partitions whose state was restored from the source's changelog topic on assignment.", &["source"]));
+/// Keys restored from the changelog, by source.
+pub static STATE_RESTORED_KEYS: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter("sluice_state_restored_keys_total", "Groups and analytic partitions restored from a Kafka source's changelog topic.", &["source"]));
+/// Records acknowledged without processing because the restored state already held them.
+pub static STATE_COVERED_SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "sluice_state_covered_skipped_total",
+        "Kafka records read again after a crash or rebalance whose effects the restored changelog state already held (acknowledged, not processed again).",
+        &["source"],
+    )
+});
+
 /// Time to write one checkpoint of the state store (one redb transaction).
 pub static STATE_CHECKPOINT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     histogram("sluice_state_checkpoint_seconds", "Time to write one checkpoint of the state store (one durable transaction).", &[1e-4, 1e-3, 5e-3, 2e-2, 1e-1, 1.0], &[]).with_label_values::<&str>(&[])
