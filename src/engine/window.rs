@@ -5,9 +5,11 @@
 //!   windows (tumbling, hopping, session: one accumulator per aggregate slot) or its recent rows
 //!   (sliding and count windows), its watermark and when it was last seen.
 //! - **Time** is the rule's `event_time` expression, or the engine's clock (processing time).
-//! - **The watermark is per group**: the greatest event time the group has seen. Grouping by the
-//!   device (as windowed rules usually do) gives one watermark per device, so one device's fast
-//!   or replayed clock never makes another device's records late. A record is late when every
+//! - **The watermark is per device**: a group of one device's records (GROUP BY the device, as
+//!   windowed rules usually do) has the greatest event time it has seen; a coarser group (GROUP
+//!   BY productKey(), or no key) keeps each device's clock and has the least of its active
+//!   devices' (a device silent for `idle_timeout_ms` stops holding it back), never going back. So
+//!   one device's fast or replayed clock never makes another device's records late. A record is late when every
 //!   window it belongs to has already closed: an error record of stage `late` (counted in
 //!   `sluice_late_events_total`), never a silent drop.
 //! - An event-time window closes when the group's watermark passes its end plus the allowed
@@ -37,7 +39,7 @@ use crate::telemetry::metrics;
 use crate::value::Value;
 
 mod group;
-mod shards;
+mod restore;
 
 use group::{add, close_due, Done, Group};
 
@@ -137,6 +139,13 @@ pub(crate) struct Windows {
 /// The fingerprint of a stateful rule's state (`None`: the rule keeps none).
 fn fingerprint(r: &Rule) -> Option<u64> {
     r.window.as_ref().map(|w| w.fingerprint).or(r.analytics.as_ref().map(|a| a.fingerprint))
+}
+
+/// A record's device, for the per-device watermarks of coarser groups: FNV-1a of its
+/// productKey and deviceName (or deviceKey), stable across runs.
+fn device_of(ctx: &Ctx<'_>) -> u64 {
+    let id = [ctx.product_key().unwrap_or_default(), "/", ctx.device_name().unwrap_or_default()];
+    id.iter().flat_map(|s| s.bytes()).fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// A record's time.
@@ -254,10 +263,13 @@ impl Windows {
         state.touch_group(self.track(), &key, g.shard);
         g.topic.clear();
         g.topic.push_str(&ctx.msg.topic);
+        let seen_before = g.seen_ms;
         g.seen_ms = g.seen_ms.max(now);
         let result = add(&mut g, w, t, event, args);
         if event {
-            g.watermark = g.watermark.max(t);
+            g.seen_ms = seen_before;
+            g.advance(device_of(&ctx), t, now);
+            g.seen_ms = g.seen_ms.max(now);
         }
         if result.is_ok() {
             g.last_t = g.last_t.max(t);
@@ -368,6 +380,9 @@ impl Windows {
             let mut closed = Vec::new();
             state.groups.retain(|key, g| {
                 let idle = g.seen_ms.saturating_add(w.idle_timeout_ms) <= now;
+                if event {
+                    g.expire_devices(now, w.idle_timeout_ms);
+                }
                 let due = if event { close_due(g, w, g.watermark, true, idle) } else { close_due(g, w, now, false, idle) };
                 let changed = !due.is_empty();
                 for d in due {
@@ -416,81 +431,12 @@ impl Windows {
         s
     }
 
-    /// Loads a store's state for the rules of `rules` whose fingerprint it matches; the rest is
-    /// discarded (counted). Returns the rules discarded.
-    pub(crate) fn restore(&self, rules: &[Arc<Rule>], loaded: Loaded, now: i64) -> Vec<String> {
-        let current: HashMap<&str, (&Arc<Rule>, u64)> = rules.iter().filter_map(|r| fingerprint(r).map(|f| (&*r.name, (r, f)))).collect();
-        let mut discarded: HashSet<String> = HashSet::new();
-        for (rule, fp) in &loaded.fingerprints {
-            if current.get(rule.as_str()).is_none_or(|(_, f)| f != fp) {
-                discarded.insert(rule.clone());
-            }
-        }
-        let mut counts: HashMap<String, u64> = HashMap::new();
-        for (table, rows) in [(0, loaded.groups), (1, loaded.parts)] {
-            for (rule, key, json) in rows {
-                let Some((r, fp)) = current.get(rule.as_str()).filter(|_| !discarded.contains(&rule)) else {
-                    *counts.entry(rule).or_default() += 1;
-                    continue;
-                };
-                let state = self.of(r, *fp);
-                if table == 0 {
-                    if let Ok(mut g) = serde_json::from_slice::<Group>(&json) {
-                        // The idle timeout counts from the restart: the time the process was
-                        // down is not the group's silence.
-                        g.seen_ms = g.seen_ms.max(now);
-                        state.groups.insert(key, g);
-                    }
-                } else if let Ok(p) = serde_json::from_slice::<Part>(&json) {
-                    state.parts.insert(key, p);
-                }
-            }
-        }
-        for (rule, n) in counts {
-            metrics::STATE_DISCARDED.with_label_values(&[&rule]).inc_by(n);
-            tracing::info!(rule = %rule, keys = n, "stored state of a changed or removed rule is discarded");
-            discarded.insert(rule);
-        }
-        let mut replayed = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
-        self.replay_left.fetch_add(loaded.digests.len(), std::sync::atomic::Ordering::Relaxed);
-        for d in loaded.digests {
-            *replayed.entry(d).or_default() += 1;
-        }
-        discarded.into_iter().collect()
-    }
-
-    /// Whether an input of digest `d` was already applied by the last checkpoint (once per
-    /// recorded copy): delivered again after a restart, the stateful rules skip it.
-    pub(crate) fn replayed(&self, d: u64) -> bool {
-        if !self.replaying() {
-            return false;
-        }
-        let mut r = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
-        match r.get_mut(&d) {
-            Some(n) => {
-                *n -= 1;
-                self.replay_left.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                if *n == 0 {
-                    r.remove(&d);
-                }
-                metrics::STATE_REPLAY_SKIPPED.inc();
-                true
-            }
-            None => false,
-        }
-    }
-
     /// The JSON size of every group and partition held.
     pub(crate) fn serialized_bytes(&self) -> usize {
         self.rules
             .iter()
             .map(|r| r.groups.iter().map(|g| serde_json::to_vec(&*g).map_or(0, |v| v.len())).sum::<usize>() + r.parts.iter().map(|p| serde_json::to_vec(&*p).map_or(0, |v| v.len())).sum::<usize>())
             .sum()
-    }
-
-    /// Whether restored digests are still expected back.
-    pub(crate) fn replaying(&self) -> bool {
-        self.replay_left.load(std::sync::atomic::Ordering::Relaxed) > 0
     }
 
     /// Groups (or analytic partitions) held by `rule` (tests and metrics).
@@ -502,22 +448,4 @@ impl Windows {
 fn finish(w: &WindowRule, key: &str, topic: &str, d: Done) -> Closed {
     let values = w.plan.aggs.iter().zip(&d.accs).map(|(a, acc)| a.kind.finish(acc)).collect();
     Closed { key: key.to_string(), topic: topic.to_string(), start: d.start, end: d.end, values, kind: d.kind }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restored_digests_are_skipped_once_per_copy() {
-        let w = Windows::default();
-        assert!(!w.replaying());
-        w.restore(&[], Loaded { digests: vec![1, 1, 2], ..Loaded::default() }, 0);
-        assert!(w.replaying());
-        assert_eq!([w.replayed(1), w.replayed(3), w.replayed(1), w.replayed(1)], [true, false, true, false]);
-        assert!(w.replaying(), "digest 2 is still expected");
-        assert!(w.replayed(2));
-        assert!(!w.replaying());
-        assert!(!w.replayed(2));
-    }
 }

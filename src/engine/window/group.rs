@@ -1,7 +1,7 @@
 //! One group of a windowed rule: its open windows or kept rows, and the two algorithms on it:
 //! what a record adds ([`add`]) and which windows are due ([`close_due`]).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::message::Shard;
 use serde::{Deserialize, Serialize};
@@ -57,11 +57,123 @@ pub(super) struct Group {
     /// changelog partition is the shard).
     #[serde(skip)]
     pub(super) shard: Shard,
+    /// The device of the group's records (a hash of productKey/deviceName, or deviceKey) while
+    /// they all come from one.
+    #[serde(default)]
+    pub(super) device: u64,
+    /// Each device's clock, once a second device's records joined the group (event time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) clocks: Option<Box<Clocks>>,
+}
+
+/// The devices of a group coarser than the device (GROUP BY productKey(), say) and their
+/// watermarks: the group's watermark is the least of its active devices', so one device's fast
+/// clock never makes the others late.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct Clocks {
+    /// Device → (its watermark, when it last sent, processing time).
+    devices: HashMap<u64, (i64, i64)>,
+    /// The devices' watermarks as a multiset (rebuilt after a restore).
+    #[serde(skip)]
+    order: BTreeMap<i64, u32>,
+}
+
+impl Clocks {
+    fn order(&mut self) -> &mut BTreeMap<i64, u32> {
+        if self.order.is_empty() && !self.devices.is_empty() {
+            for &(wm, _) in self.devices.values() {
+                *self.order.entry(wm).or_default() += 1;
+            }
+        }
+        &mut self.order
+    }
+
+    fn take(&mut self, wm: i64) {
+        if let Some(n) = self.order().get_mut(&wm) {
+            *n -= 1;
+            if *n == 0 {
+                self.order.remove(&wm);
+            }
+        }
+    }
+
+    fn set(&mut self, device: u64, t: i64, now: i64) {
+        self.order();
+        let old = self.devices.get(&device).map(|&(wm, _)| wm);
+        let wm = old.map_or(t, |o| o.max(t));
+        if let Some(o) = old {
+            self.take(o);
+        }
+        *self.order.entry(wm).or_default() += 1;
+        self.devices.insert(device, (wm, now));
+    }
+
+    /// The least watermark of the devices.
+    fn min(&mut self) -> Option<i64> {
+        self.order().keys().next().copied()
+    }
+
+    /// Forgets the devices silent since `before` (processing time); keeps one at least.
+    fn expire(&mut self, before: i64) {
+        let gone: Vec<(u64, i64)> = self.devices.iter().filter(|(_, &(_, seen))| seen < before).map(|(&d, &(wm, _))| (d, wm)).collect();
+        if gone.len() == self.devices.len() {
+            return;
+        }
+        for (d, wm) in gone {
+            self.take(wm);
+            self.devices.remove(&d);
+        }
+    }
+}
+
+impl Group {
+    /// Advances the clock of device `device` to event time `t` (at processing time `now`): the
+    /// group's watermark becomes the least of its devices' (never going back).
+    pub(super) fn advance(&mut self, device: u64, t: i64, now: i64) {
+        match &mut self.clocks {
+            None if self.device == device || self.watermark == i64::MIN => {
+                self.device = device;
+                self.watermark = self.watermark.max(t);
+            }
+            None => {
+                let mut c = Box::<Clocks>::default();
+                c.set(self.device, self.watermark, self.seen_ms);
+                c.set(device, t, now);
+                self.clocks = Some(c);
+            }
+            Some(c) => c.set(device, t, now),
+        }
+        if let Some(min) = self.clocks.as_mut().and_then(|c| c.min()) {
+            self.watermark = self.watermark.max(min);
+        }
+    }
+
+    /// Devices silent for `idle_ms` no longer hold the group's watermark back.
+    pub(super) fn expire_devices(&mut self, now: i64, idle_ms: i64) {
+        if let Some(c) = &mut self.clocks {
+            c.expire(now.saturating_sub(idle_ms));
+            if let Some(min) = c.min() {
+                self.watermark = self.watermark.max(min);
+            }
+        }
+    }
 }
 
 impl Group {
     pub(super) fn new() -> Group {
-        Group { topic: String::new(), watermark: i64::MIN, seen_ms: i64::MIN, wins: Vec::new(), rows: VecDeque::new(), count: 0, silent: false, last_t: i64::MIN, shard: Shard::LOCAL }
+        Group {
+            topic: String::new(),
+            watermark: i64::MIN,
+            seen_ms: i64::MIN,
+            wins: Vec::new(),
+            rows: VecDeque::new(),
+            count: 0,
+            silent: false,
+            last_t: i64::MIN,
+            shard: Shard::LOCAL,
+            device: 0,
+            clocks: None,
+        }
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -228,4 +340,32 @@ pub(super) fn close_due(g: &mut Group, w: &WindowRule, clock: i64, event: bool, 
     }
     out.sort_by_key(|d| d.start);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_coarse_groups_watermark_is_its_slowest_active_devices_and_survives_a_restore() {
+        let mut g = Group::new();
+        g.advance(1, 100, 0);
+        g.advance(1, 150, 0);
+        assert_eq!((g.watermark, g.clocks.is_none()), (150, true), "one device: its own clock");
+        g.seen_ms = 0;
+        g.advance(2, 120, 10);
+        assert_eq!(g.watermark, 150, "a slower device joining never moves the watermark back");
+        g.advance(1, 500, 20);
+        assert_eq!(g.watermark, 150, "the fast device does not move it either");
+        g.advance(2, 200, 30);
+        assert_eq!(g.watermark, 200);
+        let mut back: Group = serde_json::from_slice(&serde_json::to_vec(&g).unwrap()).unwrap();
+        back.advance(2, 600, 40);
+        assert_eq!(back.watermark, 500, "restored clocks: the least is device 1's 500");
+        back.expire_devices(1_000, 100);
+        assert_eq!(back.watermark, 500, "every device silent: the last ones are kept");
+        back.advance(2, 700, 1_000);
+        back.expire_devices(1_050, 100);
+        assert_eq!(back.watermark, 700, "device 1, silent for the idle timeout, no longer holds it back");
+    }
 }
