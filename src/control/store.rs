@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::control::resolve::{resolve, rule_files};
-use crate::control::view::{ErrorView, ReloadReport, RuleStatus, RuleView};
+use crate::control::view::{ErrorView, ReloadReport, RuleCounts, RuleStatus, RuleView};
 use crate::engine::Engine;
 use crate::error::{CompileError, Pos, StoreError};
 use crate::rule::{compile_str, Rule};
@@ -198,7 +198,13 @@ impl RuleStore {
     /// Every rule file, sorted by path.
     pub fn list(&self) -> Vec<RuleView> {
         let st = lock(&self.state);
-        st.files.iter().map(|(p, f)| view(p, f, false)).collect()
+        let mut rules: Vec<RuleView> = st.files.iter().map(|(p, f)| view(p, f, false)).collect();
+        drop(st);
+        for r in &mut rules {
+            r.counts = Some(RuleCounts::of(&r.name));
+            r.last_error = self.engine().recent_errors(&r.name).last().map(|e| format!("{}: {}", e.stage, e.reason));
+        }
+        rules
     }
 
     /// The rule named `name`, with its file's text.
@@ -257,6 +263,8 @@ fn view(path: &Path, f: &FileState, with_source: bool) -> RuleView {
         running: f.running.is_some(),
         errors: f.errors.iter().chain(f.conflict.iter()).map(ErrorView::from).collect(),
         source: with_source.then(|| f.text.clone()),
+        counts: None,
+        last_error: None,
     }
 }
 

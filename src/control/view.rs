@@ -40,11 +40,40 @@ pub struct ErrorView {
     pub hint: Option<String>,
     /// `path:line:col: message[; hint]`.
     pub text: String,
+    /// What `sluice check` prints: `text`, the offending source line and a caret under the
+    /// column.
+    #[serde(default)]
+    pub rendered: String,
 }
 
 impl From<&CompileError> for ErrorView {
     fn from(e: &CompileError) -> Self {
-        ErrorView { path: e.path.display().to_string(), line: e.pos.line, col: e.pos.col, message: e.message.clone(), hint: e.hint.clone(), text: e.to_string() }
+        ErrorView { path: e.path.display().to_string(), line: e.pos.line, col: e.pos.col, message: e.message.clone(), hint: e.hint.clone(), text: e.to_string(), rendered: e.render() }
+    }
+}
+
+/// A rule's counts since the process started, from the same counters as `/metrics`
+/// (`sluice_rule_matched_messages_total`, `…_passed_…`, `sluice_rule_failed_records_total`
+/// summed over reasons): the console turns them into rates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleCounts {
+    /// Messages whose topic matched.
+    pub matched: u64,
+    /// Records that passed WHERE.
+    pub passed: u64,
+    /// Failed records, every reason.
+    pub failed: u64,
+}
+
+impl RuleCounts {
+    /// The counts of rule `name` now.
+    pub fn of(name: &str) -> RuleCounts {
+        use crate::telemetry::metrics::{RULE_FAILED, RULE_FAILURE_REASONS, RULE_MATCHED, RULE_PASSED};
+        RuleCounts {
+            matched: RULE_MATCHED.with_label_values(&[name]).get(),
+            passed: RULE_PASSED.with_label_values(&[name]).get(),
+            failed: RULE_FAILURE_REASONS.iter().map(|r| RULE_FAILED.with_label_values(&[name, r]).get()).sum(),
+        }
     }
 }
 
@@ -76,6 +105,12 @@ pub struct RuleView {
     /// The file's text (only for a single rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Its counts (in the list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<RuleCounts>,
+    /// Its last evaluation failure, `stage: reason` (in the list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Whether a rule file's rule runs, and why not.

@@ -11,8 +11,14 @@
 //! - `g\0<rule>\0<group key>` → the rule's fingerprint (8 bytes, little-endian) then the
 //!   group as JSON; a tombstone (no value) when the group is gone;
 //! - `p\0<rule>\0<key>` → the same for an analytic partition;
-//! - `c\0<topic>` → the offset ranges of `<topic>` in this partition that the state holds
-//!   ([`Coverage`] as JSON): records the next owner acknowledges without applying them again.
+//! - `c\0` → the **marker** that ends each checkpoint's writes to the partition: the offset
+//!   ranges of each input topic in this partition that the state now holds (`{topic:
+//!   [[start, end], …]}`): records the next owner acknowledges without applying them again.
+//!
+//! A checkpoint's records to one partition are not atomic (the producer may die halfway), so
+//! a restore takes only what precedes the partition's last marker; a key written after it (a
+//! checkpoint cut short) gets its committed value (or a tombstone) written again, with a new
+//! marker, before the partition's records are read.
 //!
 //! The topic should be compacted (`cleanup.policy=compact`; Sluice creates it so when it is
 //! missing, with as many partitions as the source's topics).
@@ -39,6 +45,10 @@ pub struct Restored {
     pub parts: Vec<(String, String, u64, Vec<u8>)>,
     /// Kafka topic → the offsets of this partition the state holds.
     pub coverage: Vec<(String, Coverage)>,
+    /// Records that repair the partition's log (keys written after its last marker: their
+    /// committed value or a tombstone, then the marker again), to write before the partition
+    /// is used.
+    pub repair: Vec<Entry>,
 }
 
 /// One record to write: partition, key, value (`None`: a tombstone).
@@ -60,9 +70,13 @@ pub fn state_key(table: u8, store_key: &str) -> Vec<u8> {
     k
 }
 
-/// The key of a topic's coverage.
-pub fn coverage_key(topic: &str) -> Vec<u8> {
-    state_key(b'c', topic)
+/// The key of a partition's marker.
+pub const MARKER_KEY: &[u8] = b"c\0";
+
+/// A marker's value: each topic's coverage.
+pub fn marker_value(coverage: &[(&str, &Coverage)]) -> Vec<u8> {
+    let m: serde_json::Map<String, serde_json::Value> = coverage.iter().map(|(t, c)| (t.to_string(), serde_json::to_value(c).unwrap_or_default())).collect();
+    serde_json::to_vec(&m).unwrap_or_default()
 }
 
 /// A state value: the rule's fingerprint, then the JSON.
@@ -124,7 +138,14 @@ impl Changelog {
         Ok(m.topics().first().filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len() as i32))
     }
 
-    /// Writes `entries` and waits until the brokers have them all (`acks=all`).
+    /// [`write`](Self::write) from a thread outside the async runtime (a rebalance callback).
+    pub fn write_blocking(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| err(&self.topic, e))?;
+        rt.block_on(self.write(entries))
+    }
+
+    /// Writes `entries` (in order: per partition, a checkpoint's keys, then its marker) and
+    /// waits until the brokers have them all (`acks=all`).
     pub async fn write(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
         let mut pending = Vec::with_capacity(entries.len());
         for (partition, key, value) in &entries {
@@ -165,7 +186,8 @@ impl Changelog {
                 tpl.add_partition_offset(&self.topic, p, Offset::Offset(low)).map_err(|e| err(&self.topic, e))?;
             }
         }
-        let mut latest: HashMap<i32, HashMap<Vec<u8>, Option<Vec<u8>>>> = HashMap::new();
+        // Per partition: the values up to the last marker, those after it, the last marker.
+        let mut logs: HashMap<i32, Log> = HashMap::new();
         if !ends.is_empty() {
             consumer.assign(&tpl).map_err(|e| err(&self.topic, e))?;
             let deadline = Instant::now() + timeout;
@@ -179,7 +201,13 @@ impl Changelog {
                     Some(Ok(m)) => {
                         let p = m.partition();
                         if let Some(k) = m.key() {
-                            latest.entry(p).or_default().insert(k.to_vec(), m.payload().map(<[u8]>::to_vec));
+                            let log = logs.entry(p).or_default();
+                            if k == MARKER_KEY {
+                                log.committed.extend(log.pending.drain());
+                                log.marker = m.payload().map(<[u8]>::to_vec);
+                            } else {
+                                log.pending.insert(k.to_vec(), m.payload().map(<[u8]>::to_vec));
+                            }
                         }
                         if ends.get(&p).is_some_and(|&end| m.offset() + 1 >= end) {
                             ends.remove(&p);
@@ -189,20 +217,26 @@ impl Changelog {
             }
         }
         let mut out: HashMap<i32, Restored> = partitions.iter().map(|&p| (p, Restored::default())).collect();
-        for (p, keys) in latest {
+        for (p, log) in logs {
             let r = out.entry(p).or_default();
-            for (k, v) in keys {
+            if !log.pending.is_empty() {
+                for k in log.pending.keys() {
+                    r.repair.push((p, k.clone(), log.committed.get(k).cloned().flatten()));
+                }
+                r.repair.push((p, MARKER_KEY.to_vec(), Some(log.marker.clone().unwrap_or_else(|| b"{}".to_vec()))));
+                tracing::warn!(topic = %self.topic, partition = p, keys = log.pending.len(), "the changelog ends with a checkpoint cut short: its keys are written back to their committed values");
+            }
+            if let Some(m) = &log.marker {
+                if let Ok(map) = serde_json::from_slice::<HashMap<String, Coverage>>(m) {
+                    r.coverage = map.into_iter().collect();
+                }
+            }
+            for (k, v) in log.committed {
                 let Some(v) = v else { continue };
                 let (table, rest) = match (k.first(), k.get(1), k.get(2..)) {
                     (Some(&t), Some(0), Some(rest)) => (t, String::from_utf8_lossy(rest).into_owned()),
                     _ => continue,
                 };
-                if table == b'c' {
-                    if let Ok(c) = serde_json::from_slice::<Coverage>(&v) {
-                        r.coverage.push((rest, c));
-                    }
-                    continue;
-                }
                 let (Some((rule, key)), Some(fp)) = (rest.split_once('\0'), v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok())) else { continue };
                 let row = (rule.to_string(), key.to_string(), u64::from_le_bytes(fp), v[8..].to_vec());
                 match table {
@@ -214,6 +248,14 @@ impl Changelog {
         }
         Ok(out)
     }
+}
+
+/// One partition's log as read: values up to the last marker, values after it, the marker.
+#[derive(Default)]
+struct Log {
+    committed: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    pending: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    marker: Option<Vec<u8>>,
 }
 
 fn err(topic: &str, e: impl std::fmt::Display) -> StoreError {

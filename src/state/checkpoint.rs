@@ -211,19 +211,22 @@ impl Checkpoints {
             s.groups.retain(mine);
             s.parts.retain(mine);
         }
-        if !sealed.covered.is_empty() {
+        {
+            // The full coverage of every Kafka shard this checkpoint touches, as of the cut:
+            // its marker in the changelog.
             let mut cov = self.coverage.lock().unwrap_or_else(|p| p.into_inner());
-            let mut grown = HashSet::new();
+            let mut touched: HashSet<Shard> = s.groups.iter().chain(&s.parts).map(|(sh, _, _)| *sh).filter(|sh| sh.is_kafka()).collect();
             for (shard, topic, offset) in std::mem::take(&mut sealed.covered) {
                 if let Some(c) = cov.get_mut(&(shard, topic.clone())) {
                     c.insert(offset);
-                    grown.insert((shard, topic));
+                    touched.insert(shard);
                 } else if self.owns(shard) {
-                    cov.entry((shard, topic.clone())).or_default().insert(offset);
-                    grown.insert((shard, topic));
+                    cov.entry((shard, topic)).or_default().insert(offset);
+                    touched.insert(shard);
                 }
             }
-            s.coverage = grown.into_iter().filter_map(|k| cov.get(&k).map(|c| (k.0, k.1, c.clone()))).collect();
+            s.coverage = cov.iter().filter(|((sh, _), _)| touched.contains(sh)).map(|((sh, t), c)| (*sh, t.clone(), c.clone())).collect();
+            s.touched = touched.into_iter().collect();
         }
         s.digests = std::mem::take(&mut sealed.digests);
         s.epoch = sealed.number;
@@ -286,9 +289,11 @@ impl Checkpoints {
                 by_source.entry(source).or_default().push((partition, changelog::state_key(table, key), value));
             }
         }
-        for (sh, topic, cov) in &s.coverage {
+        // Each touched partition's marker, after its keys.
+        for sh in &s.touched {
             let Some((source, partition)) = lane(*sh) else { continue };
-            by_source.entry(source).or_default().push((partition, changelog::coverage_key(topic), serde_json::to_vec(cov).ok()));
+            let cov: Vec<(&str, &Coverage)> = s.coverage.iter().filter(|(c, _, _)| c == sh).map(|(_, t, c)| (&**t, c)).collect();
+            by_source.entry(source).or_default().push((partition, changelog::MARKER_KEY.to_vec(), Some(changelog::marker_value(&cov))));
         }
         by_source.into_iter().filter_map(|(source, entries)| logs.get(&source).map(|l| (l.clone(), entries))).collect()
     }

@@ -64,15 +64,16 @@ pub struct Snapshot {
     pub drop_rules: Vec<String>,
     /// The device registry's learnt state, when it changed.
     pub registry: Option<Vec<u8>>,
-    /// The offsets the state of each Kafka shard now holds, per topic, for the shards whose
-    /// coverage grew.
+    /// The offsets the state of each Kafka shard in `touched` holds, per topic.
     pub coverage: Vec<(Shard, Arc<str>, Coverage)>,
+    /// The Kafka shards this checkpoint writes to (each gets a marker in its changelog).
+    pub touched: Vec<Shard>,
 }
 
 impl Snapshot {
     /// Whether it writes nothing.
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty() && self.parts.is_empty() && self.digests.is_empty() && self.drop_rules.is_empty() && self.registry.is_none() && self.coverage.is_empty()
+        self.groups.is_empty() && self.parts.is_empty() && self.digests.is_empty() && self.drop_rules.is_empty() && self.registry.is_none() && self.coverage.is_empty() && self.touched.is_empty()
     }
 
     /// Whether the embedded store has anything to write.

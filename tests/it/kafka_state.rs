@@ -90,6 +90,19 @@ fn correct(got: &HashMap<(String, i64), Vec<serde_json::Value>>, expected: &Hash
     expected.iter().filter(|(k, (n, total))| got.get(*k).is_some_and(|vs| vs.iter().any(|v| v["n"] == json!(n) && v["total"] == json!(total)))).count()
 }
 
+/// A few windows of `expected` without their right result, with what came instead.
+fn wrong(got: &HashMap<(String, i64), Vec<serde_json::Value>>, expected: &HashMap<(String, i64), (u64, i64)>) -> String {
+    let mut bad: Vec<String> = expected
+        .iter()
+        .filter(|(k, (n, total))| !got.get(*k).is_some_and(|vs| vs.iter().any(|v| v["n"] == json!(n) && v["total"] == json!(total))))
+        .map(|(k, (n, total))| format!("{k:?}: want n={n} total={total}, got {:?}", got.get(k).map(|vs| vs.iter().map(|v| (v["n"].clone(), v["total"].clone())).collect::<Vec<_>>())))
+        .collect();
+    let n = bad.len();
+    bad.sort();
+    bad.truncate(8);
+    format!("{n} wrong, e.g.:\n  {}", bad.join("\n  "))
+}
+
 /// Checks every emitted window of `expected`: the right count and sum, and every copy identical.
 /// Returns how many copies were duplicates.
 fn check(got: &HashMap<(String, i64), Vec<serde_json::Value>>, expected: &HashMap<(String, i64), (u64, i64)>, log: &str) -> usize {
@@ -141,7 +154,7 @@ fn kill9_three_times_windows_equal_the_uninterrupted_run() {
     }
     let done = collector.wait_for(Duration::from_secs(240), |r| correct(&windows(r), &want) == want.len());
     let got = windows(&collector.records());
-    assert!(done, "{} of {} windows have their right result; log:\n{}", correct(&got, &want), want.len(), tail(&log, 60));
+    assert!(done, "{} of {} windows have their right result: {}; log:\n{}", correct(&got, &want), want.len(), wrong(&got, &want), tail(&log, 60));
     let duplicates = check(&got, &want, &tail(&log, 40));
     assert!(tail(&log, 100_000).contains("partition state restored from the changelog"), "the restarts restore from the changelog");
     let status = sluice.terminate(Duration::from_secs(30));
@@ -196,7 +209,7 @@ fn rebalance_the_survivor_restores_the_dead_instances_windows() {
     let done = collector.wait_for(Duration::from_secs(180), |r| correct(&windows(r), &want) == want.len());
     let records = collector.records();
     let got = windows(&records);
-    assert!(done, "{} of {} windows have their right result; a:\n{}", correct(&got, &want), want.len(), tail(&log_a, 60));
+    assert!(done, "{} of {} windows have their right result: {}; a:\n{}", correct(&got, &want), want.len(), wrong(&got, &want), tail(&log_a, 60));
     let duplicates = check(&got, &want, &tail(&log_a, 40));
     // Every first window closed after b died: a emitted them all, b's devices' from the state
     // it restored (15 records each) plus what came after.
@@ -211,4 +224,71 @@ fn rebalance_the_survivor_restores_the_dead_instances_windows() {
     let status = instances[0].0.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit status {status}; log:\n{}", tail(&log_a, 40));
     eprintln!("state rebalance: {} windows exact, {restored} keys restored by a, {duplicates} duplicates; {:.1}s", want.len(), started.elapsed().as_secs_f64());
+}
+
+/// A checkpoint cut short (the process died between a checkpoint's keys and its marker): the
+/// changelog's tail after its last marker is ignored by the restore and written back.
+#[test]
+fn a_checkpoint_cut_short_in_the_changelog_is_ignored_and_repaired() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+
+    let _heavy = sluice_testkit::heavy();
+    let (broker, dir, mut config) = setup("state-cut");
+    let bootstrap = broker.bootstrap();
+    const FEW: u64 = 8;
+    let few = |from: u64, to: u64| (from..to).flat_map(|i| (0..FEW).map(move |d| input(d, i)));
+    produce(&bootstrap, "iot-in", few(0, 15));
+    merge(&mut config, json!({"state": {"dir": support::config::path(&dir.path().join("state"))}}));
+    let config_path = dir.path().join("sluice.toml");
+    write_config(&config_path, &config);
+    let log = dir.path().join("sluice.log");
+    let mut sluice = Sluice::start(&config_path, &log);
+    assert!(broker.wait_committed("state-cut", "iot-in", PARTITIONS, Duration::from_secs(120)), "log:\n{}", tail(&log, 40));
+    assert!(sluice.terminate(Duration::from_secs(30)).success(), "log:\n{}", tail(&log, 40));
+
+    // Every group the changelog holds gets a tombstone, with no marker after it.
+    let changelog = "state-cut-sluice-state";
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("group.id", "test-reader").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in 0..PARTITIONS {
+        let (_, high) = c.fetch_watermarks(changelog, p, Duration::from_secs(10)).unwrap();
+        if high > 0 {
+            ends.insert(p, high);
+            tpl.add_partition_offset(changelog, p, Offset::Beginning).unwrap();
+        }
+    }
+    c.assign(&tpl).unwrap();
+    let mut keys: HashSet<(i32, Vec<u8>)> = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ends.is_empty() && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            if let Some(k) = m.key().filter(|k| k.starts_with(b"g\0")) {
+                keys.insert((m.partition(), k.to_vec()));
+            }
+            if ends.get(&m.partition()).is_some_and(|&e| m.offset() + 1 >= e) {
+                ends.remove(&m.partition());
+            }
+        }
+    }
+    assert_eq!(keys.len() as u64, FEW, "one group per device in the changelog");
+    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    for (partition, key) in &keys {
+        p.send(BaseRecord::<[u8], [u8]>::to(changelog).partition(*partition).key(&key[..])).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+
+    // The restart restores the groups as the last marker left them, and repairs the log.
+    let collector = Collector::start(&bootstrap, &["out"]);
+    let mut sluice = Sluice::start(&config_path, &log);
+    produce(&bootstrap, "iot-in", few(15, PER_DEVICE).chain((0..FEW).map(|d| input(d, 1000))));
+    let want: HashMap<(String, i64), (u64, i64)> = expected().into_iter().filter(|((dn, _), _)| (0..FEW).any(|d| device(d) == *dn)).collect();
+    let done = collector.wait_for(Duration::from_secs(120), |r| correct(&windows(r), &want) == want.len());
+    let got = windows(&collector.records());
+    assert!(done, "{}; log:\n{}", wrong(&got, &want), tail(&log, 40));
+    check(&got, &want, "");
+    assert!(tail(&log, 100_000).contains("checkpoint cut short"), "the restore saw the cut-short checkpoint");
+    assert!(sluice.terminate(Duration::from_secs(30)).success());
 }

@@ -36,10 +36,14 @@ impl PartitionState for Engine {
         };
         let started = Instant::now();
         log.ensure(partition_count.max(partitions.iter().max().map_or(0, |p| p + 1)), CHANGELOG_TIMEOUT).map_err(|e| e.to_string())?;
-        let restored = log.read(partitions, CHANGELOG_TIMEOUT).map_err(|e| e.to_string())?;
+        let mut restored = log.read(partitions, CHANGELOG_TIMEOUT).map_err(|e| e.to_string())?;
         let rules = self.rules();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let (mut out, mut keys, mut discarded) = (Vec::new(), 0, 0);
+        let repair: Vec<_> = restored.values_mut().flat_map(|r| std::mem::take(&mut r.repair)).collect();
+        if !repair.is_empty() {
+            log.write_blocking(repair).map_err(|e| e.to_string())?;
+        }
         for (p, mut r) in restored {
             let shard = Shard::of(source, p);
             let coverage: Vec<(Arc<str>, Coverage)> = std::mem::take(&mut r.coverage).into_iter().map(|(t, cov)| (Arc::from(t), cov)).collect();
