@@ -141,6 +141,7 @@ impl App {
         };
         // The rule store owns the rules: it compiles them once, here, and on every change.
         let engine = Arc::new(Engine::new(RuleSet::new(Vec::new()), env, opts));
+        engine.set_tap(cfg.engine.tap.clone());
         let store = Arc::new(RuleStore::new(cfg.rules.paths.clone(), engine.clone()));
         let loaded = store.load().map_err(AppError::Rules)?;
         let enabled = engine.rules().rules().iter().filter(|r| r.enabled).count();
@@ -194,7 +195,11 @@ impl App {
                 let bind_err = |source| AppError::Admin { listen: a.listen.clone(), source };
                 let listener = std::net::TcpListener::bind(&a.listen).map_err(bind_err)?;
                 listener.set_nonblocking(true).map_err(bind_err)?;
-                Some(Admin { listener, api: crate::control::api::router(store.clone(), token) })
+                let mut api = crate::control::api::router(store.clone(), token);
+                if a.console {
+                    api = api.merge(crate::control::console::router());
+                }
+                Some(Admin { listener, api })
             }
         };
         let admin_addr = admin.as_ref().and_then(|a| a.listener.local_addr().ok());

@@ -16,6 +16,7 @@ Sluice local stack is up (work folder {dir})
   MQTT (integration channel)  127.0.0.1:{mqtt}
   Kafka (tansu)               {brokers}
   admin                       {admin}/metrics  {admin}/healthz  {admin}/integration/errors
+  console                     {admin}/ui/  (token: $SLUICE_ADMIN_TOKEN, see env.sh)
   config / logs               {dir}/sluice.toml  {dir}/sluice.log  {dir}/tansu/tansu.log
   variables                   source {dir}/env.sh
 

@@ -88,7 +88,8 @@ impl Work {
         let brokers = p.brokers();
         let cfg = config::table(json!({
             "rules": {"paths": [config::path(&self.rules())]},
-            "engine": {"default_error_topic": topics::ERRORS, "workers": 1, "shutdown_timeout_ms": 5000},
+            // The console's live samples are on in the local stack (off by default).
+            "engine": {"default_error_topic": topics::ERRORS, "workers": 1, "shutdown_timeout_ms": 5000, "tap": {"enabled": true}},
             "registry": {"models": config::path(&repo.join("models"))},
             "admin": {"listen": format!("127.0.0.1:{}", p.admin), "token": token},
             "sources": [

@@ -12,6 +12,10 @@
 //! | `GET /api/v1/rules/{name}/errors` | compile errors and recent evaluation failures |
 //! | `POST /api/v1/test` | test an unsaved rule text on a sample message |
 //! | `POST /api/v1/reload` | rescan the rules folder now (as SIGHUP does) |
+//! | `POST /api/v1/check[?file=F]` | check a rule text (the body) as `sluice check` checks file `F` |
+//! | `GET /api/v1/functions` | the function registry: signatures, docs, examples |
+//! | `GET /api/v1/samples` | the shipped seed-format sample messages |
+//! | `GET /api/v1/tap`, `POST /api/v1/tap` `{"filter"}`, `DELETE /api/v1/tap[?filter=F]` | live samples: the captures, start one, stop one or all |
 //!
 //! Writes go to the rules folder (the source of truth) and are reloaded at once; a rule that
 //! does not compile is refused with 422 and its `path:line:col` errors, and nothing changes.
@@ -28,6 +32,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::control::playground;
 use crate::control::store::RuleStore;
 use crate::control::view::{ApiErrorBody, ErrorView, Removed, RuleChange, RuleErrors, RuleList, TestAnswer};
 use crate::error::StoreError;
@@ -56,6 +61,10 @@ pub fn router(store: Arc<RuleStore>, token: Option<String>) -> Router {
         .route("/api/v1/rules/{name}/errors", get(errors))
         .route("/api/v1/test", post(test_text))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/check", post(check))
+        .route("/api/v1/functions", get(|| async { Json(playground::functions()).into_response() }))
+        .route("/api/v1/samples", get(|| async { Json(playground::samples()).into_response() }))
+        .route("/api/v1/tap", get(tap_list).post(tap_start).delete(tap_stop))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
@@ -188,6 +197,54 @@ async fn errors(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> A
     .await
 }
 
+#[derive(Deserialize)]
+struct FileQuery {
+    file: Option<String>,
+}
+
+async fn check(Query(q): Query<FileQuery>, body: Bytes) -> ApiResult {
+    let text = text_body(&body)?;
+    metrics::API_REQUESTS.with_label_values(&["check", "200"]).inc();
+    Ok(Json(playground::check(&text, q.file.as_deref())).into_response())
+}
+
+async fn tap_list(State(st): State<ApiState>) -> ApiResult {
+    let tap = st.store.engine().tap();
+    Ok(Json(serde_json::json!({"enabled": tap.enabled(), "captures": tap.captures()})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TapRequest {
+    filter: String,
+}
+
+async fn tap_start(State(st): State<ApiState>, body: Bytes) -> ApiResult {
+    let req: TapRequest = serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, ApiErrorBody::new(format!("invalid tap request: {e}"))))?;
+    let tap = st.store.engine().tap();
+    match tap.start(&req.filter) {
+        Ok(c) => {
+            metrics::API_REQUESTS.with_label_values(&["tap", "200"]).inc();
+            Ok(Json(c).into_response())
+        }
+        Err(e) => {
+            let status = if tap.enabled() { StatusCode::BAD_REQUEST } else { StatusCode::CONFLICT };
+            metrics::API_REQUESTS.with_label_values(&["tap", status.as_str()]).inc();
+            Err(ApiError(status, ApiErrorBody::new(e)))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TapQuery {
+    filter: Option<String>,
+}
+
+async fn tap_stop(State(st): State<ApiState>, Query(q): Query<TapQuery>) -> ApiResult {
+    st.store.engine().tap().stop(q.filter.as_deref());
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// A sample message to test a rule on. The payload is given as text (`payload`), as any JSON
 /// value (`payload_json`, sent as its JSON text) or as bytes (`payload_base64`).
 #[derive(Deserialize)]
@@ -207,6 +264,10 @@ struct TestRequest {
     /// `POST /api/v1/test` only: the rule file's text.
     #[serde(default)]
     rule: Option<String>,
+    /// `POST /api/v1/test` only: the file name the text is compiled as (its stem names the
+    /// rule; default `<request>`).
+    #[serde(default)]
+    file: Option<String>,
 }
 
 impl TestRequest {
@@ -225,8 +286,8 @@ impl TestRequest {
 }
 
 fn test_response(lines: Vec<String>, matches: bool) -> Response {
-    let records: Vec<Box<serde_json::value::RawValue>> = lines.into_iter().filter_map(|l| serde_json::value::RawValue::from_string(l).ok()).collect();
-    Json(TestAnswer { topic_matches: matches, records }).into_response()
+    let records: Vec<Box<serde_json::value::RawValue>> = lines.iter().filter_map(|l| serde_json::value::RawValue::from_string(l.clone()).ok()).collect();
+    Json(TestAnswer { topic_matches: matches, records, lines }).into_response()
 }
 
 fn parse_test(body: &Bytes) -> Result<TestRequest, ApiError> {
@@ -257,7 +318,7 @@ async fn test_text(State(st): State<ApiState>, body: Bytes) -> ApiResult {
         "test",
         move || {
             let text = req.rule.clone().ok_or_else(|| StoreError::BadRequest("`rule` (the rule file's text) is required".into()))?;
-            let rule = crate::rule::compile_str(Path::new("<request>"), &text).map_err(StoreError::Invalid)?;
+            let rule = crate::rule::compile_str(Path::new(req.file.as_deref().unwrap_or("<request>")), &text).map_err(StoreError::Invalid)?;
             let (msg, now) = req.message()?;
             let matches = rule.filter.matches(&msg.topic);
             Ok((st.store.engine().test_rule(rule, &msg, now).iter().map(|r| r.test_line()).collect(), matches))

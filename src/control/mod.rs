@@ -13,6 +13,8 @@
 //! - [`edit`]: the API's writes to the folder.
 //! - [`watch`]: reloads on folder changes (debounced) and SIGHUP.
 //! - [`api`]: the token-protected rules REST API.
+//! - [`console`]: the web console's pages (`/ui/`), built into the binary.
+//! - [`playground`]: what the console's playground asks: checks, the function registry, samples.
 //! - [`client`]: a blocking client of the API (`sluice rules …`).
 //! - [`view`]: the API's typed bodies, shared by the server and the `sluice rules` client.
 //! - [`config`]: the `[rules]` configuration.
@@ -20,7 +22,9 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod edit;
+pub mod playground;
 pub mod resolve;
 pub mod store;
 pub mod view;

@@ -181,6 +181,10 @@ pub struct TestAnswer {
     pub topic_matches: bool,
     /// The output records (`{"rule", "topic", "key", "headers", "value"}`).
     pub records: Vec<Box<serde_json::value::RawValue>>,
+    /// The same records as `sluice test` prints them, one JSON text each (numbers exactly as
+    /// written: a browser's JSON parser would round 64-bit integers).
+    #[serde(default)]
+    pub lines: Vec<String>,
 }
 
 /// The body of every failed API request.

@@ -34,6 +34,8 @@ pub struct EngineConfig {
     /// `payload_bytes`). With one error record per message and rule, this bounds what bad input
     /// can make a rule write.
     pub error_payload_max_bytes: usize,
+    /// The console's live-sample tap (`[engine.tap]`, off by default).
+    pub tap: crate::engine::tap::TapConfig,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +49,7 @@ impl Default for EngineConfig {
             shutdown_timeout_ms: 30_000,
             rule_metrics: true,
             error_payload_max_bytes: DEFAULT_ERROR_PAYLOAD_MAX_BYTES,
+            tap: crate::engine::tap::TapConfig::default(),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`pipeline`]: the running pipeline (sources → workers → sink).
 //! - [`guard`]: panics caught per rule and per message.
 //! - [`window`]: the window state of windowed rules (groups, watermarks, closing).
+//! - [`tap`]: the live-sample tap of the console (off unless configured).
 
 pub mod config;
 pub mod eval;
@@ -21,6 +22,7 @@ pub mod pipeline;
 pub mod process;
 pub mod ruleset;
 pub mod stage;
+pub mod tap;
 pub mod types;
 pub mod window;
 

@@ -62,6 +62,8 @@ pub struct Engine {
     /// The device registry whose learnt state the checkpoints keep, and its version at the
     /// last cut.
     registry: std::sync::OnceLock<(Arc<Registry>, std::sync::atomic::AtomicU64)>,
+    /// The console's live-sample tap ([`Engine::set_tap`]; off until configured).
+    tap: std::sync::OnceLock<crate::engine::tap::Tap>,
 }
 
 impl Engine {
@@ -75,7 +77,18 @@ impl Engine {
             windows: Windows::default(),
             checkpoints: std::sync::OnceLock::new(),
             registry: std::sync::OnceLock::new(),
+            tap: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Configures the live-sample tap (once, before the pipeline runs).
+    pub fn set_tap(&self, cfg: crate::engine::tap::TapConfig) {
+        let _ = self.tap.set(crate::engine::tap::Tap::new(cfg));
+    }
+
+    /// The live-sample tap (off when not configured).
+    pub fn tap(&self) -> &crate::engine::tap::Tap {
+        self.tap.get_or_init(crate::engine::tap::Tap::default)
     }
 
     /// The most recent failures of the rule named `rule`, oldest first.

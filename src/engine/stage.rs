@@ -84,6 +84,7 @@ impl WorkerStage {
     /// answered here (a judged request with no accepted entry: its ack is done).
     pub fn handle(&mut self, env: Envelope) -> Option<Batch> {
         let Envelope { msg, mut ack, reject, validate, decoded } = env;
+        self.engine.tap().observe(&msg);
         let mut records = Vec::new();
         // With durable state, every record of a Kafka partition goes through the checkpoints
         // (stateful or not): what a checkpoint holds is then one run of offsets, which the

@@ -18,6 +18,9 @@ pub struct AdminConfig {
     /// A file holding the bearer token (surrounding whitespace is ignored), e.g. a mounted
     /// Kubernetes secret.
     pub token_file: Option<PathBuf>,
+    /// Serve the web console under `/ui/` (default true). Its pages need no token; everything
+    /// it shows or changes goes through the token-protected API.
+    pub console: bool,
 }
 
 impl AdminConfig {
@@ -41,6 +44,6 @@ impl AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: "127.0.0.1:9898".into(), token: None, token_file: None }
+        AdminConfig { listen: "127.0.0.1:9898".into(), token: None, token_file: None, console: true }
     }
 }

@@ -9,6 +9,7 @@
 
 mod admin_http;
 mod architecture;
+mod console;
 mod deploy;
 mod fuzz_regressions;
 mod hot_reload;

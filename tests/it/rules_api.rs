@@ -239,3 +239,54 @@ fn without_a_token_the_api_is_off() {
     rt.block_on(server).unwrap().unwrap();
     assert!(Path::new(&dir.path().join("a.toml")).exists());
 }
+
+/// The console's pages and endpoints: `/ui/` needs no token and sets a Content-Security-Policy;
+/// check, functions, samples and the tap answer only with the token; the tap is off unless
+/// configured (`[engine.tap]`, on in the browser test).
+#[test]
+fn the_console_pages_and_endpoints() {
+    let _heavy = sluice_testkit::heavy();
+    let inst = Instance::start("sluice-console-api-", TOKEN, false, &[("a.toml", &rule("a", "", "out"))]);
+    let http = reqwest::blocking::Client::new();
+    for (path, kind) in [("/ui/", "text/html"), ("/ui/app.js", "text/javascript"), ("/ui/app.css", "text/css")] {
+        let r = http.get(format!("{}{path}", inst.admin.base)).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+        assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"), "{path}");
+    }
+    let bad = Admin::new(&inst.admin.base, Some("wrong-token"));
+    let none = Admin::new(&inst.admin.base, None);
+    let endpoints: [(Method, &str, Option<&str>); 5] = [
+        (Method::POST, "/api/v1/check", Some("sql = \"SELECT 1 AS one FROM \\\"t/#\\\"\"\n[[actions]]\ntopic = \"o\"\n")),
+        (Method::GET, "/api/v1/functions", None),
+        (Method::GET, "/api/v1/samples", None),
+        (Method::GET, "/api/v1/tap", None),
+        (Method::POST, "/api/v1/tap", Some("{\"filter\": \"sys/#\"}")),
+    ];
+    for (m, path, body) in &endpoints {
+        assert_eq!(bad.call(m.clone(), path, *body).0, 401, "{m} {path} with a wrong token");
+        assert_eq!(none.call(m.clone(), path, *body).0, 401, "{m} {path} without a token");
+    }
+    let (s, v) = inst.admin.post("/api/v1/check?file=x.toml", "sql = \"SELECT nope( FROM \\\"t/#\\\"\"\n");
+    assert_eq!((s, &v["ok"]), (200, &json!(false)), "{v}");
+    let rendered = v["errors"][0]["rendered"].as_str().unwrap();
+    assert!(rendered.starts_with("x.toml:1:") && rendered.trim_end().ends_with('^'), "{rendered}");
+    let (s, v) = inst.admin.call(Method::POST, "/api/v1/check", endpoints[0].2);
+    assert_eq!((s, &v["ok"]), (200, &json!(true)), "{v}");
+    let (s, v) = inst.admin.get("/api/v1/functions");
+    assert!(s == 200 && v.as_array().unwrap().iter().any(|f| f["name"] == "avg" && f["category"] == "aggregate"), "{v}");
+    let (s, v) = inst.admin.get("/api/v1/samples");
+    assert!(s == 200 && v.as_array().unwrap().iter().any(|x| x["topic"] == "sys/productKey1/integration/measurepoint/post"), "{v}");
+    let (s, v) = inst.admin.post("/api/v1/tap", "{\"filter\": \"sys/#\"}");
+    assert_eq!(s, 409, "the tap is off by default: {v}");
+    assert!(v["error"].as_str().unwrap().contains("[engine.tap] enabled = true"), "{v}");
+    let (s, v) = inst.admin.get("/api/v1/tap");
+    assert_eq!((s, &v["enabled"]), (200, &json!(false)), "{v}");
+    // A test of an unsaved text under a file name: the rule is named after it, numbers exact.
+    let (s, v) = inst.admin.post(
+        "/api/v1/test",
+        &json!({"rule": "sql = \"SELECT v FROM \\\"t/#\\\"\"\n[[actions]]\ntopic = \"o\"\n", "file": "playground.toml", "topic": "t/x", "payload": "{\"v\": 9007199254740993}"}).to_string(),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["lines"], json!(["{\"rule\":\"playground\",\"topic\":\"o\",\"key\":null,\"headers\":{},\"value\":{\"v\":9007199254740993}}"]), "{v}");
+}

@@ -1,0 +1,108 @@
+//! What the console's playground asks besides the rules: a rule text checked as `sluice check`
+//! checks a file, the function registry for completion, and the shipped seed-format samples.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::control::view::ErrorView;
+
+/// The file name an unsaved playground rule is checked and tested under (its rule is named
+/// `playground`).
+pub const PLAYGROUND_FILE: &str = "playground.toml";
+
+/// `POST /api/v1/check`: whether a rule text compiles, and its errors as `sluice check` prints
+/// them (`rendered`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckAnswer {
+    /// Whether it compiles.
+    pub ok: bool,
+    /// Its errors, in file order.
+    pub errors: Vec<ErrorView>,
+}
+
+/// Checks `text` as the rule file `file` (default [`PLAYGROUND_FILE`]).
+pub fn check(text: &str, file: Option<&str>) -> CheckAnswer {
+    match crate::rule::compile_str(Path::new(file.unwrap_or(PLAYGROUND_FILE)), text) {
+        Ok(_) => CheckAnswer { ok: true, errors: Vec::new() },
+        Err(errs) => CheckAnswer { ok: false, errors: errs.iter().map(ErrorView::from).collect() },
+    }
+}
+
+/// One function of the registry, for completion and its docs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionView {
+    /// Its name.
+    pub name: String,
+    /// Its reference group.
+    pub category: String,
+    /// `name(arg: type, …) -> type`.
+    pub signature: String,
+    /// What it does.
+    pub doc: String,
+    /// Documented examples: (expression, result).
+    pub examples: Vec<(String, String)>,
+}
+
+/// `GET /api/v1/functions`: every function, in reference order.
+pub fn functions() -> Vec<FunctionView> {
+    crate::rule::catalog::all()
+        .iter()
+        .map(|f| FunctionView {
+            name: f.name.into(),
+            category: f.category.into(),
+            signature: f.signature.into(),
+            doc: f.doc.into(),
+            examples: f.examples.iter().map(|e| (e.expr.to_string(), e.result.to_string())).collect(),
+        })
+        .collect()
+}
+
+/// A sample message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// What it is (its topic, numbered when several share it).
+    pub name: String,
+    /// The IoT topic.
+    pub topic: String,
+    /// The payload, as text.
+    pub payload: String,
+}
+
+/// The shipped seed-format examples (`examples/quickstart.jsonl`, built in).
+const QUICKSTART: &str = include_str!("../../examples/quickstart.jsonl");
+
+/// `GET /api/v1/samples`: the seed-format examples.
+pub fn samples() -> Vec<Sample> {
+    let mut out: Vec<Sample> = Vec::new();
+    for line in QUICKSTART.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let (Some(topic), Some(payload)) = (v["topic"].as_str(), v.get("payload")) else { continue };
+        let payload = match payload {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let same = out.iter().filter(|s| s.topic == topic).count();
+        let name = if same == 0 { topic.to_string() } else { format!("{topic} #{}", same + 1) };
+        out.push(Sample { name, topic: topic.to_string(), payload });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_renders_as_sluice_check_and_samples_are_the_quickstart() {
+        let a = check("sql = \"SELECT deviceName() AS dn, FROM \\\"t/#\\\"\"\n[[actions]]\ntopic = \"out\"\n", None);
+        assert!(!a.ok);
+        let r = &a.errors[0].rendered;
+        assert!(r.starts_with("playground.toml:1:"), "{r}");
+        assert!(r.lines().last().is_some_and(|l| l.trim_end().ends_with('^')), "a caret under the column: {r}");
+        assert!(check("sql = \"SELECT 1 AS one FROM \\\"t/#\\\"\"\n[[actions]]\ntopic = \"out\"\n", None).ok);
+        let s = samples();
+        assert!(s.len() >= 20 && s.iter().any(|s| s.topic.ends_with("/thing/event/property/post")), "{s:?}");
+        assert!(functions().iter().any(|f| f.name == "upper" && !f.doc.is_empty()));
+    }
+}
