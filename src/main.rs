@@ -161,6 +161,41 @@ enum RulesCmd {
     },
     /// Rescan the instance's rules folder now.
     Reload,
+    /// List a rule's saved versions (every write through the API keeps one).
+    History {
+        /// The rule's name.
+        name: String,
+    },
+    /// Restore a saved version of a rule in one step (see `history`).
+    Rollback {
+        /// The rule's name.
+        name: String,
+        /// The version's number.
+        version: u64,
+    },
+    /// Run a candidate version of a rule beside the live one on live traffic (its outputs go
+    /// nowhere; they are counted and compared).
+    Shadow {
+        /// The rule's name.
+        name: String,
+        /// The candidate rule file.
+        file: PathBuf,
+    },
+    /// Show a shadow run: both versions' counts, how many messages differ, example diffs.
+    ShadowStatus {
+        /// The rule's name.
+        name: String,
+    },
+    /// Stop a shadow run.
+    ShadowStop {
+        /// The rule's name.
+        name: String,
+    },
+    /// Promote a shadow run's candidate: its text becomes the rule's file (a reload swaps it in).
+    Promote {
+        /// The rule's name.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -349,6 +384,16 @@ fn rules_cli(r: RulesCli) -> anyhow::Result<ExitCode> {
         RulesCmd::Disable { name } => client.set_enabled(name, false).map(|v| print_pretty(&v)),
         RulesCmd::Errors { name } => client.errors(name).map(|v| print_pretty(&v)),
         RulesCmd::Reload => client.reload().map(|v| print_pretty(&v)),
+        RulesCmd::History { name } => client.history(name).map(|h| {
+            for v in &h.versions {
+                println!("{:>6}  {:<9} {}  {} bytes", v.version, v.action, chrono::DateTime::from_timestamp_millis(v.saved_ms).map(|t| t.to_rfc3339()).unwrap_or_default(), v.bytes);
+            }
+        }),
+        RulesCmd::Rollback { name, version } => client.rollback(name, *version).map(|v| print_pretty(&v)),
+        RulesCmd::Shadow { name, file } => client.shadow(name, read(file)?).map(|v| print_pretty(&v)),
+        RulesCmd::ShadowStatus { name } => client.shadow_status(name).map(|v| print_pretty(&v)),
+        RulesCmd::ShadowStop { name } => client.shadow_stop(name).map(|v| print_pretty(&v)),
+        RulesCmd::Promote { name } => client.promote(name).map(|v| print_pretty(&v)),
     };
     let (status, body) = match result {
         Ok(()) => return Ok(ExitCode::SUCCESS),
@@ -361,7 +406,7 @@ fn rules_cli(r: RulesCli) -> anyhow::Result<ExitCode> {
     }
     // Errors in a rule file sent from here point at the local file.
     let local = match &r.cmd {
-        RulesCmd::Create { file, .. } | RulesCmd::Update { file, .. } => Some(file.display().to_string()),
+        RulesCmd::Create { file, .. } | RulesCmd::Update { file, .. } | RulesCmd::Shadow { file, .. } => Some(file.display().to_string()),
         _ => None,
     };
     for e in &body.errors {

@@ -12,6 +12,12 @@
 //! | `GET /api/v1/rules/{name}/errors` | compile errors and recent evaluation failures |
 //! | `POST /api/v1/test` | test an unsaved rule text on a sample message |
 //! | `POST /api/v1/reload` | rescan the rules folder now (as SIGHUP does) |
+//! | `GET /api/v1/rules/{name}/history` | the rule's saved versions (`.history/` beside the rules) |
+//! | `GET /api/v1/rules/{name}/history/{version}` | one version's text |
+//! | `POST /api/v1/rules/{name}/rollback` `{"version"}` | restore a version in one step |
+//! | `POST /api/v1/rules/{name}/shadow` | run a candidate text (the body) beside the live rule on live traffic |
+//! | `GET /api/v1/rules/{name}/shadow`, `DELETE …` | the shadow run's counts and diffs; stop it |
+//! | `POST /api/v1/rules/{name}/shadow/promote` | write the candidate's text to the rule's file (a reload swaps it in) |
 //! | `POST /api/v1/check[?file=F]` | check a rule text (the body) as `sluice check` checks file `F` |
 //! | `GET /api/v1/functions` | the function registry: signatures, docs, examples |
 //! | `GET /api/v1/samples` | the shipped seed-format sample messages |
@@ -59,6 +65,11 @@ pub fn router(store: Arc<RuleStore>, token: Option<String>) -> Router {
         .route("/api/v1/rules/{name}/disable", post(disable))
         .route("/api/v1/rules/{name}/test", post(test_saved))
         .route("/api/v1/rules/{name}/errors", get(errors))
+        .route("/api/v1/rules/{name}/history", get(history))
+        .route("/api/v1/rules/{name}/history/{version}", get(version))
+        .route("/api/v1/rules/{name}/rollback", post(rollback))
+        .route("/api/v1/rules/{name}/shadow", get(shadow_get).post(shadow_start).delete(shadow_stop))
+        .route("/api/v1/rules/{name}/shadow/promote", post(shadow_promote))
         .route("/api/v1/test", post(test_text))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/check", post(check))
@@ -178,6 +189,68 @@ async fn enable(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> A
 
 async fn disable(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
     blocking("disable", move || st.store.set_enabled(&name, false), |(rule, reload)| Json(RuleChange { rule, reload }).into_response()).await
+}
+
+async fn history(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    blocking("history", move || st.store.history(&name), |h| Json(h).into_response()).await
+}
+
+async fn version(State(st): State<ApiState>, UrlPath((name, version)): UrlPath<(String, u64)>) -> ApiResult {
+    blocking("history", move || st.store.version(&name, version), move |text| Json(serde_json::json!({"version": version, "text": text})).into_response()).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    version: u64,
+}
+
+async fn rollback(State(st): State<ApiState>, UrlPath(name): UrlPath<String>, body: Bytes) -> ApiResult {
+    let req: RollbackRequest = serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, ApiErrorBody::new(format!("invalid rollback request (want {{\"version\": N}}): {e}"))))?;
+    blocking("rollback", move || st.store.rollback(&name, req.version), |(rule, reload)| Json(RuleChange { rule, reload }).into_response()).await
+}
+
+fn no_shadow(name: &str) -> StoreError {
+    StoreError::NotFound(format!("shadow run beside `{name}`"))
+}
+
+async fn shadow_start(State(st): State<ApiState>, UrlPath(name): UrlPath<String>, body: Bytes) -> ApiResult {
+    let text = text_body(&body)?;
+    blocking(
+        "shadow",
+        move || {
+            let path = st.store.path_of(&name)?;
+            let rule = crate::rule::compile_str(&path, &text).map_err(StoreError::Invalid)?;
+            if *rule.name != *name {
+                return Err(StoreError::BadRequest(format!("the candidate names the rule `{}`, not `{name}`", rule.name)));
+            }
+            st.store.engine().start_shadow(rule, &text).map_err(StoreError::BadRequest)
+        },
+        |r| (StatusCode::CREATED, Json(r)).into_response(),
+    )
+    .await
+}
+
+async fn shadow_get(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    blocking("shadow", move || st.store.engine().shadow(&name).ok_or_else(|| no_shadow(&name)), |r| Json(r).into_response()).await
+}
+
+async fn shadow_stop(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    blocking("shadow", move || st.store.engine().stop_shadow(&name).ok_or_else(|| no_shadow(&name)), |r| Json(r).into_response()).await
+}
+
+async fn shadow_promote(State(st): State<ApiState>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    blocking(
+        "promote",
+        move || {
+            let report = st.store.engine().shadow(&name).ok_or_else(|| no_shadow(&name))?;
+            let change = st.store.replace(&name, &report.text, "promote")?;
+            st.store.engine().stop_shadow(&name);
+            Ok(change)
+        },
+        |(rule, reload)| Json(RuleChange { rule, reload }).into_response(),
+    )
+    .await
 }
 
 async fn reload(State(st): State<ApiState>) -> ApiResult {

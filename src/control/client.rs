@@ -8,6 +8,7 @@ use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
 use crate::control::view::{ApiErrorBody, RuleChange, RuleErrors, RuleList, RuleView, TestAnswer};
+use crate::engine::process::shadow::ShadowReport;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +151,36 @@ impl RulesClient {
     /// A rule's compile errors and recent evaluation failures.
     pub fn errors(&self, name: &str) -> Result<RuleErrors, ClientError> {
         self.typed("rules errors", self.request(Method::GET, self.url(&["rules", name, "errors"])))
+    }
+
+    /// A rule's saved versions.
+    pub fn history(&self, name: &str) -> Result<crate::control::history::History, ClientError> {
+        self.typed("rules history", self.request(Method::GET, self.url(&["rules", name, "history"])))
+    }
+
+    /// Restores a saved version of a rule.
+    pub fn rollback(&self, name: &str, version: u64) -> Result<RuleChange, ClientError> {
+        self.typed("rules rollback", self.request(Method::POST, self.url(&["rules", name, "rollback"])).json(&serde_json::json!({"version": version})))
+    }
+
+    /// Starts a shadow run of a candidate text beside a rule.
+    pub fn shadow(&self, name: &str, text: String) -> Result<ShadowReport, ClientError> {
+        self.typed("rules shadow", self.request(Method::POST, self.url(&["rules", name, "shadow"])).body(text))
+    }
+
+    /// A shadow run's report.
+    pub fn shadow_status(&self, name: &str) -> Result<ShadowReport, ClientError> {
+        self.typed("rules shadow-status", self.request(Method::GET, self.url(&["rules", name, "shadow"])))
+    }
+
+    /// Stops a shadow run; its last report.
+    pub fn shadow_stop(&self, name: &str) -> Result<ShadowReport, ClientError> {
+        self.typed("rules shadow-stop", self.request(Method::DELETE, self.url(&["rules", name, "shadow"])))
+    }
+
+    /// Promotes a shadow run's candidate.
+    pub fn promote(&self, name: &str) -> Result<RuleChange, ClientError> {
+        self.typed("rules promote", self.request(Method::POST, self.url(&["rules", name, "shadow", "promote"])))
     }
 
     /// Rescans the instance's rules folder now.

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::control::history;
 use crate::control::store::{find, lock, RuleStore};
 use crate::control::view::{ReloadReport, RuleView};
 use crate::error::{CompileError, Pos, StoreError};
@@ -41,21 +42,63 @@ impl RuleStore {
         }
         compile_str(&path, text).map_err(StoreError::Invalid)?;
         write_atomic(&path, text)?;
+        history::record(&folder, &name, None, text, "create")?;
         let report = self.reload();
         Ok((self.get(&name)?, report))
     }
 
     /// Replaces the rule named `name` with a new text (same name).
     pub fn update(&self, name: &str, text: &str) -> Result<(RuleView, ReloadReport), StoreError> {
+        self.replace(name, text, "update")
+    }
+
+    /// [`update`](Self::update), saved in the history as `action`.
+    pub(crate) fn replace(&self, name: &str, text: &str, action: &str) -> Result<(RuleView, ReloadReport), StoreError> {
         let _w = lock(&self.writes);
         let path = self.path_of(name)?;
         let rule = compile_str(&path, text).map_err(StoreError::Invalid)?;
         if &*rule.name != name {
             return Err(StoreError::BadRequest(format!("the text names the rule `{}`, not `{name}`: to rename a rule, create the new one and delete the old", rule.name)));
         }
+        let before = std::fs::read_to_string(&path).ok();
         write_atomic(&path, text)?;
+        self.save_version(&path, name, before.as_deref(), text, action)?;
         let report = self.reload();
         Ok((self.get(name)?, report))
+    }
+
+    /// Saves a written text in the history of the folder holding `path`.
+    fn save_version(&self, path: &Path, name: &str, before: Option<&str>, text: &str, action: &str) -> Result<(), StoreError> {
+        if let Some(folder) = path.parent() {
+            history::record(folder, name, before, text, action)?;
+        }
+        Ok(())
+    }
+
+    /// The saved versions of rule `name` (it may have been deleted since).
+    pub fn history(&self, name: &str) -> Result<history::History, StoreError> {
+        let folder = self.path_of(name).ok().and_then(|p| p.parent().map(Path::to_path_buf)).or_else(|| self.folder().map(Path::to_path_buf)).ok_or(StoreError::NoFolder)?;
+        let h = history::list(&folder, name);
+        if h.versions.is_empty() && self.path_of(name).is_err() {
+            return Err(StoreError::NotFound(name.into()));
+        }
+        Ok(h)
+    }
+
+    /// The text of a saved version of rule `name`.
+    pub fn version(&self, name: &str, version: u64) -> Result<String, StoreError> {
+        let folder = self.path_of(name).ok().and_then(|p| p.parent().map(Path::to_path_buf)).or_else(|| self.folder().map(Path::to_path_buf)).ok_or(StoreError::NoFolder)?;
+        history::read(&folder, name, version)
+    }
+
+    /// Restores version `version` of rule `name` in one step: its text becomes the rule's
+    /// (checked first; recreated when the rule was deleted), saved as a `rollback` version.
+    pub fn rollback(&self, name: &str, version: u64) -> Result<(RuleView, ReloadReport), StoreError> {
+        let text = self.version(name, version)?;
+        if self.path_of(name).is_ok() {
+            return self.replace(name, &text, "rollback");
+        }
+        self.create(Some(name), &text)
     }
 
     /// Enables or disables the rule named `name` (rewrites `enabled` in its file, keeping the
@@ -73,6 +116,7 @@ impl RuleStore {
         compile_str(&path, &new_text).map_err(StoreError::Invalid)?;
         if new_text != text {
             write_atomic(&path, &new_text)?;
+            self.save_version(&path, name, Some(&text), &new_text, if enabled { "enable" } else { "disable" })?;
         }
         let report = self.reload();
         Ok((self.get(name)?, report))
@@ -82,7 +126,11 @@ impl RuleStore {
     pub fn delete(&self, name: &str) -> Result<ReloadReport, StoreError> {
         let _w = lock(&self.writes);
         let path = self.path_of(name)?;
+        let before = std::fs::read_to_string(&path).ok();
         std::fs::remove_file(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        if let Some(b) = &before {
+            self.save_version(&path, name, Some(b), b, "delete")?;
+        }
         Ok(self.reload())
     }
 }

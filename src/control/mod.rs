@@ -11,6 +11,7 @@
 //! - [`store`]: the rule store: the folder is the source of truth; reloads swap the engine's
 //!   rule set atomically, keeping the last good version of a broken file.
 //! - [`edit`]: the API's writes to the folder.
+//! - [`history`]: every version the API wrote (`.history/` beside the rules), for rollback.
 //! - [`watch`]: reloads on folder changes (debounced) and SIGHUP.
 //! - [`api`]: the token-protected rules REST API.
 //! - [`console`]: the web console's pages (`/ui/`), built into the binary.
@@ -24,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod console;
 pub mod edit;
+pub mod history;
 pub mod playground;
 pub mod resolve;
 pub mod store;

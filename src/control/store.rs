@@ -227,7 +227,7 @@ impl RuleStore {
         Ok(rule)
     }
 
-    pub(super) fn path_of(&self, name: &str) -> Result<PathBuf, StoreError> {
+    pub(crate) fn path_of(&self, name: &str) -> Result<PathBuf, StoreError> {
         let st = lock(&self.state);
         find(&st, name).map(|(p, _)| p.clone()).ok_or_else(|| StoreError::NotFound(name.into()))
     }

@@ -148,6 +148,7 @@ impl WorkerStage {
                 self.unmatched(&msg);
             }
         }
+        self.engine.shadow_compare(&msg, &records, self.clock.now_ms());
         let errors = records.iter().filter(|r| r.is_error).count() as u64;
         if errors > 0 {
             self.error_records.inc_by(errors);

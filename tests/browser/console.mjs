@@ -368,6 +368,59 @@ await step('disable', async () => {
     });
 });
 
+// Shadow, promote, roll back: a rule on the integration channel, saved, then a candidate that
+// doubles the temperature runs beside it while requests flow.
+const METER_RULE = LIVE_RULE;
+const METER_CANDIDATE = LIVE_RULE.replace('measurepoints.temp AS t', 'measurepoints.temp * 2 AS t');
+const METER_FILE = path.join(RULES_DIR, 'meter.toml');
+const fileText = () => (fs.existsSync(METER_FILE) ? fs.readFileSync(METER_FILE, 'utf8') : null);
+
+await step('shadow', async () => {
+    await tid('nav-playground').click();
+    await tid('editor').fill(METER_RULE);
+    await $('[data-testid=diagnostics][data-ok="true"]').waitFor({ state: 'attached' });
+    await tid('rule-name').fill('meter');
+    await tid('save').click();
+    await eventually(`${METER_FILE} to hold the saved rule`, async () => ({ ok: fileText() === METER_RULE, got: show(fileText()) }));
+    await tid('editor').fill(METER_CANDIDATE);
+    await $('[data-testid=diagnostics][data-ok="true"]').waitFor({ state: 'attached' });
+    await tid('shadow-start').click();
+    await tid('shadow').waitFor({ state: 'visible' });
+    const num = async (id) => Number(await textOf(tid(id)));
+    const deadline = Date.now() + TIMEOUT;
+    let n = 0;
+    for (;;) {
+        n += 1;
+        await publish(LIVE_TOPIC, LIVE_PAYLOAD.replace('"temp":7', `"temp":${n}`));
+        const ok = await eventually('[data-testid=shadow-differing] to count a message', async () => ({ ok: (await num('shadow-differing')) >= 1, got: await textOf(tid('shadow-differing')) }), 1500).then(() => true, () => false);
+        if (ok) break;
+        if (Date.now() >= deadline) throw new Expectation('a differing message counted by the shadow run', `compared ${await textOf(tid('shadow-compared'))}, differing ${await textOf(tid('shadow-differing'))}`);
+    }
+    const examples = await textOf(tid('shadow-examples'));
+    if (!/"t":\d+/.test(examples ?? '') || !examples.includes('candidate')) throw new Expectation('example diffs with both versions\' records', show(examples));
+    if (fileText() !== METER_RULE) throw new Expectation('the rule file unchanged while the shadow runs', show(fileText()));
+});
+
+await step('promote', async () => {
+    await tid('shadow-promote').click();
+    await eventually(`${METER_FILE} to hold the candidate`, async () => ({ ok: fileText() === METER_CANDIDATE, got: show(fileText()) }));
+});
+
+await step('rollback', async () => {
+    await tid('nav-rules').click();
+    const row = $('[data-testid=rules-table] tr[data-rule="meter"]');
+    await row.waitFor({ state: 'visible' });
+    await row.locator('[data-col=name]').click();
+    const first = tid('history').locator('li[data-action="create"]');
+    await first.waitFor({ state: 'visible' }).catch(async () => {
+        throw new Expectation('the saved versions of meter, with its create version', show(await textOf(tid('history'))));
+    });
+    if ((await tid('history').locator('li[data-action="promote"]').count()) !== 1) throw new Expectation('a promote version in the history', show(await textOf(tid('history'))));
+    await first.locator('[data-testid=rollback]').click();
+    await eventually(`${METER_FILE} to hold the rule as first saved`, async () => ({ ok: fileText() === METER_RULE, got: show(fileText()) }));
+    await tid('history').locator('li[data-action="rollback"]').waitFor({ state: 'visible' });
+});
+
 await step('api-down', async () => {
     process.kill(KILL_PID, 'SIGKILL');
     await waitText(tid('status'), '[data-testid=status] to contain "unreachable" once Sluice is killed', t => /unreachable/i.test(t));

@@ -290,3 +290,79 @@ fn the_console_pages_and_endpoints() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["lines"], json!(["{\"rule\":\"playground\",\"topic\":\"o\",\"key\":null,\"headers\":{},\"value\":{\"v\":9007199254740993}}"]), "{v}");
 }
+
+/// History, rollback, shadow runs and promote, through the API (with wrong tokens) and the
+/// `sluice rules` CLI; the folder holds every step.
+#[test]
+fn history_rollback_shadow_and_promote() {
+    let _heavy = sluice_testkit::heavy();
+    let inst = Instance::start("sluice-shadow-", TOKEN, false, &[("other.toml", &rule("other", "WHERE false", "x"))]);
+    let (admin, rules) = (&inst.admin, inst.rules.clone());
+    let v1 = rule("meter", "", "out");
+    let v2 = rule("meter", "WHERE measurepoints.temp > 100", "out");
+    assert_eq!(admin.post("/api/v1/rules?name=meter", &v1).0, 201);
+    assert_eq!(admin.call(Method::PUT, "/api/v1/rules/meter", Some(&v2)).0, 200);
+    let (s, h) = admin.get("/api/v1/rules/meter/history");
+    assert_eq!(s, 200, "{h}");
+    let actions: Vec<&str> = h["versions"].as_array().unwrap().iter().map(|v| v["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["create", "update"]);
+    assert!(rules.join(".history/meter/000001-create.toml").is_file(), "the history lives beside the rules");
+    let (s, v) = admin.get("/api/v1/rules/meter/history/1");
+    assert_eq!((s, v["text"].as_str()), (200, Some(v1.as_str())));
+    assert_eq!(admin.get("/api/v1/rules/meter/history/9").0, 404);
+    let (s, v) = admin.post("/api/v1/rules/meter/rollback", "{\"version\": 1}");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(std::fs::read_to_string(rules.join("meter.toml")).unwrap(), v1, "rolled back in one step");
+    assert_eq!(admin.post("/api/v1/rules/meter/rollback", "{\"v\": 1}").0, 400);
+
+    // A shadow run: the candidate doubles nothing but filters everything out.
+    assert_eq!(admin.post("/api/v1/rules/nosuch/shadow", &v2).0, 404);
+    assert_eq!(admin.post("/api/v1/rules/meter/shadow", "sql = \"SELECT nope(\"").0, 422);
+    let (s, v) = admin.post("/api/v1/rules/meter/shadow", &v2);
+    assert_eq!(s, 201, "{v}");
+    let publisher = Publisher::connect(inst.mosquitto.port, "shadow-client");
+    publisher.wait_for_sluice(Duration::from_secs(30));
+    let n = publisher.replies().len();
+    publisher.publish(TOPIC, request("s1", "dev1", json!(40)));
+    assert!(publisher.wait_reply(n, Duration::from_secs(20)).is_some(), "log:\n{}", tail(&inst.log, 30));
+    let (s, v) = admin.get("/api/v1/rules/meter/shadow");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!((v["live"]["passed"].as_u64(), v["candidate"]["passed"].as_u64(), v["differing"].as_u64()), (Some(1), Some(0), Some(1)), "{v}");
+    assert_eq!(v["examples"][0]["candidate"], json!([]), "{v}");
+    assert_eq!(std::fs::read_to_string(rules.join("meter.toml")).unwrap(), v1, "a shadow run writes nothing");
+    // The CLI shows it, and promotes it.
+    let (code, out, err) = cli(admin, TOKEN, &["shadow-status", "meter"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"differing\": 1"), "{out}");
+    let (code, _, err) = cli(admin, TOKEN, &["promote", "meter"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(rules.join("meter.toml")).unwrap(), v2, "promoted");
+    assert_eq!(admin.get("/api/v1/rules/meter/shadow").0, 404, "a promoted run ends");
+    let (code, out, err) = cli(admin, TOKEN, &["history", "meter"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().filter_map(|l| l.split_whitespace().nth(1)).collect::<Vec<_>>(), ["create", "update", "rollback", "promote"], "{out}");
+    let (code, _, err) = cli(admin, TOKEN, &["rollback", "meter", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(rules.join("meter.toml")).unwrap(), v1);
+    let cand = inst.dir.path().join("cand.toml");
+    write(&cand, &v2);
+    let (code, _, err) = cli(admin, TOKEN, &["shadow", "meter", cand.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(admin, TOKEN, &["shadow-stop", "meter"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(cli(admin, "wrong", &["history", "meter"]).0, 1, "a wrong token fails the CLI");
+
+    let bad = Admin::new(&admin.base, Some("wrong-token"));
+    for (m, path, body) in [
+        (Method::GET, "/api/v1/rules/meter/history", None),
+        (Method::GET, "/api/v1/rules/meter/history/1", None),
+        (Method::POST, "/api/v1/rules/meter/rollback", Some("{\"version\": 1}")),
+        (Method::POST, "/api/v1/rules/meter/shadow", Some(v2.as_str())),
+        (Method::GET, "/api/v1/rules/meter/shadow", None),
+        (Method::DELETE, "/api/v1/rules/meter/shadow", None),
+        (Method::POST, "/api/v1/rules/meter/shadow/promote", None),
+    ] {
+        assert_eq!(bad.call(m.clone(), path, body).0, 401, "{m} {path}");
+    }
+    assert_eq!(std::fs::read_to_string(rules.join("meter.toml")).unwrap(), v1, "nothing changed without the token");
+}

@@ -15,6 +15,7 @@ const state = {
   checkSeq: 0,
   tapFilter: '',
   tapSamples: [],
+  shadow: '',
   completion: { items: [], index: 0, start: 0, end: 0 },
   loaded: false,
 };
@@ -182,10 +183,62 @@ async function showErrors(name) {
     for (const e of v.recent || []) lines.push(`${new Date(e.received_ms).toISOString()} ${e.stage} ${e.topic}: ${e.reason}`);
     $('errors-title').textContent = `Recent errors of ${name}`;
     $('errors-list').textContent = lines.length ? lines.join('\n') : 'No errors.';
-    $('rule-errors').hidden = false;
+    $('rule-detail').hidden = false;
+    $('rule-detail').dataset.rule = name;
+    await showHistory(name);
   } catch (e) {
     if (e.status) setStatus(`Errors of ${name}: ${e.message}`, 'bad');
   }
+}
+
+async function showHistory(name) {
+  const list = $('history');
+  list.replaceChildren();
+  $('history-text').hidden = true;
+  let h;
+  try {
+    h = await api('GET', `/api/v1/rules/${encodeURIComponent(name)}/history`);
+  } catch (e) {
+    if (e.status === 404) return;
+    throw e;
+  }
+  $('history-title').textContent = `Saved versions of ${name}`;
+  const versions = [...h.versions].reverse();
+  versions.forEach((v, i) => {
+    const li = document.createElement('li');
+    li.dataset.version = String(v.version);
+    li.dataset.action = v.action;
+    li.value = v.version;
+    const when = new Date(v.saved_ms).toISOString().replace('T', ' ').slice(0, 19);
+    const label = document.createElement('span');
+    label.textContent = `v${v.version} ${v.action}, ${when} UTC${i === 0 ? ' (latest)' : ''}`;
+    const view = document.createElement('button');
+    view.type = 'button';
+    view.className = 'secondary';
+    view.textContent = 'View';
+    view.addEventListener('click', async () => {
+      const t = await api('GET', `/api/v1/rules/${encodeURIComponent(name)}/history/${v.version}`);
+      $('history-text').textContent = t.text;
+      $('history-text').hidden = false;
+    });
+    const back = document.createElement('button');
+    back.type = 'button';
+    back.dataset.testid = 'rollback';
+    back.textContent = 'Roll back';
+    back.setAttribute('aria-label', `Roll ${name} back to version ${v.version}`);
+    back.addEventListener('click', async () => {
+      try {
+        await api('POST', `/api/v1/rules/${encodeURIComponent(name)}/rollback`, { version: v.version });
+        setStatus(`Rolled ${name} back to version ${v.version}.`, 'good');
+        await refreshRules();
+        await showHistory(name);
+      } catch (e) {
+        if (e.status) setStatus(`Roll back failed: ${e.message}`, 'bad');
+      }
+    });
+    li.append(label, view, back);
+    list.appendChild(li);
+  });
 }
 
 // ---- Playground ------------------------------------------------------------------------
@@ -386,6 +439,76 @@ async function save() {
   }
 }
 
+// ---- Shadow runs -----------------------------------------------------------------------
+
+function renderShadow(r) {
+  $('shadow').hidden = false;
+  for (const side of ['live', 'candidate']) {
+    for (const td of document.querySelectorAll(`#shadow tr[data-side="${side}"] td[data-k]`)) td.textContent = String(r[side][td.dataset.k]);
+  }
+  document.querySelector('[data-testid=shadow-compared]').textContent = String(r.compared);
+  document.querySelector('[data-testid=shadow-differing]').textContent = String(r.differing);
+  $('shadow-examples').textContent = r.examples.length
+    ? r.examples.map((d) => `${d.topic}\n  live:      ${d.live.join('\n             ') || '(no record)'}\n  candidate: ${d.candidate.join('\n             ') || '(no record)'}`).join('\n\n')
+    : 'No difference yet.';
+}
+
+async function startShadow() {
+  const name = $('rule-name').value.trim();
+  const status = $('save-status');
+  if (!name) {
+    status.textContent = 'Name the saved rule to shadow (Save as rule).';
+    return;
+  }
+  try {
+    const r = await api('POST', `/api/v1/rules/${encodeURIComponent(name)}/shadow`, $('editor').value);
+    state.shadow = name;
+    status.textContent = `Shadowing ${name}.`;
+    $('shadow-status').textContent = '';
+    renderShadow(r);
+  } catch (e) {
+    if (e.body && e.body.errors && e.body.errors.length) status.textContent = `Cannot shadow: ${e.body.errors[0].text}`;
+    else status.textContent = e.status ? `Cannot shadow: ${e.message}` : 'Cannot shadow: the API is not reachable.';
+  }
+}
+
+async function refreshShadow() {
+  if (!state.shadow) return;
+  try {
+    renderShadow(await api('GET', `/api/v1/rules/${encodeURIComponent(state.shadow)}/shadow`));
+  } catch (e) {
+    if (e.status === 404) {
+      state.shadow = '';
+      $('shadow-status').textContent = 'The shadow run ended.';
+    }
+  }
+}
+
+async function promoteShadow() {
+  const name = state.shadow;
+  if (!name) return;
+  try {
+    const v = await api('POST', `/api/v1/rules/${encodeURIComponent(name)}/shadow/promote`);
+    state.shadow = '';
+    $('shadow-status').textContent = `Promoted: ${v.rule.path} holds the candidate.`;
+    refreshRules().catch(() => {});
+  } catch (e) {
+    if (e.status) $('shadow-status').textContent = `Not promoted: ${e.body && e.body.errors && e.body.errors.length ? e.body.errors[0].text : e.message}`;
+  }
+}
+
+async function stopShadow() {
+  const name = state.shadow;
+  if (!name) return;
+  try {
+    await api('DELETE', `/api/v1/rules/${encodeURIComponent(name)}/shadow`);
+  } catch {
+    // gone already
+  }
+  state.shadow = '';
+  $('shadow-status').textContent = 'Stopped.';
+}
+
 // ---- Start -----------------------------------------------------------------------------
 
 async function connect() {
@@ -408,12 +531,15 @@ async function poll() {
     try {
       await refreshRules();
       if (!state.loaded) await connect();
-      if (!$('view-playground').hidden) await refreshTap();
+      if (!$('view-playground').hidden) {
+        await refreshTap();
+        await refreshShadow();
+      }
     } catch {
       // shown in the status bar
     }
   }
-  setTimeout(poll, state.tapFilter && !$('view-playground').hidden ? TAP_POLL_MS : POLL_MS);
+  setTimeout(poll, (state.tapFilter || state.shadow) && !$('view-playground').hidden ? TAP_POLL_MS : POLL_MS);
 }
 
 function init() {
@@ -439,6 +565,9 @@ function init() {
   });
   $('tap-start').addEventListener('click', startTap);
   $('save').addEventListener('click', save);
+  $('shadow-start').addEventListener('click', startShadow);
+  $('shadow-promote').addEventListener('click', promoteShadow);
+  $('shadow-stop').addEventListener('click', stopShadow);
   window.addEventListener('hashchange', showView);
   showView();
   if (state.token) {
