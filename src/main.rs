@@ -284,48 +284,17 @@ fn test(rule_path: PathBuf, topic: String, payload: Option<String>, now: Option<
     Ok(ExitCode::SUCCESS)
 }
 
-/// A line of `sluice test --input`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InputLine {
-    topic: Option<String>,
-    payload: Option<Box<serde_json::value::RawValue>>,
-    payload_base64: Option<String>,
-    now: Option<i64>,
-}
-
 fn test_sequence(rule_path: PathBuf, input: &str, now: Option<i64>, timezone: &str) -> anyhow::Result<ExitCode> {
-    use base64::Engine as _;
     sluice::engine::guard::install_hook();
     let Some(rule) = compile_or_report(&rule_path) else {
         return Ok(ExitCode::from(2));
     };
     let text = String::from_utf8(read_payload(Some(input))?).with_context(|| format!("{input}: not UTF-8"))?;
-    let mut clock = now.unwrap_or_else(|| Clock::System.now_ms());
-    let mut steps = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+    let steps = sluice::engine::testing::parse_steps(&text, now.unwrap_or_else(|| Clock::System.now_ms()), "sluice-test").map_err(|(n, e)| anyhow::anyhow!("{input}:{n}: {e}"))?;
+    for (n, s) in steps.iter().enumerate() {
+        if let Some(m) = s.msg.as_ref().filter(|m| !rule.filter.matches(&m.topic)) {
+            eprintln!("note: step {}: topic `{}` does not match the rule's filter `{}`", n + 1, m.topic, rule.filter.as_str());
         }
-        let at = || format!("{input}:{}", n + 1);
-        let l: InputLine = serde_json::from_str(line).with_context(|| format!("{}: not a test line", at()))?;
-        clock = l.now.unwrap_or(clock);
-        let msg = match l.topic {
-            None => None,
-            Some(topic) => {
-                let payload = match (&l.payload, &l.payload_base64) {
-                    (Some(_), Some(_)) => anyhow::bail!("{}: give payload or payload_base64, not both", at()),
-                    (Some(p), None) => p.get().as_bytes().to_vec(),
-                    (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b).with_context(|| format!("{}: payload_base64", at()))?,
-                    (None, None) => Vec::new(),
-                };
-                if !rule.filter.matches(&topic) {
-                    eprintln!("note: {}: topic `{topic}` does not match the rule's filter `{}`", at(), rule.filter.as_str());
-                }
-                Some(Message { topic, payload: payload.into(), meta: Metadata { source: Arc::from("sluice-test"), received_ms: clock, id: n as u64 + 1, ..Metadata::default() } })
-            }
-        };
-        steps.push(sluice::engine::TestStep { now_ms: clock, msg });
     }
     let env = Env { tz: parse_timezone(timezone).map_err(anyhow::Error::msg)?, ..Env::default() };
     let engine = Engine::new(RuleSet::new(Vec::new()), env, EngineOptions::default());

@@ -21,6 +21,7 @@
 //! | `POST /api/v1/check[?file=F]` | check a rule text (the body) as `sluice check` checks file `F` |
 //! | `GET /api/v1/functions` | the function registry: signatures, docs, examples |
 //! | `GET /api/v1/samples` | the shipped seed-format sample messages |
+//! | `GET /api/v1/integration` | the integration channel: replies by code, entries by verdict, recent rejected requests, stored files |
 //! | `GET /api/v1/tap`, `POST /api/v1/tap` `{"filter"}`, `DELETE /api/v1/tap[?filter=F]` | live samples: the captures, start one, stop one or all |
 //!
 //! Writes go to the rules folder (the source of truth) and are reloaded at once; a rule that
@@ -75,6 +76,7 @@ pub fn router(store: Arc<RuleStore>, token: Option<String>) -> Router {
         .route("/api/v1/check", post(check))
         .route("/api/v1/functions", get(|| async { Json(playground::functions()).into_response() }))
         .route("/api/v1/samples", get(|| async { Json(playground::samples()).into_response() }))
+        .route("/api/v1/integration", get(|| async { Json(playground::integration()).into_response() }))
         .route("/api/v1/tap", get(tap_list).post(tap_start).delete(tap_stop))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
@@ -341,6 +343,10 @@ struct TestRequest {
     /// rule; default `<request>`).
     #[serde(default)]
     file: Option<String>,
+    /// `POST /api/v1/test` only: a sequence of messages instead of one (the lines of `sluice
+    /// test --input`: `{"topic", "payload", "now"}`), for windowed and analytic rules.
+    #[serde(default)]
+    sequence: Option<String>,
 }
 
 impl TestRequest {
@@ -392,6 +398,12 @@ async fn test_text(State(st): State<ApiState>, body: Bytes) -> ApiResult {
         move || {
             let text = req.rule.clone().ok_or_else(|| StoreError::BadRequest("`rule` (the rule file's text) is required".into()))?;
             let rule = crate::rule::compile_str(Path::new(req.file.as_deref().unwrap_or("<request>")), &text).map_err(StoreError::Invalid)?;
+            if let Some(seq) = &req.sequence {
+                let now = req.now.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+                let steps = crate::engine::testing::parse_steps(seq, now, "sluice-api-test").map_err(|(n, e)| StoreError::BadRequest(format!("sequence line {n}: {e}")))?;
+                let matches = steps.iter().filter_map(|s| s.msg.as_ref()).any(|m| rule.filter.matches(&m.topic));
+                return Ok((st.store.engine().test_sequence(rule, steps).iter().map(|r| r.test_line()).collect(), matches));
+            }
             let (msg, now) = req.message()?;
             let matches = rule.filter.matches(&msg.topic);
             Ok((st.store.engine().test_rule(rule, &msg, now).iter().map(|r| r.test_line()).collect(), matches))

@@ -8,7 +8,7 @@ use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
 use crate::control::view::{ApiErrorBody, RuleChange, RuleErrors, RuleList, RuleView, TestAnswer};
-use crate::engine::process::shadow::ShadowReport;
+use crate::engine::shadow::ShadowReport;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]

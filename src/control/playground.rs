@@ -1,5 +1,6 @@
-//! What the console's playground asks besides the rules: a rule text checked as `sluice check`
-//! checks a file, the function registry for completion, and the shipped seed-format samples.
+//! What the console asks besides the rules: a rule text checked as `sluice check` checks a
+//! file, the function registry for completion, the shipped seed-format samples, and the
+//! integration channel's counts, recent rejected requests and stored files.
 
 use std::path::Path;
 
@@ -87,6 +88,59 @@ pub fn samples() -> Vec<Sample> {
         out.push(Sample { name, topic: topic.to_string(), payload });
     }
     out
+}
+
+/// Requests answered with one reply code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplyCount {
+    /// The code.
+    pub code: String,
+    /// What it means.
+    pub message: String,
+    /// Requests so far.
+    pub total: u64,
+}
+
+/// `GET /api/v1/integration`: the integration channel at a glance.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IntegrationView {
+    /// Requests answered, by reply code (`sluice_integration_requests_total`).
+    pub replies: Vec<ReplyCount>,
+    /// Entries, by verdict (`sluice_integration_entries_total`).
+    pub entries: std::collections::BTreeMap<String, u64>,
+    /// The most recent rejected requests, oldest first (the error ring of `/integration/errors`).
+    pub errors: Vec<crate::integration::channel_log::ErrorRecord>,
+    /// The most recent stored upload files, oldest first.
+    pub files: Vec<crate::integration::channel_log::StoredFile>,
+}
+
+fn by_label(vec: &prometheus::IntCounterVec, label: &str) -> std::collections::BTreeMap<String, u64> {
+    use prometheus::core::Collector;
+    let mut out = std::collections::BTreeMap::new();
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            if let Some(l) = m.get_label().iter().find(|l| l.name() == label) {
+                *out.entry(l.value().to_string()).or_default() += m.get_counter().get_value() as u64;
+            }
+        }
+    }
+    out
+}
+
+/// The integration channel's view now.
+pub fn integration() -> IntegrationView {
+    use crate::telemetry::metrics::{INTEGRATION_ENTRIES, INTEGRATION_REQUESTS};
+    let mut view = IntegrationView {
+        replies: by_label(&INTEGRATION_REQUESTS, "code")
+            .into_iter()
+            .map(|(code, total)| ReplyCount { message: code.parse().map_or("Error", crate::integration::codes::message).to_string(), code, total })
+            .collect::<Vec<_>>(),
+        entries: by_label(&INTEGRATION_ENTRIES, "verdict"),
+        errors: crate::integration::channel_log::recent_errors(),
+        files: crate::integration::channel_log::recent_files(),
+    };
+    view.replies.sort_by_key(|r| r.code.parse::<u32>().unwrap_or(u32::MAX));
+    view
 }
 
 #[cfg(test)]

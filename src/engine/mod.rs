@@ -13,6 +13,8 @@
 //! - [`guard`]: panics caught per rule and per message.
 //! - [`window`]: the window state of windowed rules (groups, watermarks, closing).
 //! - [`tap`]: the live-sample tap of the console (off unless configured).
+//! - [`shadow`]: shadow runs of candidate rule versions (counts and diffs).
+//! - [`testing`]: the multi-message input of `sluice test --input` and the console.
 
 pub mod config;
 pub mod eval;
@@ -21,8 +23,10 @@ pub mod input;
 pub mod pipeline;
 pub mod process;
 pub mod ruleset;
+pub mod shadow;
 pub mod stage;
 pub mod tap;
+pub mod testing;
 pub mod types;
 pub mod window;
 

@@ -28,7 +28,7 @@ use crate::topic::TopicInfo;
 use crate::value::base64_encode;
 
 mod partitions;
-pub mod shadow;
+mod shadow;
 mod stateful;
 
 /// Whose window state an evaluation uses: the engine's (live), or a test's own.
@@ -65,8 +65,8 @@ pub struct Engine {
     registry: std::sync::OnceLock<(Arc<Registry>, std::sync::atomic::AtomicU64)>,
     /// The console's live-sample tap ([`Engine::set_tap`]; off until configured).
     tap: std::sync::OnceLock<crate::engine::tap::Tap>,
-    /// Shadow runs of candidate rule versions ([`shadow`]).
-    shadows: shadow::Shadows,
+    /// Shadow runs of candidate rule versions ([`crate::engine::shadow`]).
+    shadows: crate::engine::shadow::Shadows,
 }
 
 impl Engine {
@@ -81,7 +81,7 @@ impl Engine {
             checkpoints: std::sync::OnceLock::new(),
             registry: std::sync::OnceLock::new(),
             tap: std::sync::OnceLock::new(),
-            shadows: shadow::Shadows::default(),
+            shadows: crate::engine::shadow::Shadows::default(),
         }
     }
 

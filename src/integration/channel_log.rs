@@ -30,21 +30,40 @@ pub struct ErrorRecord {
     pub message: String,
 }
 
-/// A bounded ring of error records: the newest `cap`.
-#[derive(Debug)]
-pub struct ErrorRing {
-    cap: usize,
-    records: Mutex<VecDeque<ErrorRecord>>,
+/// A file of an HTTP upload, stored in the object store.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredFile {
+    /// When, ms since the epoch.
+    pub time_ms: i64,
+    /// The source's name.
+    pub source: String,
+    /// Where it is (the URI the entries now refer to).
+    pub uri: String,
+    /// Its name in the upload.
+    pub original: String,
+    /// Its size.
+    pub bytes: u64,
 }
 
-impl ErrorRing {
+/// A bounded ring of error records: the newest `cap`.
+pub type ErrorRing = Ring<ErrorRecord>;
+
+/// A bounded ring of records: the newest `cap`.
+#[derive(Debug)]
+pub struct Ring<T> {
+    cap: usize,
+    records: Mutex<VecDeque<T>>,
+}
+
+impl<T: Clone> Ring<T> {
     /// An empty ring keeping at most `cap` records.
-    pub fn new(cap: usize) -> ErrorRing {
-        ErrorRing { cap: cap.max(1), records: Mutex::new(VecDeque::new()) }
+    pub fn new(cap: usize) -> Ring<T> {
+        Ring { cap: cap.max(1), records: Mutex::new(VecDeque::new()) }
     }
 
     /// Adds a record, dropping the oldest when full.
-    pub fn push(&self, rec: ErrorRecord) {
+    pub fn push(&self, rec: T) {
         let mut r = self.records.lock().unwrap_or_else(|e| e.into_inner());
         if r.len() == self.cap {
             r.pop_front();
@@ -53,12 +72,23 @@ impl ErrorRing {
     }
 
     /// The records, oldest first.
-    pub fn snapshot(&self) -> Vec<ErrorRecord> {
+    pub fn snapshot(&self) -> Vec<T> {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 }
 
 static RING: LazyLock<ErrorRing> = LazyLock::new(|| ErrorRing::new(RECENT_ERRORS));
+static FILES: LazyLock<Ring<StoredFile>> = LazyLock::new(|| Ring::new(RECENT_ERRORS));
+
+/// Records a stored upload file (the console lists the last [`RECENT_ERRORS`]).
+pub fn stored(file: StoredFile) {
+    FILES.push(file);
+}
+
+/// The last stored upload files, oldest first.
+pub fn recent_files() -> Vec<StoredFile> {
+    FILES.snapshot()
+}
 
 /// Records an error of the channel: an error log event and the ring.
 pub fn error(rec: ErrorRecord) {

@@ -421,6 +421,18 @@ await step('rollback', async () => {
     await tid('history').locator('li[data-action="rollback"]').waitFor({ state: 'visible' });
 });
 
+await step('integration', async () => {
+    await publish(LIVE_TOPIC, '{"id": "bad-1", "params": [');
+    await tid('nav-integration').click();
+    const ok = tid('replies').locator('tr[data-code="200"]');
+    const bad = tid('replies').locator('tr[data-code="1203"]');
+    await eventually('reply codes 200 and 1203 in [data-testid=replies]', async () => ({ ok: (await ok.count()) === 1 && (await bad.count()) === 1, got: show(await textOf(tid('replies'))) }));
+    await eventually('the rejected request in [data-testid=integration-errors]', async () => {
+        const t = await textOf(tid('integration-errors'));
+        return { ok: t !== null && t.includes('1203') && t.includes(LIVE_TOPIC), got: show(t) };
+    });
+});
+
 await step('api-down', async () => {
     process.kill(KILL_PID, 'SIGKILL');
     await waitText(tid('status'), '[data-testid=status] to contain "unreachable" once Sluice is killed', t => /unreachable/i.test(t));

@@ -289,6 +289,18 @@ fn the_console_pages_and_endpoints() {
     );
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["lines"], json!(["{\"rule\":\"playground\",\"topic\":\"o\",\"key\":null,\"headers\":{},\"value\":{\"v\":9007199254740993}}"]), "{v}");
+    // The sequence mode: a windowed rule over several messages; the clock closes the window.
+    let windowed = "sql = \"SELECT count(*) AS n, sum(v) AS s FROM \\\"t/#\\\" GROUP BY TUMBLINGWINDOW(ss, 10)\"\n[[actions]]\ntopic = \"o\"\n";
+    let seq = "{\"now\": 1700000000000, \"topic\": \"t/a\", \"payload\": {\"v\": 2}}\n{\"now\": 1700000001000, \"topic\": \"t/a\", \"payload\": {\"v\": 3}}\n{\"now\": 1700000010000}\n";
+    let (s, v) = inst.admin.post("/api/v1/test", &json!({"rule": windowed, "file": "playground.toml", "topic": "", "sequence": seq}).to_string());
+    assert_eq!(s, 200, "{v}");
+    let lines = v["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 1, "{v}");
+    let rec: Value = serde_json::from_str(lines[0].as_str().unwrap()).unwrap();
+    assert_eq!(rec["value"], json!({"n": 2, "s": 5}), "{v}");
+    let (s, v) = inst.admin.post("/api/v1/test", &json!({"rule": windowed, "topic": "", "sequence": "{\"now\": 1}\nnot json"}).to_string());
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("sequence line 2"), "{v}");
 }
 
 /// History, rollback, shadow runs and promote, through the API (with wrong tokens) and the

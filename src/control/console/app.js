@@ -358,7 +358,9 @@ function pickSample() {
 async function run() {
   const out = $('output');
   out.textContent = 'Running…';
-  const body = { rule: $('editor').value, file: PLAYGROUND_FILE, topic: $('sample-topic').value.trim(), payload: $('sample-payload').value };
+  const body = $('sequence-mode').checked
+    ? { rule: $('editor').value, file: PLAYGROUND_FILE, topic: '', sequence: $('sample-payload').value }
+    : { rule: $('editor').value, file: PLAYGROUND_FILE, topic: $('sample-topic').value.trim(), payload: $('sample-payload').value };
   try {
     const v = await api('POST', '/api/v1/test', body);
     if (v.lines && v.lines.length) out.textContent = v.lines.join('\n');
@@ -437,6 +439,44 @@ async function save() {
     if (e.body && e.body.errors && e.body.errors.length) status.textContent = `Not saved: ${e.body.errors[0].text}`;
     else status.textContent = e.status ? `Not saved: ${e.message}` : 'Not saved: the API is not reachable.';
   }
+}
+
+// ---- Integration channel ---------------------------------------------------------------
+
+function rows(body, items, cells) {
+  body.replaceChildren();
+  for (const it of items) {
+    const tr = document.createElement('tr');
+    for (const [text, cls] of cells(it)) {
+      const td = document.createElement('td');
+      td.textContent = text;
+      if (cls) td.className = cls;
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+}
+
+const time = (ms) => new Date(ms).toISOString().replace('T', ' ').slice(0, 19);
+
+async function refreshIntegration() {
+  const v = await api('GET', '/api/v1/integration');
+  const now = Date.now();
+  const prev = state.intPrev;
+  const dt = prev ? (now - prev.at) / 1000 : 0;
+  rows($('replies-body'), v.replies, (r) => {
+    const before = prev && prev.totals[r.code];
+    const rate = before !== undefined && dt > 0 ? Math.max(0, (r.total - before) / dt).toFixed(1) : '0.0';
+    return [[r.code], [r.message], [rate, 'num'], [String(r.total), 'num']];
+  });
+  for (const tr of $('replies-body').children) tr.dataset.code = tr.firstChild.textContent;
+  state.intPrev = { at: now, totals: Object.fromEntries(v.replies.map((r) => [r.code, r.total])) };
+  const e = v.entries || {};
+  $('entries').textContent = `Entries: ${e.accepted || 0} accepted, ${e.rejected || 0} rejected.`;
+  rows($('files-body'), [...v.files].reverse(), (f) => [[time(f.timeMs)], [f.original], [String(f.bytes), 'num'], [f.uri]]);
+  if (!v.files.length) $('files-body').innerHTML = '<tr><td colspan="4">No file stored yet.</td></tr>';
+  rows($('int-errors-body'), [...v.errors].reverse(), (x) => [[time(x.timeMs)], [String(x.code)], [x.stage], [x.topic], [x.requestId === null || x.requestId === undefined ? '' : String(x.requestId)], [x.message, 'err']]);
+  if (!v.errors.length) $('int-errors-body').innerHTML = '<tr><td colspan="6">No rejected request.</td></tr>';
 }
 
 // ---- Shadow runs -----------------------------------------------------------------------
@@ -535,6 +575,7 @@ async function poll() {
         await refreshTap();
         await refreshShadow();
       }
+      if (!$('view-integration').hidden) await refreshIntegration();
     } catch {
       // shown in the status bar
     }
@@ -559,6 +600,11 @@ function init() {
   ed.addEventListener('click', () => $('completions').hidden = true);
   ed.addEventListener('blur', () => setTimeout(() => ($('completions').hidden = true), 150));
   $('sample-select').addEventListener('change', pickSample);
+  $('sequence-mode').addEventListener('change', () => {
+    const seq = $('sequence-mode').checked;
+    $('sample-topic').disabled = seq;
+    $('payload-label').textContent = seq ? 'Sequence (JSON lines)' : 'Payload';
+  });
   $('run').addEventListener('click', run);
   $('sample-payload').addEventListener('keydown', (e) => {
     if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') run();
@@ -568,7 +614,10 @@ function init() {
   $('shadow-start').addEventListener('click', startShadow);
   $('shadow-promote').addEventListener('click', promoteShadow);
   $('shadow-stop').addEventListener('click', stopShadow);
-  window.addEventListener('hashchange', showView);
+  window.addEventListener('hashchange', () => {
+    showView();
+    if (!$('view-integration').hidden && state.token) refreshIntegration().catch(() => {});
+  });
   showView();
   if (state.token) {
     $('token').value = state.token;

@@ -342,6 +342,13 @@ async fn handle(st: &St, q: &HashMap<String, String>, headers: &HeaderMap, mp: R
         st.stored_files.inc();
         st.stored_bytes.inc_by(u.bytes.len() as u64);
         let uri = format!("{}/{path}", st.root);
+        crate::integration::channel_log::stored(crate::integration::channel_log::StoredFile {
+            time_ms: chrono::Utc::now().timestamp_millis(),
+            source: st.name.to_string(),
+            uri: uri.clone(),
+            original: original.to_string(),
+            bytes: u.bytes.len() as u64,
+        });
         let mut m = meta;
         m.insert("md5".into(), json!(u.md5));
         m.insert("fileLength".into(), json!(u.bytes.len()));
