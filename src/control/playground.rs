@@ -76,13 +76,17 @@ const QUICKSTART: &str = include_str!("../../examples/quickstart.jsonl");
 /// `GET /api/v1/samples`: the seed-format examples.
 pub fn samples() -> Vec<Sample> {
     let mut out: Vec<Sample> = Vec::new();
+    #[derive(Deserialize)]
+    struct Line {
+        topic: Option<String>,
+        payload: Option<Box<serde_json::value::RawValue>>,
+    }
     for line in QUICKSTART.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let (Some(topic), Some(payload)) = (v["topic"].as_str(), v.get("payload")) else { continue };
-        let payload = match payload {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
+        // The payload's text as written (numbers exact); a JSON string is a text payload. Lines
+        // with binary payloads (`payload_base64`) are not offered.
+        let Ok(Line { topic: Some(topic), payload: Some(raw) }) = serde_json::from_str::<Line>(line) else { continue };
+        let topic = topic.as_str();
+        let payload = serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_string());
         let same = out.iter().filter(|s| s.topic == topic).count();
         let name = if same == 0 { topic.to_string() } else { format!("{topic} #{}", same + 1) };
         out.push(Sample { name, topic: topic.to_string(), payload });
@@ -149,14 +153,15 @@ mod tests {
 
     #[test]
     fn check_renders_as_sluice_check_and_samples_are_the_quickstart() {
-        let a = check("sql = \"SELECT deviceName() AS dn, FROM \\\"t/#\\\"\"\n[[actions]]\ntopic = \"out\"\n", None);
+        let a = check("sql = \"SELECT devicename() AS dn FROM \\\"t/#\\\"\"\n[[actions]]\ntopic = \"out\"\n", None);
         assert!(!a.ok);
         let r = &a.errors[0].rendered;
         assert!(r.starts_with("playground.toml:1:"), "{r}");
         assert!(r.lines().last().is_some_and(|l| l.trim_end().ends_with('^')), "a caret under the column: {r}");
         assert!(check("sql = \"SELECT 1 AS one FROM \\\"t/#\\\"\"\n[[actions]]\ntopic = \"out\"\n", None).ok);
         let s = samples();
-        assert!(s.len() >= 20 && s.iter().any(|s| s.topic.ends_with("/thing/event/property/post")), "{s:?}");
+        assert!(s.len() >= 15 && s.iter().any(|s| s.topic.ends_with("/thing/event/property/post")), "{s:?}");
+        assert!(s.iter().any(|s| s.payload.contains("\"seq\":18446744073709551615")), "64-bit numbers as written");
         assert!(functions().iter().any(|f| f.name == "upper" && !f.doc.is_empty()));
     }
 }

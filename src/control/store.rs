@@ -361,7 +361,10 @@ mod tests {
         s.delete("new").unwrap();
         assert!(names(&s).is_empty());
         assert!(matches!(s.delete("new"), Err(StoreError::NotFound(_))));
-        // No temporary file is left behind.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // No temporary file is left behind; the history keeps every version, the deleted one too.
+        let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(left, [crate::control::history::HISTORY_DIR]);
+        let actions: Vec<String> = crate::control::history::list(dir.path(), "new").versions.into_iter().map(|v| v.action).collect();
+        assert_eq!(actions, ["create", "update", "disable", "delete"]);
     }
 }
